@@ -1,0 +1,130 @@
+"""Shared plumbing for the absl scripts: clear errors, atomic outputs, versioned exports.
+
+Every script turns a `UserError` into an absl `UsageError` (one message, exit code 1, no
+traceback) with `@cli.main`, and writes its outputs through `atomic_output` so that a failed
+or killed run never leaves a half-written file where a finished one is expected.
+"""
+
+import contextlib
+import functools
+import os
+import re
+import shutil
+import tempfile
+
+from absl import app
+
+
+class UserError(ValueError):
+    """A problem with the user's input: reported as one line, never as a traceback."""
+
+
+def main(fn):
+    """Wraps a script's `main(argv)` so `UserError`s become absl `UsageError`s."""
+
+    @functools.wraps(fn)
+    def wrapper(argv):
+        if len(argv) > 1:
+            raise app.UsageError(f"unexpected positional arguments: {' '.join(argv[1:])}")
+        try:
+            return fn(argv)
+        except UserError as e:
+            raise app.UsageError(str(e)) from None
+
+    return wrapper
+
+
+def require_file(path, what="file"):
+    if not path:
+        raise UserError(f"no {what} given")
+    if not os.path.exists(path):
+        raise UserError(f"{what} not found: {path}")
+    if not os.path.isfile(path):
+        raise UserError(f"{what} is not a file: {path}")
+    return path
+
+
+def _temp_sibling(path, is_dir):
+    parent = os.path.dirname(os.path.abspath(path)) or "."
+    os.makedirs(parent, exist_ok=True)
+    base = os.path.basename(path)
+    stem, ext = os.path.splitext(base)
+    if is_dir:
+        return tempfile.mkdtemp(prefix=f".tmp-{base}-", dir=parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{stem}-", suffix=ext, dir=parent)
+    os.close(fd)
+    return tmp
+
+
+@contextlib.contextmanager
+def atomic_output(path, is_dir=False):
+    """Yields a temporary path beside `path`; renames it onto `path` only if the block succeeds.
+
+    The temporary name keeps the extension, so writers that choose a format by extension
+    (np.save, PIL, moviepy) still work.
+    """
+    tmp = _temp_sibling(path, is_dir)
+    try:
+        yield tmp
+        if is_dir and os.path.isdir(path):
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.isdir(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+_VERSION = re.compile(r"^\d+$")
+
+
+def versions(model_root):
+    """Integer versions under `model_root` that are complete SavedModels, ascending."""
+    if not os.path.isdir(model_root):
+        return []
+    found = []
+    for name in os.listdir(model_root):
+        full = os.path.join(model_root, name)
+        if _VERSION.match(name) and os.path.isfile(os.path.join(full, "saved_model.pb")):
+            found.append(int(name))
+    return sorted(found)
+
+
+def resolve_model_dir(path, what="model"):
+    """`saved_models/<name>` → its latest complete version; `saved_models/<name>/<v>` → itself."""
+    if not path:
+        raise UserError(f"no {what} directory given")
+    if os.path.isfile(os.path.join(path, "saved_model.pb")):
+        return path
+    if _VERSION.match(os.path.basename(os.path.normpath(path))) and os.path.isdir(path):
+        raise UserError(f"{what} at {path} is incomplete (no saved_model.pb)")
+    found = versions(path)
+    if not found:
+        raise UserError(f"no complete {what} version found under {path}")
+    return os.path.join(path, str(found[-1]))
+
+
+def export_version(export_dir, name, write):
+    """Calls `write(tmp_dir)`, then renames tmp_dir to `export_dir/name/<next integer version>`.
+
+    Returns the final directory. The next version is one past every integer-named entry,
+    complete or not, so an abandoned directory is never overwritten.
+    """
+    root = os.path.join(export_dir, name)
+    os.makedirs(root, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".tmp-export-", dir=root)
+    try:
+        write(tmp)
+        while True:
+            taken = [int(n) for n in os.listdir(root) if _VERSION.match(n)]
+            final = os.path.join(root, str(max(taken, default=0) + 1))
+            try:
+                os.rename(tmp, final)
+                return final
+            except OSError:
+                if not os.path.exists(final):
+                    raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
