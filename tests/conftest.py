@@ -1,0 +1,45 @@
+"""Shared fixtures: a tiny synthetic dataset (arrays, .npz, .mp4) and a CLI runner."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="session")
+def tiny_dancer():
+    """`dict(frames uint8 [240, 54, 96, 1], poses, moves)`: 10 s of the dancer at 24 fps, seed 0."""
+    from tf_dance import synthesize
+    return synthesize.dancer(240, seed=0, fps=24.0)
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tiny_dancer, tmp_path_factory):
+    """Path of `tiny_dancer` saved as a dataset .npz (fps 24, with poses and moves)."""
+    from tf_dance import data
+    path = str(tmp_path_factory.mktemp("tiny") / "dancer.npz")
+    return data.save_dataset(path, tiny_dancer["frames"], 24.0, poses=tiny_dancer["poses"],
+                             moves=tiny_dancer["moves"])
+
+
+@pytest.fixture(scope="session")
+def tiny_video(tiny_dancer, tmp_path_factory):
+    """Path of `tiny_dancer` written as a 96x54 H.264 mp4 at 24 fps."""
+    from tf_dance import video
+    path = str(tmp_path_factory.mktemp("tiny") / "dancer.mp4")
+    return video.write_video(path, tiny_dancer["frames"], 24.0)
+
+
+@pytest.fixture(scope="session")
+def run_module():
+    """`run_module("tf_dance.x", "--flag=v", ...)` → CompletedProcess (text, run in the repo)."""
+    def run(module, *args, timeout=300):
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2",
+                   PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
+        return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=timeout)
+    return run
+

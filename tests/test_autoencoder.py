@@ -1,0 +1,279 @@
+"""The autoencoder: architecture, TF1 resize, training/resume, export, encode/decode, bad inputs."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Must equal flags/tiny_autoencoder.flags (checked below), so in-process and CLI runs compare.
+TINY = dict(steps=20, batch_size=16, learning_rates=[3e-3], lr_boundaries=[], filters=[4, 4, 8, 8],
+            latent_dim=128, val_fraction=0.1, checkpoint_every=10, eval_pairs=50, precision="float32")
+
+
+def _clean(result):
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    return result
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_dataset, tmp_path_factory):
+    """One uninterrupted tiny run, in-process: (result dict, workdir, export_dir)."""
+    from tf_dance import train_autoencoder
+    base = tmp_path_factory.mktemp("ae")
+    result = train_autoencoder.train_and_evaluate(tiny_dataset, str(base / "work"), str(base / "models"),
+                                                  verbose=0, **TINY)
+    return result, str(base / "work"), str(base / "models")
+
+
+def test_shapes_at_every_level():
+    from tf_dance import autoencoder
+    enc = autoencoder.build_encoder(54, 96, 3, [2, 3, 4, 5])
+    dec = autoencoder.build_decoder(54, 96, 3, [2, 3, 4, 5])
+    shapes = {layer.name: tuple(layer.output.shape[1:]) for layer in enc.layers + dec.layers}
+    expected = {
+        "conv1": (54, 96, 2), "pool1": (27, 48, 2), "conv2": (27, 48, 3), "pool2": (14, 24, 3),
+        "conv3": (14, 24, 4), "pool3": (7, 12, 4), "conv4": (7, 12, 5), "pool4": (4, 6, 5),
+        "flatten": (120,), "latent": (128,), "expand": (120,), "unflatten": (4, 6, 5),
+        "upsample4": (7, 12, 5), "deconv4": (7, 12, 5), "upsample3": (14, 24, 5), "deconv3": (14, 24, 4),
+        "upsample2": (27, 48, 4), "deconv2": (27, 48, 3), "upsample1": (54, 96, 3), "deconv1": (54, 96, 2),
+        "logits": (54, 96, 3), "frames": (54, 96, 3),
+    }
+    for name, shape in expected.items():
+        assert shapes[name] == shape, (name, shapes[name], shape)
+    out = dec(enc(np.random.rand(2, 54, 96, 3).astype(np.float32))).numpy()
+    assert out.shape == (2, 54, 96, 3) and out.min() >= 0 and out.max() <= 1
+    with pytest.raises(ValueError):
+        autoencoder.build_encoder(54, 96, 1, [8, 8, 8])
+
+
+@pytest.mark.parametrize("src,dst", [((4, 6), (7, 12)), ((7, 12), (14, 24)), ((14, 24), (27, 48)),
+                                     ((27, 48), (54, 96)), ((5, 9), (13, 4)), ((3, 3), (10, 7))])
+def test_resize_matches_tf1(src, dst):
+    import tensorflow as tf
+    from tf_dance import autoencoder
+    x = np.random.default_rng(0).normal(size=(2, *src, 3)).astype(np.float32)
+    want = tf.compat.v1.image.resize_nearest_neighbor(x, dst, align_corners=False, half_pixel_centers=False)
+    got = autoencoder.ResizeNearestTF1(*dst)(x)
+    np.testing.assert_array_equal(got.numpy(), want.numpy())
+
+
+def test_resize_differs_from_keras_and_compiles_with_xla():
+    """Keras's half-pixel Resizing picks other pixels (why the layer exists); its gradient compiles."""
+    import keras
+    import tensorflow as tf
+    from tf_dance import autoencoder
+    x = tf.constant(np.arange(4 * 6, dtype=np.float32).reshape(1, 4, 6, 1))
+    ours = autoencoder.ResizeNearestTF1(7, 12)
+    assert not np.array_equal(ours(x).numpy(), keras.layers.Resizing(7, 12, interpolation="nearest")(x).numpy())
+
+    @tf.function(jit_compile=True)
+    def grad(v):
+        with tf.GradientTape() as tape:
+            tape.watch(v)
+            y = tf.reduce_sum(ours(v) ** 2)
+        return tape.gradient(y, v)
+
+    counts = np.bincount(ours.source_indices(4, 7), minlength=4)[:, None] * \
+        np.bincount(ours.source_indices(6, 12), minlength=6)[None, :]
+    np.testing.assert_allclose(grad(x).numpy()[0, ..., 0], 2 * x.numpy()[0, ..., 0] * counts)
+
+
+def test_keras_file_round_trip(tmp_path):
+    import keras
+    from tf_dance import autoencoder
+    dec = autoencoder.build_decoder(54, 96, 1, [2, 2, 2, 2])
+    dec.save(tmp_path / "d.keras")
+    again = keras.models.load_model(tmp_path / "d.keras", safe_mode=True)
+    z = np.random.default_rng(1).normal(size=(3, 128)).astype(np.float32)
+    np.testing.assert_allclose(again(z).numpy(), dec(z).numpy(), rtol=1e-6)
+
+
+def test_spearman_and_iou():
+    from tf_dance import autoencoder
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=50)
+    y = x ** 3 + 0.1 * rng.normal(size=50)
+    rank = lambda v: np.argsort(np.argsort(v))  # noqa: E731 (no ties)
+    d = rank(x) - rank(y)
+    assert autoencoder.spearman(x, y) == pytest.approx(1 - 6 * (d ** 2).sum() / (50 * (50 ** 2 - 1)))
+    assert autoencoder.spearman(x, np.exp(x)) == pytest.approx(1.0)
+    assert autoencoder.spearman(x, -x) == pytest.approx(-1.0)
+    assert autoencoder.spearman([1, 2, 2, 3], [1, 2, 2, 3]) == pytest.approx(1.0)  # ties
+    a = np.zeros((3, 4, 4, 1))
+    b = np.zeros((3, 4, 4, 1))
+    a[0, :2] = 1
+    b[0, :1] = 1  # IoU 1/2
+    a[1, 0, 0] = 1  # IoU 0
+    np.testing.assert_allclose(autoencoder.frame_iou(a, b), [0.5, 0.0, 1.0])
+
+
+def test_train_evaluate_export(trained):
+    result, work, models = trained
+    m = result["metrics"]
+    assert m["steps"] == TINY["steps"] and m["held_out"] and m["eval_frames"] == 24
+    for key in ("iou", "iou_pooled", "mse", "spearman_pixel_vs_latent"):
+        assert np.isfinite(m[key])
+    assert 0 <= m["iou"] <= 1 and 0 <= m["mse"] <= 1 and -1 <= m["spearman_pixel_vs_latent"] <= 1
+    assert result["encoder_dir"] == os.path.join(models, "encoder", "1")
+    assert result["decoder_dir"] == os.path.join(models, "decoder", "1")
+    for name in ("eval.json", "reconstructions.png", "encoder.keras", "decoder.keras", "state.json"):
+        assert os.path.isfile(os.path.join(work, name)), name
+    with open(os.path.join(work, "eval.json")) as f:
+        assert json.load(f)["metrics"]["steps"] == TINY["steps"]
+    assert any(n.startswith("events.out.tfevents") for n in os.listdir(os.path.join(work, "logs")))
+
+
+def test_reload_without_tf_dance_matches(trained, tiny_dancer, tmp_path):
+    """Plain TensorFlow (no tf_dance on the path) runs both SavedModels like encode/decode do."""
+    from tf_dance import encode
+    result, _, _ = trained
+    frames = tiny_dancer["frames"][:37]
+    np.save(tmp_path / "frames.npy", frames)
+    script = f"""
+import sys, numpy as np, tensorflow as tf
+enc = tf.saved_model.load({result['encoder_dir']!r}).signatures["serving_default"]
+dec = tf.saved_model.load({result['decoder_dir']!r}).signatures["serving_default"]
+assert list(enc.structured_input_signature[1]) == ["frames"] and list(enc.structured_outputs) == ["latent"]
+assert list(dec.structured_input_signature[1]) == ["latent"] and list(dec.structured_outputs) == ["frames"]
+x = np.load("frames.npy").astype(np.float32) / 255.0
+z = enc(frames=tf.constant(x))["latent"].numpy()
+np.save("latent.npy", z)
+np.save("decoded.npy", dec(latent=tf.constant(z))["frames"].numpy())
+assert "tf_dance" not in sys.modules
+"""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    _clean(subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=120)).check_returncode()
+    z = encode.encode_frames(result["encoder_dir"], frames, batch_size=16)
+    assert z.shape == (37, 128) and z.dtype == np.float32
+    np.testing.assert_allclose(z, np.load(tmp_path / "latent.npy"), rtol=1e-4, atol=1e-5)
+    decoded = encode.decode_latents(result["decoder_dir"], z, batch_size=10)
+    assert decoded.shape == frames.shape and decoded.dtype == np.uint8
+    expected = np.round(np.load(tmp_path / "decoded.npy") * 255)
+    assert np.abs(decoded.astype(int) - expected).max() <= 1
+
+
+def test_resume_after_kill_matches_unbroken_run(trained, tiny_dataset, tmp_path, run_module):
+    import keras
+    from tf_dance import autoencoder  # noqa: F401 (registers the custom layer for loading)
+    _, unbroken, _ = trained
+    work, models = str(tmp_path / "work"), str(tmp_path / "models")
+    args = [f"--flagfile={ROOT}/flags/tiny_autoencoder.flags", f"--data={tiny_dataset}", f"--workdir={work}",
+            f"--export_dir={models}"]
+    first = _clean(run_module("tf_dance.train_autoencoder", *args, "--stop_after=15"))
+    assert first.returncode == 0, first.stderr[-2000:]
+    with open(os.path.join(work, "state.json")) as f:
+        assert json.load(f)["step"] == 10  # the last checkpoint before the "kill"
+    assert not os.path.exists(models)
+    second = _clean(run_module("tf_dance.train_autoencoder", *args))
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert "Resuming" in second.stdout and "at step 10 of 20" in second.stdout
+    with open(os.path.join(work, "eval.json")) as f:
+        assert json.load(f)["metrics"]["steps"] == 20
+    assert os.listdir(os.path.join(models, "encoder")) == ["1"]
+    for name in ("encoder", "decoder"):
+        a = keras.models.load_model(os.path.join(work, f"{name}.keras")).get_weights()
+        b = keras.models.load_model(os.path.join(unbroken, f"{name}.keras")).get_weights()
+        for x, y in zip(a, b):
+            np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+
+
+def test_flagfiles_parse():
+    from absl import flags
+    from tf_dance import train_autoencoder
+    for name in ("paper", "quick", "tiny"):
+        fv = flags.FlagValues()
+        train_autoencoder.define_flags(fv)
+        fv(["prog", f"--flagfile={ROOT}/flags/{name}_autoencoder.flags"])
+        config = train_autoencoder.check_config(
+            {k: fv[k].value for k in train_autoencoder.DEFAULTS if k in fv})
+        if name == "paper":
+            assert config["batch_size"] == 200 and config["steps"] == 150_000
+            assert config["learning_rates"] == [1e-3, 1e-4] and config["lr_boundaries"] == [10_000]
+            assert config["filters"][-1] == 32 and config["latent_dim"] == 128
+        if name == "tiny":
+            assert {k: config[k] for k in TINY} == TINY
+
+
+def test_encode_cli(trained, tiny_dataset, tiny_dancer, tmp_path, run_module):
+    from tf_dance import encode
+    result, _, models = trained
+    out = str(tmp_path / "latents.npy")
+    r = _clean(run_module("tf_dance.encode", f"--data={tiny_dataset}", f"--encoder={models}/encoder",
+                          f"--out={out}", "--batch_size=100", "--noprogress"))
+    assert r.returncode == 0, r.stderr[-2000:]
+    z = np.load(out)
+    assert z.shape == (240, 128) and z.dtype == np.float32
+    np.testing.assert_allclose(z, encode.encode_frames(result["encoder_dir"], tiny_dancer["frames"]),
+                               rtol=1e-4, atol=1e-5)
+    small = str(tmp_path / "small.npz")
+    np.savez(small, frames=np.zeros((3, 48, 64, 1), np.uint8), fps=np.float32(24))
+    r = _clean(run_module("tf_dance.encode", f"--data={small}", f"--encoder={models}/encoder",
+                          f"--out={tmp_path}/bad.npy"))
+    assert r.returncode != 0 and "expects 96x54x1" in r.stderr and not os.path.exists(tmp_path / "bad.npy")
+
+
+def test_model_dir_errors(trained, tiny_dancer, tmp_path):
+    from tf_dance import cli, encode
+    result, _, models = trained
+    frames = tiny_dancer["frames"][:4]
+    half = os.path.join(models, "encoder", "7")
+    os.makedirs(os.path.join(half, "variables"))
+    try:  # a half-written higher version is skipped when a root is given...
+        z = encode.encode_frames(os.path.join(models, "encoder"), frames)
+        np.testing.assert_allclose(z, encode.encode_frames(result["encoder_dir"], frames))
+        with pytest.raises(cli.UserError, match="incomplete"):  # ...and refused when named
+            encode.encode_frames(half, frames)
+    finally:
+        os.rmdir(os.path.join(half, "variables"))
+        os.rmdir(half)
+    with pytest.raises(cli.UserError, match="no complete encoder"):
+        encode.encode_frames(str(tmp_path / "nothing"), frames)
+    with pytest.raises(cli.UserError, match="is not a SavedModel encoder"):
+        encode.encode_frames(result["decoder_dir"], frames)
+    with pytest.raises(cli.UserError, match="expects 96x54x1"):
+        encode.encode_frames(result["encoder_dir"], np.zeros((2, 48, 64, 1), np.uint8))
+    with pytest.raises(cli.UserError, match=r"\[N, 128\]"):
+        encode.decode_latents(result["decoder_dir"], np.zeros((2, 10), np.float32))
+    with pytest.raises(cli.UserError, match="NaN"):
+        encode.decode_latents(result["decoder_dir"], np.full((2, 128), np.nan, np.float32))
+
+
+def test_bad_config_and_changed_settings(trained, tiny_dataset):
+    from tf_dance import cli, train_autoencoder
+    _, work, models = trained
+    for bad, match in ((dict(filters=[8, 8, 8]), "filters"), (dict(learning_rates=[1e-3, 1e-4]), "one more"),
+                       (dict(batch_size=0), "batch_size"), (dict(loss="l1"), "loss"),
+                       (dict(val_fraction=1.0), "val_fraction"), (dict(colour="red"), "unknown")):
+        with pytest.raises(cli.UserError, match=match):
+            train_autoencoder.train_and_evaluate(tiny_dataset, work, models, **{**TINY, **bad})
+    with pytest.raises(cli.UserError, match="different settings.*filters"):
+        train_autoencoder.train_and_evaluate(tiny_dataset, work, models, **{**TINY, "filters": [4, 4, 8, 16]})
+
+
+def test_cli_errors(tmp_path, run_module):
+    """Bad flags, an empty dataset and a frame-size mismatch: one message, exit != 0, nothing written."""
+    empty = str(tmp_path / "empty.npz")
+    np.savez(empty, frames=np.zeros((0, 54, 96, 1), np.uint8), fps=np.float32(24))
+    small = str(tmp_path / "small.npz")
+    np.savez(small, frames=np.zeros((3, 48, 64, 1), np.uint8), fps=np.float32(24))
+    models = str(tmp_path / "models")
+    cases = [
+        ("tf_dance.train_autoencoder", [f"--data={small}", "--batch_size=0"], "batch_size"),
+        ("tf_dance.train_autoencoder", [f"--data={small}", "--filters=8,8"], "filters"),
+        ("tf_dance.train_autoencoder", [f"--data={empty}", f"--workdir={tmp_path}/w", f"--export_dir={models}"],
+         "no frames"),
+        ("tf_dance.encode", [f"--data={small}", f"--encoder={tmp_path}/none", f"--out={tmp_path}/z.npy"],
+         "no complete encoder"),
+    ]
+    for module, args, message in cases:
+        r = _clean(run_module(module, *args))
+        assert r.returncode != 0 and message in r.stderr, (module, args, r.stderr[-2000:])
+    assert not os.path.exists(models) and not os.path.exists(tmp_path / "z.npy")
+    assert not os.path.exists(tmp_path / "w" / "state.json")

@@ -1,0 +1,129 @@
+import os
+
+import numpy as np
+import pytest
+
+from tf_dance import cli, data
+
+
+def _frames(n=5, h=data.HEIGHT, w=data.WIDTH, c=1, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (n, h, w, c), dtype=np.uint8)
+
+
+def test_round_trip_keeps_frames_fps_and_extras(tmp_path):
+    frames = _frames(c=3)
+    poses = np.ones((5, 4), np.float32)
+    path = data.save_dataset(str(tmp_path / "d.npz"), frames, 12.5, poses=poses)
+    got, fps, extras = data.load_dataset(path, height=54, width=96, channels=3)
+    np.testing.assert_array_equal(got, frames)
+    assert fps == 12.5
+    assert list(extras) == ["poses"] and extras["poses"].shape == (5, 4)
+    assert os.listdir(tmp_path) == ["d.npz"]
+
+
+def test_tiny_dataset_fixture_loads(tiny_dataset):
+    frames, fps, extras = data.load_dataset(tiny_dataset, data.HEIGHT, data.WIDTH, 1)
+    assert frames.shape == (240, 54, 96, 1) and fps == 24.0
+    assert extras["poses"].shape[0] == extras["moves"].shape[0] == 240
+
+
+@pytest.mark.parametrize("frames, message", [
+    (np.zeros((3, 54, 96, 1), np.float32), "uint8"),
+    (np.zeros((3, 54, 96), np.uint8), "[N, H, W, C]"),
+    (np.zeros((0, 54, 96, 1), np.uint8), "no frames"),
+    (np.zeros((3, 54, 96, 2), np.uint8), "1 or 3 channels"),
+    (np.zeros((3, 4, 96, 1), np.uint8), "too small"),
+])
+def test_save_rejects_bad_frames_and_writes_nothing(tmp_path, frames, message):
+    with pytest.raises(cli.UserError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        data.save_dataset(str(tmp_path / "d.npz"), frames, 24)
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("fps", [0, -3, float("nan"), float("inf")])
+def test_save_rejects_bad_fps(tmp_path, fps):
+    with pytest.raises(cli.UserError, match="fps"):
+        data.save_dataset(str(tmp_path / "d.npz"), _frames(), fps)
+    assert os.listdir(tmp_path) == []
+
+
+def _write_npz(path, **arrays):
+    np.savez(path, **arrays)
+    return str(path)
+
+
+@pytest.mark.parametrize("arrays, message", [
+    (dict(fps=np.float32(24)), "no 'frames'"),
+    (dict(frames=np.zeros((2, 54, 96, 1), np.int16), fps=np.float32(24)), "uint8"),
+    (dict(frames=np.zeros((54, 96), np.uint8), fps=np.float32(24)), "shape"),
+    (dict(frames=np.zeros((0, 54, 96, 1), np.uint8), fps=np.float32(24)), "no frames"),
+    (dict(frames=np.zeros((2, 54, 96, 1), np.uint8)), "fps"),
+    (dict(frames=np.zeros((2, 54, 96, 1), np.uint8), fps=np.float32(-1)), "fps"),
+])
+def test_load_rejects_bad_contents(tmp_path, arrays, message):
+    path = _write_npz(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(cli.UserError, match=message):
+        data.load_dataset(path)
+
+
+def test_load_refuses_pickled_objects(tmp_path):
+    path = _write_npz(tmp_path / "obj.npz", frames=np.array([{"evil": 1}], dtype=object),
+                      fps=np.float32(24))
+    with pytest.raises(cli.UserError, match="not a readable"):
+        data.load_dataset(path)
+
+
+def test_load_rejects_missing_and_non_npz_files(tmp_path):
+    with pytest.raises(cli.UserError, match="not found"):
+        data.load_dataset(str(tmp_path / "nope.npz"))
+    with pytest.raises(cli.UserError, match="no dataset"):
+        data.load_dataset("")
+    text = tmp_path / "text.npz"
+    text.write_text("not a zip")
+    with pytest.raises(cli.UserError, match="not a readable"):
+        data.load_dataset(str(text))
+    with pytest.raises(cli.UserError, match="not a file"):
+        data.load_dataset(str(tmp_path))
+
+
+def test_load_checks_requested_size_and_channels(tmp_path):
+    path = data.save_dataset(str(tmp_path / "d.npz"), _frames(h=40, w=64), 10)
+    with pytest.raises(cli.UserError, match="64x40 frames but 96x54"):
+        data.load_dataset(path, height=54, width=96)
+    with pytest.raises(cli.UserError, match="1-channel frames but 3"):
+        data.load_dataset(path, channels=3)
+    assert data.load_dataset(path, height=40, width=64, channels=1)[0].shape == (5, 40, 64, 1)
+
+
+def test_to_float_maps_to_unit_range():
+    out = data.to_float(np.array([0, 51, 255], np.uint8))
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, [0.0, 0.2, 1.0])
+
+
+def test_latents_from_npy_and_perlin_npz(tmp_path):
+    z = np.random.default_rng(0).normal(size=(7, 3)).astype(np.float64)
+    npy = data.save_array(str(tmp_path / "z.npy"), z)
+    got = data.load_latents(npy, dim=3)
+    assert got.dtype == np.float32 and got.shape == (7, 3)
+    npz = _write_npz(tmp_path / "p.npz", vectors=z[:, :2].astype(np.float32), fps=np.float32(24))
+    assert data.load_latents(npz).shape == (7, 2)
+
+
+@pytest.mark.parametrize("array, dim, message", [
+    (np.zeros((4, 3), np.float32), 5, "3-d but the model needs 5-d"),
+    (np.zeros((4,), np.float32), None, "non-empty"),
+    (np.zeros((0, 3), np.float32), None, "non-empty"),
+    (np.zeros((4, 3), np.int32), None, "floating point"),
+    (np.array([[0.0, np.nan], [1.0, 2.0], [np.inf, 0.0]], np.float32), None, "2 latent vectors"),
+])
+def test_latents_validation(tmp_path, array, dim, message):
+    path = data.save_array(str(tmp_path / "z.npy"), array)
+    with pytest.raises(cli.UserError, match=message):
+        data.load_latents(path, dim=dim)
+
+
+def test_latents_npz_without_known_key(tmp_path):
+    path = _write_npz(tmp_path / "x.npz", other=np.zeros((2, 2), np.float32))
+    with pytest.raises(cli.UserError, match="neither 'latents' nor 'vectors'"):
+        data.load_latents(path)

@@ -1,0 +1,127 @@
+"""evaluate: the report on an existing rollout, a fresh rollout of an exported LSTM, and bad input."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tf_dance import report, synthesize
+
+FPS = 24.0
+DIM = 16
+
+
+def dance_latents(frames, seed, dim=DIM):
+    params, _ = synthesize.choreography(frames, seed=seed, fps=FPS)
+    rng = np.random.default_rng(123)
+    weights = rng.normal(size=(params.shape[1], dim)) * 3.0 / np.sqrt(params.shape[1])
+    return np.tanh(params @ weights + 0.3 * rng.normal(size=dim)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("evaluate")
+    train = dance_latents(3000, seed=0)
+    frozen = np.concatenate([train[100:148], np.repeat(train[148:149], 400, axis=0)])
+    paths = dict(root=root, train=str(root / "train.npy"), frozen=str(root / "frozen.npy"),
+                 dancers=str(root / "dancers.npy"), wrong=str(root / "wrong.npy"))
+    np.save(paths["train"], train)
+    np.save(paths["frozen"], frozen)
+    np.save(paths["dancers"], np.stack([dance_latents(400, seed=s) for s in (3, 4)]))
+    np.save(paths["wrong"], np.zeros((100, DIM + 1), np.float32))
+    return paths
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory):
+    """An untrained 1-layer LSTM (it settles into a pose within a few frames) and a tiny decoder."""
+    import keras
+    from tf_dance import autoencoder, cli, rollout, sequence_model
+    root = str(tmp_path_factory.mktemp("saved_models"))
+    train = dance_latents(3000, seed=0)
+    mean, std = sequence_model.standardizer(train)
+    lstm = sequence_model.build_model("lstm", DIM, mean, std, batch_size=1, units=8, num_layers=1)
+    rollout.export(lstm, root, "dance_lstm")
+    keras.utils.set_random_seed(0)
+    decoder = autoencoder.build_decoder(54, 96, 1, [2, 2, 2, 2], latent_dim=DIM)
+    cli.export_version(root, "decoder", lambda d: autoencoder.export_decoder(decoder, d))
+    return root
+
+
+def _no_temp_left(directory):
+    return not [n for n in os.listdir(directory) if n.startswith(".tmp")]
+
+
+def test_cli_on_a_frozen_rollout(run_module, files):
+    out = files["root"] / "eval_frozen"
+    result = run_module("tf_dance.evaluate", f"--generated={files['frozen']}", f"--latents={files['train']}",
+                        f"--out_dir={out}")
+    assert result.returncode == 0, result.stderr
+    assert "frozen: YES" in result.stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["verdicts"]["frozen"] and not metrics["verdicts"]["copying"]
+    freeze = metrics["dancers"][0]["freeze"]
+    assert freeze["longest_still_seconds"] == pytest.approx(400 / FPS, abs=0.1)
+    text = (out / "report.md").read_text()
+    for name in ("figure7_motion.png", "coverage.png", "novelty.png"):
+        assert f"({name})" in text
+        assert Image.open(out / name).size[0] > 300
+    assert _no_temp_left(files["root"])
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--generated=/nonexistent.npy"], "not found"),
+    (["--generated={wrong}"], "17-d but the training latents are 16-d"),
+    (["--generated={frozen}", "--model_dir=/x"], "exactly one of --model_dir"),
+    (["--model_dir=/nonexistent"], "not found"),
+    (["--generated={frozen}", "--latents=/nonexistent.npy"], "not found"),
+])
+def test_cli_rejects_bad_input_cleanly(run_module, files, args, message):
+    out = files["root"] / "eval_bad"
+    args = [a.format(**files) for a in args]
+    if not any(a.startswith("--latents") for a in args):
+        args.append(f"--latents={files['train']}")
+    result = run_module("tf_dance.evaluate", *args, f"--out_dir={out}")
+    assert result.returncode != 0
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert not out.exists() and _no_temp_left(files["root"])
+
+
+def test_report_for_several_dancers(files, tmp_path):
+    generated = report.load_generated(files["dancers"])
+    train = np.load(files["train"])
+    result = report.evaluate_dance(generated, train, FPS, str(tmp_path / "eval"), progress=False,
+                                   options=dict(note="two dancers"))
+    assert len(result["dancers"]) == 2 and result["options"]["note"] == "two dancers"
+    assert not any(result["verdicts"].values()), result["verdicts"]
+    on_disk = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert on_disk["verdicts"] == result["verdicts"]
+    assert "## Dancer 1" in (tmp_path / "eval" / "report.md").read_text()
+
+
+def test_rollout_of_an_untrained_lstm_is_frozen(run_module, files, tiny_models):
+    out = files["root"] / "eval_rollout"
+    result = run_module("tf_dance.evaluate", f"--model_dir={tiny_models}/dance_lstm", f"--latents={files['train']}",
+                        "--frames=300", "--seed_index=10", "--seed_frames=20", f"--out_dir={out}")
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["verdicts"]["frozen"]  # the paper's Figure 7: an LSTM settling on one pose
+    assert metrics["options"]["seed_index"] == 10
+    assert np.load(out / "generated.npy").shape == (300, DIM)
+
+
+def test_decoded_pictures(files, tiny_models, tmp_path):
+    from tf_dance import generation
+    train, frozen = np.load(files["train"]), np.load(files["frozen"])
+    data_frames = np.zeros((10, 54, 96, 1), np.uint8)
+    data_frames[:, 20:40, 40:50] = 255
+    result = report.evaluate_dance(frozen, train, FPS, str(tmp_path / "eval"), progress=False,
+                                   decoder_dir=generation.resolve(tiny_models, "decoder"), data_frames=data_frames)
+    for name in ("figure2_strip.png", "figure5_average.png", "figure7_last_frames.png"):
+        assert Image.open(tmp_path / "eval" / name).size[0] > 300
+        assert f"({name})" in (tmp_path / "eval" / "report.md").read_text()
+    average = np.asarray(Image.open(tmp_path / "eval" / "figure5_average.png").convert("L"))
+    assert average.max() == 255  # the data's average silhouette is drawn (white block, 3x upscaled)
+    assert 0 <= result["pictures"]["crispness"] <= 1

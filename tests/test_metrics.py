@@ -1,0 +1,163 @@
+"""Each measure must pass the data itself and fail what it exists to catch."""
+
+import time
+
+import numpy as np
+import pytest
+
+from tf_dance import metrics, synthesize
+
+FPS = 24.0
+
+
+def dance_latents(frames, seed, dim=32):
+    """Latent-like vectors of the procedural dancer: its move parameters through a fixed random tanh layer."""
+    params, _ = synthesize.choreography(frames, seed=seed, fps=FPS)
+    rng = np.random.default_rng(123)
+    weights = rng.normal(size=(params.shape[1], dim)) * 3.0 / np.sqrt(params.shape[1])
+    return np.tanh(params @ weights + 0.3 * rng.normal(size=dim)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def train():
+    return dance_latents(6000, seed=0)
+
+
+@pytest.fixture(scope="module")
+def reference(train):
+    return metrics.Reference(train, FPS, clusters=32, seed=0)
+
+
+def test_longest_run_and_windowed_mean():
+    assert metrics.longest_run([0, 1, 1, 0, 1, 1, 1, 0]) == (3, 4)
+    assert metrics.longest_run([1, 1]) == (2, 0)
+    assert metrics.longest_run(np.zeros(5, bool)) == (0, 0)
+    np.testing.assert_allclose(metrics.windowed_mean(np.arange(7.0), 3), [1.0, 4.0])
+    np.testing.assert_allclose(metrics.motion([[0, 0], [3, 4], [3, 4]]), [5.0, 0.0])
+    z = np.random.default_rng(0).normal(size=(50, 3))
+    spread = metrics.window_spread(z, 10)
+    brute = [np.sqrt(np.mean(np.sum((w - w.mean(0)) ** 2, axis=1))) for w in (z[i:i + 10] for i in range(41))]
+    np.testing.assert_allclose(spread, brute, atol=1e-9)
+
+
+def test_nearest_matches_brute_force_and_respects_exclusion():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(50, 7)), rng.normal(size=(3000, 7))
+    brute = np.linalg.norm(a[:, None] - b[None], axis=2)
+    dist, idx = metrics.nearest(a, b)
+    np.testing.assert_array_equal(idx, brute.argmin(1))
+    np.testing.assert_allclose(dist, brute.min(1), rtol=1e-4, atol=1e-4)
+    keys_a, keys_b = np.arange(50) * 60, np.arange(3000)
+    dist, idx = metrics.nearest(a, b, exclude=(keys_a, keys_b, 10))
+    assert np.all(np.abs(keys_b[idx] - keys_a) >= 10)
+    masked = np.where(np.abs(keys_a[:, None] - keys_b[None]) < 10, np.inf, brute)
+    np.testing.assert_array_equal(idx, masked.argmin(1))
+
+
+def test_kmeans_finds_separated_blobs():
+    rng = np.random.default_rng(1)
+    centres = rng.normal(size=(5, 3)) * 20
+    x = np.concatenate([c + rng.normal(size=(200, 3)) for c in centres])
+    found = metrics.kmeans(x, 5, seed=0)
+    assert found.shape == (5, 3)
+    assert np.max(np.min(np.linalg.norm(centres[:, None] - found[None], axis=2), axis=1)) < 0.5
+    np.testing.assert_array_equal(found, metrics.kmeans(x, 5, seed=0))
+    assert len(metrics.kmeans(np.ones((30, 2)), 8)) == 1  # fewer distinct points than k
+
+
+def test_data_itself_passes_every_check(reference, train):
+    excerpt = reference.evaluate(train[2000:3200])
+    assert not excerpt["freeze"]["frozen"]
+    assert 0.85 <= excerpt["coverage"]["coverage_ratio"] <= 1.15
+    assert excerpt["coverage"]["in_distribution_share"] > 0.95
+    assert 0.6 < excerpt["motion"]["motion_ratio"] < 1.6
+    whole = reference.evaluate(train)
+    assert not whole["freeze"]["frozen"] and whole["coverage"]["coverage_ratio"] == pytest.approx(1.0)
+
+
+def test_new_plausible_dance_is_not_flagged(reference):
+    other = dance_latents(1200, seed=7)  # same style, different choreography
+    result = reference.evaluate(other)
+    flags = {k: v for k, v in result["verdicts"].items() if k != "rules"}
+    assert not any(flags.values()), flags
+    assert result["novelty"]["copy_share"] < 0.3
+    assert 0.6 < result["novelty"]["novelty_ratio"] < 2.0
+
+
+def test_holding_a_pose_is_frozen(reference, train):
+    rng = np.random.default_rng(2)
+    moving = train[500:548]
+    jitter = 0.02 * np.median(metrics.motion(train))  # per dimension: adds up to 0.23x the median per frame
+    held = np.repeat(train[548:549], 552, axis=0) + jitter * rng.normal(size=(552, train.shape[1]))
+    result = reference.evaluate(np.concatenate([moving, held]).astype(np.float32))
+    assert result["freeze"]["frozen"] and result["verdicts"]["frozen"]
+    # windows that hold a moving frame or two can still count as still: edges blur by a few frames
+    assert result["freeze"]["longest_still_seconds"] == pytest.approx(552 / FPS, abs=0.25)
+    assert result["freeze"]["longest_still_start_seconds"] == pytest.approx(48 / FPS, abs=0.25)
+    assert result["verdicts"]["sluggish"] and result["verdicts"]["narrow"]
+
+
+def test_settling_into_a_pose_is_frozen(reference, train):
+    t = np.arange(1500)[:, None]
+    settling = train[3000] + (train[3001:4501] - train[3000]) * np.exp(-t / 120.0)
+    result = reference.evaluate(settling)
+    assert result["verdicts"]["frozen"]
+    assert result["motion"]["tail_motion_ratio"] < 0.05
+
+
+def test_verbatim_replay_is_a_copy(reference, train):
+    result = reference.evaluate(train[1237:1237 + 960])
+    novelty = result["novelty"]
+    assert result["verdicts"]["copying"] and novelty["copy_share"] == 1.0
+    assert novelty["longest_copy_seconds"] == pytest.approx(960 / FPS)
+    np.testing.assert_array_equal(novelty["window_sources"], 1237 + 24 * np.arange(40))
+    assert not result["verdicts"]["frozen"]
+
+
+def test_copy_found_with_a_strided_bank(train):
+    ref = metrics.Reference(train, FPS, max_bank=2000)  # stride 3: shifted queries must still line up
+    assert ref.bank_stride == 3
+    result = ref.evaluate(train[1001:1001 + 480])
+    assert result["novelty"]["copy_share"] == 1.0
+    assert not ref.evaluate(dance_latents(1200, seed=7))["verdicts"]["copying"]
+
+
+def test_collapse_to_the_average_and_noise_are_caught(reference, train):
+    rng = np.random.default_rng(3)
+    average = train.mean(0) + 1e-3 * rng.normal(size=(600, train.shape[1]))
+    result = reference.evaluate(average.astype(np.float32))
+    assert result["verdicts"]["frozen"] and result["coverage"]["spread_ratio"] < 0.05
+    shuffled = reference.evaluate(train[rng.permutation(len(train))[:600]])
+    assert shuffled["verdicts"]["hectic"] and not shuffled["verdicts"]["frozen"]
+    walk = np.cumsum(0.05 * rng.normal(size=(600, train.shape[1])), axis=0) + train.mean(0)
+    assert reference.evaluate(walk.astype(np.float32))["verdicts"]["off_distribution"]
+
+
+def test_bad_inputs_raise(reference, train):
+    with pytest.raises(ValueError, match="at least"):
+        metrics.Reference(train[:50], FPS)
+    with pytest.raises(ValueError, match="never change"):
+        metrics.Reference(np.ones((500, 4), np.float32), FPS)
+    with pytest.raises(ValueError, match=r"\[T, 32\]"):
+        reference.evaluate(np.zeros((100, 8), np.float32))
+    bad = train[:100].copy()
+    bad[5, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        reference.evaluate(bad)
+
+
+def test_short_rollout_skips_novelty(reference, train):
+    result = reference.evaluate(train[:10])
+    assert result["novelty"]["windows"] == 0 and not result["verdicts"]["copying"]
+
+
+def test_sixty_thousand_frames_in_seconds():
+    train = dance_latents(60000, seed=0, dim=128)
+    generated = dance_latents(60000, seed=5, dim=128)
+    start = time.perf_counter()
+    reference = metrics.Reference(train, FPS)
+    result = reference.evaluate(generated)
+    elapsed = time.perf_counter() - start
+    assert elapsed < 30, f"{elapsed:.1f} s"
+    assert not result["verdicts"]["frozen"] and not result["verdicts"]["copying"]
+    assert result["novelty"]["windows"] == 2500

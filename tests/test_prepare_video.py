@@ -1,0 +1,157 @@
+import os
+import struct
+import subprocess
+
+import numpy as np
+import pytest
+
+from tf_dance import cli, data, video
+
+
+def _iou(a, b, threshold=128):
+    a, b = a >= threshold, b >= threshold
+    return (a & b).sum((1, 2, 3)) / np.maximum((a | b).sum((1, 2, 3)), 1)
+
+
+@pytest.fixture(scope="module")
+def wide_video(tmp_path_factory):
+    """192x54 frames: black left quarter, white middle half (gray stripe on top), black right."""
+    frames = np.zeros((10, 54, 192, 1), np.uint8)
+    frames[:, :, 48:144] = 255
+    frames[:, :6, 48:144] = 100
+    path = str(tmp_path_factory.mktemp("wide") / "wide.mp4")
+    return video.write_video(path, frames, 10)
+
+
+def test_round_trip_synthesize_video_then_prepare_recovers_frames(tmp_path, run_module):
+    npz, mp4, out = tmp_path / "d.npz", tmp_path / "d.mp4", tmp_path / "p.npz"
+    r = run_module("tf_dance.synthesize", "--kind=dancer", "--frames=240", "--seed=11",
+                   f"--out={npz}", f"--video={mp4}")
+    assert r.returncode == 0, r.stderr
+    r = run_module("tf_dance.prepare_video", f"--video={mp4}", f"--out={out}")
+    assert r.returncode == 0, r.stderr
+    assert "240 frames" in r.stdout
+    original, fps0, _ = data.load_dataset(str(npz))
+    frames, fps, extras = data.load_dataset(str(out), data.HEIGHT, data.WIDTH, 1)
+    assert fps == fps0 == 24.0 and frames.shape == original.shape
+    assert _iou(frames, original).min() >= 0.95
+    assert str(extras["source"]) == "d.mp4"
+
+
+def test_cli_passes_every_flag(tmp_path, run_module, wide_video):
+    out = tmp_path / "p.npz"
+    r = run_module("tf_dance.prepare_video", f"--video={wide_video}", f"--out={out}", "--fps=5",
+                   "--width=32", "--height=24", "--channels=3", "--fit=pad", "--crop=40,0,112,54",
+                   "--threshold=128", "--invert", "--start=0.2", "--end=0.9", "--max_frames=3",
+                   "--noprogress")
+    assert r.returncode == 0, r.stderr
+    frames, fps, _ = data.load_dataset(str(out), 24, 32, 3)
+    assert fps == 5.0 and len(frames) == 3
+    assert set(np.unique(frames)) <= {0, 255}
+    # Inverted, the white middle is black and the black edges white; pad bars stay black.
+    assert frames[:, 12, 16].max() == 0 and frames[:, 12, 0].min() == 255
+    assert frames[:, :4].max() == 0 and frames[:, -4:].max() == 0
+
+
+def test_fps_resampling_start_end_and_max_frames(tiny_dancer, tiny_video):
+    original = tiny_dancer["frames"]
+    frames, fps = video.read_video(tiny_video, fps=12, progress=False)
+    assert fps == 12.0 and len(frames) == 120
+    assert _iou(frames, original[::2]).min() >= 0.9
+    frames, _ = video.read_video(tiny_video, start=2.0, end=4.0, progress=False)
+    assert len(frames) == 48 and _iou(frames, original[48:96]).min() >= 0.9
+    frames, _ = video.read_video(tiny_video, start=1.0, max_frames=5, progress=False)
+    assert len(frames) == 5 and _iou(frames, original[24:29]).min() >= 0.9
+
+
+def test_size_channels_threshold_and_invert(tiny_dancer, tiny_video):
+    frames, _ = video.read_video(tiny_video, width=48, height=28, channels=3, progress=False)
+    assert frames.shape == (240, 28, 48, 3)
+    assert np.abs(frames.astype(int) - frames[..., :1]).max() <= 8
+    binary, _ = video.read_video(tiny_video, threshold=128, progress=False)
+    assert set(np.unique(binary)) == {0, 255}
+    assert _iou(binary, tiny_dancer["frames"]).min() >= 0.95
+    auto, _ = video.read_video(tiny_video, threshold="auto", progress=False)
+    assert set(np.unique(auto)) == {0, 255} and _iou(auto, binary).min() >= 0.9
+    inverted, _ = video.read_video(tiny_video, invert=True, progress=False)
+    plain, _ = video.read_video(tiny_video, progress=False)
+    assert np.abs(inverted.astype(int) + plain - 255).max() <= 2
+
+
+def test_fit_modes_and_crop_box(wide_video):
+    stretch, _ = video.read_video(wide_video, progress=False)
+    assert stretch[:, 30, :20].max() < 20 and stretch[:, 30, 30:66].min() > 235
+    assert stretch[:, 30, 78:].max() < 20
+    crop, _ = video.read_video(wide_video, fit="crop", progress=False)
+    assert crop[:, 10:].min() > 235, "the centred 96 columns are all white"
+    pad, _ = video.read_video(wide_video, fit="pad", progress=False)
+    assert pad[:, :12].max() == 0 and pad[:, -12:].max() == 0
+    assert pad[:, 27, 30:66].min() > 235
+    boxed, _ = video.read_video(wide_video, crop="48,6,96,48", progress=False)
+    assert boxed.min() > 235
+    with pytest.raises(cli.UserError, match="outside"):
+        video.read_video(wide_video, crop="100,0,100,54", progress=False)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(fps=0), "fps"), (dict(width=4), "width"), (dict(channels=2), "channels"),
+    (dict(fit="zoom"), "fit"), (dict(start=-1), "start"), (dict(start=3, end=2), "end"),
+    (dict(max_frames=0), "max_frames"), (dict(crop="1,2"), "X,Y,W,H"),
+    (dict(threshold=0), "threshold"),
+])
+def test_read_video_rejects_bad_arguments(tiny_video, kwargs, message):
+    with pytest.raises(cli.UserError, match=message):
+        video.read_video(tiny_video, progress=False, **kwargs)
+
+
+# ---- every bad input: one message, no traceback, nothing written
+
+
+@pytest.fixture(scope="module")
+def bad_inputs(tmp_path_factory, tiny_video):
+    folder = tmp_path_factory.mktemp("bad")
+    text = folder / "notes.mp4"
+    text.write_text("this is not a video\n")
+    audio = folder / "tone.m4a"
+    subprocess.run([video._ffmpeg(), "-nostdin", "-v", "error", "-f", "lavfi", "-i",
+                    "sine=duration=1", "-c:a", "aac", str(audio)], check=True)
+    raw = bytearray(open(tiny_video, "rb").read())
+    at = raw.find(b"mdat")
+    size = struct.unpack(">I", raw[at - 4:at])[0]
+    raw[at + 20:at - 4 + size] = np.random.default_rng(0).integers(
+        0, 256, size - 24, dtype=np.uint8).tobytes()
+    garbled = folder / "garbled.mp4"
+    garbled.write_bytes(bytes(raw))
+    return dict(missing=str(folder / "missing.mp4"), text=str(text), audio=str(audio),
+                garbled=str(garbled), good=tiny_video)
+
+
+@pytest.mark.parametrize("video_key, args, message", [
+    ("missing", [], "video not found"),
+    ("text", [], "is not a readable video"),
+    ("audio", [], "has no video stream"),
+    ("good", ["--start=60"], "no frames could be decoded"),
+    ("garbled", [], "no frames could be decoded"),
+    ("good", ["--crop=0,0,500,20"], "lies outside"),
+    ("good", ["--width=0"], "--width"),
+    ("good", ["--fit=zoom"], "--fit"),
+    ("good", ["--crop=1,2,3"], "X,Y,W,H"),
+    ("good", ["--threshold=300"], "1..255"),
+    ("good", ["--start=5", "--end=2"], "--end must be after --start"),
+    ("good", ["--fps=-2"], "--fps must be positive"),
+    ("good", ["--channels=2"], "--channels"),
+    ("good", ["--out=NOEXT"], "--out must end in .npz"),
+    (None, [], "--video is required"),
+])
+def test_bad_inputs_fail_cleanly(tmp_path, run_module, bad_inputs, video_key, args, message):
+    out = tmp_path / "out.npz"
+    args = [a.replace("NOEXT", str(tmp_path / "out")) for a in args]
+    if not any(a.startswith("--out") for a in args):
+        args.append(f"--out={out}")
+    if video_key:
+        args.append(f"--video={bad_inputs[video_key]}")
+    r = run_module("tf_dance.prepare_video", "--noprogress", *args)
+    assert r.returncode != 0
+    assert message in "\n".join(r.stderr.strip().splitlines()[-2:])  # the error, not the help
+    assert "Traceback" not in r.stderr
+    assert os.listdir(tmp_path) == []

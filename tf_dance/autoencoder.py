@@ -1,0 +1,197 @@
+"""The convolutional autoencoder of section 3.1: a frame <-> a 128-d latent vector.
+
+Four levels of convolution + 2x2 max pooling take a 54x96 frame down to 4x6; a dense layer
+makes the latent. The decoder mirrors it: dense to 4x6x32, then four levels of nearest-neighbour
+upsampling + convolution back to 54x96, a last convolution to logits and a sigmoid.
+
+The encoder and decoder are separate Keras models (the LSTM works between them); training
+joins them into one model whose output is the decoder's logits, so the loss can be the
+numerically stable sigmoid cross-entropy of the TF1 code the paper adapted.
+"""
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import layers, ops
+
+from tf_dance.encode import decode_latents, encode_frames  # noqa: F401 (the SavedModel fast path, re-exported)
+
+LEVELS = 4
+
+
+@keras.saving.register_keras_serializable(package="tf_dance")
+class ResizeNearestTF1(layers.Layer):
+    """Nearest-neighbour resize to a fixed size with TF1's pixel mapping, as an index gather.
+
+    `tf.compat.v1.image.resize_nearest_neighbor` (align_corners=False, half_pixel_centers=False)
+    reads source pixel floor(dst * in / out). Keras's `Resizing` uses half-pixel centres and picks
+    different pixels for the odd sizes here (4->7, 14->27). A gather reproduces the TF1 op
+    exactly and, unlike the resize op, has a gradient that XLA can compile on CPU.
+    """
+
+    def __init__(self, height, width, **kwargs):
+        super().__init__(**kwargs)
+        self.height, self.width = int(height), int(width)
+
+    @staticmethod
+    def source_indices(in_size, out_size):
+        """TF1's legacy scaler, in float32 like the kernel: min(floor(dst * (in/out)), in-1)."""
+        scale = np.float32(in_size) / np.float32(out_size)
+        src = np.floor(np.arange(out_size, dtype=np.float32) * scale).astype(np.int32)
+        return np.minimum(src, in_size - 1)
+
+    def call(self, x):
+        rows = self.source_indices(x.shape[1], self.height)
+        cols = self.source_indices(x.shape[2], self.width)
+        return ops.take(ops.take(x, rows, axis=1), cols, axis=2)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.height, self.width, input_shape[3])
+
+    def get_config(self):
+        return {**super().get_config(), "height": self.height, "width": self.width}
+
+
+def level_sizes(height, width, levels=LEVELS):
+    """Spatial size entering each encoder level, then the bottleneck: 54x96 ... 7x12, 4x6."""
+    sizes = [(height, width)]
+    for _ in range(levels):
+        h, w = sizes[-1]
+        sizes.append(((h + 1) // 2, (w + 1) // 2))
+    return sizes
+
+
+def check_filters(filters):
+    filters = [int(f) for f in filters]
+    if len(filters) != LEVELS or min(filters) < 1:
+        raise ValueError(f"filters must be {LEVELS} positive integers (one per level), got {filters}")
+    return filters
+
+
+def build_encoder(height, width, channels, filters, latent_dim=128, dtype=None):
+    """frames float32 [N, H, W, C] in [0, 1] -> latent [N, latent_dim] (linear, always float32).
+
+    dtype: a Keras dtype policy for the hidden layers, e.g. "mixed_bfloat16" for training.
+    """
+    filters = check_filters(filters)
+    frames = keras.Input((height, width, channels), name="frames")
+    x = frames
+    for level, f in enumerate(filters, 1):
+        x = layers.Conv2D(f, 3, padding="same", activation="relu", name=f"conv{level}", dtype=dtype)(x)
+        x = layers.MaxPooling2D(2, strides=2, padding="same", name=f"pool{level}", dtype=dtype)(x)
+    x = layers.Flatten(name="flatten", dtype=dtype)(x)
+    latent = layers.Dense(latent_dim, name="latent", dtype="float32")(x)
+    return keras.Model(frames, latent, name="encoder")
+
+
+def build_decoder(height, width, channels, filters, latent_dim=128, dtype=None):
+    """latent [N, latent_dim] -> frames [N, H, W, C] in [0, 1]; the layer named `logits` is pre-sigmoid.
+
+    dtype: as for `build_encoder`; the logits and frames stay float32.
+    """
+    filters = check_filters(filters)
+    sizes = level_sizes(height, width)
+    bottom_h, bottom_w = sizes[-1]
+    latent = keras.Input((latent_dim,), name="latent")
+    x = layers.Dense(bottom_h * bottom_w * filters[-1], activation="relu", name="expand", dtype=dtype)(latent)
+    x = layers.Reshape((bottom_h, bottom_w, filters[-1]), name="unflatten", dtype=dtype)(x)
+    for level in reversed(range(LEVELS)):
+        h, w = sizes[level]
+        x = ResizeNearestTF1(h, w, name=f"upsample{level + 1}", dtype=dtype)(x)
+        x = layers.Conv2D(filters[level], 3, padding="same", activation="relu",
+                          name=f"deconv{level + 1}", dtype=dtype)(x)
+    logits = layers.Conv2D(channels, 3, padding="same", name="logits", dtype="float32")(x)
+    frames = layers.Activation("sigmoid", name="frames", dtype="float32")(logits)
+    return keras.Model(latent, frames, name="decoder")
+
+
+def build_autoencoder(encoder, decoder):
+    """Joins the two models for training: frames -> decoder logits (weights shared with both)."""
+    to_logits = keras.Model(decoder.inputs, decoder.get_layer("logits").output, name="decoder_logits")
+    frames = keras.Input(encoder.input_shape[1:], name="frames")
+    return keras.Model(frames, to_logits(encoder(frames)), name="autoencoder")
+
+
+@keras.saving.register_keras_serializable(package="tf_dance")
+def sigmoid_mse(y_true, logits):
+    """Mean squared error of the decoded image (sigmoid of the logits), the --loss=mse option."""
+    return ops.mean(ops.square(ops.sigmoid(logits) - y_true), axis=(1, 2, 3))
+
+
+@keras.saving.register_keras_serializable(package="tf_dance")
+def sigmoid_xent(y_true, logits):
+    """Per-frame mean sigmoid cross-entropy on logits, as tf.nn.sigmoid_cross_entropy_with_logits."""
+    loss = ops.maximum(logits, 0.0) - logits * y_true + ops.log1p(ops.exp(-ops.abs(logits)))
+    return ops.mean(loss, axis=(1, 2, 3))
+
+
+LOSSES = {"xent": sigmoid_xent, "mse": sigmoid_mse}
+
+
+@keras.saving.register_keras_serializable(package="tf_dance")
+class FrameIoU(keras.metrics.Mean):
+    """Mean per-frame foreground IoU of the decoded frame vs. the target, both cut at 0.5."""
+
+    def __init__(self, name="iou", **kwargs):
+        super().__init__(name=name, **kwargs)
+
+    def update_state(self, y_true, logits, sample_weight=None):
+        pred = ops.cast(logits >= 0.0, "float32")
+        true = ops.cast(y_true >= 0.5, "float32")
+        inter = ops.sum(pred * true, axis=(1, 2, 3))
+        union = ops.sum(ops.maximum(pred, true), axis=(1, 2, 3))
+        iou = ops.where(union > 0, inter / ops.maximum(union, 1.0), 1.0)
+        return super().update_state(iou, sample_weight)
+
+
+# ---- numbers for the evaluation (numpy; scipy is not a dependency) ----
+
+def frame_iou(a, b, threshold=0.5):
+    """Per-frame foreground IoU of two [N, H, W, C] arrays in [0, 1]; empty-vs-empty counts as 1."""
+    a = np.asarray(a) >= threshold
+    b = np.asarray(b) >= threshold
+    axes = tuple(range(1, a.ndim))
+    inter = np.logical_and(a, b).sum(axis=axes)
+    union = np.logical_or(a, b).sum(axis=axes)
+    return np.where(union > 0, inter / np.maximum(union, 1), 1.0)
+
+
+def _ranks(x):
+    """Average ranks (ties share the mean rank), 0-based."""
+    x = np.asarray(x, dtype=np.float64)
+    order = np.argsort(x, kind="mergesort")
+    ranks = np.empty(len(x))
+    ranks[order] = np.arange(len(x))
+    _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
+    sums = np.bincount(inverse, weights=ranks)
+    return (sums / counts)[inverse]
+
+
+def spearman(x, y):
+    """Spearman rank correlation: Pearson correlation of the (tie-averaged) ranks."""
+    rx, ry = _ranks(x), _ranks(y)
+    rx -= rx.mean()
+    ry -= ry.mean()
+    denom = np.sqrt((rx * rx).sum() * (ry * ry).sum())
+    return float((rx * ry).sum() / denom) if denom > 0 else 0.0
+
+
+# ---- SavedModel export ----
+
+def _export(model, input_name, output_name, directory):
+    spec = tf.TensorSpec([None, *model.input_shape[1:]], tf.float32, name=input_name)
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint("serving_default", lambda x: {output_name: model(x, training=False)},
+                         input_signature=[spec])
+    archive.write_out(directory, verbose=False)
+
+
+def export_encoder(encoder, directory):
+    """serving_default: `frames` float32 [None, H, W, C] in [0, 1] -> `latent` [None, D]."""
+    _export(encoder, "frames", "latent", directory)
+
+
+def export_decoder(decoder, directory):
+    """serving_default: `latent` float32 [None, D] -> `frames` [None, H, W, C] in [0, 1]."""
+    _export(decoder, "latent", "frames", directory)

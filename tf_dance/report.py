@@ -1,0 +1,420 @@
+"""The evaluation report: metrics.json, report.md and the paper's figures as PNGs (no flags).
+
+`evaluate_dance(...)` is what `python -m tf_dance.evaluate` runs once it has a rollout. The
+numbers come from `metrics.Reference`; the pictures are the paper's ways of looking:
+Figure 2 (every 4th decoded frame), Figure 5 (the average decoded frame, which is all a
+collapsed model shows), Figure 7 (motion over time against the data's band: a freeze is a
+line that drops to the floor), plus pose coverage and novelty histograms. Plots are drawn
+with PIL. The whole directory is written atomically.
+"""
+
+import json
+import os
+import time
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from tf_dance import cli, metrics
+
+STRIP_FRAMES = 128       # Figure 2 / 7 strips: every 4th of 128 frames = 32 tiles
+AVERAGE_FRAMES = 2000    # Figure 5 averages at most this many evenly spaced decoded frames
+COLOURS = [(220, 60, 40), (40, 110, 220), (30, 160, 80), (200, 140, 0), (150, 60, 200), (0, 160, 170)]
+DATA_COLOUR = (120, 120, 120)
+
+
+# ---------------------------------------------------------------------------------------------
+# Plots with PIL
+
+
+def _font(size=12):
+    try:
+        return ImageFont.load_default(size=size)
+    except (TypeError, OSError):
+        return ImageFont.load_default()
+
+
+def _ticks(lo, hi, n=5):
+    span = hi - lo if hi > lo else 1.0
+    step = 10 ** np.floor(np.log10(span / n))
+    for mult in (1, 2, 5, 10):
+        if span / (step * mult) <= n:
+            step *= mult
+            break
+    return np.arange(np.ceil(lo / step) * step, hi + 1e-9 * span, step)
+
+
+def _fmt(v):
+    v = float(v) + 0.0  # no "-0"
+    return f"{v:.3g}" if abs(v) < 1000 else f"{v:,.0f}"
+
+
+class Plot:
+    """A minimal line/bar chart on a PIL canvas: axes, ticks, labels, legend."""
+
+    def __init__(self, xlim, ylim, title, xlabel, ylabel, size=(760, 340)):
+        self.image = Image.new("RGB", size, "white")
+        self.draw = ImageDraw.Draw(self.image, "RGBA")  # RGBA fills blend (translucent spans)
+        self.box = (76, 30, size[0] - 16, size[1] - 44)
+        self.xlim, self.ylim = xlim, (ylim[0], ylim[1] if ylim[1] > ylim[0] else ylim[0] + 1.0)
+        self.legend = []
+        font = _font(12)
+        x0, y0, x1, y1 = self.box
+        self.draw.text((x0, 8), title, fill="black", font=_font(14))
+        self.draw.text(((x0 + x1) // 2, y1 + 26), xlabel, fill="black", font=font, anchor="mt")
+        label = Image.new("RGB", (y1 - y0, 16), "white")
+        ImageDraw.Draw(label).text(((y1 - y0) // 2, 8), ylabel, fill="black", font=font, anchor="mm")
+        self.image.paste(label.rotate(90, expand=True), (4, y0))
+        for t in _ticks(*self.xlim):
+            x = self.px(t, self.ylim[0])[0]
+            self.draw.line([(x, y1), (x, y1 + 4)], fill="black")
+            self.draw.text((x, y1 + 6), _fmt(t), fill="black", font=font, anchor="mt")
+        for t in _ticks(*self.ylim):
+            y = self.px(self.xlim[0], t)[1]
+            self.draw.line([(x0 - 4, y), (x1, y)], fill=(235, 235, 235))
+            self.draw.text((x0 - 6, y), _fmt(t), fill="black", font=font, anchor="rm")
+        self.draw.rectangle(self.box, outline="black")
+
+    def px(self, x, y):
+        x0, y0, x1, y1 = self.box
+        fx = (x - self.xlim[0]) / (self.xlim[1] - self.xlim[0] or 1.0)
+        fy = (y - self.ylim[0]) / (self.ylim[1] - self.ylim[0])
+        return x0 + fx * (x1 - x0), y1 - np.clip(fy, -0.02, 1.02) * (y1 - y0)
+
+    def band(self, lo, hi, colour, label):
+        (a, top), (b, bottom) = self.px(self.xlim[0], hi), self.px(self.xlim[1], lo)
+        self.draw.rectangle([a + 1, top, b - 1, bottom], fill=colour)
+        self.legend.append((label, colour))
+
+    def vspan(self, x0, x1, colour, label):
+        (a, top), (b, bottom) = self.px(x0, self.ylim[1]), self.px(min(x1, self.xlim[1]), self.ylim[0])
+        self.draw.rectangle([a, top + 1, max(a, b), bottom - 1], fill=colour)
+        self.legend.append((label, colour))
+
+    def hline(self, y, colour, label, width=1):
+        (a, yy), (b, _) = self.px(self.xlim[0], y), self.px(self.xlim[1], y)
+        self.draw.line([(a, yy), (b, yy)], fill=colour, width=width)
+        self.legend.append((label, colour))
+
+    def vline(self, x, colour, label):
+        (xx, top), (_, bottom) = self.px(x, self.ylim[1]), self.px(x, self.ylim[0])
+        self.draw.line([(xx, top), (xx, bottom)], fill=colour, width=2)
+        self.legend.append((label, colour))
+
+    def line(self, xs, ys, colour, label, width=2):
+        points = [self.px(x, y) for x, y in zip(xs, ys)]
+        if len(points) == 1:
+            points = points * 2
+        self.draw.line(points, fill=colour, width=width)
+        self.legend.append((label, colour))
+
+    def bars(self, xs, heights, width, colour, label):
+        for x, h in zip(xs, heights):
+            (a, top), (b, bottom) = self.px(x - width / 2, h), self.px(x + width / 2, self.ylim[0])
+            if h > self.ylim[0]:
+                self.draw.rectangle([a, top, max(a, b - 1), bottom], fill=colour)
+        self.legend.append((label, colour))
+
+    def save(self, path):
+        font = _font(12)
+        x, y = self.box[2] - 8, self.box[1] + 6
+        for label, colour in self.legend:
+            self.draw.rectangle([x - 12, y + 2, x - 2, y + 10], fill=colour)
+            self.draw.text((x - 16, y + 6), label, fill="black", font=font, anchor="rm")
+            y += 16
+        self.image.save(path, format="PNG")
+
+
+def motion_figure(path, reference, dancers):
+    """Figure 7 as a measurement: windowed motion over time, the data's band, the longest still stretch."""
+    curves = [reference.motion_curve(g) for g in dancers]
+    top = max([float(np.max(c["motion"])) for c in curves] + [float(curves[0]["data_band"][2])]) * 1.1
+    end = max(float(c["seconds"][-1]) + c["window_frames"] / 2 / reference.fps for c in curves)
+    plot = Plot((0.0, end), (0.0, top), f"Motion over time (mean latent change per frame, "
+                f"{curves[0]['window_frames'] / reference.fps:.3g} s windows)", "seconds", "motion")
+    lo, mid, hi = curves[0]["data_band"]
+    plot.band(lo, hi, (225, 225, 225), "data 10-90%")
+    plot.hline(mid, DATA_COLOUR, "data median")
+    freeze = reference.freeze_report(dancers[0])
+    if freeze["longest_still_seconds"] > 0:
+        start = freeze["longest_still_start_seconds"]
+        plot.vspan(start, start + freeze["longest_still_seconds"], (255, 90, 60, 50),
+                   "longest still stretch" + (" (frozen)" if freeze["frozen"] else ""))
+    for i, c in enumerate(curves):
+        plot.line(c["seconds"], c["motion"], COLOURS[i % len(COLOURS)],
+                  "generated" if len(curves) == 1 else f"dancer {i}")
+    plot.save(path)
+
+
+def coverage_figure(path, reference, dancers):
+    """Share of frames in each pose cluster (clusters sorted by how often the data visits them)."""
+    k = len(reference.centres)
+    data_share = np.bincount(reference.labels, minlength=k) / len(reference.labels)
+    order = np.argsort(data_share)[::-1]
+    gen = [np.bincount(metrics.assign(g, reference.centres)[0], minlength=k) / len(g) for g in dancers]
+    top = max(float(data_share.max()), max(float(s.max()) for s in gen)) * 1.1
+    plot = Plot((-0.5, k - 0.5), (0.0, top), "Pose coverage: share of frames per k-means pose cluster",
+                "pose cluster (most common in the data first)", "share")
+    plot.bars(np.arange(k) - 0.2, data_share[order], 0.4, DATA_COLOUR, "data")
+    plot.bars(np.arange(k) + 0.2, gen[0][order], 0.4, COLOURS[0], "generated" if len(gen) == 1 else "dancer 0")
+    plot.save(path)
+
+
+def novelty_figure(path, reference, results):
+    """Histograms of nearest-data-window distances: generated windows vs held-out data windows."""
+    gen = np.concatenate([r["novelty"]["window_distances"] for r in results])
+    ref = reference.data_window_distance
+    hi = float(max(np.percentile(ref, 99), np.percentile(gen, 99) if len(gen) else 0.0, 1e-6)) * 1.1
+    edges = np.linspace(0.0, hi, 31)
+    width = edges[1] - edges[0]
+    h_ref = np.histogram(np.minimum(ref, hi), edges)[0] / max(len(ref), 1)
+    h_gen = np.histogram(np.minimum(gen, hi), edges)[0] / max(len(gen), 1)
+    plot = Plot((0.0, hi), (0.0, float(max(h_ref.max(), h_gen.max(initial=0.0))) * 1.15),
+                "Novelty: distance of each 1-second window to the nearest training window",
+                "distance (RMS per frame, principal components of the latents)", "share of windows")
+    centres = (edges[:-1] + edges[1:]) / 2
+    plot.bars(centres - width / 4, h_ref, width / 2, DATA_COLOUR, "data vs rest of data")
+    plot.bars(centres + width / 4, h_gen, width / 2, COLOURS[0], "generated vs data")
+    plot.vline(reference.copy_threshold, (0, 0, 0), "near-copy threshold")
+    plot.save(path)
+
+
+def _labelled(panels, labels, scale=3):
+    """Frames side by side, upscaled, each with a caption underneath."""
+    tiles = [np.repeat(np.repeat(p, scale, 0), scale, 1) for p in panels]
+    tiles = [np.repeat(t, 3, 2) if t.shape[2] == 1 else t for t in tiles]
+    h, w = tiles[0].shape[:2]
+    canvas = Image.new("RGB", (len(tiles) * (w + 8) + 8, h + 30), "white")
+    draw = ImageDraw.Draw(canvas)
+    for i, (tile, label) in enumerate(zip(tiles, labels)):
+        canvas.paste(Image.fromarray(tile), (8 + i * (w + 8), 4))
+        draw.text((8 + i * (w + 8) + w // 2, h + 10), label, fill="black", font=_font(12), anchor="mt")
+    return canvas
+
+
+def crispness(frames):
+    """Mean |2p - 1| over pixels in [0, 1]: 1 for black-and-white silhouettes, 0 for flat gray blur."""
+    f = np.asarray(frames, np.float32) / 255.0
+    return float(np.mean(np.abs(2.0 * f - 1.0)))
+
+
+def _mean_frame(frames, chunk=4096):
+    total = np.zeros(frames.shape[1:], np.float64)
+    for c0 in range(0, len(frames), chunk):
+        total += frames[c0:c0 + chunk].sum(0, dtype=np.float64)
+    return np.rint(total / len(frames)).astype(np.uint8)
+
+
+def _evenly(n, count):
+    return np.unique(np.linspace(0, n - 1, min(n, count)).round().astype(int))
+
+
+# ---------------------------------------------------------------------------------------------
+# The report
+
+
+def load_generated(path):
+    """A rollout saved by generate/evaluate: `.npy` float `[T, D]` or `[K, T, D]`."""
+    cli.require_file(path, "generated latents file")
+    try:
+        z = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise cli.UserError(f"{path} is not a readable .npy array ({e})") from None
+    if not isinstance(z, np.ndarray) or z.ndim not in (2, 3) or not np.issubdtype(z.dtype, np.floating):
+        raise cli.UserError(f"{path}: generated latents must be a float [T, D] or [K, T, D] .npy array")
+    return z.astype(np.float32)
+
+
+def evaluate_dance(generated, train, fps, out_dir, *, decoder_dir=None, data_frames=None, options=None,
+                   reference_options=None, arrays=None, progress=True):
+    """Measures `generated` (`[T, D]` or `[K, T, D]`) against `train` and writes `out_dir`.
+
+    out_dir receives metrics.json, report.md and PNG figures (the decoded ones only with
+    `decoder_dir`). `options` (e.g. how the rollout was made) are recorded in the JSON;
+    `arrays` ({name: array}) are saved beside it as name.npy. Returns the JSON dict.
+    """
+    generated = np.asarray(generated, np.float32)
+    if generated.ndim == 2:
+        generated = generated[None]
+    if generated.ndim != 3 or generated.shape[1] == 0:
+        raise cli.UserError(f"generated latents must be [T, D] or [K, T, D], got shape {generated.shape}")
+    if generated.shape[-1] != train.shape[-1]:
+        raise cli.UserError(f"generated latents are {generated.shape[-1]}-d but the training latents are "
+                            f"{train.shape[-1]}-d")
+    if generated.shape[1] < 2:
+        raise cli.UserError("generated latents need at least 2 frames to measure motion")
+    if not np.all(np.isfinite(generated)):
+        raise cli.UserError("generated latents contain NaN or inf (the rollout diverged)")
+    steps = 4 if decoder_dir else 3
+    clock = time.time()
+
+    def say(i, message):
+        if progress:
+            print(f"[{i}/{steps}] {message} ({time.time() - clock:.1f} s)", flush=True)
+
+    say(1, f"calibrating on {len(train)} training latents")
+    try:
+        reference = metrics.Reference(train, fps, **(reference_options or {}))
+    except ValueError as e:
+        raise cli.UserError(str(e)) from None
+    say(2, f"measuring {len(generated)} dance(s) of {generated.shape[1]} frames")
+    results = [reference.evaluate(g) for g in generated]
+    report = dict(options=options or {}, data=reference.summary(),
+                  dancers=[{k: v for k, v in r.items() if k != "novelty"} for r in results])
+    for out, r in zip(report["dancers"], results):
+        out["novelty"] = {k: v for k, v in r["novelty"].items() if k not in ("window_distances", "window_sources")}
+        out["novelty"]["copied_from_frames"] = [int(s) for s, d in zip(r["novelty"]["window_sources"],
+                                                                        r["novelty"]["window_distances"])
+                                                if d < reference.copy_threshold][:50]
+    names = [k for k in results[0]["verdicts"] if k != "rules"]
+    report["verdicts"] = {k: any(r["verdicts"][k] for r in results) for k in names}
+    report["verdict_rules"] = results[0]["verdicts"]["rules"]
+
+    with cli.atomic_output(out_dir, is_dir=True) as tmp:
+        figures = {}
+        motion_figure(os.path.join(tmp, "figure7_motion.png"), reference, generated)
+        figures["motion"] = "figure7_motion.png"
+        coverage_figure(os.path.join(tmp, "coverage.png"), reference, generated)
+        figures["coverage"] = "coverage.png"
+        if results[0]["novelty"]["windows"]:
+            novelty_figure(os.path.join(tmp, "novelty.png"), reference, results)
+            figures["novelty"] = "novelty.png"
+        if decoder_dir:
+            say(3, f"decoding frames for the figures with {decoder_dir}")
+            report["pictures"] = _pictures(tmp, figures, generated, train, decoder_dir, data_frames)
+        say(steps, f"writing {out_dir}")
+        report["figures"] = figures
+        report = metrics.to_json(report)
+        with open(os.path.join(tmp, "metrics.json"), "w") as f:
+            json.dump(report, f, indent=2)
+        with open(os.path.join(tmp, "report.md"), "w") as f:
+            f.write(markdown(report))
+        for name, array in (arrays or {}).items():
+            np.save(os.path.join(tmp, f"{name}.npy"), array)
+    return report
+
+
+def _pictures(tmp, figures, generated, train, decoder_dir, data_frames):
+    from tf_dance import autoencoder, video
+    first = generated[0]
+    strip = autoencoder.decode_latents(decoder_dir, first[:STRIP_FRAMES])
+    video.contact_sheet(os.path.join(tmp, "figure2_strip.png"), strip, every=4, columns=8, scale=2,
+                        labels=[str(i) for i in range(0, len(strip), 4)])
+    figures["strip"] = "figure2_strip.png"
+    start = max(0, len(first) - STRIP_FRAMES)
+    last = autoencoder.decode_latents(decoder_dir, first[start:])
+    video.contact_sheet(os.path.join(tmp, "figure7_last_frames.png"), last, every=4, columns=8, scale=2,
+                        labels=[str(i) for i in range(start, len(first), 4)])
+    figures["last_frames"] = "figure7_last_frames.png"
+
+    flat = generated.reshape(-1, generated.shape[-1])
+    sample = autoencoder.decode_latents(decoder_dir, flat[_evenly(len(flat), AVERAGE_FRAMES)])
+    data_sample = autoencoder.decode_latents(decoder_dir, train[_evenly(len(train), AVERAGE_FRAMES // 4)])
+    mean_latent = autoencoder.decode_latents(decoder_dir, train.mean(0, keepdims=True))[0]
+    panels = [_mean_frame(sample), _mean_frame(data_frames) if data_frames is not None else _mean_frame(data_sample),
+              mean_latent]
+    labels = ["average generated frame", "average data frame" if data_frames is not None
+              else "average decoded data frame", "decoded mean latent"]
+    if panels[1].shape != panels[0].shape:  # a dataset of another size or channel count than the decoder
+        panels[1], labels[1] = _mean_frame(data_sample), "average decoded data frame"
+    _labelled(panels, labels).save(os.path.join(tmp, "figure5_average.png"), format="PNG")
+    figures["average"] = "figure5_average.png"
+    gen_crisp, data_crisp = crispness(sample), crispness(data_sample)
+    return dict(crispness=gen_crisp, data_crispness=data_crisp,
+                crispness_ratio=gen_crisp / data_crisp if data_crisp > 0 else None)
+
+
+def _row(name, gen, data, fmt="{:.3g}"):
+    show = lambda v: "-" if v is None else (fmt.format(v) if isinstance(v, (int, float)) else str(v))
+    return f"| {name} | {show(gen)} | {show(data)} |\n"
+
+
+def markdown(report):
+    """report.md: verdicts first, then each measure with what it means and its picture."""
+    d, dancers, figs = report["data"], report["dancers"], report["figures"]
+    yes = lambda v: "**yes**" if v else "no"
+    out = ["# Dance evaluation\n\n",
+           f"{len(dancers)} generated dance(s) of {dancers[0]['frames']} frames ({dancers[0]['seconds']:.1f} s) "
+           f"measured against {d['frames']} training latents ({d['dim']}-d, {d['fps']:g} fps).\n\n",
+           "## Verdicts\n\n| question | answer | rule |\n| --- | --- | --- |\n"]
+    for k, v in report["verdicts"].items():
+        out.append(f"| {k.replace('_', ' ')}? | {yes(v)} | {report['verdict_rules'][k]} |\n")
+    for i, r in enumerate(dancers):
+        m, f, c, n = r["motion"], r["freeze"], r["coverage"], r["novelty"]
+        out.append(f"\n## {'Generated dance' if len(dancers) == 1 else f'Dancer {i}'}\n\n"
+                   "| measure | generated | data |\n| --- | --- | --- |\n")
+        out += [_row("motion per frame (mean L2 latent change)", m["motion_per_frame"], m["data_motion_per_frame"]),
+                _row(f"motion ratio, last {m['tail_frames']} frames / data", m["tail_motion_ratio"], 1.0),
+                _row("longest still stretch (s)", f["longest_still_seconds"], f["data_longest_still_seconds"]),
+                _row("share of still one-second windows", f["still_share"], f["data_still_share"]),
+                _row("pose clusters visited", c["clusters_visited"], c["data_clusters_visited"]),
+                _row("coverage ratio", c["coverage_ratio"], 1.0),
+                _row("frames within the data's pose range", c["in_distribution_share"], 0.99),
+                _row("spread around the data mean (ratio)", c["spread_ratio"], 1.0),
+                _row("median distance to nearest training window", n["window_distance_median"],
+                     n["data_window_distance_median"]),
+                _row("share of near-copy windows", n["copy_share"], n["data_copy_share"]),
+                _row("longest near-copy stretch (s)", n["longest_copy_seconds"], None)]
+    pictures = report.get("pictures")
+    if pictures:
+        out.append(_row("crispness of decoded frames", pictures["crispness"], pictures["data_crispness"]))
+    out.append(f"""
+## What the measures mean
+
+**Motion** (paper Figure 7). Per frame, the L2 distance the latent vector moves from the previous
+frame; the decoder draws a moving dancer only if this is comparable to the data's
+({d['motion_per_frame']:.3g} per frame). The ratio over the last frames shows where a rollout ends up:
+near 1 is dancing, near 0 is freezing or a shrinking wobble, far above 1 is jitter.
+
+![motion over time]({figs['motion']})
+
+The grey band holds the middle 80% of the data's windows; the red span (if any) is the rollout's
+longest still stretch.
+
+**Freezing.** A one-second window is *still* when its frames stay closer to their own mean (RMS) than
+{d['freeze_fraction']:g} x the data's median for one-second windows ({d['still_threshold']:.3g}): far below any
+real movement, yet a pose held with a little jitter in every dimension still counts (per-frame motion would
+add that jitter up over all dimensions). The data never holds still for more than
+{d['longest_still_seconds']:.2f} s, so a rollout that holds still for more than
+{d['freeze_seconds']:.2f} s (twice that, and at least {d['min_freeze_seconds']:g} s) is called frozen: the paper's LSTM that "settled on
+one pose and stayed frozen there forever".
+""")
+    if "last_frames" in figs:
+        out.append(f"\nThe last frames of the rollout (every 4th): a frozen dance shows one pose repeated.\n\n"
+                   f"![last frames]({figs['last_frames']})\n")
+    out.append(f"""
+**Pose coverage.** The training latents are grouped into {d['clusters']} poses by k-means; a dance that
+explores the data's repertoire visits about as many of them as an equally long stretch of the data
+(ratio near 1). A frozen or looping rollout visits few. "Within the data's pose range" is the share of
+frames no farther from a pose centre than 99% of data frames are: low values mean the decoder is
+asked for vectors it never saw (garbage images). The spread ratio is the RMS distance from the data's
+mean latent, relative to the data's: near 0 is the blurry average of Figure 5.
+
+![pose coverage]({figs['coverage']})
+""")
+    if "novelty" in figs:
+        out.append(f"""
+**Novelty.** Every generated 1-second window is compared with every 1-second window of the training
+data ({d['bank_windows']} windows; {d['window_frames']} frames each, compared on the top principal
+components of the latents). The data itself comes back to a similar second of dance at a median distance
+of {d['window_distance_median']:.3g} (held-out windows against the rest of the data). A generated window
+closer than {d['copy_fraction']:g} x that ({d['copy_threshold']:.3g}) is a near-copy of the training data: a dance that is
+mostly near-copies replays what it memorised (in the data only {d['copy_share']:.0%} of windows are that
+close to another part of it).
+
+![novelty]({figs['novelty']})
+""")
+    if "strip" in figs:
+        out.append(f"""
+**Pictures.** Every 4th decoded frame of the start of the dance (paper Figure 2):
+
+![every 4th frame]({figs['strip']})
+
+The average of the decoded frames next to the data's average and the decoded mean latent (paper
+Figure 5): a dance that collapsed to the average looks like the middle or right panel in every frame.
+Crispness is the mean |2p - 1| of decoded pixels: 1 for clean silhouettes, lower for gray blur.
+
+![average frames]({figs['average']})
+""")
+    out.append("\nAll numbers are in `metrics.json`.\n")
+    return "".join(out)

@@ -1,0 +1,308 @@
+"""char-rnn-style training of the sequence models (paper sections 3.3-3.6), flag-free.
+
+    result = train_and_evaluate("latents.npy", "runs/lstm", "saved_models", units=256, epochs=20)
+
+As in Karpathy's char-rnn: the sequence is split train/val (`train_frac`); the training part
+is cut into `batch_size` contiguous parallel streams and each batch is the next `seq_length`
+steps of every stream, with the LSTM state carried from one batch to the next and reset at
+each epoch start. Gradients are clipped elementwise at `grad_clip` (char-rnn's clamp; Keras's
+`clipvalue`) unless `clip=global_norm`; the learning rate decays by `lr_decay` after every epoch
+from `lr_decay_after` on. Validation runs the whole validation part as one stream, its state
+carried across it from zero.
+
+Every epoch is checkpointed under `<workdir>/checkpoints`; a run restarted with the same
+settings resumes from the last finished epoch and stops at `epochs`. `<workdir>/history.json`
+and TensorBoard logs (`<workdir>/tensorboard`) record the losses; the trained model is exported
+as a versioned SavedModel (see `rollout.py`) and kept as `<workdir>/model.keras`.
+"""
+
+import dataclasses
+import json
+import os
+import statistics
+import time
+import zlib
+
+import keras
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.framework import summary_pb2
+
+from tf_dance import cli, data, rollout, sequence_model
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    default: object
+    help: str
+    choices: tuple = None
+    low: float = None  # inclusive unless low_open
+    high: float = None
+    low_open: bool = False
+
+
+# Defaults reproduce the paper's final model (2 x 600 units, batch 5, MSE) with char-rnn's schedule.
+SETTINGS = {
+    "model": Setting("lstm", "lstm: the paper's stateful LSTM; fnn: its failed baseline (previous two frames "
+                     "-> hidden -> next frame).", choices=sequence_model.MODELS),
+    "head": Setting("mse", "mse: predict the next vector (the paper's); mdn: a Gaussian mixture over it, "
+                    "sampled with the rollout temperature.", choices=sequence_model.HEADS),
+    "mixtures": Setting(5, "Mixture components of the mdn head.", low=1),
+    "num_layers": Setting(2, "Stacked LSTM layers.", low=1),
+    "units": Setting(600, "Units per LSTM layer (the paper froze at 400 and danced at 600).", low=1),
+    "fnn_hidden": Setting(128, "Hidden units of the fnn baseline (the paper's 128).", low=1),
+    "init": Setting("charrnn", "Weight init: charrnn (uniform +-0.08, forget-gate bias 1) or keras "
+                    "(Glorot/orthogonal, forget-gate bias 1).", choices=sequence_model.INITS),
+    "batch_size": Setting(5, "Parallel contiguous streams per batch (the paper: 5; 50 froze).", low=1),
+    "seq_length": Setting(50, "Time steps per batch (truncated backpropagation length).", low=1),
+    "epochs": Setting(50, "Passes over the training streams; a resumed run stops here.", low=1),
+    "learning_rate": Setting(2e-3, "Adam learning rate.", low=0.0, low_open=True),
+    "lr_decay": Setting(0.97, "Learning-rate factor applied after each epoch from --lr_decay_after on.",
+                        low=0.0, high=1.0, low_open=True),
+    "lr_decay_after": Setting(10, "Epochs at the full learning rate before the decay starts.", low=0),
+    "grad_clip": Setting(5.0, "Gradient clipping threshold (0 = none).", low=0.0),
+    "clip": Setting("value", "value: clip every gradient element to +-grad_clip (char-rnn); "
+                    "global_norm: rescale all gradients so their joint norm <= grad_clip.",
+                    choices=("value", "global_norm")),
+    "train_frac": Setting(0.95, "Leading fraction of the sequence used for training; the rest validates "
+                          "(1 = no validation).", low=0.0, high=1.0, low_open=True),
+    "normalize": Setting(True, "Standardise each latent dimension with the training mean/std (stored inside "
+                         "the model; callers always pass raw latents)."),
+    "ground_truth_steps": Setting(5, "Auto-conditioning: real inputs per cycle.", low=1),
+    "condition_steps": Setting(0, "Auto-conditioning: steps per cycle fed the model's own previous output "
+                               "(0 = teacher forcing, the paper's).", low=0),
+    "input_noise": Setting(0.0, "Std of Gaussian noise added to training inputs, in normalised units.", low=0.0),
+    "dim": Setting(0, "Required latent width (e.g. 128 for the encoder's latents); 0 = take it from the file.",
+                   low=0),
+    "seed": Setting(0, "Seed for initialisation and noise; same settings + seed -> same model.", low=0),
+    "export_name": Setting("", "SavedModel name under the export dir (default dance_<model>)."),
+    "jit_compile": Setting(True, "Compile the training step with XLA (about 2x faster on CPU)."),
+}
+# Settings that may change when a run resumes (the rest must match the checkpointed run).
+_RESUMABLE = {"epochs", "export_name", "jit_compile"}
+
+
+def resolve_config(overrides):
+    """Defaults + `overrides`, checked; raises `cli.UserError` on unknown names or bad values."""
+    unknown = sorted(set(overrides) - set(SETTINGS))
+    if unknown:
+        raise cli.UserError(f"unknown setting(s) {unknown}; known: {sorted(SETTINGS)}")
+    config = {name: s.default for name, s in SETTINGS.items()}
+    config.update(overrides)
+    for name, s in SETTINGS.items():
+        value = config[name]
+        if s.choices is not None:
+            if value not in s.choices:
+                raise cli.UserError(f"{name} must be one of {list(s.choices)}, got {value!r}")
+        elif isinstance(s.default, bool):
+            if not isinstance(value, (bool, np.bool_)):
+                raise cli.UserError(f"{name} must be true or false, got {value!r}")
+        elif isinstance(s.default, (int, float)):
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not np.isfinite(value) \
+                    or (isinstance(s.default, int) and int(value) != value):
+                raise cli.UserError(f"{name} must be a finite {type(s.default).__name__}, got {value!r}")
+            if s.low is not None and (value <= s.low if s.low_open else value < s.low):
+                raise cli.UserError(f"{name} must be {'>' if s.low_open else '>='} {s.low}, got {value}")
+            if s.high is not None and value > s.high:
+                raise cli.UserError(f"{name} must be <= {s.high}, got {value}")
+            config[name] = type(s.default)(value)
+    return config
+
+
+@keras.saving.register_keras_serializable(package="tf_dance")
+class EpochDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """char-rnn's schedule: `rate` for `after` epochs, then times `decay` after every further epoch."""
+
+    def __init__(self, rate, steps_per_epoch, decay, after):
+        self.rate, self.steps_per_epoch, self.decay, self.after = rate, steps_per_epoch, decay, after
+
+    def __call__(self, step):
+        epoch = tf.cast(step, tf.float32) // self.steps_per_epoch
+        return self.rate * tf.pow(self.decay, tf.maximum(0.0, epoch - self.after + 1))
+
+    def get_config(self):
+        return {"rate": self.rate, "steps_per_epoch": self.steps_per_epoch, "decay": self.decay, "after": self.after}
+
+
+def split(latents, config):
+    """(train, val) with enough frames for one batch; val is None when train_frac is 1."""
+    n = len(latents)
+    n_train = int(n * config["train_frac"])
+    need = config["batch_size"] * (config["seq_length"] + 1)
+    val_needed = config["train_frac"] < 1
+    if n_train < need or (val_needed and n - n_train < 2):
+        total = int(np.ceil(need / config["train_frac"])) + (2 if val_needed else 0)
+        raise cli.UserError(
+            f"{n} latent frames are too few: one batch needs batch_size {config['batch_size']} x "
+            f"(seq_length {config['seq_length']} + 1) = {need} training frames, and the validation part "
+            f"(1 - train_frac = {1 - config['train_frac']:.2f}) at least 2; give at least {total} frames "
+            "or lower --batch_size/--seq_length")
+    return latents[:n_train], (latents[n_train:] if val_needed else None)
+
+
+def char_rnn_batches(sequence, batch_size, seq_length):
+    """`[N, D]` -> `[num_batches, batch_size, seq_length + 1, D]`.
+
+    Stream s is the s-th contiguous slice of the sequence; batch b holds steps b*S .. b*S+S of
+    every stream (the last step is only a target, and the next batch's first input).
+    """
+    stream_len = len(sequence) // batch_size
+    streams = sequence[:stream_len * batch_size].reshape(batch_size, stream_len, -1)
+    count = (stream_len - 1) // seq_length
+    return np.stack([streams[:, b * seq_length:b * seq_length + seq_length + 1] for b in range(count)])
+
+
+def train_and_evaluate(latents_path, workdir, export_dir, **config):
+    """Trains (resuming from `workdir` if it holds a checkpoint), exports, returns a summary dict.
+
+    Keys: export_dir (the new version directory), epochs, train_loss and val_loss (last epoch),
+    first_loss (the first batch's), loss_drop (first_loss / train_loss), seconds_to_100x
+    (training seconds until an epoch's mean loss was 100x below first_loss, or None),
+    frames_per_second (median over epochs), train_seconds, history (one dict per epoch), config.
+    """
+    cfg = resolve_config(config)
+    latents = data.load_latents(latents_path, dim=cfg["dim"] or None)
+    train, val = split(latents, cfg)
+    mean, std = sequence_model.standardizer(train) if cfg["normalize"] else (
+        np.zeros(latents.shape[1], np.float32), np.ones(latents.shape[1], np.float32))
+    fingerprint = {"frames": int(latents.shape[0]), "dim": int(latents.shape[1]),
+                   "crc32": zlib.crc32(np.ascontiguousarray(latents).tobytes())}
+    _claim_workdir(workdir, cfg, fingerprint)
+
+    keras.utils.set_random_seed(cfg["seed"])
+    model = sequence_model.build_model(
+        cfg["model"], latents.shape[1], mean, std, batch_size=cfg["batch_size"], units=cfg["units"],
+        num_layers=cfg["num_layers"], fnn_hidden=cfg["fnn_hidden"], head=cfg["head"],
+        mixtures=cfg["mixtures"], init=cfg["init"], seed=cfg["seed"])
+    net = sequence_model.make_net(model)
+    windows = char_rnn_batches(net.normalize(train), cfg["batch_size"], cfg["seq_length"])
+    clip = {} if not cfg["grad_clip"] else (
+        {"clipvalue": cfg["grad_clip"]} if cfg["clip"] == "value" else {"global_clipnorm": cfg["grad_clip"]})
+    optimizer = keras.optimizers.Adam(
+        EpochDecay(cfg["learning_rate"], len(windows), cfg["lr_decay"], cfg["lr_decay_after"]), **clip)
+    optimizer.build(model.trainable_variables)
+    epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
+    manager = tf.train.CheckpointManager(
+        tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch),
+        os.path.join(workdir, "checkpoints"), max_to_keep=2)
+    history = []
+    if manager.latest_checkpoint:
+        manager.checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        history = _read_json(os.path.join(workdir, "history.json"), [])[:int(epoch.numpy())]
+        print(f"Resuming from {manager.latest_checkpoint} (epoch {int(epoch.numpy())} of {cfg['epochs']}).")
+
+    train_step = make_train_step(net, optimizer, cfg)
+    val_loss_fn = tf.function(lambda x, y: net.head.loss(net.window(x, net.zero_state(1))[0], y),
+                              jit_compile=cfg["jit_compile"])
+    val_norm = None if val is None else net.normalize(val)[None]
+    writer = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
+    frames_per_batch = cfg["batch_size"] * cfg["seq_length"]
+    for e in range(int(epoch.numpy()), cfg["epochs"]):
+        start = time.perf_counter()
+        progress = keras.utils.Progbar(len(windows), unit_name="batch")
+        print(f"Epoch {e + 1}/{cfg['epochs']}  (lr {float(optimizer.learning_rate):.3g})")
+        state = net.zero_state(cfg["batch_size"])
+        losses = []
+        for b, window in enumerate(windows):
+            loss, state = train_step(window, state)
+            losses.append(float(loss))
+            if not np.isfinite(losses[-1]):
+                raise cli.UserError(f"training diverged (loss {losses[-1]}) in epoch {e + 1}; "
+                                    "lower --learning_rate or keep --grad_clip on")
+            progress.update(b + 1, [("loss", losses[-1])])
+        seconds = time.perf_counter() - start
+        record = {"epoch": e + 1, "train_loss": float(np.mean(losses)), "first_batch_loss": losses[0],
+                  "val_loss": None if val is None else float(val_loss_fn(val_norm[:, :-1], val_norm[:, 1:])),
+                  "learning_rate": float(optimizer.learning_rate), "seconds": seconds,
+                  "frames_per_second": len(windows) * frames_per_batch / seconds}
+        history.append(record)
+        print(f"  train {record['train_loss']:.5g}  val {record['val_loss'] if val is not None else '-'}"
+              f"  {record['frames_per_second']:.0f} frames/s")
+        with writer.as_default(step=e + 1):
+            for key in ("train_loss", "val_loss", "learning_rate", "frames_per_second"):
+                if record[key] is not None:
+                    tf.summary.write(key, tf.constant(record[key], tf.float32), metadata=_SCALAR)
+        _write_json(os.path.join(workdir, "history.json"), history)
+        epoch.assign(e + 1)
+        manager.save(checkpoint_number=e + 1)
+    writer.close()
+
+    single = sequence_model.stateful_copy(model, 1)
+    with cli.atomic_output(os.path.join(workdir, "model.keras")) as tmp:
+        single.save(tmp)
+    final = rollout.export(model, export_dir, cfg["export_name"] or f"dance_{cfg['model']}",
+                           {"config": cfg, "latents": fingerprint})
+    print(f"Exported {final}")
+    return _summary(history, cfg, final)
+
+
+# Scalars via the core summary op plus the metadata TensorBoard reads: `tf.summary.scalar`
+# needs the tensorboard package, which is not a dependency.
+_SCALAR = summary_pb2.SummaryMetadata(plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"))
+
+
+def make_train_step(net, optimizer, cfg):
+    """`step(window [B, S+1, D] normalised, state) -> (loss, state)`: one optimizer update, compiled."""
+    variables = net.model.trainable_variables
+    noise, seed = cfg["input_noise"], cfg["seed"]
+
+    @tf.function(jit_compile=cfg["jit_compile"])
+    def step(window, state):
+        x, y = window[:, :-1], window[:, 1:]
+        if noise:
+            x += noise * tf.random.stateless_normal(tf.shape(x), tf.stack([tf.constant(seed, tf.int64),
+                                                                          optimizer.iterations]))
+        with tf.GradientTape() as tape:
+            if cfg["condition_steps"]:
+                params, state = net.conditioned_window(x, state, cfg["ground_truth_steps"], cfg["condition_steps"])
+            else:
+                params, state = net.window(x, state)
+            loss = net.head.loss(params, y)
+        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        return loss, state
+
+    return step
+
+
+def _summary(history, cfg, final):
+    first = history[0]["first_batch_loss"]
+    last = history[-1]
+    elapsed, reached = 0.0, None
+    for record in history:
+        elapsed += record["seconds"]
+        if reached is None and record["train_loss"] <= first / 100:
+            reached = elapsed
+    rates = [r["frames_per_second"] for r in history[1:]] or [history[0]["frames_per_second"]]
+    return {"export_dir": final, "epochs": last["epoch"], "train_loss": last["train_loss"],
+            "val_loss": last["val_loss"], "first_loss": first, "loss_drop": first / last["train_loss"],
+            "seconds_to_100x": reached, "frames_per_second": statistics.median(rates),
+            "train_seconds": elapsed, "history": history, "config": cfg}
+
+
+def _claim_workdir(workdir, cfg, fingerprint):
+    """Records the run's settings in `<workdir>/config.json`, or checks a resumed run matches them."""
+    path = os.path.join(workdir, "config.json")
+    mine = {"settings": {k: v for k, v in cfg.items() if k not in _RESUMABLE}, "latents": fingerprint}
+    theirs = _read_json(path, None)
+    if theirs is not None and os.path.isdir(os.path.join(workdir, "checkpoints")):
+        if theirs["latents"] != fingerprint:
+            raise cli.UserError(f"{workdir} holds a run trained on other latents; use another --workdir")
+        changed = sorted(k for k in mine["settings"] if theirs["settings"].get(k) != mine["settings"][k])
+        if changed:
+            diffs = ", ".join(f"{k}: {theirs['settings'].get(k)!r} -> {mine['settings'][k]!r}" for k in changed)
+            raise cli.UserError(f"{workdir} holds a run with other settings ({diffs}); resume it with the same "
+                                "settings or use another --workdir")
+    os.makedirs(workdir, exist_ok=True)
+    _write_json(path, mine)
+
+
+def _read_json(path, default):
+    if not os.path.exists(path):
+        return default
+    with open(path) as f:
+        return json.load(f)
+
+
+def _write_json(path, value):
+    with cli.atomic_output(path) as tmp, open(tmp, "w") as f:
+        json.dump(value, f, indent=2)

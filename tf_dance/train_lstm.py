@@ -1,0 +1,51 @@
+"""Trains the next-latent model (paper sections 3.2-3.4) and exports it as a SavedModel.
+
+    python -m tf_dance.train_lstm --flagfile=flags/paper_lstm.flags \\
+        --latents=runs/latents.npy --workdir=runs/lstm --export_dir=saved_models [--model=lstm|fnn]
+
+Re-running with the same flags resumes from the last finished epoch in --workdir. The export
+goes to <export_dir>/dance_<model>/<next version>/ (signatures: see tf_dance/rollout.py).
+The training library (`train_and_evaluate`) lives in tf_dance/sequence_training.py.
+"""
+
+from absl import app, flags
+
+from tf_dance import cli
+from tf_dance.sequence_training import SETTINGS, train_and_evaluate
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("latents", None, "Latent sequence: the encoder's .npy [N, D] or an .npz with `latents`/`vectors`.")
+flags.DEFINE_string("workdir", "runs/lstm", "Checkpoints, TensorBoard logs, history.json and model.keras go here.")
+flags.DEFINE_string("export_dir", "saved_models", "Root of the versioned SavedModel exports.")
+
+for _name, _s in SETTINGS.items():
+    if _s.choices is not None:
+        flags.DEFINE_enum(_name, _s.default, _s.choices, _s.help)
+    elif isinstance(_s.default, bool):
+        flags.DEFINE_bool(_name, _s.default, _s.help)
+    elif isinstance(_s.default, int):
+        flags.DEFINE_integer(_name, _s.default, _s.help, lower_bound=_s.low, upper_bound=_s.high)
+    elif isinstance(_s.default, float):
+        flags.DEFINE_float(_name, _s.default, _s.help, lower_bound=None if _s.low_open else _s.low,
+                           upper_bound=_s.high)
+        if _s.low_open:
+            flags.register_validator(_name, lambda v, low=_s.low: v > low, f"--{_name} must be > {_s.low}")
+    else:
+        flags.DEFINE_string(_name, _s.default, _s.help)
+
+
+@cli.main
+def main(argv):
+    del argv
+    cli.require_file(FLAGS.latents, "latents file (--latents)")
+    result = train_and_evaluate(FLAGS.latents, FLAGS.workdir, FLAGS.export_dir,
+                                **{name: FLAGS[name].value for name in SETTINGS})
+    val = "-" if result["val_loss"] is None else f"{result['val_loss']:.5g}"
+    print(f"Done: {result['epochs']} epochs, train loss {result['train_loss']:.5g} "
+          f"({result['loss_drop']:.0f}x below the first batch), val loss {val}, "
+          f"{result['frames_per_second']:.0f} frames/s. Model: {result['export_dir']}")
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,387 @@
+"""Video in and out: ffmpeg-decoded frames, mp4/GIF writers and contact sheets.
+
+Reading runs moviepy's ffmpeg binary with the whole resampling chain (crop box, frame rate,
+gray or RGB, invert, scale/crop/pad to the target size) as one `-vf` filter and takes raw
+frames from its pipe: ffmpeg scales far faster than numpy could, and only 96x54 pixels per
+frame ever reach Python. Writing goes through moviepy's ffmpeg writer (libx264, yuv420p).
+Every writer is atomic (`cli.atomic_output`) and every bad input raises `cli.UserError`.
+"""
+
+import math
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from tf_dance import cli, data
+
+FITS = ("stretch", "crop", "pad")
+_PREFIX = re.compile(r"^(\[[^\]]*\]\s*)+")
+_CHUNK = 256
+
+
+class _NoBar:
+    def update(self, current, values=None, finalize=None):
+        pass
+
+
+def progress_bar(target, enabled=True):
+    """A `keras.utils.Progbar` (imported only when shown: keras pulls in TensorFlow)."""
+    if not enabled:
+        return _NoBar()
+    from keras.utils import Progbar
+    return Progbar(target, unit_name="frame")
+
+
+def _ffmpeg():
+    from moviepy.config import FFMPEG_BINARY
+    return FFMPEG_BINARY
+
+
+def _last_line(text, first=False):
+    """One line of ffmpeg's complaint, without its `[component @ 0x...]` prefixes."""
+    lines = [_PREFIX.sub("", ln).strip() for ln in text.splitlines()]
+    lines = [ln for ln in lines if ln]
+    return (lines[0] if first else lines[-1]) if lines else "no message"
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading
+
+
+def probe(path):
+    """`dict(width, height, fps, duration)` of the first video stream; `UserError` if none."""
+    cli.require_file(path, "video")
+    from moviepy.video.io.ffmpeg_reader import ffmpeg_parse_infos
+    try:
+        infos = ffmpeg_parse_infos(path)
+    except (OSError, IndexError, KeyError, ValueError, AttributeError, TypeError) as e:
+        raise cli.UserError(f"{path} is not a readable video ({_last_line(str(e))})") from None
+    if not infos.get("video_found") or not infos.get("video_size"):
+        raise cli.UserError(f"{path} has no video stream")
+    width, height = infos["video_size"]
+    fps = infos.get("video_fps")
+    duration = infos.get("video_duration") or infos.get("duration")
+    return dict(width=int(width), height=int(height),
+                fps=float(fps) if fps and math.isfinite(fps) and fps > 0 else None,
+                duration=float(duration) if duration else None)
+
+
+def parse_crop(crop):
+    """`"x,y,w,h"` or a 4-sequence of source pixels → ints; `UserError` on anything else."""
+    if crop is None or isinstance(crop, str) and not crop.strip():
+        return None
+    parts = crop.split(",") if isinstance(crop, str) else list(crop)
+    try:
+        box = tuple(int(str(p).strip()) for p in parts)
+    except ValueError:
+        box = ()
+    if len(box) != 4 or box[0] < 0 or box[1] < 0 or box[2] < 1 or box[3] < 1:
+        raise cli.UserError(f"crop must be X,Y,W,H in source pixels (X,Y >= 0, W,H >= 1), "
+                            f"got {crop!r}")
+    return box
+
+
+def parse_threshold(threshold):
+    """None, an int 1..255, or "auto" (Otsu's threshold over the clip)."""
+    if threshold is None or threshold == "":
+        return None
+    if isinstance(threshold, str) and threshold.strip().lower() == "auto":
+        return "auto"
+    try:
+        value = int(threshold)
+    except (TypeError, ValueError):
+        value = -1
+    if not 1 <= value <= 255:
+        raise cli.UserError(f"threshold must be a gray level 1..255 or 'auto', got {threshold!r}")
+    return value
+
+
+def otsu_threshold(frames):
+    """The gray level that best splits the histogram into two classes (Otsu's method)."""
+    hist = np.bincount(frames.reshape(-1), minlength=256).astype(np.float64)
+    levels = np.arange(256)
+    w0 = np.cumsum(hist)
+    w1 = w0[-1] - w0
+    m0 = np.cumsum(hist * levels)
+    mean0 = m0 / np.maximum(w0, 1)
+    mean1 = (m0[-1] - m0) / np.maximum(w1, 1)
+    between = (w0 * w1 * (mean0 - mean1) ** 2)[:-1]
+    best = np.flatnonzero(between >= between.max() * (1 - 1e-9))
+    return int((best[0] + best[-1]) // 2) + 1  # middle of an empty gap, not its dark edge
+
+
+def binarise(frames, threshold):
+    """Pixels at or above `threshold` → 255, others → 0 (on luma for RGB frames)."""
+    if threshold == "auto":
+        threshold = otsu_threshold(frames if frames.shape[-1] == 1 else _luma(frames))
+    luma = frames if frames.shape[-1] == 1 else _luma(frames)[..., None]
+    return np.broadcast_to(np.where(luma >= threshold, 255, 0).astype(np.uint8),
+                           frames.shape).copy()
+
+
+def _luma(frames):
+    return (frames.astype(np.float32) @ np.float32([0.299, 0.587, 0.114])).astype(np.uint8)
+
+
+def _filters(src, fps, width, height, channels, fit, crop, invert):
+    chain = []
+    if crop:
+        x, y, w, h = crop
+        if x + w > src["width"] or y + h > src["height"]:
+            raise cli.UserError(f"crop box {x},{y},{w},{h} lies outside the "
+                                f"{src['width']}x{src['height']} video")
+        chain.append(f"crop={w}:{h}:{x}:{y}")
+    chain.append(f"fps={fps!r}")
+    chain.append("format=gray" if channels == 1 else "format=rgb24")
+    if invert:
+        chain.append("negate")
+    if fit == "stretch":
+        chain.append(f"scale={width}:{height}:flags=area")
+    elif fit == "crop":
+        chain.append(f"scale={width}:{height}:force_original_aspect_ratio=increase:flags=area")
+        chain.append(f"crop={width}:{height}")
+    else:
+        chain.append(f"scale={width}:{height}:force_original_aspect_ratio=decrease:flags=area")
+        chain.append(f"pad={width}:{height}:(ow-iw)/2:(oh-ih)/2:color=black")
+    return ",".join(chain)
+
+
+def _check_args(fps, width, height, channels, fit, start, end, max_frames):
+    if fps is not None and not (math.isfinite(fps) and fps > 0):
+        raise cli.UserError(f"fps must be positive, got {fps}")
+    if not (8 <= width <= 8192 and 8 <= height <= 8192):
+        raise cli.UserError(f"width and height must be 8..8192 pixels, got {width}x{height}")
+    if channels not in (1, 3):
+        raise cli.UserError(f"channels must be 1 or 3, got {channels}")
+    if fit not in FITS:
+        raise cli.UserError(f"fit must be one of {', '.join(FITS)}, got {fit!r}")
+    if not (math.isfinite(start) and start >= 0):
+        raise cli.UserError(f"start must be >= 0 seconds, got {start}")
+    if end is not None and not (math.isfinite(end) and end > start):
+        raise cli.UserError(f"end ({end} s) must be after start ({start} s)")
+    if max_frames is not None and max_frames < 1:
+        raise cli.UserError(f"max_frames must be >= 1, got {max_frames}")
+
+
+def read_video(path, fps=None, width=data.WIDTH, height=data.HEIGHT, channels=1, fit="stretch",
+               crop=None, start=0.0, end=None, max_frames=None, progress=True, invert=False,
+               threshold=None):
+    """Decodes `path` into `(frames uint8 [N, height, width, channels], fps)`.
+
+    fps: resample to this rate (default: the source's). fit: how another aspect ratio reaches
+    width x height: `stretch`, `crop` (fill, cut the overflow centred) or `pad` (fit, black
+    bars). crop: "X,Y,W,H" box in source pixels, applied first. start/end: seconds.
+    invert: dark dancer on a light ground → white on black. threshold: 1..255 or "auto" →
+    binary silhouettes. Raises `cli.UserError` for a missing or unreadable file or no frames.
+    """
+    _check_args(fps, width, height, channels, fit, start, end, max_frames)
+    crop, threshold = parse_crop(crop), parse_threshold(threshold)
+    src = probe(path)
+    out_fps = fps or src["fps"]
+    if not out_fps:
+        raise cli.UserError(f"cannot tell the frame rate of {path}: pass fps explicitly")
+    vf = _filters(src, out_fps, width, height, channels, fit, crop, invert)
+    cmd = [_ffmpeg(), "-nostdin", "-hide_banner", "-loglevel", "error"]
+    if start:
+        cmd += ["-ss", repr(float(start))]
+    if end is not None:
+        cmd += ["-t", repr(float(end - start))]
+    cmd += ["-i", "file:" + os.path.abspath(path), "-map", "0:v:0", "-an", "-sn", "-dn", "-vf", vf]
+    if max_frames:
+        cmd += ["-frames:v", str(max_frames)]
+    cmd += ["-f", "rawvideo", "-pix_fmt", "gray" if channels == 1 else "rgb24", "pipe:1"]
+
+    expected = None
+    if src["duration"]:
+        stop = min(src["duration"], end) if end is not None else src["duration"]
+        expected = max(1, int(round((stop - start) * out_fps)))
+        expected = min(expected, max_frames) if max_frames else expected
+    bar = progress_bar(expected, enabled=progress)
+    frame_bytes = width * height * channels
+    chunks, count = [], 0
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL)
+        try:
+            while True:
+                buf = proc.stdout.read(_CHUNK * frame_bytes)
+                n = len(buf) // frame_bytes
+                if n:
+                    chunks.append(np.frombuffer(buf, np.uint8, n * frame_bytes).reshape(
+                        n, height, width, channels))
+                    count += n
+                    bar.update(count if expected is None else min(count, expected))
+                if len(buf) < _CHUNK * frame_bytes:
+                    break
+            rc = proc.wait()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            proc.stdout.close()
+        log.seek(0)
+        message = log.read().decode("utf-8", "replace")
+    if count == 0:
+        why = f": {_last_line(message, first=True)}" if message.strip() else ""
+        raise cli.UserError(f"no frames could be decoded from {path} between {start:g} s and "
+                            f"{'the end' if end is None else f'{end:g} s'}{why}")
+    if rc != 0:
+        raise cli.UserError(f"decoding {path} failed after {count} frames: "
+                            f"{_last_line(message, first=True)}")
+    if message.strip():
+        print(f"warning: ffmpeg reported errors decoding {path} (first: "
+              f"{_last_line(message, first=True)})", file=sys.stderr)
+    if expected is None or count < expected:
+        bar.update(count, finalize=True)
+    frames = np.concatenate(chunks)
+    if threshold is not None:
+        frames = binarise(frames, threshold)
+    return frames, float(out_fps)
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing
+
+
+def as_frames(frames):
+    """uint8 `[N, H, W, C]` from uint8 or float-in-[0, 1] frames, with or without the C axis."""
+    frames = np.asarray(frames)
+    if frames.ndim == 3:
+        frames = frames[..., None]
+    if frames.ndim != 4 or frames.shape[-1] not in (1, 3) or frames.shape[0] == 0:
+        raise cli.UserError(f"frames must be a non-empty [N, H, W, 1|3] array, got {frames.shape}")
+    if frames.dtype == np.uint8:
+        return frames
+    if np.issubdtype(frames.dtype, np.floating):
+        if not np.all(np.isfinite(frames)):
+            raise cli.UserError("frames contain NaN or inf")
+        return np.rint(np.clip(frames, 0.0, 1.0) * 255.0).astype(np.uint8)
+    raise cli.UserError(f"frames must be uint8 or float in [0, 1], got {frames.dtype}")
+
+
+def _upscale(frames, scale):
+    if scale == 1:
+        return frames
+    return np.repeat(np.repeat(frames, scale, axis=1), scale, axis=2)
+
+
+def _check_scale(fps, scale):
+    if not (math.isfinite(fps) and fps > 0):
+        raise cli.UserError(f"fps must be positive, got {fps}")
+    if int(scale) != scale or scale < 1:
+        raise cli.UserError(f"scale must be a positive integer, got {scale}")
+
+
+def write_video(path, frames, fps, scale=1, crf=18):
+    """An H.264 mp4 (yuv420p, plays everywhere), each pixel upscaled to `scale` x `scale`.
+
+    yuv420p needs even sides, so an odd width or height gets one black row/column added.
+    """
+    from moviepy.video.io.ffmpeg_writer import FFMPEG_VideoWriter
+    frames = as_frames(frames)
+    _check_scale(fps, scale)
+    n, h, w, _ = frames.shape
+    out_h, out_w = h * scale + (h * scale) % 2, w * scale + (w * scale) % 2
+    with cli.atomic_output(path) as tmp, tempfile.TemporaryFile() as log:
+        writer = FFMPEG_VideoWriter(tmp, (out_w, out_h), fps, codec="libx264", logfile=log,
+                                    ffmpeg_params=["-crf", str(crf)])
+        proc, failed = writer.proc, False
+        try:
+            for c0 in range(0, n, 64):
+                chunk = _upscale(frames[c0:c0 + 64], scale)
+                rgb = np.zeros((len(chunk), out_h, out_w, 3), np.uint8)
+                rgb[:, :h * scale, :w * scale] = chunk
+                for frame in rgb:
+                    writer.write_frame(frame)
+        except OSError:
+            failed = True
+        finally:
+            try:
+                writer.close()
+            except OSError:
+                failed = True
+        if failed or proc.returncode != 0:
+            log.seek(0)
+            raise cli.UserError(f"ffmpeg could not write {path}: "
+                                f"{_last_line(log.read().decode('utf-8', 'replace'))}")
+    return path
+
+
+def _pil(frame):
+    return Image.fromarray(frame[..., 0] if frame.shape[-1] == 1 else frame)
+
+
+def write_gif(path, frames, fps, scale=1):
+    """An animated GIF that loops forever (PIL); GIF delays are whole hundredths of a second."""
+    frames = as_frames(frames)
+    _check_scale(fps, scale)
+    images = [_pil(f) for f in _upscale(frames, scale)]
+    with cli.atomic_output(path) as tmp:
+        images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], loop=0,
+                       duration=max(20, int(round(1000.0 / fps))), disposal=1)
+    return path
+
+
+def side_by_side(top, bottom, gap=2, gap_value=128):
+    """Per frame, `top` above `bottom` with a gray bar between: originals over reconstructions."""
+    top, bottom = as_frames(top), as_frames(bottom)
+    if top.shape[:3] != bottom.shape[:3]:
+        raise cli.UserError(f"cannot stack frames of shape {top.shape} and {bottom.shape}")
+    channels = max(top.shape[-1], bottom.shape[-1])
+    top = np.broadcast_to(top, top.shape[:3] + (channels,))
+    bottom = np.broadcast_to(bottom, bottom.shape[:3] + (channels,))
+    bar = np.full((top.shape[0], gap, top.shape[2], channels), gap_value, np.uint8)
+    return np.concatenate([top, bar, bottom], axis=1)
+
+
+def _font(size):
+    try:
+        return ImageFont.load_default(size=size)
+    except (TypeError, OSError, ImportError):
+        return ImageFont.load_default()
+
+
+def contact_sheet(path, frames, every=4, columns=8, scale=1, labels=None, gap=2, gap_value=64):
+    """A PNG grid of every `every`-th frame, row by row (the paper's Figure 2).
+
+    labels: one string per tile or per input frame (then subsampled like the frames), drawn
+    in each tile's corner. Returns the sheet as uint8 `[H, W, C]`; `path=None` only returns it.
+    """
+    frames = as_frames(frames)
+    if every < 1 or columns < 1 or int(scale) != scale or scale < 1:
+        raise cli.UserError(f"every, columns and scale must be positive integers "
+                            f"(got {every}, {columns}, {scale})")
+    tiles = _upscale(frames[::every], scale)
+    if labels is not None:
+        labels = [str(s) for s in labels]
+        if len(labels) == len(frames) and len(frames) != len(tiles):
+            labels = labels[::every]
+        if len(labels) != len(tiles):
+            raise cli.UserError(f"{len(labels)} labels for {len(tiles)} tiles")
+    n, h, w, c = tiles.shape
+    columns = min(columns, n)
+    rows = -(-n // columns)
+    sheet = np.full((rows * h + (rows + 1) * gap, columns * w + (columns + 1) * gap, c),
+                    gap_value, np.uint8)
+    for i, tile in enumerate(tiles):
+        r, col = divmod(i, columns)
+        y, x = gap + r * (h + gap), gap + col * (w + gap)
+        sheet[y:y + h, x:x + w] = tile
+    if labels is not None:
+        image = _pil(sheet)
+        draw = ImageDraw.Draw(image)
+        font = _font(max(8, 8 * scale))
+        fill = 200 if c == 1 else (255, 200, 0)
+        for i, text in enumerate(labels):
+            r, col = divmod(i, columns)
+            draw.text((gap + col * (w + gap) + 2, gap + r * (h + gap) + 1), text, fill=fill,
+                      font=font)
+        sheet = np.asarray(image).reshape(sheet.shape)
+    if path is not None:
+        with cli.atomic_output(path) as tmp:
+            _pil(sheet).save(tmp, format="PNG")
+    return sheet
