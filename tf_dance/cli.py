@@ -1,7 +1,7 @@
 """Shared plumbing for the absl scripts: clear errors, atomic outputs, versioned exports.
 
-Every script turns a `UserError` into an absl `UsageError` (one message, exit code 1, no
-traceback) with `@cli.main`, and writes its outputs through `atomic_output` so that a failed
+Every script turns a `UserError` (or an absl `UsageError`) into one `error: ...` line on stderr
+and exit code 1, with no traceback and no wall of flag help, via `@cli.main`, and writes its outputs through `atomic_output` so that a failed
 or killed run never leaves a half-written file where a finished one is expected.
 """
 
@@ -10,6 +10,7 @@ import functools
 import os
 import re
 import shutil
+import sys
 import tempfile
 
 from absl import app
@@ -20,16 +21,21 @@ class UserError(ValueError):
 
 
 def main(fn):
-    """Wraps a script's `main(argv)` so `UserError`s become absl `UsageError`s."""
+    """Wraps a script's `main(argv)`: a `UserError` or `UsageError` ends the run with one line.
+
+    absl would print the module docstring and every flag for a `UsageError`; for a bad input
+    the user needs only the reason, so it is printed as `error: <reason>` and the exit code is 1.
+    """
 
     @functools.wraps(fn)
     def wrapper(argv):
-        if len(argv) > 1:
-            raise app.UsageError(f"unexpected positional arguments: {' '.join(argv[1:])}")
         try:
+            if len(argv) > 1:
+                raise UserError(f"unexpected positional arguments: {' '.join(argv[1:])}")
             return fn(argv)
-        except UserError as e:
-            raise app.UsageError(str(e)) from None
+        except (UserError, app.UsageError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(1)
 
     return wrapper
 
@@ -66,6 +72,7 @@ def atomic_output(path, is_dir=False):
     tmp = _temp_sibling(path, is_dir)
     try:
         yield tmp
+        _default_permissions(tmp, is_dir)
         if is_dir and os.path.isdir(path):
             shutil.rmtree(path)
         os.replace(tmp, path)
@@ -75,6 +82,13 @@ def atomic_output(path, is_dir=False):
         elif os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def _default_permissions(path, is_dir):
+    """mkstemp/mkdtemp create private (0600/0700) entries; give the result the usual umask mode."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, (0o777 if is_dir else 0o666) & ~umask)
 
 
 _VERSION = re.compile(r"^\d+$")
@@ -117,6 +131,7 @@ def export_version(export_dir, name, write):
     tmp = tempfile.mkdtemp(prefix=".tmp-export-", dir=root)
     try:
         write(tmp)
+        _default_permissions(tmp, True)
         while True:
             taken = [int(n) for n in os.listdir(root) if _VERSION.match(n)]
             final = os.path.join(root, str(max(taken, default=0) + 1))

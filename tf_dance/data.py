@@ -21,8 +21,8 @@ def save_dataset(path, frames, fps, **extras):
     _check_frames(frames, path)
     if not np.isfinite(fps) or fps <= 0:
         raise cli.UserError(f"fps must be positive, got {fps}")
-    with cli.atomic_output(path) as tmp:
-        np.savez(tmp, frames=frames, fps=np.float32(fps), **extras)
+    with cli.atomic_output(path) as tmp, open(tmp, "wb") as f:
+        np.savez_compressed(f, frames=frames, fps=np.float32(fps), **extras)
     return path
 
 
