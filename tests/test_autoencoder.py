@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -93,6 +94,20 @@ def test_keras_file_round_trip(tmp_path):
     np.testing.assert_allclose(again(z).numpy(), dec(z).numpy(), rtol=1e-6)
 
 
+def test_losses_match_tensorflow():
+    """xent is TF1's sigmoid_cross_entropy_with_logits (stable at large logits); mse is on the sigmoid."""
+    import tensorflow as tf
+    from tf_dance import autoencoder
+    rng = np.random.default_rng(2)
+    logits = rng.normal(scale=30, size=(3, 5, 4, 1)).astype(np.float32)
+    target = (rng.random((3, 5, 4, 1)) > 0.5).astype(np.float32)
+    want = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(target, logits), axis=(1, 2, 3))
+    np.testing.assert_allclose(autoencoder.sigmoid_xent(target, logits).numpy(), want.numpy(), rtol=1e-5)
+    want = np.mean((1 / (1 + np.exp(-logits.astype(np.float64))) - target) ** 2, axis=(1, 2, 3))
+    np.testing.assert_allclose(autoencoder.sigmoid_mse(target, logits).numpy(), want, rtol=1e-5)
+    assert set(autoencoder.LOSSES) == {"xent", "mse"}
+
+
 def test_spearman_and_iou():
     from tf_dance import autoencoder
     rng = np.random.default_rng(0)
@@ -125,12 +140,27 @@ def test_train_evaluate_export(trained):
         assert os.path.isfile(os.path.join(work, name)), name
     with open(os.path.join(work, "eval.json")) as f:
         assert json.load(f)["metrics"]["steps"] == TINY["steps"]
-    assert any(n.startswith("events.out.tfevents") for n in os.listdir(os.path.join(work, "logs")))
+    import tensorflow as tf
+    logs = os.path.join(work, "logs")
+    events = [os.path.join(logs, n) for n in os.listdir(logs) if n.startswith("events.out.tfevents")]
+    tags = {}
+    for record in tf.data.TFRecordDataset(events):
+        event = tf.compat.v1.Event.FromString(record.numpy())
+        for value in event.summary.value:
+            tags.setdefault(value.tag, []).append((event.step, value))
+    assert [s for s, _ in tags["loss"]] == [10, 20] and "learning_rate" in tags and "val_iou" in tags
+    step, image = tags["held_out/original_over_reconstruction"][-1]
+    assert step == 20 and image.metadata.plugin_data.plugin_name == "images"
+    width, height, *pngs = tf.make_ndarray(image.tensor)
+    assert (int(width), int(height)) == (96, 2 * 54) and len(pngs) == 8
+    assert tf.io.decode_png(pngs[0]).shape == (108, 96, 1)
 
 
 def test_reload_without_tf_dance_matches(trained, tiny_dancer, tmp_path):
     """Plain TensorFlow (no tf_dance on the path) runs both SavedModels like encode/decode do."""
-    from tf_dance import encode
+    from tf_dance import autoencoder, encode
+    assert autoencoder.encode_frames is encode.encode_frames  # the names other modules call
+    assert autoencoder.decode_latents is encode.decode_latents
     result, _, _ = trained
     frames = tiny_dancer["frames"][:37]
     np.save(tmp_path / "frames.npy", frames)
@@ -159,6 +189,24 @@ assert "tf_dance" not in sys.modules
     assert np.abs(decoded.astype(int) - expected).max() <= 1
 
 
+def test_saved_model_cli_runs_the_decoder(trained, tmp_path):
+    """The exported decoder runs with TensorFlow's own `saved_model_cli run`, as decode_latents does."""
+    from tf_dance import encode
+    result, _, _ = trained
+    z = np.random.default_rng(3).normal(size=(5, 128)).astype(np.float32)
+    np.save(tmp_path / "z.npy", z)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    r = _clean(subprocess.run(
+        ["saved_model_cli", "run", f"--dir={result['decoder_dir']}", "--tag_set=serve",
+         "--signature_def=serving_default", f"--inputs=latent={tmp_path / 'z.npy'}",
+         f"--outdir={tmp_path / 'out'}"], env=env, capture_output=True, text=True, timeout=120))
+    assert r.returncode == 0, r.stderr[-2000:]
+    frames = np.load(tmp_path / "out" / "frames.npy")
+    assert frames.shape == (5, 54, 96, 1) and frames.dtype == np.float32
+    decoded = encode.decode_latents(result["decoder_dir"], z)
+    assert np.abs(np.round(frames * 255) - decoded).max() <= 1
+
+
 def test_resume_after_kill_matches_unbroken_run(trained, tiny_dataset, tmp_path, run_module):
     import keras
     from tf_dance import autoencoder  # noqa: F401 (registers the custom layer for loading)
@@ -167,10 +215,11 @@ def test_resume_after_kill_matches_unbroken_run(trained, tiny_dataset, tmp_path,
     args = [f"--flagfile={ROOT}/flags/tiny_autoencoder.flags", f"--data={tiny_dataset}", f"--workdir={work}",
             f"--export_dir={models}"]
     first = _clean(run_module("tf_dance.train_autoencoder", *args, "--stop_after=15"))
-    assert first.returncode == 0, first.stderr[-2000:]
+    assert first.returncode == -signal.SIGKILL, (first.returncode, first.stderr[-2000:])
     with open(os.path.join(work, "state.json")) as f:
-        assert json.load(f)["step"] == 10  # the last checkpoint before the "kill"
+        assert json.load(f)["step"] == 10  # the last checkpoint before the kill
     assert not os.path.exists(models)
+    assert sorted(n for n in os.listdir(work) if n != "logs") == ["ckpt-10.weights.h5", "state.json"]
     second = _clean(run_module("tf_dance.train_autoencoder", *args))
     assert second.returncode == 0, second.stderr[-2000:]
     assert "Resuming" in second.stdout and "at step 10 of 20" in second.stdout
@@ -233,6 +282,8 @@ def test_model_dir_errors(trained, tiny_dancer, tmp_path):
     finally:
         os.rmdir(os.path.join(half, "variables"))
         os.rmdir(half)
+    assert encode.encode_frames(result["encoder_dir"], frames[:0]).shape == (0, 128)
+    assert encode.decode_latents(result["decoder_dir"], np.zeros((0, 128))).shape == (0, 54, 96, 1)
     with pytest.raises(cli.UserError, match="no complete encoder"):
         encode.encode_frames(str(tmp_path / "nothing"), frames)
     with pytest.raises(cli.UserError, match="is not a SavedModel encoder"):

@@ -13,7 +13,7 @@ import shutil
 import sys
 import tempfile
 
-from absl import app
+from absl import app, flags
 
 
 class UserError(ValueError):
@@ -38,6 +38,19 @@ def main(fn):
             sys.exit(1)
 
     return wrapper
+
+
+def parse_flags(argv):
+    """absl's flag parser for `app.run(main, flags_parser=cli.parse_flags)`.
+
+    A bad flag value, unknown flag or unreadable flagfile ends the run with one `error: ...`
+    line and exit code 1, like every other bad input.
+    """
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
 
 
 def require_file(path, what="file"):

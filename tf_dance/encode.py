@@ -62,7 +62,9 @@ def encode_frames(encoder_dir, frames_uint8, batch_size=500, progress=False):
                             "or train an autoencoder on this data")
     fn = _compiled(signature, "encode")
     out = [fn(tf.constant(frames[a:b])).numpy() for a, b in _batches(len(frames), batch_size, progress)]
-    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+    if not out:
+        return np.zeros((0, signature.structured_outputs["latent"].shape[-1]), np.float32)
+    return np.concatenate(out)
 
 
 def decode_latents(decoder_dir, latents, batch_size=500, progress=False):
@@ -75,6 +77,8 @@ def decode_latents(decoder_dir, latents, batch_size=500, progress=False):
         raise cli.UserError("latents contain NaN or inf")
     fn = _compiled(signature, "decode")
     out = [fn(tf.constant(latents[a:b])).numpy() for a, b in _batches(len(latents), batch_size, progress)]
+    if not out:
+        return np.zeros((0, *signature.structured_outputs["frames"].shape[1:]), np.uint8)
     return np.concatenate(out)
 
 

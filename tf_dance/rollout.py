@@ -37,7 +37,10 @@ class ServingModule(tf.Module):
 
     def __init__(self, model, chunk=CHUNK):
         super().__init__()
-        self.model = model  # tracks the variables
+        self.model = model
+        # The underlying tf.Variables, tracked directly: without them TF1-style loaders
+        # (`saved_model_cli run`, TF Serving) find no initialised variables to run with.
+        self.tf_variables = [v.value for v in model.variables]
         self._net = sequence_model.make_net(model)
         self._chunk_len = chunk
         d, s = self._net.dim, self._net.state_size
@@ -90,16 +93,23 @@ class ServingModule(tf.Module):
         return {"frames": net.denormalize(frames)}
 
     def _generate_chunk(self, x, state, start, temperature, noise, random_seed):
-        """`CHUNK` closed-loop steps; frame n is fed back with noise seeded by (random_seed, n)."""
+        """`CHUNK` closed-loop steps; frame n is fed back with noise seeded by (random_seed, n).
+
+        A while loop rather than unrolled steps: XLA compiles it in a fraction of the time, and
+        at batch 1 the step is bound by reading the weights, not by loop overhead."""
         net = self._net
-        frames = []
-        for t in range(self._chunk_len):
+
+        def body(t, x, state, frames):
             n = start + t
             fed = x + noise * tf.random.stateless_normal(tf.shape(x), _seed(random_seed, n - 1, 1))
             params, state = net.step(fed, state)
             x = net.head.sample(params, temperature, _seed(random_seed, n, 0))
-            frames.append(x)
-        return x, state, tf.stack(frames, 1)
+            return t + 1, x, state, frames.write(t, x)
+
+        frames = tf.TensorArray(tf.float32, size=self._chunk_len, element_shape=x.shape)
+        _, x, state, frames = tf.while_loop(lambda t, *_: t < self._chunk_len, body, (0, x, state, frames),
+                                            maximum_iterations=self._chunk_len)
+        return x, state, tf.transpose(frames.stack(), [1, 0, 2])
 
 
 def _seed(random_seed, frame, stream):

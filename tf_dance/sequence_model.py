@@ -4,7 +4,7 @@ Both are Keras models that read raw latents and return a head's parameters in no
 (each dimension standardised with the training mean/std, which ride inside the model). Training
 and serving do not go through the Keras graph: `Net` reads the same Keras variables and runs
 them as a fused, time-major loop with a hand-written backward pass (BPTT whose weight gradients
-are one large matmul per layer instead of fifty rank-5 updates), 3-4x faster on CPU than
+are one large matmul per layer instead of fifty rank-5 updates), 2.5-3x faster on CPU than
 `fit`. The Keras models stay the reference: tests check that `Net` and the exported SavedModel
 agree with them step by step.
 

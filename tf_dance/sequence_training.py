@@ -8,7 +8,8 @@ steps of every stream, with the LSTM state carried from one batch to the next an
 each epoch start. Gradients are clipped elementwise at `grad_clip` (char-rnn's clamp; Keras's
 `clipvalue`) unless `clip=global_norm`; the learning rate decays by `lr_decay` after every epoch
 from `lr_decay_after` on. Validation runs the whole validation part as one stream, its state
-carried across it from zero.
+carried across it; the state is first warmed up on the `seq_length` training frames just before
+it (from zero, the first predictions would be scored against an LSTM that has seen nothing).
 
 Every epoch is checkpointed under `<workdir>/checkpoints`; a run restarted with the same
 settings resumes from the last finished epoch and stops at `epochs`. `<workdir>/history.json`
@@ -109,6 +110,25 @@ def resolve_config(overrides):
     return config
 
 
+def flagfile_settings(path):
+    """The settings in a `train_lstm` flagfile (`--name=value`, `--name`, `--noname`), for code that
+    trains without the script (tests, bench). Other flags (--latents, ...) raise `cli.UserError`."""
+    settings = {}
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            name, eq, value = line.removeprefix("--").partition("=")
+            if not eq:
+                name, value = (name[2:], "false") if name.startswith("no") and name[2:] in SETTINGS else (name, "true")
+            if name not in SETTINGS:
+                raise cli.UserError(f"{path}: {line} is not a training setting")
+            default = SETTINGS[name].default
+            settings[name] = value.lower() in ("true", "1") if isinstance(default, bool) else type(default)(value)
+    return settings
+
+
 @keras.saving.register_keras_serializable(package="tf_dance")
 class EpochDecay(keras.optimizers.schedules.LearningRateSchedule):
     """char-rnn's schedule: `rate` for `after` epochs, then times `decay` after every further epoch."""
@@ -192,9 +212,11 @@ def train_and_evaluate(latents_path, workdir, export_dir, **config):
         print(f"Resuming from {manager.latest_checkpoint} (epoch {int(epoch.numpy())} of {cfg['epochs']}).")
 
     train_step = make_train_step(net, optimizer, cfg)
-    val_loss_fn = tf.function(lambda x, y: net.head.loss(net.window(x, net.zero_state(1))[0], y),
-                              jit_compile=cfg["jit_compile"])
-    val_norm = None if val is None else net.normalize(val)[None]
+    warm = min(cfg["seq_length"], len(train))
+    val_loss_fn = tf.function(
+        lambda x, y: net.head.loss(net.window(x, net.zero_state(1))[0][:, warm - 1:], y[:, warm - 1:]),
+        jit_compile=cfg["jit_compile"])
+    val_norm = None if val is None else net.normalize(np.concatenate([train[-warm:], val]))[None]
     writer = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
     frames_per_batch = cfg["batch_size"] * cfg["seq_length"]
     for e in range(int(epoch.numpy()), cfg["epochs"]):
@@ -244,6 +266,8 @@ _SCALAR = summary_pb2.SummaryMetadata(plugin_data=summary_pb2.SummaryMetadata.Pl
 def make_train_step(net, optimizer, cfg):
     """`step(window [B, S+1, D] normalised, state) -> (loss, state)`: one optimizer update, compiled."""
     variables = net.model.trainable_variables
+    if not optimizer.built:
+        optimizer.build(variables)
     noise, seed = cfg["input_noise"], cfg["seed"]
 
     @tf.function(jit_compile=cfg["jit_compile"])
@@ -251,7 +275,7 @@ def make_train_step(net, optimizer, cfg):
         x, y = window[:, :-1], window[:, 1:]
         if noise:
             x += noise * tf.random.stateless_normal(tf.shape(x), tf.stack([tf.constant(seed, tf.int64),
-                                                                          optimizer.iterations]))
+                                                                          tf.cast(optimizer.iterations, tf.int64)]))
         with tf.GradientTape() as tape:
             if cfg["condition_steps"]:
                 params, state = net.conditioned_window(x, state, cfg["ground_truth_steps"], cfg["condition_steps"])

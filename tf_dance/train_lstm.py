@@ -3,10 +3,15 @@
     python -m tf_dance.train_lstm --flagfile=flags/paper_lstm.flags \\
         --latents=runs/latents.npy --workdir=runs/lstm --export_dir=saved_models [--model=lstm|fnn]
 
+Training follows char-rnn: contiguous streams with the LSTM state carried across batches, Adam,
+gradients clipped elementwise at --grad_clip (char-rnn's clamp; --clip=global_norm rescales by the
+global norm instead), learning rate x --lr_decay per epoch after --lr_decay_after.
 Re-running with the same flags resumes from the last finished epoch in --workdir. The export
 goes to <export_dir>/dance_<model>/<next version>/ (signatures: see tf_dance/rollout.py).
 The training library (`train_and_evaluate`) lives in tf_dance/sequence_training.py.
 """
+
+import sys
 
 from absl import app, flags
 
@@ -47,5 +52,14 @@ def main(argv):
     return 0
 
 
+def parse_flags(argv):
+    """absl's parser, but a bad flag value ends the run with one `error: ...` line (no help hint)."""
+    try:
+        return FLAGS(argv)
+    except flags.Error as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
+
+
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

@@ -1,0 +1,298 @@
+"""The sequence models against their Keras reference, the exported signatures, and the paper's findings."""
+
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_dance import cli, rollout, sequence_model, sequence_training, synthesize
+
+DIM = 5
+
+
+def _model(kind="lstm", head="mse", batch=2, num_layers=2, seed=0):
+    """A small untrained model with non-trivial standardisation and weights big enough to matter."""
+    rng = np.random.default_rng(seed)
+    mean, std = rng.normal(size=DIM).astype(np.float32), rng.uniform(0.5, 2, DIM).astype(np.float32)
+    keras.utils.set_random_seed(seed)
+    return sequence_model.build_model(kind, DIM, mean, std, batch_size=batch, units=8, num_layers=num_layers,
+                                      fnn_hidden=8, head=head, mixtures=3, init="keras", seed=seed)
+
+
+def _keras_point(model, params):
+    net = sequence_model.make_net(model)
+    return net.denormalize(net.head.point(tf.constant(params)).numpy())
+
+
+def _keras_rollout(model, seed_frames, num_frames):
+    """The reference: the stateful Keras model (or the FNN on frame pairs) fed its own output step by step."""
+    seed_frames = np.asarray(seed_frames, np.float32)
+    if any(isinstance(layer, keras.layers.LSTM) for layer in model.layers):
+        single = sequence_model.stateful_copy(model, len(seed_frames))
+        sequence_model.reset_states(single)
+        frame = _keras_point(model, single(seed_frames).numpy()[:, -1])
+        frames = [frame]
+        for _ in range(num_frames - 1):
+            frame = _keras_point(model, single(frame[:, None]).numpy()[:, -1])
+            frames.append(frame)
+    else:
+        prev, frame = seed_frames[:, -2], seed_frames[:, -1]
+        frames = []
+        for _ in range(num_frames):
+            prev, frame = frame, _keras_point(model, model(np.stack([prev, frame], 1)).numpy())
+            frames.append(frame)
+    return np.stack(frames, 1)
+
+
+# ---- the fast functional view (Net) against the Keras model
+
+
+@pytest.mark.parametrize("kind,head", [("lstm", "mse"), ("lstm", "mdn"), ("fnn", "mse")])
+def test_net_matches_keras_forward_state_and_gradients(kind, head):
+    model = _model(kind, head, batch=3)
+    net = sequence_model.make_net(model)
+    raw = np.random.default_rng(1).normal(size=(3, 14, DIM)).astype(np.float32)
+    x = net.normalize(raw)
+
+    if kind == "lstm":
+        sequence_model.reset_states(model)
+        expected = np.concatenate([model(raw[:, :7]).numpy(), model(raw[:, 7:]).numpy()], 1)  # state carries
+    else:
+        pairs = np.stack([np.concatenate([np.broadcast_to(net.mean, (3, 1, DIM)), raw[:, :-1]], 1), raw], 2)
+        expected = model(pairs.reshape(-1, 2, DIM)).numpy().reshape(3, 14, -1)
+    params, state = net.window(x[:, :7], net.zero_state(3))
+    later, _ = net.window(x[:, 7:], state)
+    np.testing.assert_allclose(np.concatenate([params, later], 1), expected, atol=1e-5)
+    state, steps = net.zero_state(3), []
+    for t in range(14):
+        p, state = net.step(x[:, t], state)
+        steps.append(p)
+    np.testing.assert_allclose(np.stack(steps, 1), expected, atol=1e-5)
+
+    target = tf.constant(np.random.default_rng(2).normal(size=expected.shape[:2] + (DIM,)), tf.float32)
+    variables = model.trainable_variables
+    with tf.GradientTape() as tape:  # the hand-written LSTM backward pass against autodiff through Keras
+        loss = net.head.loss(net.window(x[:, :7], net.zero_state(3))[0], target[:, :7])
+    fast = tape.gradient(loss, variables)
+    sequence_model.reset_states(model)
+    with tf.GradientTape() as tape:
+        reference = model(raw[:, :7]) if kind == "lstm" else model(pairs[:, :7].reshape(-1, 2, DIM))
+        loss = net.head.loss(tf.reshape(reference, [3, 7, -1]), target[:, :7])
+    for a, b in zip(fast, tape.gradient(loss, variables)):
+        np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_auto_conditioning_feeds_back_the_models_own_prediction():
+    model = _model("lstm", "mdn", batch=2)
+    net = sequence_model.make_net(model)
+    x = tf.constant(np.random.default_rng(3).normal(size=(2, 9, DIM)), tf.float32)
+    params, state = net.conditioned_window(x, net.zero_state(2), ground_truth_steps=2, condition_steps=1)
+    s, prev, expected = net.zero_state(2), None, []
+    for t in range(9):
+        p, s = net.step(x[:, t] if t % 3 < 2 else prev, s)
+        prev = net.head.point(p)
+        expected.append(p)
+    np.testing.assert_allclose(params, tf.stack(expected, 1), atol=1e-5)
+    np.testing.assert_allclose(state, s, atol=1e-5)
+    teacher, _ = net.window(x, net.zero_state(2))
+    assert not np.allclose(params[:, 2], teacher[:, 2], atol=1e-3)  # step 2 really saw another input
+
+
+def test_input_noise_changes_the_training_inputs():
+    losses = []
+    for noise in (0.0, 0.0, 0.5):
+        model = _model("lstm", batch=2)
+        net = sequence_model.make_net(model)
+        optimizer = keras.optimizers.Adam(1e-3)
+        cfg = sequence_training.resolve_config(dict(input_noise=noise, jit_compile=False))
+        step = sequence_training.make_train_step(net, optimizer, cfg)
+        window = tf.constant(np.random.default_rng(4).normal(size=(2, 6, DIM)), tf.float32)
+        losses.append(float(step(window, net.zero_state(2))[0]))
+    assert losses[0] == losses[1] != losses[2]
+
+
+def test_char_rnn_batches_are_contiguous_streams_carried_across_batches():
+    seq = np.arange(2 * 23, dtype=np.float32).reshape(23 * 2, 1)[:45]
+    batches = sequence_training.char_rnn_batches(seq, batch_size=3, seq_length=4)
+    assert batches.shape == (3, 3, 5, 1)  # streams of 15 frames -> (15 - 1) // 4 windows of 4 + 1
+    np.testing.assert_array_equal(batches[0, 1, :, 0], [15, 16, 17, 18, 19])  # stream 1 starts at 15
+    np.testing.assert_array_equal(batches[1, 1, :, 0], [19, 20, 21, 22, 23])  # next batch continues it
+
+
+def test_learning_rate_decays_per_epoch_after_the_decay_start():
+    schedule = sequence_training.EpochDecay(2e-3, steps_per_epoch=7, decay=0.97, after=10)
+    rates = [float(schedule(e * 7 + 3)) for e in range(13)]
+    np.testing.assert_allclose(rates[:10], 2e-3)
+    np.testing.assert_allclose(rates[10:], 2e-3 * 0.97 ** np.arange(1, 4), rtol=1e-6)
+
+
+# ---- the exported SavedModel
+
+
+_LOAD_WITHOUT_TF_DANCE = r"""
+import json, sys
+import numpy as np, tensorflow as tf
+args = json.loads(sys.argv[1])
+out = {}
+for name, path in args["models"].items():
+    loaded = tf.saved_model.load(path)
+    seed = np.load(args["seed"])
+    temperature = 0.0 if "mdn" in name else 1.0  # MSE ignores the temperature
+    frames = loaded.signatures["rollout"](seed=tf.constant(seed), num_frames=tf.constant(args["n"]),
+                                          temperature=tf.constant(temperature), noise=tf.constant(0.0),
+                                          random_seed=tf.constant(3))["frames"].numpy()
+    state = loaded.signatures["initial_state"](batch_size=tf.constant(len(seed)))["state"]
+    for t in range(seed.shape[1]):
+        result = loaded.signatures["serving_default"](frame=tf.constant(seed[:, t]), state=state)
+        state = result["state"]
+    steps = [result["next_frame"].numpy()]
+    for _ in range(args["n"] - 1):
+        result = loaded.signatures["serving_default"](frame=result["next_frame"], state=state)
+        state = result["state"]
+        steps.append(result["next_frame"].numpy())
+    out[name + "_rollout"], out[name + "_steps"] = frames, np.stack(steps, 1)
+    with tf.Graph().as_default(), tf.compat.v1.Session() as sess:  # TF1-style, as saved_model_cli / TF Serving
+        signature = tf.compat.v1.saved_model.loader.load(sess, ["serve"], path).signature_def["rollout"]
+        feed = dict(seed=seed, num_frames=np.int32(args["n"]), temperature=np.float32(temperature),
+                    noise=np.float32(0), random_seed=np.int32(3))
+        out[name + "_tf1"] = sess.run(signature.outputs["frames"].name,
+                                      {signature.inputs[k].name: v for k, v in feed.items()})
+assert not any(m.startswith("tf_dance") for m in sys.modules)
+np.savez(args["out"], **out)
+"""
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """Three small untrained models exported as SavedModels: {name: (keras model, version dir)}."""
+    root = str(tmp_path_factory.mktemp("saved_models"))
+    models = {"lstm_mse": _model("lstm", "mse"), "lstm_mdn": _model("lstm", "mdn", num_layers=1, seed=1),
+              "fnn_mse": _model("fnn", "mse", seed=2)}
+    return {name: (m, rollout.export(m, root, f"dance_{name}")) for name, m in models.items()}
+
+
+def test_signatures_agree_with_the_stateful_keras_model_loaded_without_tf_dance_tf2_and_tf1(exported, tmp_path):
+    seed = np.random.default_rng(5).normal(size=(2, 4, DIM)).astype(np.float32)
+    np.save(tmp_path / "seed.npy", seed)
+    n = 40  # more than one compiled block (rollout.CHUNK)
+    args = {"models": {name: path for name, (_, path) in exported.items()}, "seed": str(tmp_path / "seed.npy"),
+            "n": n, "out": str(tmp_path / "out.npz")}
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    result = subprocess.run([sys.executable, "-c", _LOAD_WITHOUT_TF_DANCE, json.dumps(args)], cwd=tmp_path,
+                            env=dict(env, TF_CPP_MIN_LOG_LEVEL="2"), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    served = np.load(tmp_path / "out.npz")
+    for name, (model, _) in exported.items():
+        expected = _keras_rollout(model, seed, n)
+        assert expected.shape == (2, n, DIM) and np.std(expected[:, -10:]) > 1e-3
+        np.testing.assert_allclose(served[name + "_rollout"], expected, rtol=1e-5, atol=2e-4, err_msg=name)
+        np.testing.assert_allclose(served[name + "_steps"], expected, rtol=1e-5, atol=2e-4, err_msg=name)
+        np.testing.assert_allclose(served[name + "_tf1"], expected, rtol=1e-5, atol=2e-4, err_msg=name)
+
+
+def _op_types(concrete_function):
+    graph = concrete_function.graph.as_graph_def()
+    types = {node.op for node in graph.node}
+    for function in graph.library.function:
+        types |= {node.op for node in function.node_def}
+    return types
+
+
+def test_rollout_sampling_is_seeded_and_stateless(exported):
+    _, path = exported["lstm_mdn"]
+    seed = np.random.default_rng(6).normal(size=(3, DIM)).astype(np.float32)
+    sample = lambda s: rollout.rollout(path, seed, 40, temperature=1.0, noise=0.3, random_seed=s)  # noqa: E731
+    first, other, again = sample(7), sample(8), sample(7)
+    np.testing.assert_array_equal(first, again)  # another request in between changed nothing
+    assert not np.allclose(first, other)
+    assert not np.allclose(first, rollout.rollout(path, seed, 40, temperature=0.0, noise=0.0))
+
+    types = _op_types(rollout.load(path).signatures["rollout"])
+    assert any(t.startswith("StatelessRandom") for t in types)
+    stateful = {"RandomStandardNormal", "RandomUniform", "RandomUniformInt", "TruncatedNormal", "Multinomial",
+                "RandomGamma", "RandomPoisson", "RandomPoissonV2", "RandomShuffle", "StatefulStandardNormalV2",
+                "StatefulUniform", "StatefulUniformFullInt", "StatefulUniformInt", "RngSkip", "RngReadAndSkip"}
+    assert not types & stateful
+
+
+def test_rollout_rejects_bad_arguments(exported):
+    _, path = exported["lstm_mse"]
+    good = np.zeros((3, DIM), np.float32)
+    for bad in [dict(seed_frames=np.zeros((3, DIM + 1))), dict(seed_frames=np.full((3, DIM), np.nan)),
+                dict(seed_frames=np.zeros((0, DIM))), dict(num_frames=0), dict(temperature=-1.0),
+                dict(noise=float("inf")), dict(random_seed=2**40)]:
+        with pytest.raises(cli.UserError):
+            rollout.rollout(path, **{"seed_frames": good, "num_frames": 5, **bad})
+
+
+# ---- the paper's findings, small enough for CI
+
+
+def _hold_and_jump(frames=2000, dim=8, poses=5, hold=8, seed=0):
+    """A routine of `poses` random poses, each held `hold` frames, cycled, with a little jitter.
+
+    From two frames the next one is ambiguous (is this hold ending?); only a model that counts
+    frames, i.e. has memory, can know when to move on."""
+    rng = np.random.default_rng(seed)
+    routine = np.repeat(rng.normal(size=(poses, dim)), hold, 0)
+    seq = np.tile(routine, (frames // len(routine) + 1, 1))[:frames]
+    return (seq + 0.02 * rng.normal(size=seq.shape)).astype(np.float32)
+
+
+def test_fnn_collapses_to_the_average_pose_while_the_lstm_keeps_dancing(tmp_path):
+    """Section 5.2: rolled out from data frames, the FNN settles on one middle-of-the-road pose whatever
+    it started from; an LSTM trained on the same data keeps dancing.
+
+    Bound: the rollout's per-dimension std over frames 100-600 below 5% of the data's. The poses
+    are ~1.4 data stds apart and the data's own jitter is 2% of its std, so a rollout under 5%
+    never changes pose (it is frozen up to jitter-sized wobble); one that dances cycles through
+    the poses with a std near the data's."""
+    seq = _hold_and_jump()
+    np.save(tmp_path / "routine.npy", seq)
+    common = dict(batch_size=4, seq_length=25, train_frac=1.0, learning_rate=1e-2, jit_compile=False)
+    ratios = {}
+    for kind, settings in (("fnn", dict(epochs=15)), ("lstm", dict(units=32, num_layers=1, epochs=20))):
+        result = sequence_training.train_and_evaluate(str(tmp_path / "routine.npy"), str(tmp_path / kind),
+                                                      str(tmp_path / "saved"), model=kind, **common, **settings)
+        generated = rollout.rollout(result["export_dir"], np.stack([seq[:20], seq[20:40]]), 600)  # two poses
+        ratios[kind] = generated[0, 100:600].std(0) / seq.std(0)
+        if kind == "fnn":
+            ends = generated[:, -1]
+    assert ratios["fnn"].max() < 0.05, ratios
+    assert ratios["lstm"].mean() > 0.5 and ratios["lstm"].min() > 0.2, ratios
+    # ... and the FNN's still pose is the average one: near the data mean, whatever pose it started from.
+    spread = np.linalg.norm(seq - seq.mean(0), axis=1).mean()
+    assert np.linalg.norm(ends - seq.mean(0), axis=1).max() < 0.5 * spread
+    assert np.linalg.norm(ends[0] - ends[1]) < 0.05 * spread
+
+
+def test_perlin_training_loss_falls_100_fold(tmp_path):
+    """Section 5.3's sanity check on the 10-d Perlin set, CI-sized (the full-size run: BENCHMARKS.md)."""
+    np.save(tmp_path / "perlin.npy", synthesize.perlin_vectors(1200, seed=0, dim=10))
+    result = sequence_training.train_and_evaluate(
+        str(tmp_path / "perlin.npy"), str(tmp_path / "run"), str(tmp_path / "saved"), units=64, num_layers=2,
+        batch_size=4, seq_length=25, epochs=40, learning_rate=1e-2, lr_decay=0.9, lr_decay_after=10)
+    assert result["loss_drop"] >= 100, [h["train_loss"] for h in result["history"]]
+    assert result["seconds_to_100x"] is not None
+    assert result["val_loss"] < result["history"][0]["val_loss"]  # scored too (it generalises less well)
+
+
+def test_auto_conditioning_mixture_head_and_noise_train_and_sample(tmp_path):
+    """Issue 6's anti-freeze options run end to end: acLSTM, the mixture head, input and rollout noise."""
+    seq = synthesize.perlin_vectors(600, seed=1, dim=6)
+    np.save(tmp_path / "perlin.npy", seq)
+    result = sequence_training.train_and_evaluate(
+        str(tmp_path / "perlin.npy"), str(tmp_path / "run"), str(tmp_path / "saved"), units=16, num_layers=2,
+        batch_size=4, seq_length=20, epochs=4, learning_rate=1e-2, head="mdn", mixtures=3, ground_truth_steps=3,
+        condition_steps=2, input_noise=0.1)
+    losses = [h["train_loss"] for h in result["history"]]
+    assert losses[-1] < losses[0]
+    info = json.load(open(os.path.join(result["export_dir"], rollout.METADATA)))
+    assert info["head"] == "mdn" and info["config"]["condition_steps"] == 2
+    generated = rollout.rollout(result["export_dir"], seq[:10], 50, temperature=0.5, noise=0.1, random_seed=1)
+    assert generated.shape == (50, 6) and np.all(np.isfinite(generated))

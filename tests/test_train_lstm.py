@@ -1,0 +1,116 @@
+"""`train_lstm`: bad inputs, flagfiles, and resuming a killed run (script through subprocess, library directly)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_dance import cli, sequence_training, synthesize
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _flagfile(name):
+    return sequence_training.flagfile_settings(os.path.join(ROOT, "flags", name))
+
+
+def test_paper_flagfile_is_the_papers_setting():
+    cfg = sequence_training.resolve_config(_flagfile("paper_lstm.flags"))
+    assert (cfg["model"], cfg["head"], cfg["num_layers"], cfg["units"], cfg["batch_size"], cfg["seq_length"]) == \
+        ("lstm", "mse", 2, 600, 5, 50)
+    assert (cfg["grad_clip"], cfg["clip"], cfg["lr_decay"], cfg["lr_decay_after"], cfg["train_frac"]) == \
+        (5.0, "value", 0.97, 10, 0.95)
+    assert cfg["condition_steps"] == 0 and cfg["input_noise"] == 0 and cfg["init"] == "charrnn" and cfg["dim"] == 128
+
+
+def _latents(tmp_path, frames=300, dim=10, name="z.npy", bad=None):
+    z = synthesize.perlin_vectors(frames, seed=0, dim=dim)
+    if bad is not None:
+        z[frames // 2, 3] = bad
+    path = str(tmp_path / name)
+    np.save(path, z)
+    return path
+
+
+@pytest.mark.parametrize("latents,settings,message", [
+    (dict(bad=np.nan), {}, "NaN or inf"),
+    (dict(bad=np.inf), {}, "NaN or inf"),
+    (dict(dim=10), dict(dim=128), "10-d but the model needs 128-d"),
+    (dict(frames=80), dict(batch_size=4, seq_length=20), "too few"),
+    ({}, dict(units=0), "units must be >= 1"),
+    ({}, dict(lr_decay=1.5), "lr_decay must be <= 1"),
+    ({}, dict(learning_rate=float("nan")), "learning_rate must be a finite"),
+    ({}, dict(clip="max"), "clip must be one of"),
+    ({}, dict(unit=8), "unknown setting"),
+])
+def test_bad_input_raises_one_clear_error_and_writes_nothing(tmp_path, latents, settings, message):
+    path = _latents(tmp_path, **latents)
+    tiny = dict(_flagfile("tiny_lstm.flags"), **settings)
+    with pytest.raises(cli.UserError, match=message):
+        sequence_training.train_and_evaluate(path, str(tmp_path / "run"), str(tmp_path / "saved"), **tiny)
+    assert sorted(os.listdir(tmp_path)) == [os.path.basename(path)]
+
+
+def _cli(*args, **popen):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2",
+               PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
+    command = [sys.executable, "-m", "tf_dance.train_lstm", f"--flagfile={ROOT}/flags/tiny_lstm.flags", *args]
+    if popen:
+        return subprocess.Popen(command, cwd=ROOT, env=env, **popen)
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("bad,flags,message", [
+    (np.nan, [], "NaN or inf"),
+    (None, ["--lr_decay=0"], "--lr_decay must be > 0"),
+])
+def test_cli_bad_input_one_error_line_nonzero_exit_nothing_written(tmp_path, bad, flags, message):
+    path = _latents(tmp_path, bad=bad)
+    result = _cli(f"--latents={path}", f"--workdir={tmp_path}/run", f"--export_dir={tmp_path}/saved", *flags)
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith("error: ") and message in lines[-1], result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert sorted(os.listdir(tmp_path)) == ["z.npy"]
+
+
+def test_resume_after_kill_finishes_at_the_requested_epoch_count(tmp_path):
+    path = _latents(tmp_path, frames=600)
+    workdir, saved = tmp_path / "run", tmp_path / "saved"
+    killed = _cli(f"--latents={path}", f"--workdir={workdir}", f"--export_dir={saved}", "--epochs=100000",
+                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while not os.path.exists(workdir / "checkpoints" / "checkpoint") and time.time() < deadline:
+            assert killed.poll() is None, "training ended before it could be killed"
+            time.sleep(0.05)
+    finally:
+        killed.send_signal(signal.SIGKILL)
+        killed.wait()
+    assert not os.path.exists(saved / "dance_lstm" / "1")  # a killed run exports nothing
+    done = int(tf.train.latest_checkpoint(str(workdir / "checkpoints")).rsplit("-", 1)[1])
+    target = done + 2
+
+    resumed = _cli(f"--latents={path}", f"--workdir={workdir}", f"--export_dir={saved}", f"--epochs={target}")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "Resuming from" in resumed.stdout and f"Done: {target} epochs" in resumed.stdout
+    assert f"Epoch {done + 1}/{target}" in resumed.stdout and f"Epoch {done}/" not in resumed.stdout
+    history = json.load(open(workdir / "history.json"))
+    assert [h["epoch"] for h in history] == list(range(1, target + 1))
+    assert cli.versions(str(saved / "dance_lstm")) == [1]
+
+    # The interruption changed nothing: an uninterrupted run with the same settings gives the same losses.
+    straight = sequence_training.train_and_evaluate(path, str(tmp_path / "straight"), str(tmp_path / "saved2"),
+                                                    **dict(_flagfile("tiny_lstm.flags"), epochs=target))
+    np.testing.assert_allclose([h["train_loss"] for h in history],
+                               [h["train_loss"] for h in straight["history"]], rtol=1e-4)
+
+    with pytest.raises(cli.UserError, match="other settings"):  # resuming with another model is refused
+        sequence_training.train_and_evaluate(path, str(workdir), str(saved),
+                                             **dict(_flagfile("tiny_lstm.flags"), units=17, epochs=target + 1))
