@@ -2,15 +2,23 @@
 
     python -m tf_dance.demo [--workdir=runs/demo] [--force] [--tiny]
 
-Synthesizes the dancer, trains the autoencoder and the LSTM with flags/quick_*.flags, exports
-SavedModels, generates a 600-frame dance and evaluates it. Each step runs as its own script
-(exactly what a user would type), so a step's output streams live; a finished step is
-recorded in `<workdir>/steps.json` and reused on a rerun unless `--force` is given.
+Runs, each as its own script with its own flagfile (exactly what a user would type, so every
+step's progress streams live): synthesize the dancer -> train_autoencoder -> encode ->
+train_lstm -> generate a 600-frame dance -> evaluate it, then prints where the video is.
+
+The demo's settings (how many frames of dancer, which flagfile each training script gets, how
+many frames to generate) are flags, read from flags/quick.flags unless another `--flagfile` is
+given; `--tiny` swaps in seconds-long settings for tests. A finished step is recorded in
+`<workdir>/steps.json` together with a key of its command line, its flagfile's contents and the
+steps before it: a rerun reuses it while that key still matches, redoes it (and everything
+after it) when it changed, and `--force` redoes every step from scratch.
 """
 
+import hashlib
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -19,128 +27,241 @@ from absl import app, flags
 
 from tf_dance import cli
 
+FLAGS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "flags")
+DEFAULT_FLAGFILE = os.path.join(FLAGS_DIR, "quick.flags")
+# --tiny's defaults instead of quick.flags: every step in seconds (tests, CI); the dance is meaningless.
+TINY = dict(dancer_frames=300, autoencoder_flags="tiny_autoencoder.flags", lstm_flags="tiny_lstm.flags",
+            frames=60)
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", "runs/demo", "Directory for the demo's data, training runs and outputs.")
 flags.DEFINE_string("export_dir", None, "Where SavedModels are exported (default: <workdir>/saved_models).")
-flags.DEFINE_bool("force", False, "Redo every step, even those a previous run finished.")
-flags.DEFINE_bool("tiny", False, "Seconds-long smoke run with tiny models (for tests); the dance will not be good.")
-flags.DEFINE_integer("seed", 0, "Seed for every step.", lower_bound=0)
-flags.DEFINE_integer("frames", 600, "Frames of dance to generate.", lower_bound=1)
-flags.DEFINE_string("flags_dir", None, "Directory holding the flagfiles (default: the repository's flags/).")
+flags.DEFINE_bool("force", False, "Redo every step from scratch, even those a previous run finished.")
+flags.DEFINE_bool("tiny", False, f"Seconds-long smoke run for tests: the defaults are {TINY} instead of "
+                  "flags/quick.flags (flags given still override them); the dance will not be good.")
+flags.DEFINE_integer("seed", 0, "Seed passed to every step.", lower_bound=0)
+flags.DEFINE_integer("dancer_frames", None, "Frames of the synthetic dancer to train on (24 fps).", lower_bound=100)
+flags.DEFINE_string("autoencoder_flags", None, "Flagfile for `tf_dance.train_autoencoder` (a name in "
+                    "--flags_dir, or a path).")
+flags.DEFINE_string("lstm_flags", None, "Flagfile for `tf_dance.train_lstm` (a name in --flags_dir, or a path).")
+flags.DEFINE_integer("frames", None, "Frames of dance to generate (the paper: 600).", lower_bound=1)
+flags.DEFINE_float("noise", 0.0, "`generate --noise`: noise on each fed-back frame (beyond the paper).",
+                   lower_bound=0.0)
+flags.DEFINE_float("temperature", 1.0, "`generate --temperature` for a mixture-head model (beyond the paper).",
+                   lower_bound=0.0)
+flags.DEFINE_string("flags_dir", FLAGS_DIR, "Where flagfile names without a directory are looked up.")
 
 
-def _flags_dir():
-    if FLAGS.flags_dir:
-        path = FLAGS.flags_dir
+def with_default_flagfile(argv):
+    """argv with the default settings first, so that every flag given overrides them: flags/quick.flags,
+    or TINY with --tiny. Nothing is added when a --flagfile is given."""
+    if any(a == "--flagfile" or a.startswith("--flagfile=") for a in argv[1:]):
+        return argv
+    if "--tiny" in argv[1:] or "--tiny=true" in argv[1:]:
+        defaults = [f"--{k}={v}" for k, v in TINY.items()]
+    elif os.path.isfile(DEFAULT_FLAGFILE):
+        defaults = [f"--flagfile={DEFAULT_FLAGFILE}"]
     else:
-        path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "flags")
-    if not os.path.isdir(path):
-        raise cli.UserError(f"flagfile directory not found: {path} (install with `pip install -e .` "
-                            "from the repository, or pass --flags_dir)")
-    return path
+        defaults = []
+    return [argv[0], *defaults, *argv[1:]]
 
 
-class _Steps:
-    """Remembers finished steps and their outputs in `<workdir>/steps.json`."""
+def settings():
+    """The demo's settings, checked: flagfiles resolved to paths."""
+    s = dict(dancer_frames=FLAGS.dancer_frames, autoencoder_flags=FLAGS.autoencoder_flags,
+             lstm_flags=FLAGS.lstm_flags, frames=FLAGS.frames)
+    missing = [f"--{k}" for k, v in s.items() if v is None]
+    if missing:
+        raise cli.UserError(f"{', '.join(missing)} not set: pass --flagfile=flags/quick.flags (the default when "
+                            "the repository is installed with `pip install -e .`) or set them")
+    for key in ("autoencoder_flags", "lstm_flags"):
+        s[key] = find_flagfile(s[key], key)
+    return s
+
+
+def find_flagfile(name, what):
+    for path in (name, os.path.join(FLAGS.flags_dir, name)):
+        if os.path.isfile(path):
+            return os.path.abspath(path)
+    raise cli.UserError(f"--{what}: flagfile {name} not found (nor in {FLAGS.flags_dir})")
+
+
+class Steps:
+    """Finished steps in `<workdir>/steps.json`: step name -> {key, outputs}."""
 
     def __init__(self, workdir, force):
         self.path = os.path.join(workdir, "steps.json")
         self.done = {}
         if not force and os.path.exists(self.path):
-            with open(self.path) as f:
-                self.done = json.load(f)
+            try:
+                with open(self.path) as f:
+                    self.done = json.load(f)
+            except (OSError, ValueError):
+                self.done = {}  # unreadable: redo everything
 
-    def finished(self, name):
+    def reusable(self, name, key):
         record = self.done.get(name)
-        return record if record and all(os.path.exists(p) for p in record.values()) else None
+        if not isinstance(record, dict) or record.get("key") != key:
+            return None
+        outputs = record.get("outputs", {})
+        return outputs if outputs and all(os.path.exists(p) for p in outputs.values()) else None
 
-    def record(self, name, outputs):
-        self.done[name] = outputs
+    def record(self, name, key, outputs):
+        self.done[name] = {"key": key, "outputs": outputs}
         with cli.atomic_output(self.path) as tmp, open(tmp, "w") as f:
             json.dump(self.done, f, indent=2)
 
 
-def _run(script, *args):
+def step_key(previous, args, flagfile=None):
+    h = hashlib.sha256(previous.encode())
+    h.update(json.dumps(args).encode())
+    if flagfile:
+        with open(flagfile, "rb") as f:
+            h.update(f.read())
+    return h.hexdigest()[:16]
+
+
+def run(script, args):
     cmd = [sys.executable, "-m", f"tf_dance.{script}", *args]
-    print("$ " + " ".join(shlex.quote(c) for c in cmd[1:]), flush=True)
-    result = subprocess.run(cmd)
+    print("$ python " + " ".join(shlex.quote(c) for c in cmd[1:]), flush=True)
+    package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
+               PYTHONPATH=os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p))
+    result = subprocess.run(cmd, env=env)
     if result.returncode != 0:
         raise cli.UserError(f"step `{script}` failed with exit code {result.returncode} (see its message above)")
 
 
-def _export(export_dir, name, script, *args):
-    """Runs a training script and returns the version directory it exported."""
-    root = os.path.join(export_dir, name)
-    before = set(cli.versions(root))
-    _run(script, *args)
+def fresh_workdir(path, key, force):
+    """A training step resumes an interrupted run of the same key; any other run's workdir is cleared
+    (the training scripts refuse to resume a run with different settings)."""
+    stamp = path + ".key"
+    old = None
+    if os.path.exists(stamp):
+        with open(stamp) as f:
+            old = f.read().strip()
+    if force or old != key:
+        shutil.rmtree(path, ignore_errors=True)
+    with open(stamp, "w") as f:
+        f.write(key)
+
+
+def new_version(root, before, script):
     new = sorted(set(cli.versions(root)) - before)
     if not new:
-        raise cli.UserError(f"`{script}` finished but exported no new {name} version under {root}")
+        raise cli.UserError(f"`{script}` finished but exported no new version under {root}")
     return os.path.join(root, str(new[-1]))
+
+
+def plan(work, export_dir, s, seed):
+    """The steps in order: (name, title, script, args(outputs), flagfile, workdir, outputs(outputs))."""
+    data, latents, video = f"{work}/dancer.npz", f"{work}/latents.npy", f"{work}/dance.mp4"
+    return [
+        ("synthesize", f"Synthesizing {s['dancer_frames']} frames of the default dancer", "synthesize",
+         lambda o: ["--kind=dancer", f"--frames={s['dancer_frames']}", seed, f"--out={data}",
+                    f"--video={work}/dancer.mp4"],
+         None, None, lambda o: {"data": data, "training_video": f"{work}/dancer.mp4"}),
+        ("autoencoder", "Training the autoencoder: 96x54 frames <-> 128-d vectors (paper 3.1)",
+         "train_autoencoder",
+         lambda o: [f"--flagfile={s['autoencoder_flags']}", seed, f"--data={data}", f"--workdir={work}/ae",
+                    f"--export_dir={export_dir}"],
+         s["autoencoder_flags"], f"{work}/ae", None),
+        ("encode", "Encoding every frame to its latent vector", "encode",
+         lambda o: [f"--data={data}", f"--encoder={o['encoder']}", f"--out={latents}"],
+         None, None, lambda o: {"latents": latents}),
+        ("lstm", "Training the stateful LSTM on the vector sequence (paper 3.3-3.4)", "train_lstm",
+         lambda o: [f"--flagfile={s['lstm_flags']}", seed, f"--latents={latents}",
+                    f"--workdir={work}/lstm", f"--export_dir={export_dir}", "--export_name=dance_lstm"],
+         s["lstm_flags"], f"{work}/lstm", None),
+        ("generate", f"Generating {s['frames']} frames of dance (paper 3.5)", "generate",
+         lambda o: [f"--lstm={o['lstm']}", f"--decoder={o['decoder']}", f"--data={data}", f"--latents={latents}",
+                    f"--frames={s['frames']}", f"--noise={FLAGS.noise}", f"--temperature={FLAGS.temperature}",
+                    seed, "--scale=2", f"--out={video}"],
+         None, None, lambda o: {"video": video, "gif": f"{work}/dance.gif", "sheet": f"{work}/dance_sheet.png",
+                                "generated": f"{work}/dance_latents.npy"}),
+        ("evaluate", "Measuring the dance: motion, freezing, pose coverage, novelty (paper 5.3)", "evaluate",
+         lambda o: [f"--generated={o['generated']}", f"--latents={latents}", f"--data={data}",
+                    f"--decoder={o['decoder']}", seed, f"--out_dir={work}/eval"],
+         None, None, lambda o: {"metrics": f"{work}/eval/metrics.json", "report": f"{work}/eval/report.md"}),
+    ]
+
+
+def _exports(name, export_dir):
+    if name == "autoencoder":
+        return {"encoder": os.path.join(export_dir, "encoder"), "decoder": os.path.join(export_dir, "decoder")}
+    return {"lstm": os.path.join(export_dir, "dance_lstm")}
+
+
+def verdict_lines(metrics_path):
+    """A few lines from the evaluation: is the dance frozen, how much does it move."""
+    try:
+        with open(metrics_path) as f:
+            m = json.load(f)
+    except (OSError, ValueError):
+        return []
+    verdicts = m.get("verdicts", {})
+    flagged = [k for k, v in verdicts.items() if v]
+    lines = [f"  verdicts:     {'none flagged' if not flagged else 'FLAGGED ' + ', '.join(flagged)} "
+             f"(checked: {', '.join(verdicts)})"]
+    dancer = (m.get("dancers") or [{}])[0]
+    freeze, motion = dancer.get("freeze", {}), dancer.get("motion", {})
+    if freeze.get("longest_still_seconds") is not None:
+        lines.append(f"  longest still stretch: {freeze['longest_still_seconds']:.1f} s of "
+                     f"{dancer.get('seconds', 0):.1f} s (frozen: longer than {freeze['freeze_seconds']:.1f} s)")
+    if motion.get("motion_ratio") is not None:
+        lines.append(f"  motion per frame vs. the data: {motion['motion_ratio']:.2f}x")
+    return lines
 
 
 @cli.main
 def main(argv):
     del argv
-    fdir = _flags_dir()
-    size = "tiny" if FLAGS.tiny else "quick"
+    s = settings()
     work = os.path.abspath(FLAGS.workdir)
     export_dir = os.path.abspath(FLAGS.export_dir or os.path.join(work, "saved_models"))
     os.makedirs(work, exist_ok=True)
-    steps = _Steps(work, FLAGS.force)
+    steps = Steps(work, FLAGS.force)
     seed = f"--seed={FLAGS.seed}"
-    n_data = 300 if FLAGS.tiny else 4000
-    n_gen = min(FLAGS.frames, 60) if FLAGS.tiny else FLAGS.frames
-    plan = [
-        ("synthesize", "Synthesizing the default dancer",
-         lambda: {"data": _made(f"{work}/dancer.npz", "synthesize", "--kind=dancer", f"--frames={n_data}", seed,
-                                f"--out={work}/dancer.npz")}),
-        ("autoencoder", "Training the autoencoder (paper section 3.1)",
-         lambda: {"encoder": _export(export_dir, "encoder", "train_autoencoder",
-                                     f"--flagfile={fdir}/{size}_autoencoder.flags", seed,
-                                     f"--data={work}/dancer.npz", f"--workdir={work}/ae",
-                                     f"--export_dir={export_dir}"),
-                  "decoder": os.path.join(export_dir, "decoder", str(cli.versions(f"{export_dir}/decoder")[-1]))}),
-        ("encode", "Encoding every frame to a 128-d vector",
-         lambda: {"latents": _made(f"{work}/latents.npy", "encode", f"--data={work}/dancer.npz",
-                                   f"--encoder={steps.done['autoencoder']['encoder']}",
-                                   f"--out={work}/latents.npy")}),
-        ("lstm", "Training the stateful LSTM (paper sections 3.3-3.4)",
-         lambda: {"lstm": _export(export_dir, "dance_lstm", "train_lstm", f"--flagfile={fdir}/{size}_lstm.flags",
-                                  seed, f"--latents={work}/latents.npy", f"--workdir={work}/lstm",
-                                  f"--export_dir={export_dir}")}),
-        ("generate", f"Generating {n_gen} frames of dance (paper section 3.5)",
-         lambda: {"video": _made(f"{work}/dance.mp4", "generate", f"--lstm={steps.done['lstm']['lstm']}",
-                                 f"--encoder={steps.done['autoencoder']['encoder']}",
-                                 f"--decoder={steps.done['autoencoder']['decoder']}",
-                                 f"--latents={work}/latents.npy", f"--data={work}/dancer.npz",
-                                 f"--frames={n_gen}", seed, f"--out={work}/dance.mp4")}),
-        ("evaluate", "Measuring the dance: freezing, motion, coverage, novelty",
-         lambda: {"report": _made(f"{work}/eval", "evaluate", f"--generated={work}/dance_latents.npy",
-                                  f"--latents={work}/latents.npy", f"--data={work}/dancer.npz",
-                                  f"--decoder={steps.done['autoencoder']['decoder']}",
-                                  f"--out_dir={work}/eval")}),
-    ]
-    start = time.time()
-    for i, (name, title, run) in enumerate(plan, 1):
-        print(f"\n[{i}/{len(plan)}] {title}", flush=True)
-        if steps.finished(name):
-            print(f"  done in an earlier run, reused ({', '.join(steps.done[name].values())}); --force redoes it")
+    print(f"tf_dance demo in {work}: {s['dancer_frames']} dancer frames, autoencoder "
+          f"{os.path.relpath(s['autoencoder_flags'])}, LSTM {os.path.relpath(s['lstm_flags'])}, "
+          f"{s['frames']} generated frames", flush=True)
+    outputs, key, start = {}, "", time.time()
+    todo = plan(work, export_dir, s, seed)
+    for i, (name, title, script, args_fn, flagfile, workdir, outputs_fn) in enumerate(todo, 1):
+        args = args_fn(outputs)
+        key = step_key(key, [script, *args], flagfile)
+        print(f"\n[{i}/{len(todo)}] {title}", flush=True)
+        reused = steps.reusable(name, key)
+        if reused:
+            outputs.update(reused)
+            print(f"  reused from an earlier run ({', '.join(reused.values())}); --force redoes it", flush=True)
             continue
-        steps.record(name, run())
+        t = time.time()
+        if workdir:
+            fresh_workdir(workdir, key, FLAGS.force)
+            roots = _exports(name, export_dir)
+            before = {k: set(cli.versions(r)) for k, r in roots.items()}
+            run(script, args)
+            made = {k: new_version(r, before[k], script) for k, r in roots.items()}
+        else:
+            run(script, args)
+            made = outputs_fn(outputs)
+            missing = [p for p in made.values() if not os.path.exists(p)]
+            if missing:
+                raise cli.UserError(f"`{script}` finished but did not write {', '.join(missing)}")
+        outputs.update(made)
+        steps.record(name, key, made)
+        print(f"  done in {time.time() - t:.0f} s", flush=True)
     print(f"\nDemo finished in {time.time() - start:.0f} s.")
-    print(f"  dance video:  {work}/dance.mp4  (also dance.gif, dance_sheet.png)")
-    print(f"  evaluation:   {work}/eval/report.md")
+    print(f"  dance video:  {outputs['video']}  (also {os.path.basename(outputs['gif'])}, "
+          f"{os.path.basename(outputs['sheet'])})")
+    print(f"  training data: {outputs['training_video']}")
+    print(f"  evaluation:   {outputs['report']}")
+    for line in verdict_lines(outputs["metrics"]):
+        print(line)
     print(f"  SavedModels:  {export_dir}")
     return 0
 
 
-def _made(path, script, *args):
-    _run(script, *args)
-    if not os.path.exists(path):
-        raise cli.UserError(f"`{script}` finished but did not write {path}")
-    return path
-
-
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, argv=with_default_flagfile(sys.argv))

@@ -103,7 +103,8 @@ def generate(model_dir, data_path, out_path, *, latents=None, lstm=None, encoder
     plays at; `latents` (.npy) may replace the encoding, and then data_path may be None.
     K = num_dancers dances are rolled out in one batch and tiled side by side in one video.
     temperature/noise/random_seed go to the rollout (beyond the paper: the paper's MSE model
-    is deterministic). Returns a dict with the written paths and what was generated.
+    is deterministic). Returns a dict with the written paths, what was generated and the
+    seconds each stage took (`stage_seconds`: seed, rollout, decode, write).
     """
     start = time.time()
     for name, value in (("frames", frames), ("seed_frames", seed_frames), ("num_dancers", num_dancers),
@@ -135,18 +136,22 @@ def generate(model_dir, data_path, out_path, *, latents=None, lstm=None, encoder
     if z is None:
         encoder_dir = resolve(encoder or model_dir, "encoder")
 
+    clock = {"start": time.time()}
     _say(progress, f"[1/4] seeding {num_dancers} dancer(s) with frames "
                    f"{', '.join(f'{s}..{s + seed_frames - 1}' for s in starts)}")
     seeds = seed_latents(starts, seed_frames, latents=z, frames=dataset, encoder_dir=encoder_dir)
+    clock["seed"] = time.time()
     _say(progress, f"[2/4] rolling out {frames} frames with {lstm_dir}")
     from tf_dance import autoencoder, rollout, video
     generated = np.asarray(rollout.rollout(lstm_dir, seeds, frames, temperature=temperature, noise=noise,
                                            random_seed=random_seed), np.float32)
+    clock["rollout"] = time.time()
     _say(progress, f"[3/4] decoding {generated.shape[0] * generated.shape[1]} frames with {decoder_dir}")
     pictures = autoencoder.decode_latents(decoder_dir, generated.reshape(-1, generated.shape[-1]),
                                           batch_size=batch_size)
     pictures = np.asarray(pictures).reshape(generated.shape[:2] + tuple(np.shape(pictures)[1:]))
     movie = tile(pictures)
+    clock["decode"] = time.time()
 
     paths = output_paths(out_path)
     _say(progress, f"[4/4] writing {', '.join(paths.values())}")
@@ -165,6 +170,10 @@ def generate(model_dir, data_path, out_path, *, latents=None, lstm=None, encoder
             os.replace(staged[key], path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    clock["write"] = time.time()
+    names = list(clock)
+    stage_seconds = {b: clock[b] - clock[a] for a, b in zip(names, names[1:])}
     return dict(paths, frames=int(frames), dancers=int(num_dancers), fps=fps, seed_indices=starts,
                 seed_frames=int(seed_frames), frame_shape=list(movie.shape[1:]), lstm=lstm_dir,
-                decoder=decoder_dir, encoder=encoder_dir, seconds=time.time() - start)
+                decoder=decoder_dir, encoder=encoder_dir, seconds=time.time() - start,
+                stage_seconds=stage_seconds)

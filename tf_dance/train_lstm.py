@@ -11,7 +11,6 @@ goes to <export_dir>/dance_<model>/<next version>/ (signatures: see tf_dance/rol
 The training library (`train_and_evaluate`) lives in tf_dance/sequence_training.py.
 """
 
-import sys
 
 from absl import app, flags
 
@@ -52,14 +51,5 @@ def main(argv):
     return 0
 
 
-def parse_flags(argv):
-    """absl's parser, but a bad flag value ends the run with one `error: ...` line (no help hint)."""
-    try:
-        return FLAGS(argv)
-    except flags.Error as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
-
-
 if __name__ == "__main__":
-    app.run(main, flags_parser=parse_flags)
+    app.run(main, flags_parser=cli.parse_flags)
