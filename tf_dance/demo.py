@@ -264,4 +264,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main, argv=with_default_flagfile(sys.argv))
+    app.run(main, argv=with_default_flagfile(sys.argv), flags_parser=cli.parse_flags)
