@@ -125,3 +125,14 @@ def test_decoded_pictures(files, tiny_models, tmp_path):
     average = np.asarray(Image.open(tmp_path / "eval" / "figure5_average.png").convert("L"))
     assert average.max() == 255  # the data's average silhouette is drawn (white block, 3x upscaled)
     assert 0 <= result["pictures"]["crispness"] <= 1
+    # A frozen rollout decodes to the same picture for all but its first 48 frames.
+    assert result["pictures"]["screen_motion_ratio"] < 0.25 and result["verdicts"]["still_on_screen"]
+    assert "on-screen motion" in (tmp_path / "eval" / "report.md").read_text()
+
+
+def test_screen_motion_counts_pixel_changes():
+    still = np.zeros((5, 4, 4, 1), np.uint8)
+    blink = still.copy()
+    blink[1::2] = 255
+    assert report.screen_motion(still) == 0.0
+    assert report.screen_motion(blink) == 255.0

@@ -161,3 +161,14 @@ def test_sixty_thousand_frames_in_seconds():
     assert elapsed < 30, f"{elapsed:.1f} s"
     assert not result["verdicts"]["frozen"] and not result["verdicts"]["copying"]
     assert result["novelty"]["windows"] == 2500
+
+
+def test_a_short_loop_is_repetitive_and_the_data_is_not(reference, train):
+    loop = np.tile(train[2000:2036], (60, 1))  # a 1.5-second move danced 60 times
+    result = reference.evaluate(loop)
+    assert result["verdicts"]["repetitive"] and result["repetition"]["repeat_share"] > 0.9
+    assert not result["verdicts"]["frozen"]
+    data = reference.evaluate(train[:2160])
+    assert not data["verdicts"]["repetitive"]
+    assert data["repetition"]["repeat_share"] < 0.5
+    assert not reference.evaluate(dance_latents(2160, seed=9))["verdicts"]["repetitive"]

@@ -374,6 +374,7 @@ def bench_generate():
 
 # ---- section: dancing (anti-freeze engineer) ----
 
+_DANCING_FRAMES = 18000  # the demo's data (flags/quick.flags) and the paper's dataset size
 # (name, training settings over flags/quick_lstm.flags, rollout temperature, rollout noise)
 _DANCING_VARIANTS = [
     ("mse (paper's loss, teacher forcing)", dict(head="mse", condition_steps=0, input_noise=0.0), 0.0, 0.0),
@@ -383,18 +384,21 @@ _DANCING_VARIANTS = [
     ("mdn K=5, T=1", dict(head="mdn", mixtures=5, condition_steps=0, input_noise=0.0), 1.0, 0.0),
     ("mdn K=5 + auto-cond 5/5 + input noise 0.1, T=1",
      dict(head="mdn", mixtures=5, condition_steps=5, ground_truth_steps=5, input_noise=0.1), 1.0, 0.0),
+    ("mse + rollout noise 0.6", dict(head="mse", condition_steps=0, input_noise=0.0), 0.0, 0.6),
+    ("mdn K=5 + input noise 0.1, T=1.1", {}, 1.1, 0.0),
     ("mdn K=5 + input noise 0.1, T=1 (quick_lstm.flags)", {}, None, None),
 ]
 
 
 @benchmark("dancing")
 def bench_dancing():
-    """The anti-freeze table (BENCHMARKS.md, "Keeping the dancer dancing"): 4,000 frames of the synthetic
+    """The anti-freeze table (BENCHMARKS.md, "Keeping the dancer dancing"): 18,000 frames of the synthetic
     dancer (the demo's), the quick autoencoder (its script, flags/quick_autoencoder.flags), then each
     LSTM variant at the size of flags/quick_lstm.flags, rolled out for 60,000 frames from the first 50
     latents and judged by `tf_dance.metrics` against the training latents: longest freeze (s), motion of
     the last 1,000 frames vs. the data's, pose coverage vs. an equal length of data, share of 1-second
-    windows that are near-copies, training seconds. About 15 minutes on 2 cores (the autoencoder is 5-8)."""
+    windows that are near-copies, share of 1-second windows that recur within the rollout (repetition),
+    training seconds. About 15 minutes on 2 cores (the autoencoder is 5-8)."""
     import os
     import subprocess
     import sys
@@ -415,7 +419,7 @@ def bench_dancing():
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
-        dancer = synthesize.dancer(4000, seed=0)
+        dancer = synthesize.dancer(_DANCING_FRAMES, seed=0)
         data.save_dataset(f"{tmp}/dancer.npz", dancer["frames"], 24.0)
         start = time.perf_counter()
         for script, *args in [
@@ -428,6 +432,7 @@ def bench_dancing():
         latents = np.load(f"{tmp}/latents.npy")
         train = latents[:int(len(latents) * base.get("train_frac", sequence_training.SETTINGS["train_frac"].default))]
         reference = metrics.Reference(train, 24.0)
+        out["data: recurring 1-s windows (%)"] = 100 * reference.repetition_report(train)["data_repeat_share"]
         for i, (name, change, temperature, noise) in enumerate(_DANCING_VARIANTS):
             print(f"  {name}", flush=True)
             temperature = recommended["temperature"] if temperature is None else temperature
@@ -443,6 +448,8 @@ def bench_dancing():
             out[f"{name}: motion, last 1,000 frames / data"] = report["motion"]["tail_motion_ratio"]
             out[f"{name}: pose coverage / data"] = report["coverage"]["coverage_ratio"]
             out[f"{name}: near-copy 1-s windows (%)"] = 100 * report["novelty"]["copy_share"]
+            out[f"{name}: recurring 1-s windows, last {report['repetition']['frames']:,} frames (%)"] = (
+                100 * report["repetition"]["repeat_share"])
             out[f"{name}: training seconds"] = seconds
     out["load average (1 min) at end"] = os.getloadavg()[0]
     return out

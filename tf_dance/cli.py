@@ -1,8 +1,9 @@
 """Shared plumbing for the absl scripts: clear errors, atomic outputs, versioned exports.
 
-Every script turns a `UserError` (or an absl `UsageError`) into one `error: ...` line on stderr
-and exit code 1, with no traceback and no wall of flag help, via `@cli.main`, and writes its outputs through `atomic_output` so that a failed
-or killed run never leaves a half-written file where a finished one is expected.
+Every script turns a `UserError` (or an absl `UsageError`, or a bad flag via `parse_flags`) into
+one `error: ...` line on stderr and exit code 1, with no traceback and no wall of flag help, via
+`@cli.main`; and it writes its outputs through `atomic_output` / `export_version`, so that a
+failed or killed run never leaves a half-written file where a finished one is expected.
 """
 
 import contextlib

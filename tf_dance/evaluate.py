@@ -6,8 +6,8 @@
         --out_dir=runs/eval                                   # measure an existing rollout
 
 Writes <out_dir>/metrics.json (every number and the yes/no verdicts: frozen, sluggish,
-hectic, narrow, off-distribution, copying), report.md with the figures and what each measure
-means, and the figures as PNGs (the decoded ones when a decoder is available). The library
+hectic, narrow, off-distribution, copying, repetitive), report.md with the figures and what
+each measure means, and the figures as PNGs (the decoded ones when a decoder is available). The library
 code is `tf_dance.metrics` (numbers) and `tf_dance.report` (figures and report).
 """
 

@@ -19,6 +19,10 @@ synthetic dancer, real footage, 10-d Perlin vectors or any other latent size:
 - novelty: each generated one-second window's distance to the nearest one-second window of
   the data; near-copies are those closer than half the median distance at which the data
   comes back to itself (held-out windows of the data against the rest of it).
+- repetition (the paper's "humorously repetitive" dances): the share of one-second windows that
+  come back, as near-copies by the same threshold, somewhere else in the same sequence; a
+  dancer stuck in a short loop scores near 1. Judged on the rollout's last `repeat_frames` and
+  against equally long excerpts of the data, since real dances repeat their moves too.
 
 Pure numpy; distances use |a|^2 + |b|^2 - 2ab in chunks, so 60,000 frames take seconds.
 """
@@ -197,11 +201,12 @@ class Reference:
         verbatim copy scores 0), a stride beyond it (then each generated window is also
         tried at every shift below the stride, which again lines a copy up exactly).
       calibration_windows: data windows used to measure how close the data comes to itself.
+      repeat_frames: repetition is measured on this many frames (at most the data's length).
     """
 
     def __init__(self, train, fps, clusters=32, seed=0, window_seconds=1.0, freeze_fraction=0.1,
                  min_freeze_seconds=2.0, copy_fraction=0.5, pca_dims=16, frames_per_window=8,
-                 max_bank=250000, calibration_windows=400):
+                 max_bank=250000, calibration_windows=400, repeat_frames=6000):
         train = np.asarray(train, np.float32)
         if train.ndim != 2 or not np.all(np.isfinite(train)):
             raise ValueError(f"training latents must be a finite [N, D] array, got shape {train.shape}")
@@ -250,6 +255,8 @@ class Reference:
             exclude=(queries, self.bank_starts, self.window))
         self.copy_threshold = self.copy_fraction * float(np.median(self.data_window_distance))
         self.data_copy_share = float(np.mean(self.data_window_distance < self.copy_threshold))
+        self.repeat_frames = int(repeat_frames)
+        self._data_repeat = {}
 
     # -----------------------------------------------------------------------------------------
 
@@ -351,6 +358,29 @@ class Reference:
                     longest_copy_seconds=run * self.window / self.fps,
                     window_distances=dist, window_sources=source)
 
+    def _repeat_share(self, projected):
+        n = len(projected)
+        if n < 2 * self.window:
+            return None
+        starts = np.arange(0, n - self.window + 1, self.window)
+        bank_starts = np.arange(0, n - self.window + 1, max(1, self.window // 6))
+        d, _ = nearest(window_features(projected, starts, self.offsets),
+                       window_features(projected, bank_starts, self.offsets),
+                       exclude=(starts, bank_starts, self.window))
+        return float(np.mean(d < self.copy_threshold))
+
+    def repetition_report(self, generated, excerpts=4):
+        """Share of the last `repeat_frames` one-second windows that recur elsewhere in them."""
+        n = min(len(generated), len(self.train), self.repeat_frames)
+        share = self._repeat_share((generated[len(generated) - n:] - self.pca_mean) @ self.pca)
+        if n not in self._data_repeat:
+            starts = np.unique(np.linspace(0, len(self.train) - n, excerpts).astype(int))
+            shares = [self._repeat_share(self.projected[s:s + n]) for s in starts]
+            self._data_repeat[n] = None if shares[0] is None else float(np.mean(shares))
+        data_share = self._data_repeat[n]
+        return dict(frames=int(n), repeat_share=share, data_repeat_share=data_share,
+                    repeat_ratio=None if share is None or not data_share else share / data_share)
+
     def evaluate(self, generated, tail=1000):
         """Every measure and the verdicts for one rollout `[T, D]` (JSON-ready except arrays)."""
         generated = self._check(generated)
@@ -359,6 +389,7 @@ class Reference:
         result["freeze"] = self.freeze_report(generated)
         result["coverage"] = self.coverage_report(generated)
         result["novelty"] = self.novelty_report(generated)
+        result["repetition"] = self.repetition_report(generated)
         result["verdicts"] = verdicts(result)
         return result
 
@@ -379,10 +410,12 @@ class Reference:
                     copy_threshold=self.copy_threshold, copy_share=self.data_copy_share)
 
 
-def verdicts(result, sluggish=0.5, hectic=2.0, narrow=0.5, off=0.9, copying=0.5):
+def verdicts(result, sluggish=0.5, hectic=2.0, narrow=0.5, off=0.9, copying=0.5, repetitive=0.5):
     """Yes/no answers with the rule that produced each (thresholds are ratios to the data)."""
     m, f, c, n = result["motion"], result["freeze"], result["coverage"], result["novelty"]
     share = n.get("copy_share")
+    rep = result.get("repetition", {})
+    repeat, data_repeat = rep.get("repeat_share"), rep.get("data_repeat_share") or 0.0
     return dict(
         frozen=f["frozen"],
         sluggish=bool(m["tail_motion_ratio"] < sluggish),
@@ -390,13 +423,16 @@ def verdicts(result, sluggish=0.5, hectic=2.0, narrow=0.5, off=0.9, copying=0.5)
         narrow=bool(c["coverage_ratio"] < narrow),
         off_distribution=bool(c["in_distribution_share"] < off),
         copying=bool(share is not None and share >= copying),
+        repetitive=bool(repeat is not None and repeat >= max(repetitive, 2 * data_repeat)),
         rules=dict(
             frozen=f"longest still stretch > {f['freeze_seconds']:.2f} s (twice the data's longest, at least the minimum)",
             sluggish=f"motion of the last {m['tail_frames']} frames < {sluggish}x the data's",
             hectic=f"motion of the last {m['tail_frames']} frames > {hectic}x the data's",
             narrow=f"visits < {narrow}x the pose clusters an equally long data excerpt visits",
             off_distribution=f"< {off:.0%} of frames within the data's 99th-percentile distance of a pose cluster",
-            copying=f">= {copying:.0%} of one-second windows are near-copies of training windows"))
+            copying=f">= {copying:.0%} of one-second windows are near-copies of training windows",
+            repetitive=f">= {repetitive:.0%} of one-second windows (and twice the data's share) recur as "
+                       "near-copies elsewhere in the dance"))
 
 
 def to_json(value):

@@ -19,6 +19,8 @@ from tf_dance import cli, metrics
 
 STRIP_FRAMES = 128       # Figure 2 / 7 strips: every 4th of 128 frames = 32 tiles
 AVERAGE_FRAMES = 2000    # Figure 5 averages at most this many evenly spaced decoded frames
+SCREEN_FRAMES = 480      # on-screen motion: the last 20 s at 24 fps, decoded
+STILL_ON_SCREEN = 0.25   # verdict: decoded frames change less than this fraction of the data's
 COLOURS = [(220, 60, 40), (40, 110, 220), (30, 160, 80), (200, 140, 0), (150, 60, 200), (0, 160, 170)]
 DATA_COLOUR = (120, 120, 120)
 
@@ -198,6 +200,12 @@ def crispness(frames):
     return float(np.mean(np.abs(2.0 * f - 1.0)))
 
 
+def screen_motion(frames):
+    """Mean absolute pixel change per frame: the motion a viewer sees, whatever the latents do."""
+    frames = np.asarray(frames, np.float32)
+    return float(np.mean(np.abs(np.diff(frames, axis=0)))) if len(frames) > 1 else 0.0
+
+
 def _mean_frame(frames, chunk=4096):
     total = np.zeros(frames.shape[1:], np.float64)
     for c0 in range(0, len(frames), chunk):
@@ -282,6 +290,11 @@ def evaluate_dance(generated, train, fps, out_dir, *, decoder_dir=None, data_fra
         if decoder_dir:
             say(3, f"decoding frames for the figures with {decoder_dir}")
             report["pictures"] = _pictures(tmp, figures, generated, train, decoder_dir, data_frames)
+            ratio = report["pictures"]["screen_motion_ratio"]
+            report["verdicts"]["still_on_screen"] = bool(ratio is not None and ratio < STILL_ON_SCREEN)
+            report["verdict_rules"]["still_on_screen"] = (
+                f"decoded frames of the last {report['pictures']['screen_frames']} change < {STILL_ON_SCREEN}x "
+                "as much per frame as decoded data does (latent jitter the decoder ignores is no dance)")
         say(steps, f"writing {out_dir}")
         report["figures"] = figures
         report = metrics.to_json(report)
@@ -320,8 +333,14 @@ def _pictures(tmp, figures, generated, train, decoder_dir, data_frames):
     _labelled(panels, labels).save(os.path.join(tmp, "figure5_average.png"), format="PNG")
     figures["average"] = "figure5_average.png"
     gen_crisp, data_crisp = crispness(sample), crispness(data_sample)
+    n = min(len(first), len(train), SCREEN_FRAMES)
+    clips = [train[s:s + n] for s in np.unique(np.linspace(0, len(train) - n, 4).astype(int))]
+    screen = screen_motion(autoencoder.decode_latents(decoder_dir, first[len(first) - n:]))
+    data_screen = float(np.mean([screen_motion(autoencoder.decode_latents(decoder_dir, c)) for c in clips]))
     return dict(crispness=gen_crisp, data_crispness=data_crisp,
-                crispness_ratio=gen_crisp / data_crisp if data_crisp > 0 else None)
+                crispness_ratio=gen_crisp / data_crisp if data_crisp > 0 else None,
+                screen_frames=int(n), screen_motion=screen, data_screen_motion=data_screen,
+                screen_motion_ratio=screen / data_screen if data_screen > 0 and n > 1 else None)
 
 
 def _row(name, gen, data, fmt="{:.3g}"):
@@ -354,10 +373,14 @@ def markdown(report):
                 _row("median distance to nearest training window", n["window_distance_median"],
                      n["data_window_distance_median"]),
                 _row("share of near-copy windows", n["copy_share"], n["data_copy_share"]),
-                _row("longest near-copy stretch (s)", n["longest_copy_seconds"], None)]
+                _row("longest near-copy stretch (s)", n["longest_copy_seconds"], None),
+                _row(f"share of one-second windows that recur (last {r['repetition']['frames']} frames)",
+                     r["repetition"]["repeat_share"], r["repetition"]["data_repeat_share"])]
     pictures = report.get("pictures")
     if pictures:
         out.append(_row("crispness of decoded frames", pictures["crispness"], pictures["data_crispness"]))
+        out.append(_row(f"on-screen motion, last {pictures['screen_frames']} decoded frames (mean pixel change)",
+                        pictures["screen_motion"], pictures["data_screen_motion"]))
     out.append(f"""
 ## What the measures mean
 
