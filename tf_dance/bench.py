@@ -386,7 +386,7 @@ _DANCING_VARIANTS = [
      dict(head="mdn", mixtures=5, condition_steps=5, ground_truth_steps=5, input_noise=0.1), 1.0, 0.0),
     ("mse + rollout noise 0.6", dict(head="mse", condition_steps=0, input_noise=0.0), 0.0, 0.6),
     ("mdn K=5 + input noise 0.1, T=1.1", {}, 1.1, 0.0),
-    ("mdn K=5 + input noise 0.1, T=1 (quick_lstm.flags)", {}, None, None),
+    ("mdn K=5 + input noise 0.1 (quick_lstm.flags, with its rollout line)", {}, None, None),
 ]
 
 
@@ -435,8 +435,9 @@ def bench_dancing():
         out["data: recurring 1-s windows (%)"] = 100 * reference.repetition_report(train)["data_repeat_share"]
         for i, (name, change, temperature, noise) in enumerate(_DANCING_VARIANTS):
             print(f"  {name}", flush=True)
-            temperature = recommended["temperature"] if temperature is None else temperature
-            noise = recommended["noise"] if noise is None else noise
+            if temperature is None:
+                temperature, noise = recommended["temperature"], recommended["noise"]
+                name = f"{name}, T={temperature:g}, rollout noise {noise:g}"
             start = time.perf_counter()
             result = sequence_training.train_and_evaluate(f"{tmp}/latents.npy", f"{tmp}/lstm{i}", f"{tmp}/saved",
                                                           **{**base, **change, "seed": 0})

@@ -45,8 +45,10 @@ def main(argv):
     result = train_and_evaluate(FLAGS.latents, FLAGS.workdir, FLAGS.export_dir,
                                 **{name: FLAGS[name].value for name in SETTINGS})
     val = "-" if result["val_loss"] is None else f"{result['val_loss']:.5g}"
-    print(f"Done: {result['epochs']} epochs, train loss {result['train_loss']:.5g} "
-          f"({result['loss_drop']:.0f}x below the first batch), val loss {val}, "
+    # A mixture head's loss is a negative log-likelihood that can go below zero: no ratio then.
+    drop = (f" ({result['loss_drop']:.0f}x below the first batch)"
+            if result["first_loss"] > 0 and result["train_loss"] > 0 else "")
+    print(f"Done: {result['epochs']} epochs, train loss {result['train_loss']:.5g}{drop}, val loss {val}, "
           f"{result['frames_per_second']:.0f} frames/s. Model: {result['export_dir']}")
     return 0
 
