@@ -43,3 +43,14 @@ def run_module():
                               capture_output=True, text=True, timeout=timeout)
     return run
 
+
+
+@pytest.fixture(scope="session")
+def fails_cleanly():
+    """`fails_cleanly(result, message)`: exit code 1 and one `error: ...` line naming `message`, no traceback."""
+    def check(result, message):
+        assert result.returncode == 1, result.stderr[-2000:]
+        assert "Traceback" not in result.stderr, result.stderr[-2000:]
+        last = result.stderr.strip().splitlines()[-1]
+        assert last.startswith("error: ") and message in last, result.stderr[-2000:]
+    return check
