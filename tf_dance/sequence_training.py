@@ -27,6 +27,7 @@ import zlib
 import keras
 import numpy as np
 import tensorflow as tf
+from absl import flags
 from tensorflow.core.framework import summary_pb2
 
 from tf_dance import cli, data, rollout, sequence_model
@@ -110,23 +111,36 @@ def resolve_config(overrides):
     return config
 
 
+def define_flags(flag_values):
+    """Defines one absl flag per setting (help text, bounds, choices) on `flag_values`."""
+    for name, setting in SETTINGS.items():
+        args = dict(name=name, default=setting.default, help=setting.help, flag_values=flag_values)
+        if setting.choices is not None:
+            flags.DEFINE_enum(enum_values=setting.choices, **args)
+        elif isinstance(setting.default, bool):
+            flags.DEFINE_bool(**args)
+        elif isinstance(setting.default, int):
+            flags.DEFINE_integer(lower_bound=setting.low, upper_bound=setting.high, **args)
+        elif isinstance(setting.default, float):
+            flags.DEFINE_float(lower_bound=None if setting.low_open else setting.low, upper_bound=setting.high,
+                               **args)
+            if setting.low_open:
+                flags.register_validator(name, lambda v, low=setting.low: v > low, f"--{name} must be > {setting.low}",
+                                         flag_values=flag_values)
+        else:
+            flags.DEFINE_string(**args)
+
+
 def flagfile_settings(path):
-    """The settings in a `train_lstm` flagfile (`--name=value`, `--name`, `--noname`), for code that
+    """The settings a `train_lstm` flagfile sets, parsed by absl as the script would, for code that
     trains without the script (tests, bench). Other flags (--latents, ...) raise `cli.UserError`."""
-    settings = {}
-    with open(path) as f:
-        for line in f:
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            name, eq, value = line.removeprefix("--").partition("=")
-            if not eq:
-                name, value = (name[2:], "false") if name.startswith("no") and name[2:] in SETTINGS else (name, "true")
-            if name not in SETTINGS:
-                raise cli.UserError(f"{path}: {line} is not a training setting")
-            default = SETTINGS[name].default
-            settings[name] = value.lower() in ("true", "1") if isinstance(default, bool) else type(default)(value)
-    return settings
+    flag_values = flags.FlagValues()
+    define_flags(flag_values)
+    try:
+        flag_values(["train_lstm", f"--flagfile={path}"])
+    except flags.Error as e:
+        raise cli.UserError(f"{path}: {e}") from None
+    return {name: flag_values[name].value for name in SETTINGS if flag_values[name].present}
 
 
 @keras.saving.register_keras_serializable(package="tf_dance")

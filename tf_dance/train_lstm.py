@@ -15,27 +15,14 @@ The training library (`train_and_evaluate`) lives in tf_dance/sequence_training.
 from absl import app, flags
 
 from tf_dance import cli
-from tf_dance.sequence_training import SETTINGS, train_and_evaluate
+from tf_dance.sequence_training import SETTINGS, define_flags, train_and_evaluate
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("latents", None, "Latent sequence: the encoder's .npy [N, D] or an .npz with `latents`/`vectors`.")
 flags.DEFINE_string("workdir", "runs/lstm", "Checkpoints, TensorBoard logs, history.json and model.keras go here.")
 flags.DEFINE_string("export_dir", "saved_models", "Root of the versioned SavedModel exports.")
 
-for _name, _s in SETTINGS.items():
-    if _s.choices is not None:
-        flags.DEFINE_enum(_name, _s.default, _s.choices, _s.help)
-    elif isinstance(_s.default, bool):
-        flags.DEFINE_bool(_name, _s.default, _s.help)
-    elif isinstance(_s.default, int):
-        flags.DEFINE_integer(_name, _s.default, _s.help, lower_bound=_s.low, upper_bound=_s.high)
-    elif isinstance(_s.default, float):
-        flags.DEFINE_float(_name, _s.default, _s.help, lower_bound=None if _s.low_open else _s.low,
-                           upper_bound=_s.high)
-        if _s.low_open:
-            flags.register_validator(_name, lambda v, low=_s.low: v > low, f"--{_name} must be > {_s.low}")
-    else:
-        flags.DEFINE_string(_name, _s.default, _s.help)
+define_flags(FLAGS)
 
 
 @cli.main
