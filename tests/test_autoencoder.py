@@ -24,9 +24,9 @@ def _clean(result):
 @pytest.fixture(scope="module")
 def trained(tiny_dataset, tmp_path_factory):
     """One uninterrupted tiny run, in-process: (result dict, workdir, export_dir)."""
-    from tf_dance import train_autoencoder
+    from tf_dance import autoencoder_training
     base = tmp_path_factory.mktemp("ae")
-    result = train_autoencoder.train_and_evaluate(tiny_dataset, str(base / "work"), str(base / "models"),
+    result = autoencoder_training.train_and_evaluate(tiny_dataset, str(base / "work"), str(base / "models"),
                                                   verbose=0, **TINY)
     return result, str(base / "work"), str(base / "models")
 
@@ -234,14 +234,10 @@ def test_resume_after_kill_matches_unbroken_run(trained, tiny_dataset, tmp_path,
 
 
 def test_flagfiles_parse():
-    from absl import flags
-    from tf_dance import train_autoencoder
+    from tf_dance import autoencoder_training
     for name in ("paper", "quick", "tiny"):
-        fv = flags.FlagValues()
-        train_autoencoder.define_flags(fv)
-        fv(["prog", f"--flagfile={ROOT}/flags/{name}_autoencoder.flags"])
-        config = train_autoencoder.check_config(
-            {k: fv[k].value for k in train_autoencoder.DEFAULTS if k in fv})
+        config = autoencoder_training.check_config(
+            autoencoder_training.flagfile_settings(f"{ROOT}/flags/{name}_autoencoder.flags"))
         if name == "paper":
             assert config["batch_size"] == 200 and config["steps"] == 150_000
             assert config["learning_rates"] == [1e-3, 1e-4] and config["lr_boundaries"] == [10_000]
@@ -297,15 +293,15 @@ def test_model_dir_errors(trained, tiny_dancer, tmp_path):
 
 
 def test_bad_config_and_changed_settings(trained, tiny_dataset):
-    from tf_dance import cli, train_autoencoder
+    from tf_dance import autoencoder_training, cli
     _, work, models = trained
     for bad, match in ((dict(filters=[8, 8, 8]), "filters"), (dict(learning_rates=[1e-3, 1e-4]), "one more"),
                        (dict(batch_size=0), "batch_size"), (dict(loss="l1"), "loss"),
                        (dict(val_fraction=1.0), "val_fraction"), (dict(colour="red"), "unknown")):
         with pytest.raises(cli.UserError, match=match):
-            train_autoencoder.train_and_evaluate(tiny_dataset, work, models, **{**TINY, **bad})
+            autoencoder_training.train_and_evaluate(tiny_dataset, work, models, **{**TINY, **bad})
     with pytest.raises(cli.UserError, match="different settings.*filters"):
-        train_autoencoder.train_and_evaluate(tiny_dataset, work, models, **{**TINY, "filters": [4, 4, 8, 16]})
+        autoencoder_training.train_and_evaluate(tiny_dataset, work, models, **{**TINY, "filters": [4, 4, 8, 16]})
 
 
 def test_cli_errors(tmp_path, run_module):

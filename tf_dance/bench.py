@@ -42,7 +42,7 @@ def median_rate(fn, items, repeats=None, warmup=1):
     return statistics.median(rates)
 
 
-# ---- section: ingest (data engineer) ----
+# ---- ingest ----
 
 
 @benchmark("ingest")
@@ -71,9 +71,8 @@ def ingest():
     return results
 
 
-# ---- end section: ingest ----
 
-# ---- section: autoencoder (autoencoder engineer) ----
+# ---- autoencoder ----
 
 def _EpochClock():
     import keras
@@ -120,23 +119,23 @@ def bench_autoencoder():
     import numpy as np
     import tensorflow as tf
 
-    from tf_dance import autoencoder, train_autoencoder
+    from tf_dance import autoencoder, autoencoder_training
 
     quick, paper = [8, 16, 32, 32], [32, 32, 32, 32]
-    config = train_autoencoder.check_config(dict(filters=quick, batch_size=200))
+    config = autoencoder_training.check_config(dict(filters=quick, batch_size=200))
     rng = np.random.default_rng(0)
     frames = ((rng.random((1000, 54, 96, 1)) > 0.9) * 255).astype(np.uint8)
     table = tf.constant(frames)
-    batches = train_autoencoder.train_batches(table, np.arange(len(frames)), 200, 0, 0)
+    batches = autoencoder_training.train_batches(table, np.arange(len(frames)), 200, 0, 0)
     out, steps = {}, 10
     variants = [("fit_float32", False, "float32"), ("fit_float32_xla", True, "float32")]
-    if train_autoencoder.native_bfloat16():
+    if autoencoder_training.native_bfloat16():
         variants += [("fit_mixed_bfloat16", False, "mixed_bfloat16"),
                      ("fit_mixed_bfloat16_xla", True, "mixed_bfloat16")]
     models, clock = {}, _EpochClock()
     for name, jit, policy in variants:
         keras.utils.set_random_seed(0)
-        *_, models[name] = train_autoencoder.build((54, 96, 1), {**config, "jit_compile": jit}, policy)
+        *_, models[name] = autoencoder_training.build((54, 96, 1), {**config, "jit_compile": jit}, policy)
         models[name].fit(batches, steps_per_epoch=2, epochs=1, verbose=0)  # trace and compile
     seconds = {name: [] for name in models}
     for _ in range(FLAGS.repeats):  # round-robin, so load from other users hits every variant alike
@@ -148,7 +147,7 @@ def bench_autoencoder():
     base = out["ae_train_images_per_s_fit_float32"]
     for name, *_ in variants[1:]:
         out[f"ae_train_{name[4:]}_vs_plain_fit"] = out[f"ae_train_images_per_s_{name}"] / base
-    default = "fit_mixed_bfloat16" if train_autoencoder.native_bfloat16() else "fit_float32"
+    default = "fit_mixed_bfloat16" if autoencoder_training.native_bfloat16() else "fit_float32"
     out["ae_train_default_precision_auto_vs_plain_fit"] = out[f"ae_train_images_per_s_{default}"] / base
 
     latents = rng.normal(size=(2000, 128)).astype(np.float32)
@@ -168,9 +167,8 @@ def bench_autoencoder():
                 lambda: autoencoder.encode_frames(f"{tmp}/encoder", frames, 500), len(frames))
     return out
 
-# ---- end section: autoencoder ----
 
-# ---- section: sequence (sequence engineer) ----
+# ---- sequence ----
 
 
 @benchmark("sequence")
@@ -298,22 +296,21 @@ def _single_threaded_rollout(path, seed, n):
             "rollout seconds, 60,000 frames (batch 1, 1 thread, once)": seconds}
 
 
-# ---- end section: sequence ----
 
-# ---- section: generate (lead) ----
+# ---- generate ----
 
 
-def _flagfile_values(name):
-    """`--key=value` lines of flags/<name> as a dict of strings (the bench sizes models like the demo)."""
+def _demo_settings():
+    """The demo's autoencoder and LSTM settings, read from their flagfiles (the bench sizes models like the demo)."""
     import os
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "flags", name)
-    values = {}
-    with open(path) as f:
-        for line in f:
-            if line.startswith("--") and "=" in line:
-                key, value = line.strip()[2:].split("=", 1)
-                values[key] = value
-    return values
+
+    from tf_dance import autoencoder_training, sequence_training
+    flags_dir = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "flags")
+    ae = autoencoder_training.check_config(
+        autoencoder_training.flagfile_settings(os.path.join(flags_dir, "quick_autoencoder.flags")))
+    lstm = sequence_training.resolve_config(
+        sequence_training.flagfile_settings(os.path.join(flags_dir, "quick_lstm.flags")))
+    return ae, lstm
 
 
 @benchmark("generate")
@@ -330,13 +327,12 @@ def bench_generate():
 
     from tf_dance import autoencoder, cli, data, generation, rollout, sequence_model
 
-    ae, lstm = _flagfile_values("quick_autoencoder.flags"), _flagfile_values("quick_lstm.flags")
-    dim = int(ae.get("latent_dim", 128))
-    filters = [int(f) for f in ae["filters"].split(",")]
-    units, layers = int(lstm.get("units", 600)), int(lstm.get("num_layers", 2))
+    ae, lstm = _demo_settings()
+    dim, filters = ae["latent_dim"], ae["filters"]
+    units, layers = lstm["units"], lstm["num_layers"]
     keras.utils.set_random_seed(0)
     out = {"model: random-init LSTM layers x units": f"{layers} x {units}",
-           "model: random-init autoencoder filters": ae["filters"]}
+           "model: random-init autoencoder filters": ",".join(map(str, filters))}
     with tempfile.TemporaryDirectory() as tmp:
         cli.export_version(tmp, "decoder", lambda d: autoencoder.export_decoder(
             autoencoder.build_decoder(data.HEIGHT, data.WIDTH, 1, filters, latent_dim=dim), d))
@@ -369,10 +365,9 @@ def bench_generate():
     return out
 
 
-# ---- end section: generate ----
 
 
-# ---- section: dancing (anti-freeze engineer) ----
+# ---- dancing ----
 
 _DANCING_FRAMES = 18000  # the demo's data (flags/quick.flags) and the paper's dataset size
 # (name, training settings over flags/quick_lstm.flags, rollout temperature, rollout noise)
@@ -456,7 +451,6 @@ def bench_dancing():
     return out
 
 
-# ---- end section: dancing ----
 
 
 @cli.main

@@ -1,4 +1,4 @@
-"""char-rnn-style training of the sequence models (paper sections 3.3-3.6), flag-free.
+"""char-rnn-style training of the sequence models (paper sections 3.3-3.6): the library behind `train_lstm`.
 
     result = train_and_evaluate("latents.npy", "runs/lstm", "saved_models", units=256, epochs=20)
 
@@ -17,7 +17,6 @@ and TensorBoard logs (`<workdir>/tensorboard`) record the losses; the trained mo
 as a versioned SavedModel (see `rollout.py`) and kept as `<workdir>/model.keras`.
 """
 
-import dataclasses
 import json
 import os
 import statistics
@@ -27,20 +26,10 @@ import zlib
 import keras
 import numpy as np
 import tensorflow as tf
-from absl import flags
 from tensorflow.core.framework import summary_pb2
 
-from tf_dance import cli, data, rollout, sequence_model
-
-
-@dataclasses.dataclass(frozen=True)
-class Setting:
-    default: object
-    help: str
-    choices: tuple = None
-    low: float = None  # inclusive unless low_open
-    high: float = None
-    low_open: bool = False
+from tf_dance import cli, config, data, rollout, sequence_model
+from tf_dance.config import Setting
 
 
 # Defaults reproduce the paper's final model (2 x 600 units, batch 5, MSE) with char-rnn's schedule.
@@ -86,61 +75,17 @@ _RESUMABLE = {"epochs", "export_name", "jit_compile"}
 
 def resolve_config(overrides):
     """Defaults + `overrides`, checked; raises `cli.UserError` on unknown names or bad values."""
-    unknown = sorted(set(overrides) - set(SETTINGS))
-    if unknown:
-        raise cli.UserError(f"unknown setting(s) {unknown}; known: {sorted(SETTINGS)}")
-    config = {name: s.default for name, s in SETTINGS.items()}
-    config.update(overrides)
-    for name, s in SETTINGS.items():
-        value = config[name]
-        if s.choices is not None:
-            if value not in s.choices:
-                raise cli.UserError(f"{name} must be one of {list(s.choices)}, got {value!r}")
-        elif isinstance(s.default, bool):
-            if not isinstance(value, (bool, np.bool_)):
-                raise cli.UserError(f"{name} must be true or false, got {value!r}")
-        elif isinstance(s.default, (int, float)):
-            if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not np.isfinite(value) \
-                    or (isinstance(s.default, int) and int(value) != value):
-                raise cli.UserError(f"{name} must be a finite {type(s.default).__name__}, got {value!r}")
-            if s.low is not None and (value <= s.low if s.low_open else value < s.low):
-                raise cli.UserError(f"{name} must be {'>' if s.low_open else '>='} {s.low}, got {value}")
-            if s.high is not None and value > s.high:
-                raise cli.UserError(f"{name} must be <= {s.high}, got {value}")
-            config[name] = type(s.default)(value)
-    return config
+    return config.resolve(SETTINGS, overrides)
 
 
 def define_flags(flag_values):
     """Defines one absl flag per setting (help text, bounds, choices) on `flag_values`."""
-    for name, setting in SETTINGS.items():
-        args = dict(name=name, default=setting.default, help=setting.help, flag_values=flag_values)
-        if setting.choices is not None:
-            flags.DEFINE_enum(enum_values=setting.choices, **args)
-        elif isinstance(setting.default, bool):
-            flags.DEFINE_bool(**args)
-        elif isinstance(setting.default, int):
-            flags.DEFINE_integer(lower_bound=setting.low, upper_bound=setting.high, **args)
-        elif isinstance(setting.default, float):
-            flags.DEFINE_float(lower_bound=None if setting.low_open else setting.low, upper_bound=setting.high,
-                               **args)
-            if setting.low_open:
-                flags.register_validator(name, lambda v, low=setting.low: v > low, f"--{name} must be > {setting.low}",
-                                         flag_values=flag_values)
-        else:
-            flags.DEFINE_string(**args)
+    config.define_flags(SETTINGS, flag_values)
 
 
 def flagfile_settings(path):
-    """The settings a `train_lstm` flagfile sets, parsed by absl as the script would, for code that
-    trains without the script (tests, bench). Other flags (--latents, ...) raise `cli.UserError`."""
-    flag_values = flags.FlagValues()
-    define_flags(flag_values)
-    try:
-        flag_values(["train_lstm", f"--flagfile={path}"])
-    except flags.Error as e:
-        raise cli.UserError(f"{path}: {e}") from None
-    return {name: flag_values[name].value for name in SETTINGS if flag_values[name].present}
+    """The settings a `train_lstm` flagfile sets (tests, bench); other flags raise `cli.UserError`."""
+    return config.flagfile_settings(SETTINGS, path, "train_lstm")
 
 
 @keras.saving.register_keras_serializable(package="tf_dance")

@@ -1,0 +1,378 @@
+"""Training the autoencoder (paper sections 3.1 and 3.6): the library behind `train_autoencoder`.
+
+    result = train_and_evaluate("runs/dancer.npz", "runs/ae", "saved_models", steps=3000, batch_size=64)
+
+Adam with a piecewise-constant learning rate, random batches from tf.data, a held-out split of
+whole stretches of the video (neighbouring frames are near-duplicates, so single held-out
+frames would flatter the model). The workdir holds TensorBoard logs (with reconstruction
+images), periodic checkpoints of model + optimizer and, at the end, `encoder.keras` /
+`decoder.keras` for fine-tuning, `eval.json` and `reconstructions.png` (the paper's Figure 4).
+A killed run started again with the same flags resumes from its last checkpoint and data
+position and stops at the same step count.
+"""
+
+import glob
+import json
+import math
+import os
+import signal
+import sys
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.framework import summary_pb2
+
+from tf_dance import autoencoder, cli, data
+from tf_dance import config as config_lib
+from tf_dance.config import Setting
+
+def _increasing(values):
+    return all(b > 0 for b in values) and list(values) == sorted(set(values))
+
+
+SETTINGS = {
+    "steps": Setting(150_000, "Total optimizer steps (batches) to train for.", low=1),
+    "batch_size": Setting(200, "Frames per batch (the paper: 200).", low=1),
+    "learning_rates": Setting([1e-3, 1e-4], "Adam learning rate for each stretch between --lr_boundaries (one "
+                              "more than boundaries).", item=float, check=lambda v: bool(v) and min(v) > 0,
+                              check_help="must be one or more positive numbers"),
+    "lr_boundaries": Setting([10_000], "Steps at which the learning rate moves to the next of --learning_rates.",
+                             item=int, check=_increasing, check_help="must be increasing positive step numbers"),
+    "filters": Setting([32, 32, 32, 32], "Convolution filters of the 4 levels, from full resolution to the 4x6 "
+                       "bottleneck; the last is also the depth of the decoder's dense 4x6xF start (the paper: 32).",
+                       item=int, check=lambda v: len(v) == autoencoder.LEVELS and min(v) > 0,
+                       check_help=f"must be {autoencoder.LEVELS} positive integers, one per level"),
+    "latent_dim": Setting(128, "Size of the latent vector (the paper: 128).", low=1),
+    "loss": Setting("xent", "xent: sigmoid cross-entropy on the logits (the TF1 code the paper adapted); "
+                    "mse: squared error of the sigmoid output.", choices=tuple(sorted(autoencoder.LOSSES))),
+    "val_fraction": Setting(0.1, "Fraction of frames held out (in contiguous stretches) for validation and "
+                            "evaluation; 0 evaluates on the training frames.", low=0.0, high=1.0, high_open=True),
+    "seed": Setting(0, "Seed for weights, the held-out split and batch order."),
+    "checkpoint_every": Setting(1000, "Steps between checkpoints; also one Keras 'epoch' (progress bar, "
+                                "validation, logs).", low=1),
+    "jit_compile": Setting(False, "Compile the train step with XLA. On CPU XLA's convolutions are slower than "
+                           "TensorFlow's oneDNN ones (see BENCHMARKS.md), so off by default."),
+    "precision": Setting("float32", "float32; mixed_bfloat16 (bfloat16 compute, float32 weights: ~2x faster on "
+                         "CPUs with native bfloat16, very slow on others); auto: mixed_bfloat16 only where the CPU "
+                         "has it. Exported models always compute in float32.",
+                         choices=("float32", "mixed_bfloat16", "auto")),
+    "eval_pairs": Setting(2000, "Random held-out frame pairs for the Figure 3 check (pixel vs. latent distance).",
+                          low=10),
+    "stop_after": Setting(0, "Testing aid: the process SIGKILLs itself after this many steps, to test "
+                          "resuming (0: never).", low=0),
+    "verbose": Setting("auto", "Keras progress: auto (a live bar on a terminal, a line per epoch otherwise), "
+                       "0, 1 or 2.", choices=("auto", 0, 1, 2, "0", "1", "2")),
+}
+# Settings that fix the model's shape or the data order; a resumed run must keep them.
+_FIXED = ("filters", "latent_dim", "batch_size", "val_fraction", "seed")
+_STATE = "state.json"
+_MAX_EVAL = 5000  # frames evaluated at the end (evenly spaced), to bound memory on long videos
+
+
+def define_flags(flag_values):
+    """One absl flag per setting, for the `train_autoencoder` script."""
+    config_lib.define_flags({k: s for k, s in SETTINGS.items() if k != "verbose"}, flag_values)
+
+
+def flagfile_settings(path):
+    """The settings a `train_autoencoder` flagfile sets (tests, bench)."""
+    return config_lib.flagfile_settings({k: s for k, s in SETTINGS.items() if k != "verbose"}, path,
+                                        "train_autoencoder")
+
+
+def check_config(config):
+    """Fills defaults and validates; raises `cli.UserError` for unknown keys or bad values."""
+    config = config_lib.resolve(SETTINGS, config, "autoencoder setting")
+    if len(config["learning_rates"]) != len(config["lr_boundaries"]) + 1:
+        raise cli.UserError(f"learning_rates needs one more value than lr_boundaries "
+                            f"(got {len(config['learning_rates'])} and {len(config['lr_boundaries'])})")
+    return config
+
+
+def native_bfloat16():
+    """True where the CPU computes bfloat16 natively (AVX512-BF16 or AMX); read from /proc/cpuinfo."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu_flags = set(f.read().split())
+    except OSError:
+        return False
+    return bool(cpu_flags & {"avx512_bf16", "amx_bf16"})
+
+
+def split(n, val_fraction, seed):
+    """(train, held-out) frame indices; held-out frames come in ~10 contiguous stretches."""
+    n_val = int(round(n * val_fraction))
+    if val_fraction > 0 and n_val == 0:
+        n_val = 1
+    if n_val >= n:
+        raise cli.UserError(f"{n} frames are too few to hold out {val_fraction:.0%} and still train")
+    if n_val == 0:
+        return np.arange(n), np.arange(0)
+    block = max(1, n_val // 10)
+    starts = np.arange(0, n, block)
+    chosen = np.random.default_rng(seed).permutation(len(starts))
+    held = np.zeros(n, bool)
+    for b in chosen:
+        if held.sum() >= n_val:
+            break
+        held[starts[b]:starts[b] + block] = True
+    return np.flatnonzero(~held), np.flatnonzero(held)
+
+
+def train_batches(table, indices, batch_size, seed, start_step):
+    """Endless (x, x) float batches in an order fixed by `seed`, starting at batch `start_step`.
+
+    Each pass over `indices` is a stateless shuffle keyed by (seed, pass), so a resumed run
+    skips straight to where it stopped and sees the same batches an unbroken run would.
+    """
+    n = len(indices)
+    first = start_step * batch_size
+    order = tf.constant(indices, tf.int64)
+    ds = tf.data.Dataset.range(first // n, 2**62).map(
+        lambda e: tf.random.experimental.stateless_shuffle(order, seed=tf.stack([tf.constant(seed, tf.int64), e])))
+    ds = ds.unbatch().skip(first % n).batch(batch_size, drop_remainder=True)
+    return _to_pairs(ds, table)
+
+
+def eval_batches(table, indices, batch_size=500):
+    return _to_pairs(tf.data.Dataset.from_tensor_slices(indices.astype(np.int64)).batch(batch_size), table)
+
+
+def _to_pairs(index_ds, table):
+    """Index batches -> (x, x) float batches gathered from `table`, the uint8 frames as one tensor."""
+
+    def load(i):
+        x = tf.cast(tf.gather(table, i), tf.float32) / 255.0
+        return x, x
+
+    return index_ds.map(load, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+class _Checkpoint(keras.callbacks.Callback):
+    """At each epoch end: weights + optimizer to ckpt-<step>.weights.h5, then the state file, atomically."""
+
+    def __init__(self, workdir, state):
+        super().__init__()
+        self.workdir, self.state = workdir, state
+
+    def on_epoch_end(self, epoch, logs=None):
+        step = int(self.model.optimizer.iterations.numpy())
+        name = f"ckpt-{step}.weights.h5"
+        self.model.save_weights(os.path.join(self.workdir, name))
+        _write_json(os.path.join(self.workdir, _STATE), {**self.state, "step": step, "checkpoint": name})
+        for old in glob.glob(os.path.join(self.workdir, "ckpt-*.weights.h5")):
+            if os.path.basename(old) != name:
+                os.remove(old)
+
+
+class _StopAt(keras.callbacks.Callback):
+    """Ends training at exactly `steps`; at `abandon_at` the process kills itself (SIGKILL: no
+    clean-up, no `finally`), the way a crash or an impatient user would stop it."""
+
+    def __init__(self, steps, abandon_at=0):
+        super().__init__()
+        self.steps, self.abandon_at = steps, abandon_at
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = int(self.model.optimizer.iterations.numpy())
+        if self.abandon_at and step >= self.abandon_at:
+            sys.stdout.flush()
+            os.kill(os.getpid(), signal.SIGKILL)
+        if step >= self.steps:
+            self.model.stop_training = True
+
+
+class _Summaries(keras.callbacks.Callback):
+    """TensorBoard logs each epoch: the epoch's metrics and the learning rate as scalars, and
+    held-out originals above their reconstructions as images.
+
+    Written with the core `tf.summary.write` op plus the plugin metadata TensorBoard reads, so
+    logs are written even where the tensorboard package (needed by `keras.callbacks.TensorBoard`
+    and `tf.summary.scalar`, but not a dependency) is not installed.
+    """
+
+    def __init__(self, log_dir, frames):
+        super().__init__()
+        self.writer = tf.summary.create_file_writer(log_dir)
+        self.frames = frames.astype(np.float32) / 255.0
+
+    @staticmethod
+    def _metadata(plugin):
+        metadata = summary_pb2.SummaryMetadata()
+        metadata.plugin_data.plugin_name = plugin
+        return metadata
+
+    def on_epoch_end(self, epoch, logs=None):
+        step = int(self.model.optimizer.iterations.numpy())
+        recon = tf.cast(tf.sigmoid(self.model(self.frames, training=False)), tf.float32)
+        grid = tf.concat([self.frames, recon], axis=1)
+        pngs = [tf.io.encode_png(tf.cast(tf.round(g * 255), tf.uint8)) for g in grid]
+        scalars = {**(logs or {}), "learning_rate": self.model.optimizer.learning_rate}
+        with self.writer.as_default(step=step):
+            for name, value in scalars.items():
+                tf.summary.write(name, tf.cast(value, tf.float32), metadata=self._metadata("scalars"))
+            size = [tf.as_string(grid.shape[2]), tf.as_string(grid.shape[1])]
+            tf.summary.write("held_out/original_over_reconstruction", tf.stack(size + pngs),
+                             metadata=self._metadata("images"))
+        self.writer.flush()
+
+
+def _write_json(path, obj):
+    with cli.atomic_output(path) as tmp, open(tmp, "w") as f:
+        json.dump(obj, f, indent=2)
+
+
+def _read_state(workdir, fixed):
+    path = os.path.join(workdir, _STATE)
+    if not os.path.exists(path):
+        return None
+    try:
+        with open(path) as f:
+            state = json.load(f)
+        checkpoint = os.path.join(workdir, state["checkpoint"])
+        step = int(state["step"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise cli.UserError(f"{path} is unreadable ({e}); use a new --workdir") from None
+    if not os.path.isfile(checkpoint):
+        raise cli.UserError(f"{path} names a missing checkpoint {checkpoint}; use a new --workdir")
+    changed = {k: (state.get("fixed", {}).get(k), v) for k, v in fixed.items() if state.get("fixed", {}).get(k) != v}
+    if changed:
+        what = "; ".join(f"{k}: {a} -> {b}" for k, (a, b) in changed.items())
+        raise cli.UserError(f"{workdir} holds a run with different settings ({what}); "
+                            "use a new --workdir or the same settings to resume")
+    return step, checkpoint
+
+
+def _verbosity(verbose):
+    """Keras's live progress bar on a terminal; one line per epoch in a log file or pipe."""
+    if verbose == "auto":
+        return 1 if sys.stdout.isatty() else 2
+    return int(verbose)
+
+
+def _policy(precision):
+    if precision == "auto":
+        return "mixed_bfloat16" if native_bfloat16() else "float32"
+    return precision
+
+
+def build(shape, config, policy="float32"):
+    """(encoder, decoder, compiled training model) for frames of `shape` = (H, W, C)."""
+    h, w, c = shape
+    encoder = autoencoder.build_encoder(h, w, c, config["filters"], config["latent_dim"], dtype=policy)
+    decoder = autoencoder.build_decoder(h, w, c, config["filters"], config["latent_dim"], dtype=policy)
+    model = autoencoder.build_autoencoder(encoder, decoder)
+    schedule = config["learning_rates"][0]
+    if config["lr_boundaries"]:
+        schedule = keras.optimizers.schedules.PiecewiseConstantDecay(config["lr_boundaries"], config["learning_rates"])
+    model.compile(optimizer=keras.optimizers.Adam(schedule), loss=autoencoder.LOSSES[config["loss"]],
+                  metrics=[autoencoder.FrameIoU()], jit_compile=config["jit_compile"])
+    return encoder, decoder, model
+
+
+def train_and_evaluate(data_path, workdir, export_dir, **config):
+    """Trains (or resumes) in `workdir`, evaluates on the held-out frames, exports both SavedModels.
+
+    Returns dict(metrics, encoder_dir, decoder_dir). `stop_after` kills the calling process.
+    """
+    config = check_config(config)
+    frames, _, _ = data.load_dataset(data_path)
+    train_idx, val_idx = split(len(frames), config["val_fraction"], config["seed"])
+    eval_idx = val_idx if len(val_idx) else train_idx
+    if len(eval_idx) > _MAX_EVAL:
+        eval_idx = eval_idx[np.linspace(0, len(eval_idx) - 1, _MAX_EVAL).astype(int)]
+    shape = frames.shape[1:]
+    fixed = {**{k: config[k] for k in _FIXED}, "frame_shape": list(shape), "frames": len(frames)}
+    os.makedirs(workdir, exist_ok=True)
+    resumed = _read_state(workdir, fixed)
+    start = resumed[0] if resumed else 0
+
+    keras.utils.set_random_seed(config["seed"])
+    policy = _policy(config["precision"])
+    encoder, decoder, model = build(shape, config, policy)
+    if resumed:
+        model.optimizer.build(model.trainable_variables)
+        model.load_weights(resumed[1])
+        print(f"Resuming {workdir} at step {start} of {config['steps']}", flush=True)
+
+    every = config["checkpoint_every"]
+    train_seconds = 0.0
+    if start < config["steps"]:
+        epochs = start // every + math.ceil((config["steps"] - start) / every)
+        callbacks = [
+            _StopAt(config["steps"], config["stop_after"]),
+            _Summaries(os.path.join(workdir, "logs"), frames[eval_idx[:: max(1, len(eval_idx) // 8)][:8]]),
+            _Checkpoint(workdir, {"fixed": fixed, "config": config}),
+        ]
+        table = tf.constant(frames)
+        t0 = time.perf_counter()
+        model.fit(train_batches(table, train_idx, config["batch_size"], config["seed"], start),
+                  steps_per_epoch=every, epochs=epochs, initial_epoch=start // every,
+                  validation_data=eval_batches(table, val_idx) if len(val_idx) else None,
+                  callbacks=callbacks, shuffle=False, verbose=_verbosity(config["verbose"]))
+        train_seconds = time.perf_counter() - t0
+    done = int(model.optimizer.iterations.numpy())
+
+    encoder32, decoder32 = _as_float32(encoder, decoder, shape, config, policy)
+    metrics = evaluate(encoder32, decoder32, frames[eval_idx], config["seed"], config["eval_pairs"],
+                       os.path.join(workdir, "reconstructions.png"))
+    metrics.update(steps=done, held_out=bool(len(val_idx)), eval_frames=int(len(eval_idx)),
+                   train_frames=int(len(train_idx)), precision=policy, loss=config["loss"],
+                   train_seconds=round(train_seconds, 1))
+    if train_seconds:
+        metrics["train_images_per_s"] = round((done - start) * config["batch_size"] / train_seconds, 1)
+    for name, m in (("encoder", encoder32), ("decoder", decoder32)):
+        with cli.atomic_output(os.path.join(workdir, f"{name}.keras")) as tmp:
+            m.save(tmp)
+    encoder_dir = cli.export_version(export_dir, "encoder", lambda d: autoencoder.export_encoder(encoder32, d))
+    decoder_dir = cli.export_version(export_dir, "decoder", lambda d: autoencoder.export_decoder(decoder32, d))
+    result = dict(metrics=metrics, encoder_dir=encoder_dir, decoder_dir=decoder_dir)
+    _write_json(os.path.join(workdir, "eval.json"), {**result, "data": os.path.abspath(data_path), "config": config})
+    return result
+
+
+def _as_float32(encoder, decoder, shape, config, policy):
+    """float32 copies for evaluation and export: they run on any CPU, bfloat16 or not."""
+    if policy == "float32":
+        return encoder, decoder
+    h, w, c = shape
+    enc = autoencoder.build_encoder(h, w, c, config["filters"], config["latent_dim"])
+    dec = autoencoder.build_decoder(h, w, c, config["filters"], config["latent_dim"])
+    enc.set_weights(encoder.get_weights())
+    dec.set_weights(decoder.get_weights())
+    return enc, dec
+
+
+def evaluate(encoder, decoder, frames, seed=0, pairs=2000, sheet_path=None, batch_size=500):
+    """The paper's section 5.1 checks, as numbers: IoU and MSE of reconstructions (Figure 4) and the
+    Spearman correlation of pixel distance with latent distance over random pairs (Figure 3)."""
+    encode = tf.function(lambda x: encoder(x, training=False))
+    decode = tf.function(lambda z: decoder(z, training=False))
+    latents, recon = [], []
+    for i in range(0, len(frames), batch_size):
+        x = frames[i:i + batch_size].astype(np.float32) / 255.0
+        z = encode(x)
+        latents.append(z.numpy())
+        recon.append(decode(z).numpy())
+    latents, recon = np.concatenate(latents), np.concatenate(recon)
+    x = frames.astype(np.float32) / 255.0
+    iou = autoencoder.frame_iou(x, recon)
+    fg_true, fg_pred = x >= 0.5, recon >= 0.5
+    pooled = np.logical_and(fg_true, fg_pred).sum() / max(1, np.logical_or(fg_true, fg_pred).sum())
+    rng = np.random.default_rng(seed)
+    a, b = rng.integers(0, len(frames), (2, pairs))
+    keep = a != b
+    a, b = a[keep], b[keep]
+    pixel = np.abs(x[a] - x[b]).reshape(len(a), -1).mean(axis=1)
+    latent = np.linalg.norm(latents[a] - latents[b], axis=1)
+    metrics = dict(iou=float(iou.mean()), iou_pooled=float(pooled), mse=float(np.mean((recon - x) ** 2)),
+                   spearman_pixel_vs_latent=autoencoder.spearman(pixel, latent) if len(a) > 2 else 0.0)
+    if sheet_path:
+        from tf_dance import video
+        pick = np.linspace(0, len(frames) - 1, min(8, len(frames))).astype(int)
+        shown = (np.clip(recon[pick], 0, 1) * 255).round().astype(np.uint8)
+        video.contact_sheet(sheet_path, np.concatenate([frames[pick], shown]), every=1, columns=len(pick),
+                            scale=2)
+    return metrics
