@@ -12,8 +12,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 @pytest.fixture(scope="session")
 def tiny_dancer():
     """`dict(frames uint8 [240, 54, 96, 1], poses, moves)`: 10 s of the dancer at 24 fps, seed 0."""
-    from tf_dance import synthesize
-    return synthesize.dancer(240, seed=0, fps=24.0)
+    from tf_dance import dancer
+    return dancer.dancer(240, seed=0, fps=24.0)
 
 
 @pytest.fixture(scope="session")

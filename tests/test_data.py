@@ -17,7 +17,8 @@ def test_round_trip_keeps_frames_fps_and_extras(tmp_path):
     got, fps, extras = data.load_dataset(path, height=54, width=96, channels=3)
     np.testing.assert_array_equal(got, frames)
     assert fps == 12.5
-    assert list(extras) == ["poses"] and extras["poses"].shape == (5, 4)
+    assert list(extras) == ["poses", "clips"] and extras["poses"].shape == (5, 4)
+    np.testing.assert_array_equal(extras["clips"], np.zeros(5, np.int32))
     assert os.listdir(tmp_path) == ["d.npz"]
 
 
