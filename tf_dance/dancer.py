@@ -10,7 +10,7 @@ against the truth.
 
 import numpy as np
 
-from tf_dance import data, video
+from tf_dance import cli, data, video
 from tf_dance.perlin import GradientNoise
 
 # ---------------------------------------------------------------------------------------------
@@ -235,19 +235,28 @@ def _place(caps, radii, params, seed, fps, height, width, margin):
     """Capsules in pixels `[N, 16, 2, 2]`, radii `[N, 16, 2]`, and the final `x`, `size`.
 
     Slow noise drives the drift across the frame and the size (a smaller dancer stands a little
-    higher, as if further away); frames that would poke out of the margins are scaled down about
-    the feet, then shifted sideways, so limbs are never cut.
+    higher, as if further away).
     """
     noise = GradientNoise([seed, 4])
     seconds = np.arange(len(caps)) / fps
     size = height * (0.65 + 0.09 * noise.noise1(seconds / 12.0 + 0.5))
     centre = width * (0.5 + 0.34 * noise.noise1(seconds / 10.0 + 100.5))
+    return _fit(caps, radii, params, size, centre, height, width, margin)
+
+
+def _fit(caps, radii, params, size, centre, height, width, margin):
+    """`_place`'s result for a given size and centre (pixels) per frame; radii `[16, 2]` or `[N, 16, 2]`.
+
+    Frames that would poke out of the margins are scaled down about the feet, then shifted
+    sideways, so limbs are never cut.
+    """
+    radii = radii if radii.ndim == 3 else radii[None]
     ground = height - margin - 0.4 * (0.74 * height - size)
     x = centre + params[:, _MOVE_PARAMS.index("shift")] * size
 
     def extents(scale):
-        lo = (caps - radii[None, :, :, None]) * scale[:, None, None, None]
-        hi = (caps + radii[None, :, :, None]) * scale[:, None, None, None]
+        lo = (caps - radii[..., None]) * scale[:, None, None, None]
+        hi = (caps + radii[..., None]) * scale[:, None, None, None]
         return lo[..., 0].min((1, 2)), hi[..., 0].max((1, 2)), hi[..., 1].max((1, 2))
 
     left, right, top = extents(size)
@@ -260,7 +269,7 @@ def _place(caps, radii, params, seed, fps, height, width, margin):
     px = np.empty_like(caps)
     px[..., 0] = x[:, None, None] + caps[..., 0] * size[:, None, None]
     px[..., 1] = ground[:, None, None] - caps[..., 1] * size[:, None, None]
-    return px, radii[None] * size[:, None, None], x / width, size / height
+    return px, radii * size[:, None, None], x / width, size / height
 
 
 def render(caps, radii, height, width, progress=None, chunk=128):
@@ -305,3 +314,116 @@ def dancer(frames, seed=0, fps=24.0, height=data.HEIGHT, width=data.WIDTH, chann
         frames_ = np.repeat(frames_, 3, axis=-1)
     poses = np.concatenate([params, x[:, None], size[:, None]], axis=1).astype(np.float32)
     return dict(frames=frames_, poses=poses, moves=moves)
+
+
+# ---------------------------------------------------------------------------------------------
+# Footage-like: several clips with cuts, each its own dancer, travelling, turning, near and far
+
+_TORSO = (2, 3)  # the chest and belly capsules: they narrow to the body's depth in profile
+_PROFILE_DEPTH = 0.6  # torso depth / torso width
+
+
+def _build(rng):
+    """Proportions of one clip's dancer: limbs, widths and thickness vary by up to a third."""
+    legs, arms = rng.uniform(0.85, 1.15, 2)
+    scale = dict(thigh=legs, shin=legs, upper_arm=arms, forearm=arms, foot=legs,
+                 torso=rng.uniform(0.88, 1.12), neck=rng.uniform(0.8, 1.2),
+                 head=rng.uniform(0.88, 1.12), shoulder=rng.uniform(0.8, 1.25),
+                 hip=rng.uniform(0.8, 1.3))
+    body = {k: v * scale[k] for k, v in _BODY.items()}
+    standing = body["thigh"] + body["shin"] + 0.02 + body["torso"] + body["neck"] + 2 * body["head"]
+    thickness = np.full(len(_RADII), rng.uniform(0.75, 1.35))
+    thickness[list(_TORSO)] *= rng.uniform(0.85, 1.2)
+    return {k: v / standing for k, v in body.items()}, _RADII * thickness[:, None] / standing
+
+
+def _ease(knots_t, knots_v, n):
+    """Values at frames 0..n-1 that ease (smoothstep) from knot to knot; flat past the last."""
+    t = np.arange(n)
+    seg = np.clip(np.searchsorted(knots_t, t, side="right") - 1, 0, len(knots_t) - 2)
+    t0, t1 = knots_t[seg], knots_t[seg + 1]
+    u = _smoothstep((t - t0) / np.maximum(t1 - t0, 1e-9))
+    return knots_v[seg] + u * (knots_v[seg + 1] - knots_v[seg])
+
+
+def _travel(n, rng, fps):
+    """Centre (fraction of the width) and yaw (radians) per frame: dwell, cross, dwell, ...
+
+    Most moves cross to the other side of the frame (3-6 s per width, turned towards profile on
+    the way); some are short steps; while dwelling the dancer faces the camera, turns partly or
+    shows its back. Yaw 0 faces the camera, pi/2 is profile, pi the back (a mirrored front).
+    """
+    times, centres, yaws = [0.0], [rng.uniform(0.0, 1.0)], [0.0]
+    while times[-1] < n:
+        dwell = rng.uniform(0.5, 3.0) * fps
+        facing = rng.choice([0.0, rng.uniform(0.4, 1.3), np.pi], p=[0.55, 0.3, 0.15])
+        turn = min(0.7 * fps, dwell / 3)
+        times += [times[-1] + turn, times[-1] + dwell - turn, times[-1] + dwell]
+        centres += [centres[-1]] * 3
+        yaws += [facing, facing, 0.0]
+        here = centres[-1]
+        there = (rng.uniform(0.0, 0.2) if here > 0.5 else rng.uniform(0.8, 1.0))
+        if rng.uniform() < 0.25:
+            there = float(np.clip(here + rng.uniform(-0.3, 0.3), 0.0, 1.0))
+        cross = max(1.0, abs(there - here) * rng.uniform(3.0, 6.0) * fps)
+        turn = min(0.6 * fps, cross / 3)
+        profile = rng.uniform(1.0, 1.3)
+        times += [times[-1] + turn, times[-1] + cross - turn, times[-1] + cross]
+        centres += [here + (there - here) * t for t in (0.1, 0.9, 1.0)]
+        yaws += [profile, profile, 0.0]
+    times, centres, yaws = np.array(times), np.array(centres), np.array(yaws)
+    return _ease(times, centres, n), _ease(times, yaws, n)
+
+
+def _clip_lengths(frames, clips, fps, rng):
+    shortest = int(round(2.0 * fps))
+    if frames < clips * shortest:
+        raise cli.UserError(f"{frames} frames are too few for {clips} clips: each needs at least "
+                            f"{shortest} frames (2 s at {fps:g} fps)")
+    share = rng.uniform(0.5, 1.5, clips)
+    extra = np.floor(share / share.sum() * (frames - clips * shortest)).astype(int)
+    extra[: frames - clips * shortest - extra.sum()] += 1
+    return shortest + extra
+
+
+def footage(frames, clips, seed=0, fps=24.0, height=data.HEIGHT, width=data.WIDTH, channels=1,
+            margin=2, progress=False):
+    """The dancer as footage: `clips` clips with cuts between them, `frames` frames in all.
+
+    Each clip is its own dancer (limb lengths, widths, thickness and apparent height of its
+    own) with its own choreography, who travels across the whole width of the frame, turns
+    towards profile (the silhouette narrows: limbs foreshorten across, the torso to its depth)
+    and comes nearer and goes further (apparent size). Returns `dancer`'s dict plus
+    `clips` int32 [N], the clip of every frame.
+    """
+    lengths = _clip_lengths(frames, clips, fps, np.random.default_rng([seed, 5]))
+    facing = _MOVE_PARAMS.index("facing")
+    all_caps, all_radii, all_params, all_moves, all_x, all_size = [], [], [], [], [], []
+    for k, n in enumerate(lengths):
+        rng = np.random.default_rng([seed, 6, k])
+        clip_seed = int(rng.integers(2 ** 31))
+        params, moves = choreography(n, clip_seed, fps)
+        centre, yaw = _travel(n, rng, fps)
+        params[:, facing] *= np.cos(yaw)
+        body, radii = _build(rng)
+        radii = np.repeat(radii[None], n, axis=0)
+        radii[:, list(_TORSO)] *= (_PROFILE_DEPTH + (1 - _PROFILE_DEPTH)
+                                   * np.abs(params[:, facing]))[:, None, None]
+        noise = GradientNoise([clip_seed, 4])
+        seconds = np.arange(n) / fps
+        size = height * rng.uniform(0.5, 0.85) * (1 + 0.2 * noise.noise1(seconds / 7.0 + 0.5))
+        caps, px_radii, x, size = _fit(_capsules(params, body), radii, params, size,
+                                       width * centre, height, width, margin)
+        for lst, item in zip((all_caps, all_radii, all_params, all_moves, all_x, all_size),
+                             (caps, px_radii, params, moves, x, size)):
+            lst.append(item)
+    params = np.concatenate(all_params)
+    bar = video.progress_bar(frames, enabled=progress)
+    frames_ = render(np.concatenate(all_caps), np.concatenate(all_radii), height, width,
+                     progress=bar)[..., None]
+    if channels == 3:
+        frames_ = np.repeat(frames_, 3, axis=-1)
+    poses = np.concatenate([params, np.concatenate(all_x)[:, None],
+                            np.concatenate(all_size)[:, None]], axis=1).astype(np.float32)
+    return dict(frames=frames_, poses=poses, moves=np.concatenate(all_moves),
+                clips=np.repeat(np.arange(clips, dtype=np.int32), lengths))
