@@ -247,11 +247,12 @@ def _place(caps, radii, params, seed, fps, height, width, margin):
 def _fit(caps, radii, params, size, centre, height, width, margin):
     """`_place`'s result for a given size and centre (pixels) per frame; radii `[16, 2]` or `[N, 16, 2]`.
 
+    A smaller dancer stands a little higher, as if further away, never below the margin.
     Frames that would poke out of the margins are scaled down about the feet, then shifted
     sideways, so limbs are never cut.
     """
     radii = radii if radii.ndim == 3 else radii[None]
-    ground = height - margin - 0.4 * (0.74 * height - size)
+    ground = np.minimum(height - margin, height - margin - 0.4 * (0.74 * height - size))
     x = centre + params[:, _MOVE_PARAMS.index("shift")] * size
 
     def extents(scale):
@@ -347,13 +348,14 @@ def _ease(knots_t, knots_v, n):
 
 
 def _travel(n, rng, fps):
-    """Centre (fraction of the width) and yaw (radians) per frame: dwell, cross, dwell, ...
+    """Centre (fraction of the width), yaw (radians) and nearness per frame: dwell, move, ...
 
     Most moves cross to the other side of the frame (3-6 s per width, turned towards profile on
-    the way); some are short steps; while dwelling the dancer faces the camera, turns partly or
-    shows its back. Yaw 0 faces the camera, pi/2 is profile, pi the back (a mirrored front).
+    the way), coming nearer or going further (nearness alternates above and below 1: the
+    apparent size); some are short steps; while dwelling the dancer faces the camera, turns
+    partly or shows its back. Yaw 0 faces the camera, pi/2 is profile, pi the back.
     """
-    times, centres, yaws = [0.0], [rng.uniform(0.0, 1.0)], [0.0]
+    times, centres, yaws, near = [0.0], [rng.uniform(0.0, 1.0)], [0.0], [rng.uniform(0.8, 1.2)]
     while times[-1] < n:
         dwell = rng.uniform(0.5, 3.0) * fps
         facing = rng.choice([0.0, rng.uniform(0.4, 1.3), np.pi], p=[0.55, 0.3, 0.15])
@@ -361,6 +363,7 @@ def _travel(n, rng, fps):
         times += [times[-1] + turn, times[-1] + dwell - turn, times[-1] + dwell]
         centres += [centres[-1]] * 3
         yaws += [facing, facing, 0.0]
+        near += [near[-1]] * 3
         here = centres[-1]
         there = (rng.uniform(0.0, 0.2) if here > 0.5 else rng.uniform(0.8, 1.0))
         if rng.uniform() < 0.25:
@@ -371,8 +374,10 @@ def _travel(n, rng, fps):
         times += [times[-1] + turn, times[-1] + cross - turn, times[-1] + cross]
         centres += [here + (there - here) * t for t in (0.1, 0.9, 1.0)]
         yaws += [profile, profile, 0.0]
-    times, centres, yaws = np.array(times), np.array(centres), np.array(yaws)
-    return _ease(times, centres, n), _ease(times, yaws, n)
+        after = rng.uniform(0.78, 0.95) if near[-1] > 1.0 else rng.uniform(1.05, 1.22)
+        near += [near[-1] + (after - near[-1]) * t for t in (0.1, 0.9, 1.0)]
+    times = np.array(times)
+    return tuple(_ease(times, np.array(v), n) for v in (centres, yaws, near))
 
 
 def _clip_lengths(frames, clips, fps, rng):
@@ -403,7 +408,7 @@ def footage(frames, clips, seed=0, fps=24.0, height=data.HEIGHT, width=data.WIDT
         rng = np.random.default_rng([seed, 6, k])
         clip_seed = int(rng.integers(2 ** 31))
         params, moves = choreography(n, clip_seed, fps)
-        centre, yaw = _travel(n, rng, fps)
+        centre, yaw, near = _travel(n, rng, fps)
         params[:, facing] *= np.cos(yaw)
         body, radii = _build(rng)
         radii = np.repeat(radii[None], n, axis=0)
@@ -411,9 +416,11 @@ def footage(frames, clips, seed=0, fps=24.0, height=data.HEIGHT, width=data.WIDT
                                    * np.abs(params[:, facing]))[:, None, None]
         noise = GradientNoise([clip_seed, 4])
         seconds = np.arange(n) / fps
-        size = height * rng.uniform(0.5, 0.85) * (1 + 0.2 * noise.noise1(seconds / 7.0 + 0.5))
-        caps, px_radii, x, size = _fit(_capsules(params, body), radii, params, size,
-                                       width * centre, height, width, margin)
+        size = height * rng.uniform(0.5, 0.85) * near * (1 + 0.05 * noise.noise1(seconds / 3.0 + 0.5))
+        caps = _capsules(params, body)
+        caps[..., 1] -= np.minimum(0.0, (caps[..., 1] - radii).min((1, 2)))[:, None, None]  # thick feet
+        caps, px_radii, x, size = _fit(caps, radii, params, size, width * centre, height, width,
+                                       margin)
         for lst, item in zip((all_caps, all_radii, all_params, all_moves, all_x, all_size),
                              (caps, px_radii, params, moves, x, size)):
             lst.append(item)
