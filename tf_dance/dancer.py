@@ -353,12 +353,14 @@ def _travel(n, rng, fps):
     Most moves cross to the other side of the frame (3-6 s per width, turned towards profile on
     the way), coming nearer or going further (nearness alternates above and below 1: the
     apparent size); some are short steps; while dwelling the dancer faces the camera, turns
-    partly or shows its back. Yaw 0 faces the camera, pi/2 is profile, pi the back.
+    partly or shows its back. Yaw 0 faces the camera, pi/2 is profile facing right (-pi/2
+    left), pi the back.
     """
     times, centres, yaws, near = [0.0], [rng.uniform(0.0, 1.0)], [0.0], [rng.uniform(0.8, 1.2)]
     while times[-1] < n:
         dwell = rng.uniform(0.5, 3.0) * fps
-        facing = rng.choice([0.0, rng.uniform(0.4, 1.3), np.pi], p=[0.55, 0.3, 0.15])
+        facing = rng.choice([0.0, rng.choice([-1, 1]) * rng.uniform(0.4, 1.3), np.pi],
+                            p=[0.55, 0.3, 0.15])
         turn = min(0.7 * fps, dwell / 3)
         times += [times[-1] + turn, times[-1] + dwell - turn, times[-1] + dwell]
         centres += [centres[-1]] * 3
@@ -370,7 +372,7 @@ def _travel(n, rng, fps):
             there = float(np.clip(here + rng.uniform(-0.3, 0.3), 0.0, 1.0))
         cross = max(1.0, abs(there - here) * rng.uniform(3.0, 6.0) * fps)
         turn = min(0.6 * fps, cross / 3)
-        profile = rng.uniform(1.0, 1.3)
+        profile = rng.uniform(1.0, 1.3) * (1 if there > here else -1)
         times += [times[-1] + turn, times[-1] + cross - turn, times[-1] + cross]
         centres += [here + (there - here) * t for t in (0.1, 0.9, 1.0)]
         yaws += [profile, profile, 0.0]
@@ -378,6 +380,45 @@ def _travel(n, rng, fps):
         near += [near[-1] + (after - near[-1]) * t for t in (0.1, 0.9, 1.0)]
     times = np.array(times)
     return tuple(_ease(times, np.array(v), n) for v in (centres, yaws, near))
+
+
+# Where each joint sits among the capsule endpoints `[segment, end]` of `_capsules`.
+_JOINT_SLOTS = dict(knee_l=[(10, 1), (11, 0)], ankle_l=[(11, 1), (14, 0)], toe_l=[(14, 1)],
+                    knee_r=[(12, 1), (13, 0)], ankle_r=[(13, 1), (15, 0)], toe_r=[(15, 1)],
+                    elbow_l=[(6, 1), (7, 0)], wrist_l=[(7, 1)], elbow_r=[(8, 1), (9, 0)],
+                    wrist_r=[(9, 1)])
+
+
+def _gait(caps, body, yaw, step):
+    """Walking seen from the side: legs and arms swing forward and back, feet point ahead.
+
+    The 2-D body lives in the frontal plane; a swing in depth shows on screen as `sin(yaw)`
+    times its depth, so it appears as the dancer turns to profile and vanishes facing front.
+    step: gait phase (radians, one cycle per two steps) and swing amplitude per frame.
+    """
+    phase, swing = step
+    depth = {}
+    for side, sign in (("l", 1.0), ("r", -1.0)):
+        leg = sign * swing * np.sin(phase)
+        depth[f"knee_{side}"] = body["thigh"] * np.sin(leg)
+        depth[f"ankle_{side}"] = depth[f"knee_{side}"] + body["shin"] * np.sin(
+            leg - 0.8 * swing * np.maximum(0.0, np.cos(phase) * sign))
+        depth[f"toe_{side}"] = depth[f"ankle_{side}"] + 1.5 * body["foot"]
+        arm = -0.7 * leg
+        depth[f"elbow_{side}"] = body["upper_arm"] * np.sin(arm)
+        depth[f"wrist_{side}"] = depth[f"elbow_{side}"] + body["forearm"] * np.sin(arm + 0.3 * swing)
+    caps = caps.copy()
+    for joint, slots in _JOINT_SLOTS.items():
+        for seg, end in slots:
+            caps[:, seg, end, 0] += np.sin(yaw) * depth[joint]
+    return caps
+
+
+def _steps(centre, size, width, fps):
+    """Gait phase and swing amplitude from how fast the dancer crosses the frame."""
+    speed = np.abs(np.gradient(centre)) * width / size  # body heights per frame
+    phase = 2 * np.pi * np.cumsum(speed) / 0.8  # a stride of two steps covers 0.8 body heights
+    return phase, 0.45 * np.clip(speed * fps / 0.5, 0.0, 1.0)
 
 
 def _clip_lengths(frames, clips, fps, rng):
@@ -417,7 +458,7 @@ def footage(frames, clips, seed=0, fps=24.0, height=data.HEIGHT, width=data.WIDT
         noise = GradientNoise([clip_seed, 4])
         seconds = np.arange(n) / fps
         size = height * rng.uniform(0.5, 0.85) * near * (1 + 0.05 * noise.noise1(seconds / 3.0 + 0.5))
-        caps = _capsules(params, body)
+        caps = _gait(_capsules(params, body), body, yaw, _steps(centre, size, width, fps))
         caps[..., 1] -= np.minimum(0.0, (caps[..., 1] - radii).min((1, 2)))[:, None, None]  # thick feet
         caps, px_radii, x, size = _fit(caps, radii, params, size, width * centre, height, width,
                                        margin)
