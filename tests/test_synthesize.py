@@ -71,17 +71,17 @@ def test_cli_unwritable_output_fails_cleanly(tmp_path, run_module):
 
 def test_cli_footage_writes_clips(tmp_path, run_module):
     out = tmp_path / "f.npz"
-    r = run_module("tf_dance.synthesize", "--clips=3", "--frames=300", "--seed=4", f"--out={out}",
+    r = run_module("tf_dance.synthesize", "--clips=3", "--fps=10", "--seed=4", f"--out={out}",
                    "--noprogress")
     assert r.returncode == 0, r.stderr
-    assert "in 3 clips" in r.stdout
+    assert "1500 frames" in r.stdout and "in 3 clips" in r.stdout, "500 frames per clip by default"
     frames, fps, extras = data.load_dataset(str(out))
-    expected = dancer.footage(300, 3, seed=4)
+    expected = dancer.footage(1500, 3, seed=4, fps=10.0)
     np.testing.assert_array_equal(frames, expected["frames"])
     np.testing.assert_array_equal(extras["clips"], expected["clips"])
     assert len(data.clip_bounds(extras["clips"])) == 3
     assert list(extras["clip_names"]) == ["clip0", "clip1", "clip2"]
-    assert extras["poses"].shape == (300, 15) and fps == 24.0
+    assert extras["poses"].shape == (1500, 15) and fps == 10.0
 
 
 def test_cli_one_clip_is_todays_dancer(tmp_path, run_module):

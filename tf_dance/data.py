@@ -73,7 +73,7 @@ def load_dataset(path, height=None, width=None, channels=None):
 def _check_clips(clips, n, path):
     """int32 `[n]` clip ids, or `cli.UserError` unless they run 0, 1, 2... in contiguous runs."""
     clips = np.asarray(clips)
-    if clips.shape != (n,) or not (np.issubdtype(clips.dtype, np.integer) or clips.dtype == bool):
+    if clips.shape != (n,) or not np.issubdtype(clips.dtype, np.integer):
         raise cli.UserError(f"{path}: 'clips' must be {n} integers (one per frame), "
                             f"got {clips.dtype} {clips.shape}")
     steps = np.diff(clips.astype(np.int64))

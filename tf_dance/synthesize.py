@@ -2,7 +2,7 @@ r"""Writes the embedded datasets: the procedural dancer and the paper's Perlin s
 
     python -m tf_dance.synthesize --kind=dancer --frames=18000 --seed=0 --out=runs/dancer.npz \
         [--video=runs/dancer.mp4]
-    python -m tf_dance.synthesize --kind=dancer --clips=8 --frames=4000 --out=runs/footage.npz
+    python -m tf_dance.synthesize --kind=dancer --clips=8 --out=runs/footage.npz  # 4,000 frames
     python -m tf_dance.synthesize --kind=perlin --frames=18000 --out=runs/perlin.npz
 
 `--clips=K` (K > 1) is the footage-like dancer: K cuts between dancers of different builds who
@@ -21,6 +21,7 @@ from tf_dance import cli, dancer, data, perlin, video
 
 FLAGS = flags.FLAGS
 MAX_FPS = 1000.0
+ONE_DANCE, PER_CLIP = 18000, 500
 
 
 def define_flags(fv=FLAGS):
@@ -28,8 +29,10 @@ def define_flags(fv=FLAGS):
     d = dict(flag_values=fv)
     flags.DEFINE_enum("kind", "dancer", ["dancer", "perlin"],
                       "dancer: procedural silhouette video; perlin: the paper's 10-d noise set.", **d)
-    flags.DEFINE_integer("frames", 18000, "Number of frames (time steps) to generate; with --clips, "
-                         "in all.", lower_bound=1, upper_bound=10_000_000, **d)
+    flags.DEFINE_integer("frames", None, "Number of frames (time steps) to generate, in all clips; "
+                         f"default: {ONE_DANCE:,} (the paper's dataset size), or {PER_CLIP} per clip "
+                         "with --clips (a few thousand, like a user's footage).", lower_bound=1,
+                         upper_bound=10_000_000, **d)
     flags.DEFINE_integer("clips", 1, "dancer: 1 is one continuous dance; more is footage-like: that "
                          "many clips with cuts, each a dancer of its own build who travels across the "
                          "frame, turns towards profile and changes apparent size.", lower_bound=1,
@@ -103,11 +106,12 @@ def _publish(out, write, preview=None):
 def main(argv):
     if not FLAGS.out:
         raise cli.UserError("--out is required (an .npz path)")
+    frames = FLAGS.frames or (ONE_DANCE if FLAGS.clips == 1 else PER_CLIP * FLAGS.clips)
     t0 = time.perf_counter()
     preview = None
     try:
         if FLAGS.kind == "perlin":
-            vectors = perlin.perlin_vectors(FLAGS.frames, FLAGS.seed, FLAGS.dim, FLAGS.fps,
+            vectors = perlin.perlin_vectors(frames, FLAGS.seed, FLAGS.dim, FLAGS.fps,
                                             FLAGS.rate, FLAGS.octaves)
             if FLAGS.video:
                 preview = functools.partial(
@@ -116,15 +120,15 @@ def main(argv):
                     FLAGS.video_scale)
             _publish(FLAGS.out, lambda tmp: np.savez(tmp, vectors=vectors, fps=np.float32(FLAGS.fps)),
                      preview)
-            what = f"{FLAGS.frames} x {FLAGS.dim} Perlin vectors"
+            what = f"{frames} x {FLAGS.dim} Perlin vectors"
         else:
             args = (FLAGS.seed, FLAGS.fps, FLAGS.height, FLAGS.width, int(FLAGS.channels),
                     FLAGS.margin)
             if FLAGS.clips == 1:
-                result = dancer.dancer(FLAGS.frames, *args, progress=FLAGS.progress)
+                result = dancer.dancer(frames, *args, progress=FLAGS.progress)
                 clips = {}
             else:
-                result = dancer.footage(FLAGS.frames, FLAGS.clips, *args, progress=FLAGS.progress)
+                result = dancer.footage(frames, FLAGS.clips, *args, progress=FLAGS.progress)
                 clips = dict(clips=result["clips"],
                              clip_names=np.array([f"clip{k}" for k in range(FLAGS.clips)]))
             if FLAGS.video:
@@ -134,7 +138,7 @@ def main(argv):
                 tmp, result["frames"], FLAGS.fps, poses=result["poses"], moves=result["moves"],
                 pose_names=np.array(dancer.POSE_NAMES), move_names=np.array(dancer.MOVES),
                 seed=np.int64(FLAGS.seed), **clips), preview)
-            what = (f"{FLAGS.frames} frames {FLAGS.width}x{FLAGS.height}"
+            what = (f"{frames} frames {FLAGS.width}x{FLAGS.height}"
                     f"{f' in {FLAGS.clips} clips' if FLAGS.clips > 1 else ''}, "
                     f"{len(np.unique(result['moves']))} distinct moves")
     except OSError as e:
