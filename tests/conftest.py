@@ -28,7 +28,7 @@ def tiny_dataset(tiny_dancer, tmp_path_factory):
 @pytest.fixture(scope="session")
 def two_clips():
     """`dancer.footage(240, clips=2, seed=2)`: two clips of 115-125 frames at 24 fps, with a cut
-    between a larger dancer and a much smaller, thinner one (mean silhouette ~250 vs ~110 px)."""
+    between a larger dancer and a much smaller, thinner one (mean silhouette ~360 vs ~110 px)."""
     from tf_dance import dancer
     return dancer.footage(240, 2, seed=2, fps=24.0)
 
