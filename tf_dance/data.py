@@ -115,7 +115,7 @@ def load_latent_clips(latents_path, n):
     cli.require_file(path, "clip ids file")
     try:
         clips = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as e:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
         raise cli.UserError(f"{path} is not a readable .npy array ({e})") from None
     if isinstance(clips, np.lib.npyio.NpzFile):
         clips.close()
