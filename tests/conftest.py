@@ -12,8 +12,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 @pytest.fixture(scope="session")
 def tiny_dancer():
     """`dict(frames uint8 [240, 54, 96, 1], poses, moves)`: 10 s of the dancer at 24 fps, seed 0."""
-    from tf_dance import synthesize
-    return synthesize.dancer(240, seed=0, fps=24.0)
+    from tf_dance import dancer
+    return dancer.dancer(240, seed=0, fps=24.0)
 
 
 @pytest.fixture(scope="session")
@@ -23,6 +23,25 @@ def tiny_dataset(tiny_dancer, tmp_path_factory):
     path = str(tmp_path_factory.mktemp("tiny") / "dancer.npz")
     return data.save_dataset(path, tiny_dancer["frames"], 24.0, poses=tiny_dancer["poses"],
                              moves=tiny_dancer["moves"])
+
+
+@pytest.fixture(scope="session")
+def two_clips():
+    """`dancer.footage(240, clips=2, seed=2)`: two clips of 115-125 frames at 24 fps, with a cut
+    between a larger dancer and a much smaller, thinner one (mean silhouette ~360 vs ~110 px)."""
+    from tf_dance import dancer
+    return dancer.footage(240, 2, seed=2, fps=24.0)
+
+
+@pytest.fixture(scope="session")
+def two_clip_dataset(two_clips, tmp_path_factory):
+    """Path of `two_clips` saved as a dataset .npz with `clips` and `clip_names`."""
+    import numpy as np
+    from tf_dance import data
+    path = str(tmp_path_factory.mktemp("two_clips") / "clips.npz")
+    return data.save_dataset(path, two_clips["frames"], 24.0, clips=two_clips["clips"],
+                             clip_names=np.array(["big", "small"]), poses=two_clips["poses"],
+                             moves=two_clips["moves"])
 
 
 @pytest.fixture(scope="session")

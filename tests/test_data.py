@@ -17,7 +17,8 @@ def test_round_trip_keeps_frames_fps_and_extras(tmp_path):
     got, fps, extras = data.load_dataset(path, height=54, width=96, channels=3)
     np.testing.assert_array_equal(got, frames)
     assert fps == 12.5
-    assert list(extras) == ["poses"] and extras["poses"].shape == (5, 4)
+    assert list(extras) == ["poses", "clips"] and extras["poses"].shape == (5, 4)
+    np.testing.assert_array_equal(extras["clips"], np.zeros(5, np.int32))
     assert os.listdir(tmp_path) == ["d.npz"]
 
 
@@ -127,3 +128,84 @@ def test_latents_npz_without_known_key(tmp_path):
     path = _write_npz(tmp_path / "x.npz", other=np.zeros((2, 2), np.float32))
     with pytest.raises(cli.UserError, match="neither 'latents' nor 'vectors'"):
         data.load_latents(path)
+
+
+# ---- clips: several videos in one dataset
+
+
+def test_clips_round_trip_with_names(tmp_path):
+    clips = np.array([0, 0, 1, 1, 1], np.int64)
+    path = data.save_dataset(str(tmp_path / "d.npz"), _frames(), 24, clips=clips,
+                             clip_names=np.array(["a.mp4", "b.mov"]))
+    _, _, extras = data.load_dataset(path)
+    assert extras["clips"].dtype == np.int32
+    np.testing.assert_array_equal(extras["clips"], clips)
+    assert extras["clip_names"].dtype.kind == "U" and list(extras["clip_names"]) == ["a.mp4", "b.mov"]
+    assert data.clip_bounds(extras["clips"]) == [(0, 2), (2, 5)]
+
+
+def test_two_clip_fixture_has_a_cut_between_different_dancers(two_clip_dataset):
+    frames, _, extras = data.load_dataset(two_clip_dataset)
+    bounds = data.clip_bounds(extras["clips"])
+    assert len(bounds) == 2 and bounds[0][0] == 0 and bounds[-1][1] == len(frames)
+    area = [(frames[a:b] >= 128).sum((1, 2, 3)).mean() for a, b in bounds]
+    assert max(area) > 1.5 * min(area)
+
+
+def test_clip_bounds():
+    assert data.clip_bounds(np.zeros(4, np.int32)) == [(0, 4)]
+    assert data.clip_bounds(np.array([0, 1, 1, 2])) == [(0, 1), (1, 3), (3, 4)]
+    assert data.clip_bounds(np.array([], np.int32)) == []
+
+
+def test_old_dataset_without_clips_is_one_clip(tmp_path):
+    path = _write_npz(tmp_path / "old.npz", frames=_frames(n=7), fps=np.float32(10))
+    _, _, extras = data.load_dataset(path)
+    assert extras["clips"].dtype == np.int32 and extras["clips"].shape == (7,)
+    assert not extras["clips"].any() and "clip_names" not in extras
+
+
+@pytest.mark.parametrize("clips, names, message", [
+    ([0, 0, 1, 1], None, "5 integers"),
+    ([1, 1, 1, 2, 2], None, "start at 0"),
+    ([0, 0, 2, 2, 2], None, "go up by 1"),
+    ([0, 1, 0, 1, 1], None, "go up by 1"),
+    ([0.0, 0, 0, 0, 0], None, "integers"),
+    ([0, 0, 1, 1, 1], ["only one"], "2 strings"),
+    (None, ["a"], "without clips"),
+])
+def test_bad_clips_are_refused_on_save_and_load(tmp_path, clips, names, message):
+    names = None if names is None else np.array(names)
+    with pytest.raises(cli.UserError, match=message):
+        data.save_dataset(str(tmp_path / "d.npz"), _frames(), 24, clips=clips, clip_names=names)
+    assert os.listdir(tmp_path) == []
+    if clips is not None:
+        extra = {} if names is None else dict(clip_names=names)
+        path = _write_npz(tmp_path / "bad.npz", frames=_frames(), fps=np.float32(24),
+                          clips=np.array(clips), **extra)
+        with pytest.raises(cli.UserError, match=message):
+            data.load_dataset(path)
+
+
+def test_load_refuses_object_clip_names(tmp_path):
+    path = _write_npz(tmp_path / "obj.npz", frames=_frames(n=2), fps=np.float32(24),
+                      clips=np.zeros(2, np.int32), clip_names=np.array(["a"], dtype=object))
+    with pytest.raises(cli.UserError, match="not a readable"):
+        data.load_dataset(path)
+
+
+def test_latent_clips_beside_the_latents(tmp_path):
+    latents = str(tmp_path / "z.npy")
+    assert data.latent_clips_path(latents) == str(tmp_path / "z_clips.npy")
+    np.testing.assert_array_equal(data.load_latent_clips(latents, 4), np.zeros(4, np.int32))
+    np.save(tmp_path / "z_clips.npy", np.array([0, 0, 1, 1], np.int32))
+    got = data.load_latent_clips(latents, 4)
+    assert got.dtype == np.int32 and list(got) == [0, 0, 1, 1]
+    with pytest.raises(cli.UserError, match="4 clip ids but .* has 5 latents"):
+        data.load_latent_clips(latents, 5)
+    np.save(tmp_path / "z_clips.npy", np.array([0, 2, 2, 2], np.int32))
+    with pytest.raises(cli.UserError, match="go up by 1"):
+        data.load_latent_clips(latents, 4)
+    (tmp_path / "z_clips.npy").write_text("garbage")
+    with pytest.raises(cli.UserError, match="not a readable"):
+        data.load_latent_clips(latents, 4)

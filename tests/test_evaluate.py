@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tf_dance import report, synthesize
+from tf_dance import dancer, report
 
 FPS = 24.0
 DIM = 16
 
 
 def dance_latents(frames, seed, dim=DIM):
-    params, _ = synthesize.choreography(frames, seed=seed, fps=FPS)
+    params, _ = dancer.choreography(frames, seed=seed, fps=FPS)
     rng = np.random.default_rng(123)
     weights = rng.normal(size=(params.shape[1], dim)) * 3.0 / np.sqrt(params.shape[1])
     return np.tanh(params @ weights + 0.3 * rng.normal(size=dim)).astype(np.float32)

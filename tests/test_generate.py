@@ -70,6 +70,39 @@ def test_choose_seeds():
         generation.choose_seeds(100, 101, "random", 1, 0)
 
 
+def test_choose_seeds_keeps_each_window_inside_one_clip():
+    clips = np.repeat(np.arange(3, dtype=np.int32), [30, 12, 58])
+    starts = generation.choose_seeds(100, 20, "random", 50, random_seed=1, clips=clips)
+    assert all(clips[s] == clips[s + 19] for s in starts)
+    assert {int(clips[s]) for s in starts} == {0, 2}, "clip 1 is too short for 20 frames"
+    one = generation.choose_seeds(100, 20, "random", 4, random_seed=3)
+    assert one == generation.choose_seeds(100, 20, "random", 4, 3, clips=np.zeros(100, np.int32))
+    assert generation.choose_seeds(100, 20, "10", 2, 0, clips=clips) == [10, 10]
+    with pytest.raises(cli.UserError, match="run across a cut"):
+        generation.choose_seeds(100, 20, "11", 1, 0, clips=clips)
+    with pytest.raises(cli.UserError, match="longest clip has only 58"):
+        generation.choose_seeds(100, 59, "random", 1, 0, clips=clips)
+
+
+def test_generate_primes_inside_one_clip(saved_models, two_clip_dataset, tmp_path):
+    _, _, extras = data.load_dataset(two_clip_dataset)
+    clips = extras["clips"]
+    (_, cut), _ = data.clip_bounds(clips)
+    seed_frames = cut - 10
+    result = generation.generate(saved_models, two_clip_dataset, str(tmp_path / "a.mp4"), frames=3,
+                                 seed_frames=seed_frames, num_dancers=6, random_seed=2, progress=False)
+    assert all(clips[s] == clips[s + seed_frames - 1] for s in result["seed_indices"])
+    with pytest.raises(cli.UserError, match="run across a cut"):
+        generation.generate(saved_models, two_clip_dataset, str(tmp_path / "b.mp4"), frames=3,
+                            seed_frames=seed_frames, seed_index=11, progress=False)
+    latents = tmp_path / "z.npy"  # seeding from latents: the clip ids come from z_clips.npy
+    np.save(latents, np.zeros((len(clips), DIM), np.float32))
+    np.save(tmp_path / "z_clips.npy", clips)
+    with pytest.raises(cli.UserError, match="run across a cut"):
+        generation.generate(saved_models, None, str(tmp_path / "c.mp4"), latents=str(latents),
+                            frames=3, seed_frames=seed_frames, seed_index=11, progress=False)
+
+
 def test_tile_places_each_dancer():
     dances = np.stack([np.full((2, 3, 4, 1), 10 * (i + 1), np.uint8) for i in range(5)])
     tiled = generation.tile(dances, gap=1, gap_value=0)

@@ -5,14 +5,14 @@ import time
 import numpy as np
 import pytest
 
-from tf_dance import metrics, synthesize
+from tf_dance import dancer, metrics
 
 FPS = 24.0
 
 
 def dance_latents(frames, seed, dim=32):
     """Latent-like vectors of the procedural dancer: its move parameters through a fixed random tanh layer."""
-    params, _ = synthesize.choreography(frames, seed=seed, fps=FPS)
+    params, _ = dancer.choreography(frames, seed=seed, fps=FPS)
     rng = np.random.default_rng(123)
     weights = rng.normal(size=(params.shape[1], dim)) * 3.0 / np.sqrt(params.shape[1])
     return np.tanh(params @ weights + 0.3 * rng.normal(size=dim)).astype(np.float32)

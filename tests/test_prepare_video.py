@@ -36,6 +36,7 @@ def test_round_trip_synthesize_video_then_prepare_recovers_frames(tmp_path, run_
     assert fps == fps0 == 24.0 and frames.shape == original.shape
     assert _iou(frames, original).min() >= 0.95
     assert str(extras["source"]) == "d.mp4"
+    assert not extras["clips"].any() and "clip_names" not in extras
 
 
 def test_cli_passes_every_flag(tmp_path, run_module, wide_video):
@@ -102,6 +103,75 @@ def test_fit_modes_and_crop_box(wide_video):
 def test_read_video_rejects_bad_arguments(tiny_video, kwargs, message):
     with pytest.raises(cli.UserError, match=message):
         video.read_video(tiny_video, progress=False, **kwargs)
+
+
+# ---- several videos, one dataset
+
+
+@pytest.fixture(scope="module")
+def two_videos(two_clips, tmp_path_factory):
+    """A folder with a.mp4 (the big dancer, 24 fps), b.mp4 (the small one, 12 fps) and notes.txt."""
+    folder = tmp_path_factory.mktemp("clips")
+    (a0, a1), (b0, b1) = data.clip_bounds(two_clips["clips"])
+    frames = two_clips["frames"]
+    video.write_video(str(folder / "a.mp4"), frames[a0:a1], 24)
+    video.write_video(str(folder / "b.mp4"), frames[b0:b0 + 40], 12)
+    (folder / "notes.txt").write_text("not a video, and not picked up from the folder\n")
+    return dict(folder=str(folder), a=str(folder / "a.mp4"), b=str(folder / "b.mp4"), na=a1 - a0)
+
+
+def test_several_videos_become_one_dataset_with_clips(tmp_path, run_module, two_videos):
+    out = tmp_path / "both.npz"
+    r = run_module("tf_dance.prepare_video", f"--video={two_videos['a']}",
+                   f"--video={two_videos['b']}", f"--out={out}", "--noprogress")
+    assert r.returncode == 0, r.stderr
+    assert "in 2 clips" in r.stdout.splitlines()[-1]
+    frames, fps, extras = data.load_dataset(str(out))
+    assert fps == 24.0, "the first clip's rate"
+    a, _ = video.read_video(two_videos["a"], progress=False)
+    b, _ = video.read_video(two_videos["b"], fps=24, progress=False)
+    assert len(a) == two_videos["na"] and len(b) == 80, "b resampled from 12 to 24 fps"
+    np.testing.assert_array_equal(frames, np.concatenate([a, b]))
+    assert data.clip_bounds(extras["clips"]) == [(0, len(a)), (len(a), len(a) + 80)]
+    assert list(extras["clip_names"]) == ["a.mp4", "b.mp4"]
+    area = [(clip >= 128).sum((1, 2, 3)).mean() for clip in (a, b)]
+    assert area[0] > 1.5 * area[1], "the two clips show visibly different dancers"
+
+
+def test_folder_glob_and_comma_list_name_the_same_clips(tmp_path, run_module, two_videos):
+    expected = [two_videos["a"], two_videos["b"]]
+    folder = two_videos["folder"]
+    assert video.find_videos([folder]) == expected
+    assert video.find_videos([os.path.join(folder, "*.mp4")]) == expected
+    assert video.find_videos([f"{two_videos['a']},{two_videos['b']}"]) == expected
+    assert video.find_videos([two_videos["b"], two_videos["a"]]) == expected[::-1]
+    out = tmp_path / "folder.npz"
+    r = run_module("tf_dance.prepare_video", f"--video={folder}", "--fps=6", f"--out={out}",
+                   "--noprogress")
+    assert r.returncode == 0, r.stderr
+    frames, fps, extras = data.load_dataset(str(out))
+    lengths = [end - start for start, end in data.clip_bounds(extras["clips"])]
+    assert fps == 6.0 and len(lengths) == 2 and len(frames) == sum(lengths)
+    assert abs(lengths[0] - two_videos["na"] / 4) <= 1 and abs(lengths[1] - 20) <= 1
+
+
+@pytest.mark.parametrize("specs, message", [
+    (["GOOD", "FOLDER/nothing*.mp4"], "no file matches"),
+    (["EMPTY"], "no video files"),
+    (["GOOD,FOLDER/notes.txt"], "is not a readable video"),
+    (["GOOD", "FOLDER/missing.mp4"], "video not found"),
+    (["GOOD", "GOOD"], "given twice"),
+    (["FOLDER/*"], "is not a readable video"),
+])
+def test_bad_clip_lists_fail_cleanly(tmp_path, run_module, fails_cleanly, two_videos, specs,
+                                     message):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "readme.md").write_text("no videos here\n")
+    args = [f"--video={s.replace('GOOD', two_videos['a']).replace('FOLDER', two_videos['folder'])}"
+            .replace("EMPTY", str(tmp_path / "empty")) for s in specs]
+    fails_cleanly(run_module("tf_dance.prepare_video", "--noprogress", *args,
+                             f"--out={tmp_path / 'out.npz'}"), message)
+    assert sorted(os.listdir(tmp_path)) == ["empty"]
 
 
 # ---- every bad input: one message, no traceback, nothing written

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_dance import cli, rollout, sequence_model, sequence_training, synthesize
+from tf_dance import cli, perlin, rollout, sequence_model, sequence_training
 
 DIM = 5
 
@@ -273,7 +273,7 @@ def test_fnn_collapses_to_the_average_pose_while_the_lstm_keeps_dancing(tmp_path
 
 def test_perlin_training_loss_falls_100_fold(tmp_path):
     """Section 5.3's sanity check on the 10-d Perlin set, CI-sized (the full-size run: BENCHMARKS.md)."""
-    np.save(tmp_path / "perlin.npy", synthesize.perlin_vectors(1200, seed=0, dim=10))
+    np.save(tmp_path / "perlin.npy", perlin.perlin_vectors(1200, seed=0, dim=10))
     result = sequence_training.train_and_evaluate(
         str(tmp_path / "perlin.npy"), str(tmp_path / "run"), str(tmp_path / "saved"), units=64, num_layers=2,
         batch_size=4, seq_length=25, epochs=40, learning_rate=1e-2, lr_decay=0.9, lr_decay_after=10)
@@ -284,7 +284,7 @@ def test_perlin_training_loss_falls_100_fold(tmp_path):
 
 def test_auto_conditioning_mixture_head_and_noise_train_and_sample(tmp_path):
     """Issue 6's anti-freeze options run end to end: acLSTM, the mixture head, input and rollout noise."""
-    seq = synthesize.perlin_vectors(600, seed=1, dim=6)
+    seq = perlin.perlin_vectors(600, seed=1, dim=6)
     np.save(tmp_path / "perlin.npy", seq)
     result = sequence_training.train_and_evaluate(
         str(tmp_path / "perlin.npy"), str(tmp_path / "run"), str(tmp_path / "saved"), units=16, num_layers=2,

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_dance import cli, sequence_training, synthesize
+from tf_dance import cli, perlin, sequence_training
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -30,7 +30,7 @@ def test_paper_flagfile_is_the_papers_setting():
 
 
 def _latents(tmp_path, frames=300, dim=10, name="z.npy", bad=None):
-    z = synthesize.perlin_vectors(frames, seed=0, dim=dim)
+    z = perlin.perlin_vectors(frames, seed=0, dim=dim)
     if bad is not None:
         z[frames // 2, 3] = bad
     path = str(tmp_path / name)

@@ -2,7 +2,9 @@
 
 Pipeline (one module per part of the paper):
   data        .npz datasets of 96x54 silhouette frames
-  synthesize  the embedded defaults: a procedural silhouette dancer and the 10-d Perlin set
+  synthesize  the embedded defaults (script): the dancer, as one dance or as footage, or the Perlin set
+  dancer      the procedural silhouette dancer, one dance or several clips with cuts
+  perlin      gradient noise and the paper's 10-d Perlin set (section 5.3)
   video       video in and out (moviepy), GIFs and contact sheets
   autoencoder frames <-> 128-d latents (section 3.1)
   sequence_model  stateful LSTM regressor and the FNN baseline (sections 3.2-3.4)

@@ -51,12 +51,12 @@ def ingest():
     import os
     import tempfile
 
-    from tf_dance import synthesize, video
+    from tf_dance import dancer, video
 
     n = 18000
-    synth = median_rate(lambda: synthesize.dancer(n, seed=0), n,
+    synth = median_rate(lambda: dancer.dancer(n, seed=0), n,
                         repeats=min(3, FLAGS.repeats), warmup=0)
-    frames = synthesize.dancer(2400, seed=1)["frames"]
+    frames = dancer.dancer(2400, seed=1)["frames"]
     results = {"synthesize_dancer_frames_per_s": synth,
                "synthesize_dancer_18000_frames_s": n / synth}
     with tempfile.TemporaryDirectory() as tmp:
@@ -184,7 +184,7 @@ def bench_sequence():
     import keras
     import numpy as np
 
-    from tf_dance import rollout, sequence_model, sequence_training, synthesize
+    from tf_dance import perlin, rollout, sequence_model, sequence_training
 
     out = {"load average (1 min) at start": os.getloadavg()[0]}
     dim, batch, seq, batches = 128, 5, 50, 8
@@ -244,7 +244,7 @@ def bench_sequence():
     paper = sequence_training.flagfile_settings(
         os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "flags", "paper_lstm.flags"))
     with tempfile.TemporaryDirectory() as tmp:
-        np.save(f"{tmp}/perlin.npy", synthesize.perlin_vectors(18000, seed=0, dim=10))
+        np.save(f"{tmp}/perlin.npy", perlin.perlin_vectors(18000, seed=0, dim=10))
         result = sequence_training.train_and_evaluate(f"{tmp}/perlin.npy", f"{tmp}/run", f"{tmp}/saved",
                                                       **dict(paper, dim=10, epochs=12))
     out["Perlin 2x600 (paper flags): seconds to a 100x loss drop"] = result["seconds_to_100x"] or "not reached"
@@ -401,7 +401,8 @@ def bench_dancing():
 
     import numpy as np
 
-    from tf_dance import data, metrics, rollout, sequence_training, synthesize
+    from tf_dance import dancer as dancer_lib
+    from tf_dance import data, metrics, rollout, sequence_training
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     flagfile = os.path.join(root, "flags", "quick_lstm.flags")
@@ -414,7 +415,7 @@ def bench_dancing():
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
-        dancer = synthesize.dancer(_DANCING_FRAMES, seed=0)
+        dancer = dancer_lib.dancer(_DANCING_FRAMES, seed=0)
         data.save_dataset(f"{tmp}/dancer.npz", dancer["frames"], 24.0)
         start = time.perf_counter()
         for script, *args in [

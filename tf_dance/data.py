@@ -2,7 +2,9 @@
 
 `frames`: uint8 `[N, H, W, C]` (C = 1 grayscale silhouettes, as in the paper, or 3);
 `fps`: scalar frame rate. Optional extras ride along (e.g. the synthetic dancer's `poses`).
-Loaded with `allow_pickle=False`: a dataset is data, never code.
+Several videos share one dataset through `clips`: int32 `[N]`, the clip of every frame (one
+contiguous run per clip, numbered from 0), with optional `clip_names` (unicode `[K]`). A file
+without `clips` is one clip. Loaded with `allow_pickle=False`: a dataset is data, never code.
 """
 
 import os
@@ -15,19 +17,32 @@ from tf_dance import cli
 HEIGHT, WIDTH = 54, 96
 
 
-def save_dataset(path, frames, fps, **extras):
-    """Validates and writes a dataset atomically (temporary file, then rename)."""
+def save_dataset(path, frames, fps, clips=None, clip_names=None, **extras):
+    """Validates and writes a dataset atomically (temporary file, then rename).
+
+    clips: the clip index of every frame (see the module docstring); None writes none (one clip).
+    """
     frames = np.asarray(frames)
     _check_frames(frames, path)
     if not np.isfinite(fps) or fps <= 0:
         raise cli.UserError(f"fps must be positive, got {fps}")
+    if clips is not None:
+        extras["clips"] = _check_clips(clips, len(frames), path)
+    if clip_names is not None:
+        if clips is None:
+            raise cli.UserError(f"{path}: clip_names given without clips")
+        extras["clip_names"] = _check_clip_names(clip_names, extras["clips"], path)
     with cli.atomic_output(path) as tmp, open(tmp, "wb") as f:
         np.savez_compressed(f, frames=frames, fps=np.float32(fps), **extras)
     return path
 
 
 def load_dataset(path, height=None, width=None, channels=None):
-    """Returns `(frames uint8 [N,H,W,C], fps float, extras dict)`; raises `cli.UserError` on bad input."""
+    """Returns `(frames uint8 [N,H,W,C], fps float, extras dict)`; raises `cli.UserError` on bad input.
+
+    `extras["clips"]` is always there (zeros for a file without clips), so callers never need
+    to ask whether a dataset holds one video or several.
+    """
     cli.require_file(path, "dataset")
     try:
         with np.load(path, allow_pickle=False) as npz:
@@ -48,7 +63,69 @@ def load_dataset(path, height=None, width=None, channels=None):
             "(re-run prepare_video with --width/--height)")
     if channels and c != channels:
         raise cli.UserError(f"{path} has {c}-channel frames but {channels} are needed")
+    contents["clips"] = (_check_clips(contents["clips"], n, path) if "clips" in contents
+                         else np.zeros(n, np.int32))
+    if "clip_names" in contents:
+        contents["clip_names"] = _check_clip_names(contents["clip_names"], contents["clips"], path)
     return frames, fps, contents
+
+
+def _check_clips(clips, n, path):
+    """int32 `[n]` clip ids, or `cli.UserError` unless they run 0, 1, 2... in contiguous runs."""
+    clips = np.asarray(clips)
+    if clips.shape != (n,) or not np.issubdtype(clips.dtype, np.integer):
+        raise cli.UserError(f"{path}: 'clips' must be {n} integers (one per frame), "
+                            f"got {clips.dtype} {clips.shape}")
+    steps = np.diff(clips.astype(np.int64))
+    if n and clips[0] != 0 or np.any((steps != 0) & (steps != 1)):
+        raise cli.UserError(f"{path}: 'clips' must start at 0 and go up by 1 at each cut "
+                            "(each clip one contiguous run of frames)")
+    return clips.astype(np.int32)
+
+
+def _check_clip_names(names, clips, path):
+    names = np.asarray(names)
+    count = int(clips[-1]) + 1
+    if names.dtype.kind != "U" or names.shape != (count,):
+        raise cli.UserError(f"{path}: 'clip_names' must be {count} strings (one per clip), "
+                            f"got {names.dtype} {names.shape}")
+    return names
+
+
+def clip_bounds(clips):
+    """`[(start, end), ...]`, end exclusive: the frames of each clip, in order."""
+    clips = np.asarray(clips)
+    if clips.size == 0:
+        return []
+    cuts = np.flatnonzero(np.diff(clips)) + 1
+    starts = [0, *cuts.tolist()]
+    return list(zip(starts, [*cuts.tolist(), len(clips)]))
+
+
+def latent_clips_path(latents_path):
+    """`X.npy` → `X_clips.npy`: where `encode` keeps the clip of every latent."""
+    return os.path.splitext(latents_path)[0] + "_clips.npy"
+
+
+def load_latent_clips(latents_path, n):
+    """int32 `[n]` clip ids of the latents at `latents_path`; zeros (one clip) if none were saved."""
+    path = latent_clips_path(latents_path)
+    if not os.path.exists(path):
+        return np.zeros(n, np.int32)
+    cli.require_file(path, "clip ids file")
+    try:
+        clips = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+        raise cli.UserError(f"{path} is not a readable .npy array ({e})") from None
+    if isinstance(clips, np.lib.npyio.NpzFile):
+        clips.close()
+        raise cli.UserError(f"{path}: clip ids must be a .npy array, not an archive")
+    if clips.ndim != 1:
+        raise cli.UserError(f"{path}: clip ids must be a 1-d .npy array")
+    if len(clips) != n:
+        raise cli.UserError(f"{path} has {len(clips)} clip ids but {latents_path} has {n} latents: "
+                            "re-run encode to write both")
+    return _check_clips(clips, n, path)
 
 
 def _check_frames(frames, path):

@@ -113,10 +113,13 @@ def main(argv):
     del argv
     if not FLAGS.out:
         raise cli.UserError("no output given (--out=latents.npy)")
-    frames, _, _ = data.load_dataset(FLAGS.data)
+    frames, _, extras = data.load_dataset(FLAGS.data)
     latents = encode_frames(FLAGS.encoder, frames, FLAGS.batch_size, progress=FLAGS.progress)
-    data.save_array(FLAGS.out, latents.astype(np.float32))
-    print(f"wrote {FLAGS.out}: {latents.shape[0]} x {latents.shape[1]} latents from "
+    with cli.atomic_output(FLAGS.out) as tmp:  # the clip ids land just before the latents
+        np.save(tmp, latents.astype(np.float32))
+        data.save_array(data.latent_clips_path(FLAGS.out), extras["clips"])
+    print(f"wrote {FLAGS.out} (and its clip ids, {len(data.clip_bounds(extras['clips']))} clips): "
+          f"{latents.shape[0]} x {latents.shape[1]} latents from "
           f"{cli.resolve_model_dir(FLAGS.encoder, 'encoder')}")
     return 0
 

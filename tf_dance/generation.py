@@ -32,20 +32,28 @@ def resolve(path, name, what=None):
     return cli.resolve_model_dir(path, what)
 
 
-def choose_seeds(available, seed_frames, seed_index, count, random_seed):
-    """Start index of each dancer's seed window.
+def choose_seeds(available, seed_frames, seed_index, count, random_seed, clips=None):
+    """Start index of each dancer's seed window; every window lies inside one clip.
 
     seed_index: "random" (each dancer its own window, drawn with `random_seed`) or an integer
     (every dancer starts from that window; they then differ only through --noise/--temperature).
+    clips: the clip id of each of the `available` frames (None: one clip); a window across a
+    cut would prime the LSTM on a jump that no dance contains.
     """
     if seed_frames < 1:
         raise cli.UserError(f"seed_frames must be >= 1, got {seed_frames}")
     if seed_frames > available:
         raise cli.UserError(f"{seed_frames} seed frames requested but the data has only {available}")
     last = available - seed_frames
+    clips = np.zeros(available, np.int32) if clips is None else np.asarray(clips)
+    inside = np.flatnonzero(clips[:last + 1] == clips[seed_frames - 1:])
     if str(seed_index).strip().lower() == "random":
+        if not len(inside):
+            longest = max(end - start for start, end in data.clip_bounds(clips))
+            raise cli.UserError(f"{seed_frames} seed frames requested but the longest clip has only "
+                                f"{longest}")
         rng = np.random.default_rng(random_seed)
-        return [int(i) for i in rng.choice(last + 1, count, replace=count > last + 1)]
+        return [int(inside[i]) for i in rng.choice(len(inside), count, replace=count > len(inside))]
     try:
         index = int(seed_index)
     except (TypeError, ValueError):
@@ -54,6 +62,10 @@ def choose_seeds(available, seed_frames, seed_index, count, random_seed):
         raise cli.UserError(f"seed_index {index} is beyond the data: {seed_frames} seed frames from there "
                             f"need frames {index}..{index + seed_frames - 1}, but the data has {available} "
                             f"(use 0..{last})")
+    if clips[index] != clips[index + seed_frames - 1]:
+        start, end = data.clip_bounds(clips)[clips[index]]
+        raise cli.UserError(f"seed_index {index}: frames {index}..{index + seed_frames - 1} run across a cut "
+                            f"(clip {clips[index]} is frames {start}..{end - 1}); choose a window inside one clip")
     return [index] * count
 
 
@@ -123,15 +135,16 @@ def generate(model_dir, data_path, out_path, *, latents=None, lstm=None, encoder
     dataset = z = None
     data_fps = None
     if data_path is not None:
-        dataset, data_fps, _ = data.load_dataset(data_path)
+        dataset, data_fps, extras = data.load_dataset(data_path)
     if latents is not None:
         z = data.load_latents(latents)
         if dataset is not None and len(z) != len(dataset):
             raise cli.UserError(f"{latents} has {len(z)} latents but {data_path} has {len(dataset)} frames: "
                                 "they must come from the same video")
     fps = float(fps or data_fps or 24.0)
+    clips = extras["clips"] if dataset is not None else data.load_latent_clips(latents, len(z))
     starts = choose_seeds(len(z) if z is not None else len(dataset), seed_frames, seed_index, num_dancers,
-                          random_seed)
+                          random_seed, clips=clips)
     encoder_dir = None
     if z is None:
         encoder_dir = resolve(encoder or model_dir, "encoder")

@@ -1,439 +1,76 @@
-r"""The embedded datasets: a procedural "shadow dancer" and the paper's Perlin sanity set.
+r"""Writes the embedded datasets: the procedural dancer and the paper's Perlin sanity set.
 
     python -m tf_dance.synthesize --kind=dancer --frames=18000 --seed=0 --out=runs/dancer.npz \
         [--video=runs/dancer.mp4]
+    python -m tf_dance.synthesize --kind=dancer --clips=8 --out=runs/footage.npz  # 4,000 frames
     python -m tf_dance.synthesize --kind=perlin --frames=18000 --out=runs/perlin.npz
 
-The dancer stands in for the paper's footage (a white silhouette on black at 96x54, 24 fps by
-default): an articulated 2-D body whose joint angles follow a seeded chain of dance moves with
-smooth cross-fades, varying tempo and amplitude, drifting across the frame and changing size.
-It is drawn with anti-aliased signed distances to tapered capsules, so every step is vectorised
-numpy. The joint angles (`poses`) and the move of every frame (`moves`) are saved with the
-frames so later steps can be evaluated against the truth.
-
-`--kind=perlin` writes the paper's section 5.3 baseline: `vectors` [N, 10] that trace smooth
-2-D gradient noise over time (Figure 6).
+`--clips=K` (K > 1) is the footage-like dancer: K cuts between dancers of different builds who
+travel across the whole frame, turn towards profile and change apparent size; the dataset then
+holds `clips` and `clip_names`. The library code is `tf_dance.dancer` and `tf_dance.perlin`.
 """
 
-import math
+import functools
+import os
 import time
 
 import numpy as np
 from absl import app, flags
 
-from tf_dance import cli, data, video
-
-# ---------------------------------------------------------------------------------------------
-# Gradient (Perlin) noise
-
-
-def _fade(t):
-    return t * t * t * (t * (t * 6.0 - 15.0) + 10.0)
-
-
-class GradientNoise:
-    """Perlin's gradient noise on an integer lattice: random gradients, quintic interpolation.
-
-    Zero at every lattice point and smooth in between; scaled so values lie in about [-1, 1].
-    """
-
-    SIZE = 256
-
-    def __init__(self, seed):
-        rng = np.random.default_rng(seed)
-        self.perm = rng.permutation(self.SIZE)
-        angles = rng.uniform(0.0, 2.0 * np.pi, self.SIZE)
-        self.grad2 = np.stack([np.cos(angles), np.sin(angles)], axis=-1)
-        self.grad1 = rng.uniform(-1.0, 1.0, self.SIZE)
-
-    def _hash(self, i, j=None):
-        h = self.perm[np.asarray(i) % self.SIZE]
-        return h if j is None else self.perm[(h + j) % self.SIZE]
-
-    def noise1(self, x):
-        x = np.asarray(x, np.float64)
-        i = np.floor(x).astype(np.int64)
-        f = x - i
-        n0 = self.grad1[self._hash(i)] * f
-        n1 = self.grad1[self._hash(i + 1)] * (f - 1.0)
-        return 2.0 * (n0 + _fade(f) * (n1 - n0))
-
-    def noise2(self, x, y):
-        x, y = np.broadcast_arrays(np.asarray(x, np.float64), np.asarray(y, np.float64))
-        i, j = np.floor(x).astype(np.int64), np.floor(y).astype(np.int64)
-        fx, fy = x - i, y - j
-
-        def corner(di, dj):
-            g = self.grad2[self._hash(i + di, j + dj)]
-            return g[..., 0] * (fx - di) + g[..., 1] * (fy - dj)
-
-        u, v = _fade(fx), _fade(fy)
-        bottom = corner(0, 0) + u * (corner(1, 0) - corner(0, 0))
-        top = corner(0, 1) + u * (corner(1, 1) - corner(0, 1))
-        return math.sqrt(2.0) * (bottom + v * (top - bottom))
-
-    def fractal2(self, x, y, octaves=2, persistence=0.5):
-        """Sum of octaves at doubling frequency, normalised back to about [-1, 1]."""
-        total, norm = 0.0, 0.0
-        for o in range(octaves):
-            amp, freq = persistence ** o, 2.0 ** o
-            total = total + amp * self.noise2(np.asarray(x) * freq, np.asarray(y) * freq + 31.7 * o)
-            norm += amp
-        return total / norm
-
-
-def perlin_vectors(frames, seed=0, dim=10, fps=24.0, rate=0.5, octaves=2):
-    """`[frames, dim]` float32: dimension d follows row d of a 2-D noise map at `rate` cells/s."""
-    noise = GradientNoise(seed)
-    t = np.arange(frames)[:, None] * (rate / fps)
-    rows = 2.5 * np.arange(dim)[None, :] + 0.37
-    return noise.fractal2(t, rows, octaves=octaves).astype(np.float32)
-
-
-def perlin_strips(vectors, height=data.HEIGHT, width=data.WIDTH):
-    """A viewable uint8 video of a vector sequence: one scrolling gray strip per dimension."""
-    n, dim = vectors.shape
-    rows = max(1, height // dim)
-    idx = np.arange(n)[:, None] - (width - 1) + np.arange(width)[None, :]
-    values = np.where(idx[..., None] >= 0, vectors[np.clip(idx, 0, None)], -1.0)
-    gray = np.clip((values + 1.0) * 127.5, 0, 255).astype(np.uint8).transpose(0, 2, 1)
-    strips = np.repeat(gray, rows, axis=1)[:, :height]
-    out = np.zeros((n, height, width, 1), np.uint8)
-    out[:, :strips.shape[1], :, 0] = strips
-    return out
-
-
-# ---------------------------------------------------------------------------------------------
-# Choreography: a seeded chain of moves, each a function of its own phase
-
-MOVES = ("tpose", "sway", "arm_wave", "arms_up", "squat", "jump", "side_step", "kick", "turn",
-         "shimmy")
-# Angles in radians. Shoulders and hips: 0 hangs down, pi/2 points outwards, pi straight up.
-# Elbows and knees bend relative to the upper limb. `facing` 1 is frontal, smaller is turned
-# sideways (the silhouette narrows); `shift` (sideways) and `lift` (jump) are in body heights.
-# `x` (pelvis, fraction of width) and `size` (standing height, fraction of frame height) are
-# where the dancer finally is after drift and the keep-inside-the-frame correction.
-POSE_NAMES = ("torso_lean", "head_tilt", "l_shoulder", "l_elbow", "r_shoulder", "r_elbow",
-              "l_hip", "l_knee", "r_hip", "r_knee", "facing", "shift", "lift", "x", "size")
-_MOVE_PARAMS = POSE_NAMES[:13]
-_NEUTRAL = dict(torso_lean=0.0, head_tilt=0.0, l_shoulder=0.18, l_elbow=0.25, r_shoulder=0.18,
-                r_elbow=0.25, l_hip=0.09, l_knee=0.06, r_hip=0.09, r_knee=0.06, facing=1.0,
-                shift=0.0, lift=0.0)
-_ANGLES = POSE_NAMES[:10]
-
-
-def _tpose(p, a, side):
-    s = np.sin(p)
-    return dict(l_shoulder=1.54 + 0.03 * s, r_shoulder=1.54 - 0.03 * s, l_elbow=0.03 + 0 * p,
-                r_elbow=0.03 + 0 * p, l_hip=0.12 + 0 * p, r_hip=0.12 + 0 * p, l_knee=0 * p,
-                r_knee=0 * p)
-
-
-def _sway(p, a, side):
-    s = np.sin(p)
-    return dict(torso_lean=0.13 * a * s, shift=0.08 * a * s, head_tilt=-0.06 * a * s,
-                l_shoulder=0.25 + 0.12 * a * s, r_shoulder=0.25 - 0.12 * a * s,
-                l_elbow=0.5 + 0 * p, r_elbow=0.5 + 0 * p,
-                l_knee=0.12 * a * (1 + s), r_knee=0.12 * a * (1 - s))
-
-
-def _arm_wave(p, a, side):
-    up, down = ("r", "l") if side > 0 else ("l", "r")
-    return {f"{up}_shoulder": 2.0 + 0.3 * a * np.sin(p),
-            f"{up}_elbow": 0.5 + 0.5 * a * np.sin(p - 1.0),
-            f"{down}_shoulder": 0.25 + 0 * p, f"{down}_elbow": 0.3 + 0 * p,
-            "head_tilt": 0.08 * a * np.sin(p), "torso_lean": -0.05 * side * a + 0 * p}
-
-
-def _arms_up(p, a, side):
-    s, bounce = np.sin(p), 0.12 * a * (1 - np.cos(2 * p)) / 2
-    return dict(l_shoulder=2.55 + 0.35 * a * s, r_shoulder=2.55 + 0.35 * a * s,
-                l_elbow=0.35 - 0.3 * a * s, r_elbow=0.35 - 0.3 * a * s,
-                l_knee=0.1 + bounce, r_knee=0.1 + bounce)
-
-
-def _squat(p, a, side):
-    s = a * (1 - np.cos(p)) / 2
-    return dict(l_hip=0.1 + 0.75 * s, r_hip=0.1 + 0.75 * s, l_knee=1.5 * s, r_knee=1.5 * s,
-                l_shoulder=0.3 + 1.1 * s, r_shoulder=0.3 + 1.1 * s,
-                l_elbow=0.3 + 0 * p, r_elbow=0.3 + 0 * p)
-
-
-def _jump(p, a, side):
-    up, down = np.maximum(0, np.sin(p)), np.maximum(0, -np.sin(p))
-    return dict(lift=0.13 * a * up, l_knee=0.1 + 0.9 * a * down, r_knee=0.1 + 0.9 * a * down,
-                l_hip=0.1 + 0.45 * a * down, r_hip=0.1 + 0.45 * a * down,
-                l_shoulder=0.3 + 2.3 * a * up, r_shoulder=0.3 + 2.3 * a * up,
-                l_elbow=0.2 + 0 * p, r_elbow=0.2 + 0 * p)
-
-
-def _side_step(p, a, side):
-    s, c = np.sin(p), np.cos(p)
-    return dict(shift=0.22 * a * s * side, torso_lean=0.06 * a * s * side,
-                l_hip=0.1 + 0.35 * a * np.maximum(0, c), r_hip=0.1 + 0.35 * a * np.maximum(0, -c),
-                l_knee=0.1 + 0.2 * a * np.abs(s), r_knee=0.1 + 0.2 * a * np.abs(s),
-                l_shoulder=0.35 + 0.3 * a * s, r_shoulder=0.35 - 0.3 * a * s,
-                l_elbow=0.6 + 0 * p, r_elbow=0.6 + 0 * p)
-
-
-def _kick(p, a, side):
-    kl, kr = np.maximum(0, np.sin(p)) ** 2, np.maximum(0, -np.sin(p)) ** 2
-    return dict(l_hip=0.1 + 1.15 * a * kl, r_hip=0.1 + 1.15 * a * kr,
-                l_knee=0.15 * (1 - kl), r_knee=0.15 * (1 - kr),
-                l_shoulder=1.45 + 0 * p, r_shoulder=1.45 + 0 * p,
-                l_elbow=0.1 + 0 * p, r_elbow=0.1 + 0 * p, torso_lean=0.18 * a * (kl - kr))
-
-
-def _turn(p, a, side):
-    return dict(facing=1.0 - 0.7 * min(a, 1.0) * (1 - np.cos(p)) / 2,
-                l_shoulder=0.9 + 0.25 * np.sin(2 * p), r_shoulder=0.9 - 0.25 * np.sin(2 * p),
-                l_elbow=0.9 + 0 * p, r_elbow=0.9 + 0 * p)
-
-
-def _shimmy(p, a, side):
-    s = np.sin(2 * p)
-    return dict(torso_lean=0.07 * a * s, shift=0.04 * a * s, head_tilt=0.05 * a * s,
-                l_shoulder=0.55 + 0.3 * a * s, r_shoulder=0.55 - 0.3 * a * s,
-                l_elbow=1.5 + 0 * p, r_elbow=1.5 + 0 * p,
-                l_knee=0.2 + 0.12 * a * s, r_knee=0.2 - 0.12 * a * s)
-
-
-_MOVE_FNS = dict(tpose=_tpose, sway=_sway, arm_wave=_arm_wave, arms_up=_arms_up, squat=_squat,
-                 jump=_jump, side_step=_side_step, kick=_kick, turn=_turn, shimmy=_shimmy)
-# Cycles per second at tempo 1: big whole-body moves are slower than small ones.
-_MOVE_HZ = dict(tpose=0.3, sway=0.8, arm_wave=1.0, arms_up=0.7, squat=0.5, jump=0.5,
-                side_step=0.7, kick=0.5, turn=0.35, shimmy=0.9)
-
-
-def _smoothstep(x):
-    x = np.clip(x, 0.0, 1.0)
-    return x * x * (3.0 - 2.0 * x)
-
-
-def choreography(frames, seed=0, fps=24.0):
-    """Move parameters `[frames, 13]` (the first 13 of POSE_NAMES) and the move of each frame.
-
-    Moves follow a seeded Markov chain (the first is a T-pose, as real footage often starts),
-    each lasting 1.6-4.2 s at its own tempo, amplitude and side; a global tempo wobble varies
-    the speed within a move, and neighbouring moves cross-fade over half a second.
-    """
-    rng = np.random.default_rng([seed, 1])
-    noise = GradientNoise([seed, 2])
-    seconds = np.arange(frames) / fps
-    musical_time = np.concatenate([[0.0], np.cumsum(1.0 + 0.2 * noise.noise1(seconds / 8.0))[:-1]])
-    musical_time /= fps
-    fade = max(2, int(round(0.5 * fps)))
-
-    starts, kinds = [0], [MOVES.index("tpose")]
-    while True:
-        length = max(fade + 1, int(round(rng.uniform(1.6, 4.2) * fps)))
-        if starts[-1] + length >= frames:
-            break
-        starts.append(starts[-1] + length)
-        weights = np.array([0.3 if m == "tpose" else 1.0 for m in MOVES])
-        weights[kinds[-1]] = 0.0
-        kinds.append(int(rng.choice(len(MOVES), p=weights / weights.sum())))
-    bounds = starts + [frames]
-
-    params = np.zeros((frames, len(_MOVE_PARAMS)))
-    moves = np.zeros(frames, np.int32)
-    for s, kind in enumerate(kinds):
-        tempo = _MOVE_HZ[MOVES[kind]] * rng.uniform(0.7, 1.4)
-        amp, side = rng.uniform(0.65, 1.1), rng.choice([-1, 1])
-        begin, end = bounds[s], bounds[s + 1]
-        lo, hi = max(0, begin - fade // 2), min(frames, end + fade - fade // 2)
-        t = np.arange(lo, hi)
-        weight = np.ones(hi - lo)
-        if s > 0:
-            weight *= _smoothstep((t - begin + fade / 2) / fade)
-        if s < len(kinds) - 1:
-            weight *= _smoothstep((end - t + fade / 2) / fade)
-        phase = 2 * np.pi * tempo * (musical_time[lo:hi] - musical_time[begin])
-        pose = dict(_NEUTRAL, **_MOVE_FNS[MOVES[kind]](phase, amp, side))
-        params[lo:hi] += weight[:, None] * np.stack(
-            [np.broadcast_to(pose[k], phase.shape) for k in _MOVE_PARAMS], axis=1)
-        moves[begin:end] = kind
-
-    for j in range(len(_ANGLES)):
-        params[:, j] += 0.04 * noise.noise1(seconds / 1.5 + 17.0 * (j + 1))
-    return params, moves
-
-
-# ---------------------------------------------------------------------------------------------
-# Body: forward kinematics to tapered capsules, placement in the frame, rendering
-
-_BODY = dict(thigh=0.245, shin=0.24, torso=0.29, neck=0.05, head=0.072, shoulder=0.1, hip=0.055,
-             upper_arm=0.16, forearm=0.15, foot=0.06)
-# (radius at start, radius at end) of each capsule, in standing heights.
-_RADII = np.array([(0.072, 0.072), (0.032, 0.032), (0.085, 0.075), (0.07, 0.085), (0.042, 0.042),
-                   (0.062, 0.062), (0.036, 0.03), (0.03, 0.024), (0.036, 0.03), (0.03, 0.024),
-                   (0.055, 0.04), (0.038, 0.027), (0.055, 0.04), (0.038, 0.027), (0.024, 0.02),
-                   (0.024, 0.02)])
-
-
-def _body(seed):
-    """Per-seed proportions (+-5%), normalised to a standing height of 1."""
-    rng = np.random.default_rng([seed, 3])
-    body = {k: v * rng.uniform(0.95, 1.05) for k, v in _BODY.items()}
-    standing = body["thigh"] + body["shin"] + 0.02 + body["torso"] + body["neck"] + 2 * body["head"]
-    return {k: v / standing for k, v in body.items()}, _RADII / standing
-
-
-def _limb(origin, angle, length, mirror):
-    return origin + length * np.stack([mirror * np.sin(angle), -np.cos(angle)], axis=-1)
-
-
-def _capsules(params, body):
-    """Capsule endpoints `[N, 16, 2, 2]` in standing heights: x right, y up, feet on y = 0."""
-    p = {k: params[:, i] for i, k in enumerate(_MOVE_PARAMS)}
-    lean = p["torso_lean"]
-    up = np.stack([np.sin(lean), np.cos(lean)], -1)
-    across = np.stack([np.cos(lean), -np.sin(lean)], -1)
-    pelvis = np.zeros_like(up)
-    neck = up * body["torso"]
-    chest = up * body["torso"] * 0.62
-    head_dir = np.stack([np.sin(lean + p["head_tilt"]), np.cos(lean + p["head_tilt"])], -1)
-    head = neck + head_dir * (body["neck"] + body["head"])
-    shoulder_l = neck - across * body["shoulder"] - up * 0.035
-    shoulder_r = neck + across * body["shoulder"] - up * 0.035
-    # Arms hang from the leaning torso: rotate their angles by the lean, mirrored per side.
-    elbow_l = _limb(shoulder_l, p["l_shoulder"] + lean, body["upper_arm"], -1)
-    wrist_l = _limb(elbow_l, p["l_shoulder"] + p["l_elbow"] + lean, body["forearm"], -1)
-    elbow_r = _limb(shoulder_r, p["r_shoulder"] - lean, body["upper_arm"], 1)
-    wrist_r = _limb(elbow_r, p["r_shoulder"] + p["r_elbow"] - lean, body["forearm"], 1)
-    hip_l = pelvis - [body["hip"], 0.0]
-    hip_r = pelvis + [body["hip"], 0.0]
-    knee_l = _limb(hip_l, p["l_hip"], body["thigh"], -1)
-    ankle_l = _limb(knee_l, p["l_hip"] - p["l_knee"], body["shin"], -1)
-    knee_r = _limb(hip_r, p["r_hip"], body["thigh"], 1)
-    ankle_r = _limb(knee_r, p["r_hip"] - p["r_knee"], body["shin"], 1)
-    toe_l = ankle_l - [body["foot"], 0.0]
-    toe_r = ankle_r + [body["foot"], 0.0]
-    segments = [(head, head), (neck, head), (chest, neck), (pelvis, chest),
-                (shoulder_l, shoulder_r), (hip_l, hip_r), (shoulder_l, elbow_l),
-                (elbow_l, wrist_l), (shoulder_r, elbow_r), (elbow_r, wrist_r), (hip_l, knee_l),
-                (knee_l, ankle_l), (hip_r, knee_r), (knee_r, ankle_r), (ankle_l, toe_l),
-                (ankle_r, toe_r)]
-    caps = np.stack([np.stack(s, axis=1) for s in segments], axis=1)
-    caps[..., 0] *= p["facing"][:, None, None]
-    ground = np.minimum(ankle_l[:, 1], ankle_r[:, 1]) - 0.025
-    caps[..., 1] += (p["lift"] - ground)[:, None, None]
-    return caps
-
-
-def _place(caps, radii, params, seed, fps, height, width, margin):
-    """Capsules in pixels `[N, 16, 2, 2]`, radii `[N, 16, 2]`, and the final `x`, `size`.
-
-    Slow noise drives the drift across the frame and the size (a smaller dancer stands a little
-    higher, as if further away); frames that would poke out of the margins are scaled down about
-    the feet, then shifted sideways, so limbs are never cut.
-    """
-    noise = GradientNoise([seed, 4])
-    seconds = np.arange(len(caps)) / fps
-    size = height * (0.65 + 0.09 * noise.noise1(seconds / 12.0 + 0.5))
-    centre = width * (0.5 + 0.34 * noise.noise1(seconds / 10.0 + 100.5))
-    ground = height - margin - 0.4 * (0.74 * height - size)
-    x = centre + params[:, _MOVE_PARAMS.index("shift")] * size
-
-    def extents(scale):
-        lo = (caps - radii[None, :, :, None]) * scale[:, None, None, None]
-        hi = (caps + radii[None, :, :, None]) * scale[:, None, None, None]
-        return lo[..., 0].min((1, 2)), hi[..., 0].max((1, 2)), hi[..., 1].max((1, 2))
-
-    left, right, top = extents(size)
-    fit = np.minimum(1.0, (ground - margin) / top)
-    fit = np.minimum(fit, (width - 2 * margin) / (right - left))
-    size = size * fit
-    left, right = left * fit, right * fit
-    x = x + np.maximum(0.0, margin - (x + left)) - np.maximum(0.0, x + right - (width - margin))
-
-    px = np.empty_like(caps)
-    px[..., 0] = x[:, None, None] + caps[..., 0] * size[:, None, None]
-    px[..., 1] = ground[:, None, None] - caps[..., 1] * size[:, None, None]
-    return px, radii[None] * size[:, None, None], x / width, size / height
-
-
-def render(caps, radii, height, width, progress=None, chunk=128):
-    """Anti-aliased union of tapered capsules → uint8 `[N, H, W]`.
-
-    Coverage of a pixel is `clip(0.5 - signed distance, 0, 1)`: a one-pixel ramp at each edge,
-    the cheap equivalent of supersampling, computed for `chunk` frames at a time.
-    """
-    n = len(caps)
-    out = np.empty((n, height, width), np.uint8)
-    gx = (np.arange(width, dtype=np.float32) + 0.5)[None, None, :]
-    gy = (np.arange(height, dtype=np.float32) + 0.5)[None, :, None]
-    caps, radii = caps.astype(np.float32), radii.astype(np.float32)
-    for c0 in range(0, n, chunk):
-        dist = None
-        for k in range(caps.shape[1]):
-            (ax, ay), (bx, by) = caps[c0:c0 + chunk, k, 0].T, caps[c0:c0 + chunk, k, 1].T
-            ra, rb = radii[c0:c0 + chunk, k, 0], radii[c0:c0 + chunk, k, 1]
-            dx, dy = (bx - ax)[:, None, None], (by - ay)[:, None, None]
-            inv = 1.0 / np.maximum(dx * dx + dy * dy, 1e-6)
-            rx, ry = gx - ax[:, None, None], gy - ay[:, None, None]
-            t = np.clip((rx * dx) * inv + (ry * dy) * inv, 0.0, 1.0)
-            qx, qy = rx - t * dx, ry - t * dy
-            d = np.sqrt(qx * qx + qy * qy) - (ra[:, None, None] + t * (rb - ra)[:, None, None])
-            dist = d if dist is None else np.minimum(dist, d, out=dist)
-        out[c0:c0 + chunk] = np.rint(np.clip(0.5 - dist, 0.0, 1.0) * 255.0)
-        if progress is not None:
-            progress.update(min(n, c0 + chunk))
-    return out
-
-
-def dancer(frames, seed=0, fps=24.0, height=data.HEIGHT, width=data.WIDTH, channels=1, margin=2,
-           progress=False):
-    """The procedural dancer: dict(frames uint8 [N,H,W,C], poses float32 [N,15], moves [N])."""
-    params, moves = choreography(frames, seed, fps)
-    body, radii = _body(seed)
-    caps, px_radii, x, size = _place(_capsules(params, body), radii, params, seed, fps, height,
-                                     width, margin)
-    bar = video.progress_bar(frames, enabled=progress)
-    frames_ = render(caps, px_radii, height, width, progress=bar)[..., None]
-    if channels == 3:
-        frames_ = np.repeat(frames_, 3, axis=-1)
-    poses = np.concatenate([params, x[:, None], size[:, None]], axis=1).astype(np.float32)
-    return dict(frames=frames_, poses=poses, moves=moves)
-
-
-# ---------------------------------------------------------------------------------------------
-# CLI
+from tf_dance import cli, dancer, data, perlin, video
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("kind", "dancer", ["dancer", "perlin"],
-                  "dancer: procedural silhouette video; perlin: the paper's 10-d noise set.")
-flags.DEFINE_integer("frames", 18000, "Number of frames (time steps) to generate.", lower_bound=1,
-                     upper_bound=10_000_000)
-flags.DEFINE_integer("seed", 0, "Random seed: the same flags and seed give the same file.",
-                     lower_bound=0)
-flags.DEFINE_string("out", None, "Output .npz path.")
-flags.DEFINE_string("video", None, "Optional .mp4 (or .gif) preview of the generated data.")
-flags.DEFINE_integer("video_scale", 1, "Integer upscaling of the preview video.", lower_bound=1,
-                     upper_bound=20)
-flags.DEFINE_float("fps", 24.0, "Frames per second (the dancer's tempo is in real seconds).")
-flags.DEFINE_integer("width", data.WIDTH, "Frame width in pixels.", lower_bound=8, upper_bound=4096)
-flags.DEFINE_integer("height", data.HEIGHT, "Frame height in pixels.", lower_bound=8,
-                     upper_bound=4096)
-flags.DEFINE_enum("channels", "1", ["1", "3"], "1: grayscale frames (the paper); 3: RGB.")
-flags.DEFINE_integer("margin", 2, "Pixels kept empty at every border so crops never cut limbs.",
-                     lower_bound=0)
-flags.DEFINE_integer("dim", 10, "perlin: dimensions of the vectors.", lower_bound=1,
-                     upper_bound=4096)
-flags.DEFINE_float("rate", 0.5, "perlin: noise lattice cells travelled per second.")
-flags.DEFINE_integer("octaves", 2, "perlin: octaves of noise summed.", lower_bound=1,
-                     upper_bound=8)
-flags.DEFINE_boolean("progress", True, "Show a progress bar.")
+MAX_FPS = 1000.0
+ONE_DANCE, PER_CLIP = 18000, 500
 
-flags.register_validator("fps", lambda v: v > 0 and math.isfinite(v), "--fps must be positive")
-flags.register_validator("rate", lambda v: v > 0 and math.isfinite(v), "--rate must be positive")
-flags.register_validator("out", lambda v: v is None or v.endswith(".npz"),
-                         "--out must end in .npz")
-flags.register_validator("video", lambda v: v is None or v.endswith((".mp4", ".gif")),
-                         "--video must end in .mp4 or .gif")
-flags.register_multi_flags_validator(
-    ["margin", "width", "height"], lambda f: 4 * f["margin"] < min(f["width"], f["height"]),
-    "--margin must be less than a quarter of --width and --height")
+
+def define_flags(fv=FLAGS):
+    """Defined only when run as a script, so importing this module adds no flags."""
+    d = dict(flag_values=fv)
+    flags.DEFINE_enum("kind", "dancer", ["dancer", "perlin"],
+                      "dancer: procedural silhouette video; perlin: the paper's 10-d noise set.", **d)
+    flags.DEFINE_integer("frames", None, "Number of frames (time steps) to generate, in all clips; "
+                         f"default: {ONE_DANCE:,} (the paper's dataset size), or {PER_CLIP} per clip "
+                         "with --clips (a few thousand, like a user's footage).", lower_bound=1,
+                         upper_bound=10_000_000, **d)
+    flags.DEFINE_integer("clips", 1, "dancer: 1 is one continuous dance; more is footage-like: that "
+                         "many clips with cuts, each a dancer of its own build who travels across the "
+                         "frame, turns towards profile and changes apparent size.", lower_bound=1,
+                         upper_bound=1000, **d)
+    flags.DEFINE_integer("seed", 0, "Random seed: the same flags and seed give the same file.",
+                         lower_bound=0, **d)
+    flags.DEFINE_string("out", None, "Output .npz path.", **d)
+    flags.DEFINE_string("video", None, "Optional .mp4 (or .gif) preview of the generated data; "
+                        "written together with --out (both or neither).", **d)
+    flags.DEFINE_integer("video_scale", 1, "Integer upscaling of the preview video.", lower_bound=1,
+                         upper_bound=20, **d)
+    flags.DEFINE_float("fps", 24.0, "Frames per second (the dancer's tempo is in real seconds).",
+                       lower_bound=1.0, upper_bound=MAX_FPS, **d)
+    flags.DEFINE_integer("width", data.WIDTH, "Frame width in pixels.", lower_bound=8,
+                         upper_bound=4096, **d)
+    flags.DEFINE_integer("height", data.HEIGHT, "Frame height in pixels.", lower_bound=8,
+                         upper_bound=4096, **d)
+    flags.DEFINE_enum("channels", "1", ["1", "3"], "1: grayscale frames (the paper); 3: RGB.", **d)
+    flags.DEFINE_integer("margin", 2, "Pixels kept empty at every border so crops never cut limbs.",
+                         lower_bound=0, **d)
+    flags.DEFINE_integer("dim", 10, "perlin: dimensions of the vectors.", lower_bound=1,
+                         upper_bound=4096, **d)
+    flags.DEFINE_float("rate", 0.5, "perlin: noise lattice cells travelled per second.",
+                       lower_bound=1e-6, upper_bound=1000.0, **d)
+    flags.DEFINE_integer("octaves", 2, "perlin: octaves of noise summed.", lower_bound=1,
+                         upper_bound=8, **d)
+    flags.DEFINE_boolean("progress", True, "Show a progress bar.", **d)
+
+    flags.register_validator("out", lambda v: v is None or v.endswith(".npz"),
+                             "--out must end in .npz", flag_values=fv)
+    flags.register_validator("video", lambda v: v is None or v.endswith((".mp4", ".gif")),
+                             "--video must end in .mp4 or .gif", flag_values=fv)
+    flags.register_multi_flags_validator(
+        ["margin", "width", "height"], lambda f: 4 * f["margin"] < min(f["width"], f["height"]),
+        "--margin must be less than a quarter of --width and --height", flag_values=fv)
+    flags.register_multi_flags_validator(
+        ["kind", "clips"], lambda f: f["kind"] == "dancer" or f["clips"] == 1,
+        "--clips applies to --kind=dancer only", flag_values=fv)
 
 
 def _write_preview(path, frames, fps, scale):
@@ -443,30 +80,66 @@ def _write_preview(path, frames, fps, scale):
         video.write_video(path, frames, fps, scale=scale)
 
 
+def _publish(out, write, preview=None):
+    """Writes the dataset (`write(tmp_path)`) and its preview (`preview()`) as a pair.
+
+    The dataset is renamed into place only after the preview is finished, and a preview whose
+    dataset could not be placed is removed, so a failure leaves neither.
+    """
+    for path in filter(None, (out, FLAGS.video)):
+        if os.path.isdir(path):
+            raise cli.UserError(f"cannot write {path}: it is a directory")
+    wrote_preview = False
+    try:
+        with cli.atomic_output(out) as tmp:
+            write(tmp)
+            if preview is not None:
+                preview()
+                wrote_preview = True
+    except BaseException:
+        if wrote_preview and os.path.isfile(FLAGS.video):
+            os.remove(FLAGS.video)
+        raise
+
+
 @cli.main
 def main(argv):
     if not FLAGS.out:
         raise cli.UserError("--out is required (an .npz path)")
+    frames = FLAGS.frames or (ONE_DANCE if FLAGS.clips == 1 else PER_CLIP * FLAGS.clips)
     t0 = time.perf_counter()
+    preview = None
     try:
         if FLAGS.kind == "perlin":
-            vectors = perlin_vectors(FLAGS.frames, FLAGS.seed, FLAGS.dim, FLAGS.fps, FLAGS.rate,
-                                     FLAGS.octaves)
-            with cli.atomic_output(FLAGS.out) as tmp:
-                np.savez(tmp, vectors=vectors, fps=np.float32(FLAGS.fps))
+            vectors = perlin.perlin_vectors(frames, FLAGS.seed, FLAGS.dim, FLAGS.fps,
+                                            FLAGS.rate, FLAGS.octaves)
             if FLAGS.video:
-                _write_preview(FLAGS.video, perlin_strips(vectors, FLAGS.height, FLAGS.width),
-                               FLAGS.fps, FLAGS.video_scale)
-            what = f"{FLAGS.frames} x {FLAGS.dim} Perlin vectors"
+                preview = functools.partial(
+                    _write_preview, FLAGS.video,
+                    perlin.perlin_strips(vectors, FLAGS.height, FLAGS.width), FLAGS.fps,
+                    FLAGS.video_scale)
+            _publish(FLAGS.out, lambda tmp: np.savez(tmp, vectors=vectors, fps=np.float32(FLAGS.fps)),
+                     preview)
+            what = f"{frames} x {FLAGS.dim} Perlin vectors"
         else:
-            result = dancer(FLAGS.frames, FLAGS.seed, FLAGS.fps, FLAGS.height, FLAGS.width,
-                            int(FLAGS.channels), FLAGS.margin, progress=FLAGS.progress)
-            data.save_dataset(FLAGS.out, result["frames"], FLAGS.fps, poses=result["poses"],
-                              moves=result["moves"], pose_names=np.array(POSE_NAMES),
-                              move_names=np.array(MOVES), seed=np.int64(FLAGS.seed))
+            args = (FLAGS.seed, FLAGS.fps, FLAGS.height, FLAGS.width, int(FLAGS.channels),
+                    FLAGS.margin)
+            if FLAGS.clips == 1:
+                result = dancer.dancer(frames, *args, progress=FLAGS.progress)
+                clips = {}
+            else:
+                result = dancer.footage(frames, FLAGS.clips, *args, progress=FLAGS.progress)
+                clips = dict(clips=result["clips"],
+                             clip_names=np.array([f"clip{k}" for k in range(FLAGS.clips)]))
             if FLAGS.video:
-                _write_preview(FLAGS.video, result["frames"], FLAGS.fps, FLAGS.video_scale)
-            what = (f"{FLAGS.frames} frames {FLAGS.width}x{FLAGS.height}, "
+                preview = functools.partial(_write_preview, FLAGS.video, result["frames"],
+                                            FLAGS.fps, FLAGS.video_scale)
+            _publish(FLAGS.out, lambda tmp: data.save_dataset(
+                tmp, result["frames"], FLAGS.fps, poses=result["poses"], moves=result["moves"],
+                pose_names=np.array(dancer.POSE_NAMES), move_names=np.array(dancer.MOVES),
+                seed=np.int64(FLAGS.seed), **clips), preview)
+            what = (f"{frames} frames {FLAGS.width}x{FLAGS.height}"
+                    f"{f' in {FLAGS.clips} clips' if FLAGS.clips > 1 else ''}, "
                     f"{len(np.unique(result['moves']))} distinct moves")
     except OSError as e:
         raise cli.UserError(f"cannot write {e.filename2 or e.filename or FLAGS.out}: "
@@ -476,4 +149,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main, flags_parser=cli.parse_flags)

@@ -7,6 +7,7 @@ frame ever reach Python. Writing goes through moviepy's ffmpeg writer (libx264, 
 Every writer is atomic (`cli.atomic_output`) and every bad input raises `cli.UserError`.
 """
 
+import glob
 import math
 import os
 import re
@@ -20,6 +21,9 @@ from PIL import Image, ImageDraw, ImageFont
 from tf_dance import cli, data
 
 FITS = ("stretch", "crop", "pad")
+# What a directory of clips is searched for: common video containers (anything else there is left alone).
+VIDEO_EXTENSIONS = (".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".wmv", ".flv",
+                    ".ogv", ".3gp", ".ts", ".mts", ".gif")
 _PREFIX = re.compile(r"^(\[[^\]]*\]\s*)+")
 _CHUNK = 256
 
@@ -168,6 +172,44 @@ def _check_args(fps, width, height, channels, fit, start, end, max_frames):
         raise cli.UserError(f"max_frames must be >= 1, got {max_frames}")
 
 
+def find_videos(specs):
+    """The video files named by `specs`, in order: paths, comma lists, directories or globs.
+
+    A directory gives its files with a video extension, sorted by name; a glob gives its
+    matches, sorted. Raises `cli.UserError` for nothing given, a glob that matches nothing, a
+    directory without videos, a missing path or the same file named twice.
+    """
+    specs = [specs] if isinstance(specs, str) else list(specs or [])
+    found = []
+    for spec in specs:
+        parts = [spec] if os.path.exists(spec) else [p.strip() for p in spec.split(",")]
+        for part in filter(None, parts):
+            if os.path.isdir(part):
+                names = sorted(n for n in os.listdir(part) if not n.startswith(".")
+                               and n.lower().endswith(VIDEO_EXTENSIONS)
+                               and os.path.isfile(os.path.join(part, n)))
+                if not names:
+                    raise cli.UserError(f"no video files ({', '.join(VIDEO_EXTENSIONS[:4])}, ...) "
+                                        f"in the directory {part}")
+                found += [os.path.join(part, n) for n in names]
+            elif glob.has_magic(part) and not os.path.exists(part):
+                matches = sorted(m for m in glob.glob(part) if os.path.isfile(m))
+                if not matches:
+                    raise cli.UserError(f"no file matches {part}")
+                found += matches
+            else:
+                found.append(cli.require_file(part, "video"))
+    if not found:
+        raise cli.UserError("no video given")
+    seen = {}
+    for path in found:
+        key = os.path.realpath(path)
+        if key in seen:
+            raise cli.UserError(f"{path} is given twice (also as {seen[key]})")
+        seen[key] = path
+    return found
+
+
 def read_video(path, fps=None, width=data.WIDTH, height=data.HEIGHT, channels=1, fit="stretch",
                crop=None, start=0.0, end=None, max_frames=None, progress=True, invert=False,
                threshold=None):
@@ -241,6 +283,30 @@ def read_video(path, fps=None, width=data.WIDTH, height=data.HEIGHT, channels=1,
     if threshold is not None:
         frames = binarise(frames, threshold)
     return frames, float(out_fps)
+
+
+def read_videos(paths, fps=None, report=None, **kwargs):
+    """Several videos as one clip-labelled sequence: `(frames, clips int32 [N], fps)`.
+
+    Every clip is resampled to one frame rate: `fps`, or by default the first video's. All of
+    them are probed before any is decoded, so a bad file late in the list fails at once.
+    kwargs go to `read_video` and apply to every clip (`start`/`end`/`max_frames` per clip).
+    report(k, path, frames): called after each clip.
+    """
+    if fps is not None and not (math.isfinite(fps) and fps > 0):
+        raise cli.UserError(f"fps must be positive, got {fps}")
+    infos = [probe(p) for p in paths]
+    fps = fps or infos[0]["fps"]
+    if not fps:
+        raise cli.UserError(f"cannot tell the frame rate of {paths[0]}: pass fps explicitly")
+    chunks = []
+    for k, path in enumerate(paths):
+        frames, _ = read_video(path, fps=fps, **kwargs)
+        chunks.append(frames)
+        if report is not None:
+            report(k, path, frames)
+    clips = np.repeat(np.arange(len(chunks), dtype=np.int32), [len(c) for c in chunks])
+    return np.concatenate(chunks), clips, float(fps)
 
 
 # ---------------------------------------------------------------------------------------------
