@@ -506,7 +506,7 @@ class Reference:
     def summary(self):
         """The calibration, for the report: what 'normal' looks like in this data."""
         return dict(frames=int(len(self.train)), dim=int(self.train.shape[1]), fps=self.fps,
-                    freeze_fraction=self.freeze_fraction, min_freeze_seconds=self.min_freeze_seconds,
+                    clips=len(self.segments), freeze_fraction=self.freeze_fraction, min_freeze_seconds=self.min_freeze_seconds,
                     copy_fraction=self.copy_fraction,
                     motion_per_frame=float(self.data_motion.mean()),
                     median_motion_per_frame=float(np.median(self.data_motion)),

@@ -238,12 +238,14 @@ def load_generated(path):
 
 
 def evaluate_dance(generated, train, fps, out_dir, *, decoder_dir=None, data_frames=None, options=None,
-                   reference_options=None, arrays=None, progress=True):
+                   reference_options=None, arrays=None, progress=True, decode=None):
     """Measures `generated` (`[T, D]` or `[K, T, D]`) against `train` and writes `out_dir`.
 
     out_dir receives metrics.json, report.md and PNG figures (the decoded ones only with
     `decoder_dir`). `options` (e.g. how the rollout was made) are recorded in the JSON;
-    `arrays` ({name: array}) are saved beside it as name.npy. Returns the JSON dict.
+    `arrays` ({name: array}) are saved beside it as name.npy. `decode` (latents -> uint8
+    frames; default: the decoder at `decoder_dir`) gives on-screen motion and stage coverage
+    of the second half. Returns the JSON dict.
     """
     generated = np.asarray(generated, np.float32)
     if generated.ndim == 2:
@@ -257,7 +259,9 @@ def evaluate_dance(generated, train, fps, out_dir, *, decoder_dir=None, data_fra
         raise cli.UserError("generated latents need at least 2 frames to measure motion")
     if not np.all(np.isfinite(generated)):
         raise cli.UserError("generated latents contain NaN or inf (the rollout diverged)")
-    steps = 5 if decoder_dir else 3
+    if decode is None and decoder_dir:
+        decode = _saved_decoder(decoder_dir)
+    steps = 3 + bool(decode) + bool(decoder_dir)
     clock = time.time()
 
     def say(i, message):
@@ -270,10 +274,10 @@ def evaluate_dance(generated, train, fps, out_dir, *, decoder_dir=None, data_fra
     except ValueError as e:
         raise cli.UserError(str(e)) from None
     decoded = [{} for _ in generated]
-    if decoder_dir:
-        say(2, f"decoding the second half for stage coverage and on-screen motion with {decoder_dir}")
-        decoded = second_half_frame_measures(generated, reference, decoder_dir)
-    say(3 if decoder_dir else 2, f"measuring {len(generated)} dance(s) of {generated.shape[1]} frames")
+    if decode:
+        say(2, "decoding the second half for stage coverage and on-screen motion")
+        decoded = second_half_frame_measures(generated, reference, decode)
+    say(2 + bool(decode), f"measuring {len(generated)} dance(s) of {generated.shape[1]} frames")
     try:
         results = [reference.evaluate(g, **d) for g, d in zip(generated, decoded)]
     except ValueError as e:
@@ -300,7 +304,7 @@ def evaluate_dance(generated, train, fps, out_dir, *, decoder_dir=None, data_fra
             novelty_figure(os.path.join(tmp, "novelty.png"), reference, results)
             figures["novelty"] = "novelty.png"
         if decoder_dir:
-            say(4, f"decoding frames for the figures with {decoder_dir}")
+            say(steps - 1, f"decoding frames for the figures with {decoder_dir}")
             report["pictures"] = _pictures(tmp, figures, generated, reference, decoder_dir, data_frames)
             ratio = report["pictures"]["screen_motion_ratio"]
             report["verdicts"]["still_on_screen"] = bool(ratio is not None and ratio < STILL_ON_SCREEN)
@@ -337,30 +341,42 @@ def _data_stretches(reference, length, count):
     return metrics.excerpt_starts(reference.clips, length, count), length
 
 
-def second_half_frame_measures(generated, reference, decoder_dir):
+def _saved_decoder(decoder_dir):
+    from tf_dance import autoencoder
+    return lambda latents: autoencoder.decode_latents(decoder_dir, latents)
+
+
+def second_half_frame_measures(generated, reference, decode):
     """`[dict(stage=..., screen=...)]` per dancer: what only decoded frames of the second half show.
+
+    decode: latents `[n, D]` -> uint8 frames `[n, H, W, C]`.
 
     Stage coverage compares the silhouette's place and size in decoded frames at one stride for
     the rollout and the data (decoded too, so the decoder's blur is on both sides); on-screen
     motion averages SCREEN_BLOCKS stretches spread over the second half against as many data
     stretches, each inside one clip.
     """
-    from tf_dance import autoencoder
     train, total = reference.train, generated.shape[1]
     half = max(2, total - total // 2)
     stride = max(1, math.ceil(half / STAGE_SAMPLES), math.ceil(len(train) / STAGE_DATA_SAMPLES))
-    stage = metrics.Stage(metrics.stage_track(autoencoder.decode_latents(decoder_dir, train[::stride])))
+    try:
+        stage = metrics.Stage(metrics.stage_track(decode(train[::stride])))
+    except ValueError as e:
+        stage = str(e)
     block = max(2, min(half, SCREEN_FRAMES // SCREEN_BLOCKS))
     starts, length = _data_stretches(reference, block, SCREEN_BLOCKS)
-    data_screen = float(np.mean([screen_motion(autoencoder.decode_latents(decoder_dir, train[s:s + length]))
+    data_screen = float(np.mean([screen_motion(decode(train[s:s + length]))
                                  for s in starts]))
     out = []
     for g in generated:
         second = g[len(g) - half:]
-        report = stage.report(metrics.stage_track(autoencoder.decode_latents(decoder_dir, second[::stride])))
-        report["stride"] = int(stride)
+        if isinstance(stage, str):
+            report = dict(stage_coverage=None, missing=stage)
+        else:
+            report = stage.report(metrics.stage_track(decode(second[::stride])))
+            report["stride"] = int(stride)
         at = np.unique(np.linspace(0, len(second) - block, SCREEN_BLOCKS).round().astype(int))
-        screen = float(np.mean([screen_motion(autoencoder.decode_latents(decoder_dir, second[s:s + block]))
+        screen = float(np.mean([screen_motion(decode(second[s:s + block]))
                                 for s in at]))
         out.append(dict(stage=report, screen=dict(
             frames=int(len(at) * block), stretches=int(len(at)), stretch_frames=int(block), screen_motion=screen,
@@ -440,7 +456,9 @@ def _second_half_rows(h):
         rows.append(_row(f"2nd half: on-screen motion ({h['screen']['stretches']} decoded stretches, mean pixel change)",
                          h["screen"]["screen_motion"], h["screen"]["data_screen_motion"]))
     st = h.get("stage")
-    if st:
+    if st and st.get("missing"):
+        rows.append(_row("2nd half: stage coverage", f"not measured: {st['missing']}", None))
+    elif st:
         rows += [_row(f"2nd half: stage positions visited (of {st['position_bins_occupied']} the data uses)",
                       st["positions_visited"], st["data_positions_visited"]),
                  _row(f"2nd half: silhouette sizes visited (of {st['size_bins_occupied']})",
@@ -456,7 +474,8 @@ def markdown(report):
     yes = lambda v: "**yes**" if v else "no"
     out = ["# Dance evaluation\n\n",
            f"{len(dancers)} generated dance(s) of {dancers[0]['frames']} frames ({dancers[0]['seconds']:.1f} s) "
-           f"measured against {d['frames']} training latents ({d['dim']}-d, {d['fps']:g} fps).\n\n",
+           f"measured against {d['frames']} training latents ({d['dim']}-d, {d['fps']:g} fps"
+           f"{', %d clips' % d['clips'] if d.get('clips', 1) > 1 else ''}).\n\n",
            "## Verdicts\n\n| question | answer | rule |\n| --- | --- | --- |\n"]
     for k, v in report["verdicts"].items():
         out.append(f"| {k.replace('_', ' ')}? | {yes(v)} | {report['verdict_rules'][k]} |\n")
