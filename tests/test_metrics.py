@@ -181,6 +181,8 @@ def test_clip_helpers():
                                   [True, True, False, True, True, True, False])
     np.testing.assert_array_equal(metrics.excerpt_starts(clips, 3, 10), [0, 5, 6])
     assert len(metrics.excerpt_starts(clips, 5, 3)) == 0
+    np.testing.assert_array_equal(metrics.stretch_starts(clips, 3, 10), [0, 5, 6])
+    np.testing.assert_array_equal(metrics.stretch_starts(clips, 5, 3), [0, 2, 4])  # no clip that long
     np.testing.assert_array_equal(metrics.check_clips(None, 4), np.zeros(4))
     with pytest.raises(ValueError, match="non-decreasing"):
         metrics.check_clips(np.array([0, 1, 0]), 3)

@@ -118,7 +118,17 @@ def excerpt_starts(clips, length, count):
     candidates = candidates[inside_clips(clips, candidates, length)]
     if len(candidates) == 0:
         return candidates
-    return np.unique(candidates[np.linspace(0, len(candidates) - 1, count).round().astype(int)])
+    return np.unique(candidates[np.linspace(0, len(candidates) - 1, count).astype(int)])
+
+
+def stretch_starts(clips, length, count):
+    """Starts of up to `count` evenly spread `length`-frame stretches of the data to compare with:
+    inside one clip where some clip is that long (one video's dancing, never two spliced), else
+    across clips (no single video is as long as the rollout)."""
+    starts = excerpt_starts(clips, length, count)
+    if len(starts) == 0:
+        starts = np.unique(np.linspace(0, len(clips) - length, count).astype(int))
+    return starts
 
 
 def check_clips(clips, n):
@@ -377,8 +387,8 @@ class Reference:
         labels, dist = assign(generated, self.centres)
         visited = len(np.unique(labels))
         n = min(len(generated), len(self.train))
-        starts = np.linspace(0, len(self.train) - n, excerpts).astype(int)
-        data_visited = float(np.mean([len(np.unique(self.labels[s:s + n])) for s in np.unique(starts)]))
+        starts = stretch_starts(self.clips, n, excerpts)
+        data_visited = float(np.mean([len(np.unique(self.labels[s:s + n])) for s in starts]))
         share = np.bincount(labels, minlength=len(self.centres)) / len(labels)
         effective = float(np.exp(-np.sum(share[share > 0] * np.log(share[share > 0]))))
         spread = float(np.sqrt(np.mean(np.sum((generated - self.mean) ** 2, axis=1))))
@@ -442,7 +452,7 @@ class Reference:
     def data_repeat_share(self, n, excerpts=4):
         """Mean share of recurring one-second windows in `excerpts` n-frame stretches of the data."""
         if n not in self._data_repeat:
-            starts = np.unique(np.linspace(0, len(self.train) - n, excerpts).astype(int))
+            starts = stretch_starts(self.clips, n, excerpts)
             shares = [self._repeat_share(self.projected[s:s + n], self.clips[s:s + n]) for s in starts]
             shares = [v for v in shares if v is not None]
             self._data_repeat[n] = float(np.mean(shares)) if shares else None
@@ -567,13 +577,16 @@ class Stage:
 
     Args:
       data_track: `stage_track` of the data's frames `[N, 2]`.
+      clips: optional clip id of every data frame: the data's stretches lie inside clips where
+        clips are long enough.
       position_bins, size_bins: bins along each axis.
     """
 
-    def __init__(self, data_track, position_bins=6, size_bins=3, min_share=0.005, excerpts=32):
+    def __init__(self, data_track, clips=None, position_bins=6, size_bins=3, min_share=0.005, excerpts=32):
         data_track = np.asarray(data_track, np.float64)
         if data_track.ndim != 2 or data_track.shape[1] != 2:
             raise ValueError(f"a stage track is [N, 2], got shape {data_track.shape}")
+        self.clips = check_clips(clips, len(data_track))
         valid = np.all(np.isfinite(data_track), axis=1)
         if valid.sum() < 2:
             raise ValueError("the data's frames show no silhouette: nothing to measure the stage on")
@@ -617,7 +630,7 @@ class Stage:
         """
         track = np.asarray(track, np.float64)
         n = min(len(track), len(self.data_track))
-        starts = np.unique(np.linspace(0, len(self.data_track) - n, self.excerpts).astype(int))
+        starts = stretch_starts(self.clips, n, self.excerpts)
         excerpts = np.array([self._visited(self.data_bins[s:s + n]) for s in starts], np.float64)
         data = excerpts.mean(axis=0)
         visited = self._visited(self.assign(track))

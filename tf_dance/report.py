@@ -360,7 +360,7 @@ def second_half_frame_measures(generated, reference, decode):
     half = max(2, total - total // 2)
     stride = max(1, math.ceil(half / STAGE_SAMPLES), math.ceil(len(train) / STAGE_DATA_SAMPLES))
     try:
-        stage = metrics.Stage(metrics.stage_track(decode(train[::stride])))
+        stage = metrics.Stage(metrics.stage_track(decode(train[::stride])), clips=reference.clips[::stride])
     except ValueError as e:
         stage = str(e)
     block = max(2, min(half, SCREEN_FRAMES // SCREEN_BLOCKS))
