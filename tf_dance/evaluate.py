@@ -104,7 +104,8 @@ def main(argv):
     result = report.evaluate_dance(
         generated, train, fps, FLAGS.out_dir, decoder_dir=decoder_dir, data_frames=frames, options=options,
         arrays=arrays, progress=FLAGS.progress,
-        reference_options=dict(clips=clips, clusters=FLAGS.clusters, seed=FLAGS.random_seed, window_seconds=FLAGS.window_seconds,
+        reference_options=dict(clips=clips,
+                               clusters=FLAGS.clusters, seed=FLAGS.random_seed, window_seconds=FLAGS.window_seconds,
                                freeze_fraction=FLAGS.freeze_fraction, min_freeze_seconds=FLAGS.min_freeze_seconds,
                                copy_fraction=FLAGS.copy_fraction))
     verdicts = ", ".join(f"{k}: {'YES' if v else 'no'}" for k, v in result["verdicts"].items())

@@ -516,7 +516,8 @@ class Reference:
     def summary(self):
         """The calibration, for the report: what 'normal' looks like in this data."""
         return dict(frames=int(len(self.train)), dim=int(self.train.shape[1]), fps=self.fps,
-                    clips=len(self.segments), freeze_fraction=self.freeze_fraction, min_freeze_seconds=self.min_freeze_seconds,
+                    clips=len(self.segments), freeze_fraction=self.freeze_fraction,
+                    min_freeze_seconds=self.min_freeze_seconds,
                     copy_fraction=self.copy_fraction,
                     motion_per_frame=float(self.data_motion.mean()),
                     median_motion_per_frame=float(np.median(self.data_motion)),
@@ -674,18 +675,21 @@ def goals(result):
     stage = (h.get("stage") or {}).get("stage_coverage")
     lo, hi = SCREEN_MOTION_GOAL
     return dict(
-        freeze=dict(value=still, data=data_still, unit="s", passed=bool(still < FREEZE_GOAL_SECONDS or still <= data_still),
+        freeze=dict(value=still, data=data_still, unit="s",
+                    passed=bool(still < FREEZE_GOAL_SECONDS or still <= data_still),
                     target=f"longest still stretch < {FREEZE_GOAL_SECONDS:g} s (or no longer than the data's own)"),
-        on_screen_motion=dict(value=screen, data=1.0, unit="x data", passed=None if screen is None else bool(lo <= screen <= hi),
+        on_screen_motion=dict(value=screen, data=None if screen is None else 1.0, unit="x data",
+                              passed=None if screen is None else bool(lo <= screen <= hi),
                               target=f"decoded frames change {lo:g}-{hi:g}x as much per frame as the data's"),
         recurring_seconds=dict(value=share, data=data_share, unit="share",
                                passed=None if share is None else bool(share <= allowed),
-                               target=f"<= {REPEAT_GOAL_RATIO:g}x the data's share and <= {REPEAT_GOAL:.0%}: "
-                                      f"here <= {allowed:.1%}"),
+                               target=f"<= {REPEAT_GOAL_RATIO:g}x the data's share and <= {REPEAT_GOAL:.0%}"
+                                      + ("" if share is None else f": here <= {allowed:.1%}")),
         pose_coverage=dict(value=c["coverage_ratio"], data=1.0, unit="x data",
                            passed=bool(c["coverage_ratio"] >= POSE_COVERAGE_GOAL),
                            target=f">= {POSE_COVERAGE_GOAL:g}x the pose clusters an equally long data stretch visits"),
-        stage_coverage=dict(value=stage, data=1.0, unit="x data", passed=None if stage is None else bool(stage >= STAGE_COVERAGE_GOAL),
+        stage_coverage=dict(value=stage, data=None if stage is None else 1.0, unit="x data",
+                            passed=None if stage is None else bool(stage >= STAGE_COVERAGE_GOAL),
                             target=f">= {STAGE_COVERAGE_GOAL:g}x the stage positions and sizes an equally long data "
                                    "stretch visits"))
 
@@ -716,7 +720,8 @@ def verdicts(result, sluggish=0.5, hectic=2.0, narrow=0.5, off=0.9, copying=0.5,
     g = result.get("goals")
     if g:
         out["looping"] = g["recurring_seconds"]["passed"] is False
-        rules["looping"] = f"second half: recurring one-second windows miss the goal ({g['recurring_seconds']['target']})"
+        rules["looping"] = ("second half: recurring one-second windows miss the goal "
+                            f"({g['recurring_seconds']['target']})")
         out["narrow_second_half"] = not g["pose_coverage"]["passed"]
         rules["narrow_second_half"] = f"second half: visits < {POSE_COVERAGE_GOAL:g}x the pose clusters an equally " \
                                       "long data stretch visits"

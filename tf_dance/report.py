@@ -438,7 +438,8 @@ def _goals_table(goals, dancers):
     for name, g in goals.items():
         values = ", ".join(show(v) for v in g["values"])
         data = ", ".join(sorted({show(v) for v in g["data"]}))
-        out.append(f"| {name.replace('_', ' ')} ({g['unit']}) | {values} | {data} | {g['target']} | {met[g['passed']]} |\n")
+        out.append(f"| {name.replace('_', ' ')} ({g['unit']}) | {values} | {data} | {g['target']} | "
+                   f"{met[g['passed']]} |\n")
     return "".join(out)
 
 
@@ -453,8 +454,8 @@ def _second_half_rows(h):
             _row(f"2nd half: share of one-second windows that recur ({rep['blocks']} x {rep['block_frames']} frames)",
                  rep["repeat_share"], rep["data_repeat_share"])]
     if h.get("screen"):
-        rows.append(_row(f"2nd half: on-screen motion ({h['screen']['stretches']} decoded stretches, mean pixel change)",
-                         h["screen"]["screen_motion"], h["screen"]["data_screen_motion"]))
+        rows.append(_row(f"2nd half: on-screen motion ({h['screen']['stretches']} decoded stretches, mean pixel "
+                         "change)", h["screen"]["screen_motion"], h["screen"]["data_screen_motion"]))
     st = h.get("stage")
     if st and st.get("missing"):
         rows.append(_row("2nd half: stage coverage", f"not measured: {st['missing']}", None))
