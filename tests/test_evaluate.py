@@ -26,11 +26,14 @@ def files(tmp_path_factory):
     train = dance_latents(3000, seed=0)
     frozen = np.concatenate([train[100:148], np.repeat(train[148:149], 400, axis=0)])
     paths = dict(root=root, train=str(root / "train.npy"), frozen=str(root / "frozen.npy"),
-                 dancers=str(root / "dancers.npy"), wrong=str(root / "wrong.npy"))
+                 dancers=str(root / "dancers.npy"), wrong=str(root / "wrong.npy"),
+                 badclips=str(root / "badclips.npy"))
     np.save(paths["train"], train)
     np.save(paths["frozen"], frozen)
     np.save(paths["dancers"], np.stack([dance_latents(400, seed=s) for s in (3, 4)]))
     np.save(paths["wrong"], np.zeros((100, DIM + 1), np.float32))
+    np.save(paths["badclips"], train)
+    np.save(root / "badclips_clips.npy", np.zeros(len(train) - 1, np.int32))  # one id short
     return paths
 
 
@@ -77,6 +80,7 @@ def test_cli_on_a_frozen_rollout(run_module, files):
     (["--generated={frozen}", "--model_dir=/x"], "exactly one of --model_dir"),
     (["--model_dir=/nonexistent"], "not found"),
     (["--generated={frozen}", "--latents=/nonexistent.npy"], "not found"),
+    (["--generated={frozen}", "--latents={badclips}"], "2999 clip ids but there are 3000 latents"),
 ])
 def test_cli_rejects_bad_input_cleanly(run_module, fails_cleanly, files, args, message):
     out = files["root"] / "eval_bad"
@@ -134,3 +138,55 @@ def test_screen_motion_counts_pixel_changes():
     blink[1::2] = 255
     assert report.screen_motion(still) == 0.0
     assert report.screen_motion(blink) == 255.0
+
+
+def test_cli_reads_clip_ids_beside_the_latents(run_module, tmp_path):
+    a, b = dance_latents(1500, seed=0), dance_latents(1500, seed=1) + 20.0  # two clips far apart
+    np.save(tmp_path / "latents.npy", np.concatenate([a, b]))
+    np.save(tmp_path / "latents_clips.npy", np.repeat(np.int32([0, 1]), 1500))
+    np.save(tmp_path / "replay.npy", b)
+    result = run_module("tf_dance.evaluate", f"--generated={tmp_path / 'replay.npy'}",
+                        f"--latents={tmp_path / 'latents.npy'}", f"--out_dir={tmp_path / 'eval'}")
+    assert result.returncode == 0, result.stderr
+    assert "goals (second half): freeze: met" in result.stdout
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["data"]["clips"] == 2
+    # the jump between the clips is no motion: a replay of one clip moves exactly as the data does
+    assert metrics["dancers"][0]["motion"]["motion_ratio"] == pytest.approx(1.0, abs=0.05)
+    assert metrics["goals"]["stage_coverage"]["passed"] is None  # nothing decoded
+    assert "## Goals" in (tmp_path / "eval" / "report.md").read_text()
+
+
+def box_decoder(latents):
+    """A stand-in decoder: a white box whose centre column is latent 0 and height latent 1."""
+    z = np.asarray(latents)
+    frames = np.zeros((len(z), 54, 96, 1), np.uint8)
+    for frame, (x, size) in zip(frames, z[:, :2]):
+        height, centre = int(round(size * 54)), int(round(x * 96))
+        frame[52 - height:52, max(0, centre - 5):centre + 5] = 255
+    return frames
+
+
+def travelling_latents(frames):
+    """Latents whose first two values walk the box across the stage and change its size."""
+    t = np.arange(frames) / FPS
+    stage = np.stack([0.5 + 0.35 * np.sin(2 * np.pi * t / 20.0), 0.6 + 0.2 * np.sin(2 * np.pi * t / 7.0)], 1)
+    return np.concatenate([stage, dance_latents(frames, seed=0)[:, 2:]], axis=1).astype(np.float32)
+
+
+def test_stage_coverage_and_screen_motion_of_the_second_half(tmp_path):
+    train = travelling_latents(3000)
+    stuck = train[:1200].copy()
+    stuck[:, 0] = 0.5  # the same moves and sizes, never leaving the middle of the stage
+    result = report.evaluate_dance(np.stack([train[:1200], stuck]), train, FPS, str(tmp_path / "eval"),
+                                   progress=False, decode=box_decoder)
+    replay, still = result["dancers"]
+    assert replay["second_half"]["stage"]["stage_coverage"] >= 0.8
+    assert 0.5 <= replay["second_half"]["screen"]["screen_motion_ratio"] <= 2.0
+    assert replay["goals"]["stage_coverage"]["passed"] and replay["goals"]["on_screen_motion"]["passed"]
+    assert not replay["verdicts"]["stuck_in_place"]
+    assert still["second_half"]["stage"]["positions_visited"] == 1
+    assert still["verdicts"]["stuck_in_place"] and still["goals"]["stage_coverage"]["passed"] is False
+    assert result["verdicts"]["stuck_in_place"] and result["goals"]["stage_coverage"]["passed"] is False
+    text = (tmp_path / "eval" / "report.md").read_text()
+    assert "| stage coverage (x data) |" in text and "**NO**" in text and "stuck in place?" in text

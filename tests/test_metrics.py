@@ -172,3 +172,98 @@ def test_a_short_loop_is_repetitive_and_the_data_is_not(reference, train):
     assert not data["verdicts"]["repetitive"]
     assert data["repetition"]["repeat_share"] < 0.5
     assert not reference.evaluate(dance_latents(2160, seed=9))["verdicts"]["repetitive"]
+
+
+def test_clip_helpers():
+    clips = np.array([0, 0, 0, 1, 1, 2, 2, 2, 2])
+    assert metrics.clip_segments(clips) == [(0, 3), (3, 5), (5, 9)]
+    np.testing.assert_array_equal(metrics.inside_clips(clips, [0, 1, 2, 3, 5, 7, 8], 2),
+                                  [True, True, False, True, True, True, False])
+    np.testing.assert_array_equal(metrics.excerpt_starts(clips, 3, 10), [0, 5, 6])
+    assert len(metrics.excerpt_starts(clips, 5, 3)) == 0
+    np.testing.assert_array_equal(metrics.stretch_starts(clips, 3, 10), [0, 5, 6])
+    np.testing.assert_array_equal(metrics.stretch_starts(clips, 5, 3), [0, 2, 4])  # no clip that long
+    np.testing.assert_array_equal(metrics.check_clips(None, 4), np.zeros(4))
+    with pytest.raises(ValueError, match="non-decreasing"):
+        metrics.check_clips(np.array([0, 1, 0]), 3)
+    with pytest.raises(ValueError, match="one id per"):
+        metrics.check_clips(np.array([0, 1]), 3)
+
+
+def test_a_cut_is_never_counted_as_motion():
+    a, b = dance_latents(1500, seed=0), dance_latents(1500, seed=1) + 20.0  # two clips far apart
+    train, clips = np.concatenate([a, b]), np.repeat([0, 1], 1500)
+    reference = metrics.Reference(train, FPS, clips=clips)
+    naive = metrics.Reference(train, FPS)  # the same frames taken for one video
+    per_clip = np.concatenate([metrics.motion(a), metrics.motion(b)]).mean()
+    assert reference.data_motion.mean() == pytest.approx(per_clip, rel=1e-6)
+    assert naive.data_motion.mean() > 1.15 * per_clip  # the single jump at the cut
+    # a replay of one clip moves exactly like the data; the cut made the data look livelier
+    assert reference.motion_report(b)["motion_ratio"] == pytest.approx(1.0, abs=0.05)
+    assert naive.motion_report(b)["motion_ratio"] < 0.9
+    # no one-second window, novelty window or spread straddles the cut
+    w = reference.window
+    assert len(reference.data_still) == 2 * (1500 - w + 1) < len(naive.data_still)
+    assert metrics.inside_clips(clips, reference.bank_starts, w).all()
+    assert not metrics.inside_clips(clips, naive.bank_starts, w).all()
+    band = reference.motion_curve(b)["data_band"]
+    assert band[2] < naive.motion_curve(b)["data_band"][2] or band[0] > naive.motion_curve(b)["data_band"][0]
+    result = reference.evaluate(b)
+    assert not any(v for k, v in result["verdicts"].items() if k not in ("rules", "copying"))
+    with pytest.raises(ValueError, match="inside one clip"):
+        metrics.Reference(train[:600], FPS, clips=np.arange(600) // 20)  # clips shorter than a window
+
+
+def test_second_half_judges_a_dance_that_starts_well_then_loops(reference, train):
+    good_start = train[1000:2200]
+    loop = np.tile(train[3000:3036], (34, 1))  # then a 1.5-second move, over and over
+    result = reference.evaluate(np.concatenate([good_start, loop]))
+    half, goals = result["second_half"], result["goals"]
+    assert half["start_frame"] == len(good_start) + len(loop) - half["frames"]
+    assert half["repetition"]["repeat_share"] > 0.9 and goals["recurring_seconds"]["passed"] is False
+    assert half["coverage"]["coverage_ratio"] < 0.5 and goals["pose_coverage"]["passed"] is False
+    assert result["verdicts"]["looping"] and result["verdicts"]["narrow_second_half"]
+    assert goals["stage_coverage"]["passed"] is None and "stuck_in_place" not in result["verdicts"]
+
+
+def test_a_replay_of_the_data_meets_the_latent_goals(reference, train):
+    result = reference.evaluate(train[:4800])
+    goals = result["goals"]
+    for name in ("freeze", "recurring_seconds", "pose_coverage"):
+        assert goals[name]["passed"], (name, goals[name])
+    assert goals["on_screen_motion"]["passed"] is None  # nothing decoded
+    assert not result["verdicts"]["looping"] and not result["verdicts"]["narrow_second_half"]
+    assert result["second_half"]["repetition"]["blocks"] == 1
+    other = reference.evaluate(dance_latents(2400, seed=9))
+    assert not other["verdicts"]["looping"] and not other["verdicts"]["narrow_second_half"]
+
+
+def test_stage_track_finds_the_silhouette():
+    frames = np.zeros((3, 54, 96, 1), np.uint8)
+    frames[0, 10:50, 20:30] = 255     # a 40-row box centred at column 25
+    frames[1, 30:50, 70:76] = 200     # a 20-row box centred at column 73
+    frames[1, 0, 0] = 255             # one stray pixel moves neither
+    track = metrics.stage_track(frames)
+    np.testing.assert_allclose(track[0], [25 / 96, 40 / 54], atol=1e-6)
+    np.testing.assert_allclose(track[1], [73 / 96, 20 / 54], atol=0.01)
+    assert np.isnan(track[2]).all()   # an empty frame has no place on the stage
+
+
+@pytest.fixture(scope="module")
+def dancer_frames():
+    return synthesize.dancer(2400, seed=0, fps=FPS)["frames"]
+
+
+def test_stage_coverage_flags_a_dancer_stuck_in_one_place(dancer_frames):
+    track = metrics.stage_track(dancer_frames)
+    stage = metrics.Stage(track)
+    replay = stage.report(track[1200:])
+    assert replay["stage_coverage"] >= 0.8 and replay["positions_visited"] >= 5
+    width = dancer_frames.shape[2]
+    centred = np.stack([np.roll(f, int(round(width / 2 - x * width)), axis=1)
+                        for f, x in zip(dancer_frames[1200:], track[1200:, 0])])
+    stuck = stage.report(metrics.stage_track(centred))
+    assert stuck["positions_visited"] == 1 and stuck["sizes_visited"] == replay["sizes_visited"]
+    assert stuck["stage_coverage"] < 0.3 < stuck["data_stage_coverage_p10"]
+    blank = stage.report(metrics.stage_track(np.zeros_like(dancer_frames[:100])))
+    assert blank["stage_coverage"] == 0.0 and blank["empty_share"] == 1.0

@@ -5,10 +5,13 @@
     python -m tf_dance.evaluate --generated=out/dance_latents.npy --latents=runs/latents.npy \
         --out_dir=runs/eval                                   # measure an existing rollout
 
-Writes <out_dir>/metrics.json (every number and the yes/no verdicts: frozen, sluggish,
-hectic, narrow, off-distribution, copying, repetitive), report.md with the figures and what
-each measure means, and the figures as PNGs (the decoded ones when a decoder is available). The library
-code is `tf_dance.metrics` (numbers) and `tf_dance.report` (figures and report).
+Writes <out_dir>/metrics.json (every number, the yes/no verdicts: frozen, sluggish, hectic,
+narrow, off-distribution, copying, repetitive, and on the rollout's second half looping, narrow,
+stuck in place; and the `goals` block with pass/fail per goal), report.md with the figures and
+what each measure means, and the figures as PNGs (the decoded ones, on-screen motion and stage
+coverage when a decoder is available). The training latents' clip ids (X_clips.npy beside
+X.npy) keep every measure from counting a cut as motion. The library code is `tf_dance.metrics`
+(numbers) and `tf_dance.report` (figures and report).
 """
 
 import os
@@ -71,6 +74,7 @@ def _decoder_dir():
 def main(argv):
     del argv
     train = data.load_latents(FLAGS.latents)
+    clips = data.load_latent_clips(FLAGS.latents, len(train))
     frames, fps = None, FLAGS.fps
     if FLAGS.data:
         frames, data_fps, _ = data.load_dataset(FLAGS.data)
@@ -100,11 +104,14 @@ def main(argv):
     result = report.evaluate_dance(
         generated, train, fps, FLAGS.out_dir, decoder_dir=decoder_dir, data_frames=frames, options=options,
         arrays=arrays, progress=FLAGS.progress,
-        reference_options=dict(clusters=FLAGS.clusters, seed=FLAGS.random_seed, window_seconds=FLAGS.window_seconds,
+        reference_options=dict(clips=clips,
+                               clusters=FLAGS.clusters, seed=FLAGS.random_seed, window_seconds=FLAGS.window_seconds,
                                freeze_fraction=FLAGS.freeze_fraction, min_freeze_seconds=FLAGS.min_freeze_seconds,
                                copy_fraction=FLAGS.copy_fraction))
     verdicts = ", ".join(f"{k}: {'YES' if v else 'no'}" for k, v in result["verdicts"].items())
     print(f"verdicts: {verdicts}")
+    state = {True: "met", False: "MISSED", None: "not measured"}
+    print("goals (second half): " + ", ".join(f"{k}: {state[g['passed']]}" for k, g in result["goals"].items()))
     print(f"report: {os.path.join(FLAGS.out_dir, 'report.md')}")
     return 0
 

@@ -23,6 +23,17 @@ synthetic dancer, real footage, 10-d Perlin vectors or any other latent size:
   come back, as near-copies by the same threshold, somewhere else in the same sequence; a
   dancer stuck in a short loop scores near 1. Judged on the rollout's last `repeat_frames` and
   against equally long excerpts of the data, since real dances repeat their moves too.
+- second half: a rollout starts from real frames, so its first stretch can look like the data
+  whatever the model learned; freezing, motion, pose coverage, repetition and (from decoded
+  frames) on-screen motion and stage coverage are measured again on the second half alone, and
+  the `goals` block judges only that half.
+- stage coverage: where on the stage the silhouette goes (horizontal centre, height), binned on
+  the data's own range; the bins the rollout visits against those an equally long stretch of the
+  data visits. A dancer who wobbles on one spot visits one or two positions.
+
+Clips: with `clips` (one id per training frame), nothing that compares consecutive frames
+(motion, one-second windows, spreads, excerpts, novelty windows) spans two clips, so the cut
+between two videos never counts as motion or as a second of dance.
 
 Pure numpy; distances use |a|^2 + |b|^2 - 2ab in chunks, so 60,000 frames take seconds.
 """
@@ -78,6 +89,59 @@ def longest_run(mask):
     starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
     i = int(np.argmax(ends - starts))
     return int(ends[i] - starts[i]), int(starts[i])
+
+
+def clip_segments(clips):
+    """`[(start, end), ...]` (end exclusive) of each run of equal clip ids, in order."""
+    clips = np.asarray(clips)
+    if len(clips) == 0:
+        return []
+    cuts = np.flatnonzero(clips[1:] != clips[:-1]) + 1
+    edges = np.concatenate([[0], cuts, [len(clips)]])
+    return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
+
+
+def inside_clips(clips, starts, length):
+    """Boolean mask of the `starts` whose `length` frames all lie in one clip."""
+    clips = np.asarray(clips)
+    starts = np.asarray(starts, np.int64)
+    ok = (starts >= 0) & (starts + length <= len(clips))
+    fine = np.zeros(len(starts), bool)
+    fine[ok] = clips[starts[ok]] == clips[starts[ok] + length - 1]
+    return fine
+
+
+def excerpt_starts(clips, length, count):
+    """Up to `count` evenly spread starts of `length`-frame excerpts that each lie inside one clip."""
+    clips = np.asarray(clips)
+    candidates = np.arange(0, len(clips) - length + 1)
+    candidates = candidates[inside_clips(clips, candidates, length)]
+    if len(candidates) == 0:
+        return candidates
+    return np.unique(candidates[np.linspace(0, len(candidates) - 1, count).astype(int)])
+
+
+def stretch_starts(clips, length, count):
+    """Starts of up to `count` evenly spread `length`-frame stretches of the data to compare with:
+    inside one clip where some clip is that long (one video's dancing, never two spliced), else
+    across clips (no single video is as long as the rollout)."""
+    starts = excerpt_starts(clips, length, count)
+    if len(starts) == 0:
+        starts = np.unique(np.linspace(0, len(clips) - length, count).astype(int))
+    return starts
+
+
+def check_clips(clips, n):
+    """Clip ids as int64 `[n]` (zeros for None); ValueError unless one non-decreasing id per frame."""
+    if clips is None:
+        return np.zeros(n, np.int64)
+    clips = np.asarray(clips)
+    if clips.shape != (n,) or not np.issubdtype(clips.dtype, np.integer):
+        raise ValueError(f"clip ids must be an integer array of one id per training latent ([{n}]), "
+                         f"got {clips.dtype} {clips.shape}")
+    if n and np.any(np.diff(clips) < 0):
+        raise ValueError("clip ids must be non-decreasing (each clip one run of frames)")
+    return clips.astype(np.int64)
 
 
 def squared_distances(a, b):
@@ -187,6 +251,8 @@ class Reference:
     Args:
       train: training latents `[N, D]` (N >= 3 windows).
       fps: frames per second of the data (seconds are reported in real time).
+      clips: optional clip id of every training latent (non-decreasing ints; None: one clip).
+        Windows, motion and excerpts of the data never span two clips.
       clusters: k of the pose k-means (coverage).
       seed: seeds k-means and the sampled windows; same seed, same numbers.
       window_seconds: length of the novelty windows.
@@ -204,7 +270,7 @@ class Reference:
       repeat_frames: repetition is measured on this many frames (at most the data's length).
     """
 
-    def __init__(self, train, fps, clusters=32, seed=0, window_seconds=1.0, freeze_fraction=0.1,
+    def __init__(self, train, fps, clips=None, clusters=32, seed=0, window_seconds=1.0, freeze_fraction=0.1,
                  min_freeze_seconds=2.0, copy_fraction=0.5, pca_dims=16, frames_per_window=8,
                  max_bank=250000, calibration_windows=400, repeat_frames=6000):
         train = np.asarray(train, np.float32)
@@ -213,23 +279,30 @@ class Reference:
         if not (math.isfinite(fps) and fps > 0):
             raise ValueError(f"fps must be positive, got {fps}")
         self.train, self.fps, self.seed = train, float(fps), int(seed)
+        self.clips = check_clips(clips, len(train))
+        self.segments = clip_segments(self.clips)
         self.window = max(2, int(round(window_seconds * fps)))
-        if len(train) < 3 * self.window:
+        starts = np.arange(0, len(train) - self.window + 1)
+        self.window_starts = starts[inside_clips(self.clips, starts, self.window)]
+        if len(self.window_starts) < 2 * self.window + 1:
             raise ValueError(f"need at least {3 * self.window} training latents (3 windows of "
-                             f"{window_seconds:g} s), got {len(train)}")
+                             f"{window_seconds:g} s) inside one clip, got {len(train)} in "
+                             f"{len(self.segments)} clip(s)")
         self.freeze_fraction, self.copy_fraction = float(freeze_fraction), float(copy_fraction)
         self.min_freeze_seconds = float(min_freeze_seconds)
 
-        # motion and freezing
-        self.data_motion = motion(train)
-        data_spread = window_spread(train, self.window)
+        # motion and freezing, one clip at a time
+        self.motion_segments = [motion(train[a:b]) for a, b in self.segments if b - a > 1]
+        self.data_motion = np.concatenate(self.motion_segments)
+        spreads = [window_spread(train[a:b], self.window) for a, b in self.segments if b - a >= self.window]
+        data_spread = np.concatenate(spreads)
         median = float(np.median(data_spread))
         scale = median if median > 0 else float(data_spread.mean())
         if not (scale > 0 and self.data_motion.mean() > 0):
             raise ValueError("the training latents never change: nothing to compare motion with")
         self.still_threshold = self.freeze_fraction * scale
         self.data_still = data_spread < self.still_threshold
-        self.data_longest_still_seconds = self._still_seconds(self.data_still)[0]
+        self.data_longest_still_seconds = max(self._still_seconds(s < self.still_threshold)[0] for s in spreads)
         self.freeze_seconds = max(self.min_freeze_seconds, 2.0 * self.data_longest_still_seconds)
 
         # poses: clusters, distances to them, spread
@@ -239,17 +312,18 @@ class Reference:
         self.mean = train.mean(0)
         self.data_spread = float(np.sqrt(np.mean(np.sum((train - self.mean) ** 2, axis=1))))
 
-        # novelty: data windows and how close the data comes back to itself
+        # novelty: data windows (inside clips) and how close the data comes back to itself
         self.pca_mean, self.pca = pca_basis(train, pca_dims)
         self.projected = (train - self.pca_mean) @ self.pca
         step = max(1, math.ceil(self.window / frames_per_window))
         self.offsets = np.arange(0, self.window, step)
-        last = len(train) - self.window
-        self.bank_stride = max(1, math.ceil((last + 1) / max_bank))
-        self.bank_starts = np.arange(0, last + 1, self.bank_stride)
+        self.bank_stride = max(1, math.ceil(len(self.window_starts) / max_bank))
+        self.bank_starts = np.concatenate([np.arange(a, b - self.window + 1, self.bank_stride)
+                                           for a, b in self.segments if b - a >= self.window])
         self.bank = window_features(self.projected, self.bank_starts, self.offsets)
         rng = np.random.default_rng([self.seed, 1])
-        queries = np.sort(rng.choice(last + 1, min(calibration_windows, last + 1), replace=False))
+        queries = np.sort(rng.choice(self.window_starts, min(calibration_windows, len(self.window_starts)),
+                                     replace=False))
         self.data_window_distance, _ = nearest(
             window_features(self.projected, queries, self.offsets), self.bank,
             exclude=(queries, self.bank_starts, self.window))
@@ -293,7 +367,8 @@ class Reference:
         m = motion(generated)
         window = max(self.window, math.ceil(len(m) / points))
         curve = windowed_mean(m, window)
-        band = np.percentile(windowed_mean(self.data_motion, window), [10, 50, 90])
+        band = np.percentile(np.concatenate([windowed_mean(m, window) for m in self.motion_segments]),
+                             [10, 50, 90])
         return dict(window_frames=int(window), seconds=(np.arange(len(curve)) + 0.5) * window / self.fps,
                     motion=curve, data_band=band)
 
@@ -312,8 +387,8 @@ class Reference:
         labels, dist = assign(generated, self.centres)
         visited = len(np.unique(labels))
         n = min(len(generated), len(self.train))
-        starts = np.linspace(0, len(self.train) - n, excerpts).astype(int)
-        data_visited = float(np.mean([len(np.unique(self.labels[s:s + n])) for s in np.unique(starts)]))
+        starts = stretch_starts(self.clips, n, excerpts)
+        data_visited = float(np.mean([len(np.unique(self.labels[s:s + n])) for s in starts]))
         share = np.bincount(labels, minlength=len(self.centres)) / len(labels)
         effective = float(np.exp(-np.sum(share[share > 0] * np.log(share[share > 0]))))
         spread = float(np.sqrt(np.mean(np.sum((generated - self.mean) ** 2, axis=1))))
@@ -358,31 +433,70 @@ class Reference:
                     longest_copy_seconds=run * self.window / self.fps,
                     window_distances=dist, window_sources=source)
 
-    def _repeat_share(self, projected):
+    def _repeat_share(self, projected, clips=None):
         n = len(projected)
         if n < 2 * self.window:
             return None
         starts = np.arange(0, n - self.window + 1, self.window)
         bank_starts = np.arange(0, n - self.window + 1, max(1, self.window // 6))
+        if clips is not None:
+            starts = starts[inside_clips(clips, starts, self.window)]
+            bank_starts = bank_starts[inside_clips(clips, bank_starts, self.window)]
+            if len(starts) == 0:
+                return None
         d, _ = nearest(window_features(projected, starts, self.offsets),
                        window_features(projected, bank_starts, self.offsets),
                        exclude=(starts, bank_starts, self.window))
         return float(np.mean(d < self.copy_threshold))
 
+    def data_repeat_share(self, n, excerpts=4):
+        """Mean share of recurring one-second windows in `excerpts` n-frame stretches of the data."""
+        if n not in self._data_repeat:
+            starts = stretch_starts(self.clips, n, excerpts)
+            shares = [self._repeat_share(self.projected[s:s + n], self.clips[s:s + n]) for s in starts]
+            shares = [v for v in shares if v is not None]
+            self._data_repeat[n] = float(np.mean(shares)) if shares else None
+        return self._data_repeat[n]
+
     def repetition_report(self, generated, excerpts=4):
         """Share of the last `repeat_frames` one-second windows that recur elsewhere in them."""
         n = min(len(generated), len(self.train), self.repeat_frames)
         share = self._repeat_share((generated[len(generated) - n:] - self.pca_mean) @ self.pca)
-        if n not in self._data_repeat:
-            starts = np.unique(np.linspace(0, len(self.train) - n, excerpts).astype(int))
-            shares = [self._repeat_share(self.projected[s:s + n]) for s in starts]
-            self._data_repeat[n] = None if shares[0] is None else float(np.mean(shares))
-        data_share = self._data_repeat[n]
+        data_share = self.data_repeat_share(n, excerpts)
         return dict(frames=int(n), repeat_share=share, data_repeat_share=data_share,
                     repeat_ratio=None if share is None or not data_share else share / data_share)
 
-    def evaluate(self, generated, tail=1000):
-        """Every measure and the verdicts for one rollout `[T, D]` (JSON-ready except arrays)."""
+    def blocks_repetition_report(self, generated, excerpts=4):
+        """Recurring one-second windows over all of `generated`, in back-to-back blocks as long as
+        the data allows (at most `repeat_frames`), against equally long data excerpts."""
+        n = min(len(generated), len(self.train), self.repeat_frames)
+        projected = (generated - self.pca_mean) @ self.pca
+        ends = np.arange(len(generated), n - 1, -n)
+        shares = [self._repeat_share(projected[e - n:e]) for e in ends]
+        shares = [v for v in shares if v is not None]
+        share = float(np.mean(shares)) if shares else None
+        data_share = self.data_repeat_share(n, excerpts)
+        windows = len(np.arange(0, n - self.window + 1, self.window))
+        return dict(frames=int(len(ends) * n), block_frames=int(n), blocks=int(len(ends)),
+                    windows_per_block=int(windows), repeat_share=share,
+                    worst_block_repeat_share=max(shares) if shares else None, data_repeat_share=data_share,
+                    repeat_ratio=None if share is None or not data_share else share / data_share)
+
+    def second_half_report(self, generated, tail=1000):
+        """Freezing, motion, pose coverage and repetition of the rollout's second half alone."""
+        half = generated[len(generated) // 2:]
+        if len(half) < 2:
+            half = generated
+        return dict(start_frame=int(len(generated) - len(half)), frames=int(len(half)),
+                    motion=self.motion_report(half, tail), freeze=self.freeze_report(half),
+                    coverage=self.coverage_report(half), repetition=self.blocks_repetition_report(half))
+
+    def evaluate(self, generated, tail=1000, stage=None, screen=None):
+        """Every measure, the verdicts and the goals for one rollout `[T, D]` (JSON-ready except arrays).
+
+        stage, screen: optional measures of the decoded second half (`Stage.report`, and a dict
+        with `screen_motion_ratio`), which only decoded frames can give.
+        """
         generated = self._check(generated)
         result = dict(frames=int(len(generated)), seconds=len(generated) / self.fps)
         result["motion"] = self.motion_report(generated, tail)
@@ -390,13 +504,20 @@ class Reference:
         result["coverage"] = self.coverage_report(generated)
         result["novelty"] = self.novelty_report(generated)
         result["repetition"] = self.repetition_report(generated)
+        result["second_half"] = self.second_half_report(generated, tail)
+        if stage is not None:
+            result["second_half"]["stage"] = stage
+        if screen is not None:
+            result["second_half"]["screen"] = screen
+        result["goals"] = goals(result)
         result["verdicts"] = verdicts(result)
         return result
 
     def summary(self):
         """The calibration, for the report: what 'normal' looks like in this data."""
         return dict(frames=int(len(self.train)), dim=int(self.train.shape[1]), fps=self.fps,
-                    freeze_fraction=self.freeze_fraction, min_freeze_seconds=self.min_freeze_seconds,
+                    clips=len(self.segments), freeze_fraction=self.freeze_fraction,
+                    min_freeze_seconds=self.min_freeze_seconds,
                     copy_fraction=self.copy_fraction,
                     motion_per_frame=float(self.data_motion.mean()),
                     median_motion_per_frame=float(np.median(self.data_motion)),
@@ -410,29 +531,210 @@ class Reference:
                     copy_threshold=self.copy_threshold, copy_share=self.data_copy_share)
 
 
+# ---------------------------------------------------------------------------------------------
+# Stage coverage: where the silhouette goes, from frames
+
+
+def stage_track(frames, threshold=128, min_pixels=4, trim=0.01):
+    """`[T, 2]` per frame: the foreground's horizontal centre (fraction of the width) and its
+    height (fraction of the frame's height); NaN for a frame without a silhouette.
+
+    The centre is the mean column of the foreground pixels and the height spans the rows holding
+    the middle `1 - 2 trim` of them, so a few stray pixels of a blurry decoded frame move neither.
+    """
+    frames = np.asarray(frames)
+    if frames.ndim == 4:
+        frames = frames.mean(axis=3)
+    if frames.ndim != 3:
+        raise ValueError(f"frames must be [T, H, W] or [T, H, W, C], got shape {frames.shape}")
+    t, h, w = frames.shape
+    track = np.full((t, 2), np.nan, np.float64)
+    for c0 in range(0, t, 1024):
+        mask = frames[c0:c0 + 1024] >= threshold
+        cols = mask.sum(1, dtype=np.int64)
+        rows = mask.sum(2, dtype=np.int64)
+        total = cols.sum(1)
+        ok = total >= min_pixels
+        if not ok.any():
+            continue
+        centre = (cols[ok] @ (np.arange(w) + 0.5)) / total[ok] / w
+        cum = np.cumsum(rows[ok], axis=1) / total[ok, None]
+        top = np.argmax(cum > trim, axis=1)
+        bottom = np.argmax(cum >= 1.0 - trim, axis=1)
+        track[c0:c0 + 1024][ok] = np.stack([centre, (bottom - top + 1) / h], axis=1)
+    return track
+
+
+class Stage:
+    """Which stage positions and silhouette sizes the data occupies, to judge a rollout's.
+
+    Each axis (horizontal centre, height) is cut into equal bins between the data's 1st and 99th
+    percentiles (the ends catch the rest); a bin is occupied when it holds at least `min_share`
+    of the data's frames. Coverage is the number of occupied bins the rollout visits over the
+    number an equally long stretch of the data visits (mean over `excerpts`), per axis; the
+    stage coverage is the lower of the two, so a dancer who never leaves one spot fails however
+    much its height changes, and an axis the data never varies along (one bin) counts as covered.
+    Both tracks must be sampled at the same stride (the caller's choice).
+
+    Args:
+      data_track: `stage_track` of the data's frames `[N, 2]`.
+      clips: optional clip id of every data frame: the data's stretches lie inside clips where
+        clips are long enough.
+      position_bins, size_bins: bins along each axis.
+    """
+
+    def __init__(self, data_track, clips=None, position_bins=6, size_bins=3, min_share=0.005, excerpts=32):
+        data_track = np.asarray(data_track, np.float64)
+        if data_track.ndim != 2 or data_track.shape[1] != 2:
+            raise ValueError(f"a stage track is [N, 2], got shape {data_track.shape}")
+        self.clips = check_clips(clips, len(data_track))
+        valid = np.all(np.isfinite(data_track), axis=1)
+        if valid.sum() < 2:
+            raise ValueError("the data's frames show no silhouette: nothing to measure the stage on")
+        self.data_track, self.excerpts = data_track, int(excerpts)
+        self.bins = (int(position_bins), int(size_bins))
+        self.edges = []
+        for axis, count in enumerate(self.bins):
+            lo, hi = np.percentile(data_track[valid, axis], [1, 99])
+            self.edges.append(np.linspace(lo, hi, count + 1)[1:-1] if hi > lo else np.zeros(0))
+        self.data_bins = self.assign(data_track)
+        self.occupied = []
+        for axis in range(2):
+            b = self.data_bins[:, axis]
+            share = np.bincount(b[b >= 0], minlength=len(self.edges[axis]) + 1) / valid.sum()
+            self.occupied.append(share >= min_share)
+        self.data_position_range = [float(v) for v in np.percentile(data_track[valid, 0], [1, 99])]
+        self.data_size_range = [float(v) for v in np.percentile(data_track[valid, 1], [1, 99])]
+
+    def assign(self, track):
+        """`[T, 2]` bin of each frame along each axis; -1 for a frame without a silhouette."""
+        track = np.asarray(track, np.float64)
+        valid = np.all(np.isfinite(track), axis=1)
+        out = np.full(track.shape, -1, np.int64)
+        for axis in range(2):
+            out[valid, axis] = np.searchsorted(self.edges[axis], track[valid, axis])
+        return out
+
+    def _visited(self, bins):
+        counts = []
+        for axis in range(2):
+            b = bins[:, axis]
+            b = np.unique(b[b >= 0])
+            counts.append(int(self.occupied[axis][b].sum()))
+        return counts
+
+    def report(self, track):
+        """Occupied bins the rollout's track visits, against equally long stretches of the data.
+
+        Also the 10th percentile of the data's own stretches' stage coverage: on short stretches
+        a real dancer often stays on one side of the stage, and the verdict allows for that.
+        """
+        track = np.asarray(track, np.float64)
+        n = min(len(track), len(self.data_track))
+        starts = stretch_starts(self.clips, n, self.excerpts)
+        excerpts = np.array([self._visited(self.data_bins[s:s + n]) for s in starts], np.float64)
+        data = excerpts.mean(axis=0)
+        visited = self._visited(self.assign(track))
+        ratio = [v / d if d > 0 else None for v, d in zip(visited, data)]
+        known = [r for r in ratio if r is not None]
+        axes = [axis for axis in range(2) if data[axis] > 0]
+        data_low = float(np.percentile(np.min(excerpts[:, axes] / data[axes], axis=1), 10)) if axes else None
+        valid = np.all(np.isfinite(track), axis=1)
+        return dict(samples=int(len(track)), empty_share=float(1.0 - valid.mean()) if len(track) else None,
+                    position_bins_occupied=int(self.occupied[0].sum()), size_bins_occupied=int(self.occupied[1].sum()),
+                    positions_visited=visited[0], data_positions_visited=float(data[0]),
+                    sizes_visited=visited[1], data_sizes_visited=float(data[1]),
+                    position_coverage=ratio[0], size_coverage=ratio[1],
+                    stage_coverage=min(known) if known else None, data_stage_coverage_p10=data_low,
+                    position_range=[float(v) for v in np.percentile(track[valid, 0], [1, 99])] if valid.any() else None,
+                    data_position_range=self.data_position_range, data_size_range=self.data_size_range)
+
+
+# ---------------------------------------------------------------------------------------------
+# Goals and verdicts
+
+FREEZE_GOAL_SECONDS = 1.0
+SCREEN_MOTION_GOAL = (0.5, 2.0)
+REPEAT_GOAL = 0.10          # recurring seconds: at most this share ...
+REPEAT_GOAL_RATIO = 2.0     # ... and at most this many times the data's
+REPEAT_GOAL_FLOOR = 0.01    # (2x a share near 0 would flag a single chance recurrence; one recurring
+                            # pair of seconds is never a loop either, however short the rollout)
+POSE_COVERAGE_GOAL = 0.8
+STAGE_COVERAGE_GOAL = 0.8
+
+
+def goals(result):
+    """Pass/fail of the second half against the goal table: None where a measure is missing."""
+    h = result["second_half"]
+    f, c, rep = h["freeze"], h["coverage"], h["repetition"]
+    still, data_still = f["longest_still_seconds"], f["data_longest_still_seconds"]
+    screen = (h.get("screen") or {}).get("screen_motion_ratio")
+    share, data_share = rep["repeat_share"], rep["data_repeat_share"]
+    allowed = min(REPEAT_GOAL, max(REPEAT_GOAL_RATIO * (data_share or 0.0), REPEAT_GOAL_FLOOR))
+    allowed = max(allowed, 2.0 / max(rep["windows_per_block"], 1))
+    stage = (h.get("stage") or {}).get("stage_coverage")
+    lo, hi = SCREEN_MOTION_GOAL
+    return dict(
+        freeze=dict(value=still, data=data_still, unit="s",
+                    passed=bool(still < FREEZE_GOAL_SECONDS or still <= data_still),
+                    target=f"longest still stretch < {FREEZE_GOAL_SECONDS:g} s (or no longer than the data's own)"),
+        on_screen_motion=dict(value=screen, data=None if screen is None else 1.0, unit="x data",
+                              passed=None if screen is None else bool(lo <= screen <= hi),
+                              target=f"decoded frames change {lo:g}-{hi:g}x as much per frame as the data's"),
+        recurring_seconds=dict(value=share, data=data_share, unit="share",
+                               passed=None if share is None else bool(share <= allowed),
+                               target=f"<= {REPEAT_GOAL_RATIO:g}x the data's share and <= {REPEAT_GOAL:.0%}"
+                                      + ("" if share is None else f": here <= {allowed:.1%}")),
+        pose_coverage=dict(value=c["coverage_ratio"], data=1.0, unit="x data",
+                           passed=bool(c["coverage_ratio"] >= POSE_COVERAGE_GOAL),
+                           target=f">= {POSE_COVERAGE_GOAL:g}x the pose clusters an equally long data stretch visits"),
+        stage_coverage=dict(value=stage, data=None if stage is None else 1.0, unit="x data",
+                            passed=None if stage is None else bool(stage >= STAGE_COVERAGE_GOAL),
+                            target=f">= {STAGE_COVERAGE_GOAL:g}x the stage positions and sizes an equally long data "
+                                   "stretch visits"))
+
+
 def verdicts(result, sluggish=0.5, hectic=2.0, narrow=0.5, off=0.9, copying=0.5, repetitive=0.5):
     """Yes/no answers with the rule that produced each (thresholds are ratios to the data)."""
     m, f, c, n = result["motion"], result["freeze"], result["coverage"], result["novelty"]
     share = n.get("copy_share")
     rep = result.get("repetition", {})
     repeat, data_repeat = rep.get("repeat_share"), rep.get("data_repeat_share") or 0.0
-    return dict(
+    out = dict(
         frozen=f["frozen"],
         sluggish=bool(m["tail_motion_ratio"] < sluggish),
         hectic=bool(m["tail_motion_ratio"] > hectic),
         narrow=bool(c["coverage_ratio"] < narrow),
         off_distribution=bool(c["in_distribution_share"] < off),
         copying=bool(share is not None and share >= copying),
-        repetitive=bool(repeat is not None and repeat >= max(repetitive, 2 * data_repeat)),
-        rules=dict(
-            frozen=f"longest still stretch > {f['freeze_seconds']:.2f} s (twice the data's longest, at least the minimum)",
-            sluggish=f"motion of the last {m['tail_frames']} frames < {sluggish}x the data's",
-            hectic=f"motion of the last {m['tail_frames']} frames > {hectic}x the data's",
-            narrow=f"visits < {narrow}x the pose clusters an equally long data excerpt visits",
-            off_distribution=f"< {off:.0%} of frames within the data's 99th-percentile distance of a pose cluster",
-            copying=f">= {copying:.0%} of one-second windows are near-copies of training windows",
-            repetitive=f">= {repetitive:.0%} of one-second windows (and twice the data's share) recur as "
-                       "near-copies elsewhere in the dance"))
+        repetitive=bool(repeat is not None and repeat >= max(repetitive, 2 * data_repeat)))
+    rules = dict(
+        frozen=f"longest still stretch > {f['freeze_seconds']:.2f} s (twice the data's longest, at least the minimum)",
+        sluggish=f"motion of the last {m['tail_frames']} frames < {sluggish}x the data's",
+        hectic=f"motion of the last {m['tail_frames']} frames > {hectic}x the data's",
+        narrow=f"visits < {narrow}x the pose clusters an equally long data excerpt visits",
+        off_distribution=f"< {off:.0%} of frames within the data's 99th-percentile distance of a pose cluster",
+        copying=f">= {copying:.0%} of one-second windows are near-copies of training windows",
+        repetitive=f">= {repetitive:.0%} of one-second windows (and twice the data's share) recur as "
+                   "near-copies elsewhere in the dance")
+    g = result.get("goals")
+    if g:
+        out["looping"] = g["recurring_seconds"]["passed"] is False
+        rules["looping"] = ("second half: recurring one-second windows miss the goal "
+                            f"({g['recurring_seconds']['target']})")
+        out["narrow_second_half"] = not g["pose_coverage"]["passed"]
+        rules["narrow_second_half"] = f"second half: visits < {POSE_COVERAGE_GOAL:g}x the pose clusters an equally " \
+                                      "long data stretch visits"
+        stage = result["second_half"].get("stage")
+        if stage and stage["stage_coverage"] is not None:
+            low = stage["data_stage_coverage_p10"]
+            limit = STAGE_COVERAGE_GOAL if low is None else min(STAGE_COVERAGE_GOAL, low)
+            out["stuck_in_place"] = bool(stage["stage_coverage"] < limit)
+            rules["stuck_in_place"] = (f"second half: visits < {limit:.2g}x the stage positions (or silhouette sizes) "
+                                       f"an equally long data stretch visits ({STAGE_COVERAGE_GOAL:g}x, or less where "
+                                       "a tenth of the data's own stretches visit less)")
+    out["rules"] = rules
+    return out
 
 
 def to_json(value):

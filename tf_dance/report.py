@@ -9,6 +9,7 @@ with PIL. The whole directory is written atomically.
 """
 
 import json
+import math
 import os
 import time
 
@@ -20,6 +21,9 @@ from tf_dance import cli, metrics
 STRIP_FRAMES = 128       # Figure 2 / 7 strips: every 4th of 128 frames = 32 tiles
 AVERAGE_FRAMES = 2000    # Figure 5 averages at most this many evenly spaced decoded frames
 SCREEN_FRAMES = 480      # on-screen motion: the last 20 s at 24 fps, decoded
+SCREEN_BLOCKS = 10       # second half: on-screen motion of this many stretches spread over it, SCREEN_FRAMES in all
+STAGE_SAMPLES = 1500     # stage coverage: at most this many decoded frames of a rollout's second half ...
+STAGE_DATA_SAMPLES = 3000  # ... and of the data, both at the same stride
 STILL_ON_SCREEN = 0.25   # verdict: decoded frames change less than this fraction of the data's
 COLOURS = [(220, 60, 40), (40, 110, 220), (30, 160, 80), (200, 140, 0), (150, 60, 200), (0, 160, 170)]
 DATA_COLOUR = (120, 120, 120)
@@ -234,12 +238,14 @@ def load_generated(path):
 
 
 def evaluate_dance(generated, train, fps, out_dir, *, decoder_dir=None, data_frames=None, options=None,
-                   reference_options=None, arrays=None, progress=True):
+                   reference_options=None, arrays=None, progress=True, decode=None):
     """Measures `generated` (`[T, D]` or `[K, T, D]`) against `train` and writes `out_dir`.
 
     out_dir receives metrics.json, report.md and PNG figures (the decoded ones only with
     `decoder_dir`). `options` (e.g. how the rollout was made) are recorded in the JSON;
-    `arrays` ({name: array}) are saved beside it as name.npy. Returns the JSON dict.
+    `arrays` ({name: array}) are saved beside it as name.npy. `decode` (latents -> uint8
+    frames; default: the decoder at `decoder_dir`) gives on-screen motion and stage coverage
+    of the second half. Returns the JSON dict.
     """
     generated = np.asarray(generated, np.float32)
     if generated.ndim == 2:
@@ -253,7 +259,9 @@ def evaluate_dance(generated, train, fps, out_dir, *, decoder_dir=None, data_fra
         raise cli.UserError("generated latents need at least 2 frames to measure motion")
     if not np.all(np.isfinite(generated)):
         raise cli.UserError("generated latents contain NaN or inf (the rollout diverged)")
-    steps = 4 if decoder_dir else 3
+    if decode is None and decoder_dir:
+        decode = _saved_decoder(decoder_dir)
+    steps = 3 + bool(decode) + bool(decoder_dir)
     clock = time.time()
 
     def say(i, message):
@@ -265,8 +273,15 @@ def evaluate_dance(generated, train, fps, out_dir, *, decoder_dir=None, data_fra
         reference = metrics.Reference(train, fps, **(reference_options or {}))
     except ValueError as e:
         raise cli.UserError(str(e)) from None
-    say(2, f"measuring {len(generated)} dance(s) of {generated.shape[1]} frames")
-    results = [reference.evaluate(g) for g in generated]
+    decoded = [{} for _ in generated]
+    if decode:
+        say(2, "decoding the second half for stage coverage and on-screen motion")
+        decoded = second_half_frame_measures(generated, reference, decode)
+    say(2 + bool(decode), f"measuring {len(generated)} dance(s) of {generated.shape[1]} frames")
+    try:
+        results = [reference.evaluate(g, **d) for g, d in zip(generated, decoded)]
+    except ValueError as e:
+        raise cli.UserError(str(e)) from None
     report = dict(options=options or {}, data=reference.summary(),
                   dancers=[{k: v for k, v in r.items() if k != "novelty"} for r in results])
     for out, r in zip(report["dancers"], results):
@@ -277,6 +292,7 @@ def evaluate_dance(generated, train, fps, out_dir, *, decoder_dir=None, data_fra
     names = [k for k in results[0]["verdicts"] if k != "rules"]
     report["verdicts"] = {k: any(r["verdicts"][k] for r in results) for k in names}
     report["verdict_rules"] = results[0]["verdicts"]["rules"]
+    report["goals"] = combined_goals([r["goals"] for r in results])
 
     with cli.atomic_output(out_dir, is_dir=True) as tmp:
         figures = {}
@@ -288,8 +304,8 @@ def evaluate_dance(generated, train, fps, out_dir, *, decoder_dir=None, data_fra
             novelty_figure(os.path.join(tmp, "novelty.png"), reference, results)
             figures["novelty"] = "novelty.png"
         if decoder_dir:
-            say(3, f"decoding frames for the figures with {decoder_dir}")
-            report["pictures"] = _pictures(tmp, figures, generated, train, decoder_dir, data_frames)
+            say(steps - 1, f"decoding frames for the figures with {decoder_dir}")
+            report["pictures"] = _pictures(tmp, figures, generated, reference, decoder_dir, data_frames)
             ratio = report["pictures"]["screen_motion_ratio"]
             report["verdicts"]["still_on_screen"] = bool(ratio is not None and ratio < STILL_ON_SCREEN)
             report["verdict_rules"]["still_on_screen"] = (
@@ -307,8 +323,70 @@ def evaluate_dance(generated, train, fps, out_dir, *, decoder_dir=None, data_fra
     return report
 
 
-def _pictures(tmp, figures, generated, train, decoder_dir, data_frames):
+def combined_goals(per_dancer):
+    """One entry per goal: every dancer's value, and passed when all pass (None if unmeasured)."""
+    out = {}
+    for name, first in per_dancer[0].items():
+        passed = [g[name]["passed"] for g in per_dancer]
+        out[name] = dict(target=first["target"], unit=first["unit"], values=[g[name]["value"] for g in per_dancer],
+                         data=[g[name]["data"] for g in per_dancer],
+                         passed=None if any(p is None for p in passed) else all(passed))
+    return out
+
+
+def _data_stretches(reference, length, count):
+    """Starts and length of up to `count` data stretches inside clips, as long as asked where clips allow."""
+    longest = max(b - a for a, b in reference.segments)
+    length = max(1, min(length, longest))
+    return metrics.excerpt_starts(reference.clips, length, count), length
+
+
+def _saved_decoder(decoder_dir):
+    from tf_dance import autoencoder
+    return lambda latents: autoencoder.decode_latents(decoder_dir, latents)
+
+
+def second_half_frame_measures(generated, reference, decode):
+    """`[dict(stage=..., screen=...)]` per dancer: what only decoded frames of the second half show.
+
+    decode: latents `[n, D]` -> uint8 frames `[n, H, W, C]`.
+
+    Stage coverage compares the silhouette's place and size in decoded frames at one stride for
+    the rollout and the data (decoded too, so the decoder's blur is on both sides); on-screen
+    motion averages SCREEN_BLOCKS stretches spread over the second half against as many data
+    stretches, each inside one clip.
+    """
+    train, total = reference.train, generated.shape[1]
+    half = max(2, total - total // 2)
+    stride = max(1, math.ceil(half / STAGE_SAMPLES), math.ceil(len(train) / STAGE_DATA_SAMPLES))
+    try:
+        stage = metrics.Stage(metrics.stage_track(decode(train[::stride])), clips=reference.clips[::stride])
+    except ValueError as e:
+        stage = str(e)
+    block = max(2, min(half, SCREEN_FRAMES // SCREEN_BLOCKS))
+    starts, length = _data_stretches(reference, block, SCREEN_BLOCKS)
+    data_screen = float(np.mean([screen_motion(decode(train[s:s + length]))
+                                 for s in starts]))
+    out = []
+    for g in generated:
+        second = g[len(g) - half:]
+        if isinstance(stage, str):
+            report = dict(stage_coverage=None, missing=stage)
+        else:
+            report = stage.report(metrics.stage_track(decode(second[::stride])))
+            report["stride"] = int(stride)
+        at = np.unique(np.linspace(0, len(second) - block, SCREEN_BLOCKS).round().astype(int))
+        screen = float(np.mean([screen_motion(decode(second[s:s + block]))
+                                for s in at]))
+        out.append(dict(stage=report, screen=dict(
+            frames=int(len(at) * block), stretches=int(len(at)), stretch_frames=int(block), screen_motion=screen,
+            data_screen_motion=data_screen, screen_motion_ratio=screen / data_screen if data_screen > 0 else None)))
+    return out
+
+
+def _pictures(tmp, figures, generated, reference, decoder_dir, data_frames):
     from tf_dance import autoencoder, video
+    train = reference.train
     first = generated[0]
     strip = autoencoder.decode_latents(decoder_dir, first[:STRIP_FRAMES])
     video.contact_sheet(os.path.join(tmp, "figure2_strip.png"), strip, every=4, columns=8, scale=2,
@@ -334,9 +412,10 @@ def _pictures(tmp, figures, generated, train, decoder_dir, data_frames):
     figures["average"] = "figure5_average.png"
     gen_crisp, data_crisp = crispness(sample), crispness(data_sample)
     n = min(len(first), len(train), SCREEN_FRAMES)
-    clips = [train[s:s + n] for s in np.unique(np.linspace(0, len(train) - n, 4).astype(int))]
+    starts, length = _data_stretches(reference, n, 4)
     screen = screen_motion(autoencoder.decode_latents(decoder_dir, first[len(first) - n:]))
-    data_screen = float(np.mean([screen_motion(autoencoder.decode_latents(decoder_dir, c)) for c in clips]))
+    data_screen = float(np.mean([screen_motion(autoencoder.decode_latents(decoder_dir, train[s:s + length]))
+                                 for s in starts]))
     return dict(crispness=gen_crisp, data_crispness=data_crisp,
                 crispness_ratio=gen_crisp / data_crisp if data_crisp > 0 else None,
                 screen_frames=int(n), screen_motion=screen, data_screen_motion=data_screen,
@@ -348,16 +427,60 @@ def _row(name, gen, data, fmt="{:.3g}"):
     return f"| {name} | {show(gen)} | {show(data)} |\n"
 
 
+def _goals_table(goals, dancers):
+    if not goals:
+        return ""
+    met = {True: "yes", False: "**NO**", None: "not measured"}
+    show = lambda v: "-" if v is None else f"{v:.3g}"
+    h = dancers[0]["second_half"]
+    out = [f"\n## Goals (second half: frames {h['start_frame']}-{h['start_frame'] + h['frames'] - 1})\n\n"
+           "| goal | generated | data | target | met? |\n| --- | --- | --- | --- | --- |\n"]
+    for name, g in goals.items():
+        values = ", ".join(show(v) for v in g["values"])
+        data = ", ".join(sorted({show(v) for v in g["data"]}))
+        out.append(f"| {name.replace('_', ' ')} ({g['unit']}) | {values} | {data} | {g['target']} | "
+                   f"{met[g['passed']]} |\n")
+    return "".join(out)
+
+
+def _second_half_rows(h):
+    if not h:
+        return []
+    f, m, c, rep = h["freeze"], h["motion"], h["coverage"], h["repetition"]
+    rows = [_row("2nd half: longest still stretch (s)", f["longest_still_seconds"], f["data_longest_still_seconds"]),
+            _row("2nd half: motion ratio / data", m["motion_ratio"], 1.0),
+            _row("2nd half: pose clusters visited", c["clusters_visited"], c["data_clusters_visited"]),
+            _row("2nd half: pose coverage ratio", c["coverage_ratio"], 1.0),
+            _row(f"2nd half: share of one-second windows that recur ({rep['blocks']} x {rep['block_frames']} frames)",
+                 rep["repeat_share"], rep["data_repeat_share"])]
+    if h.get("screen"):
+        rows.append(_row(f"2nd half: on-screen motion ({h['screen']['stretches']} decoded stretches, mean pixel "
+                         "change)", h["screen"]["screen_motion"], h["screen"]["data_screen_motion"]))
+    st = h.get("stage")
+    if st and st.get("missing"):
+        rows.append(_row("2nd half: stage coverage", f"not measured: {st['missing']}", None))
+    elif st:
+        rows += [_row(f"2nd half: stage positions visited (of {st['position_bins_occupied']} the data uses)",
+                      st["positions_visited"], st["data_positions_visited"]),
+                 _row(f"2nd half: silhouette sizes visited (of {st['size_bins_occupied']})",
+                      st["sizes_visited"], st["data_sizes_visited"]),
+                 _row("2nd half: stage coverage (lower of the two ratios; data: 10th percentile)",
+                      st["stage_coverage"], st["data_stage_coverage_p10"])]
+    return rows
+
+
 def markdown(report):
     """report.md: verdicts first, then each measure with what it means and its picture."""
     d, dancers, figs = report["data"], report["dancers"], report["figures"]
     yes = lambda v: "**yes**" if v else "no"
     out = ["# Dance evaluation\n\n",
            f"{len(dancers)} generated dance(s) of {dancers[0]['frames']} frames ({dancers[0]['seconds']:.1f} s) "
-           f"measured against {d['frames']} training latents ({d['dim']}-d, {d['fps']:g} fps).\n\n",
+           f"measured against {d['frames']} training latents ({d['dim']}-d, {d['fps']:g} fps"
+           f"{', %d clips' % d['clips'] if d.get('clips', 1) > 1 else ''}).\n\n",
            "## Verdicts\n\n| question | answer | rule |\n| --- | --- | --- |\n"]
     for k, v in report["verdicts"].items():
         out.append(f"| {k.replace('_', ' ')}? | {yes(v)} | {report['verdict_rules'][k]} |\n")
+    out.append(_goals_table(report.get("goals"), dancers))
     for i, r in enumerate(dancers):
         m, f, c, n = r["motion"], r["freeze"], r["coverage"], r["novelty"]
         out.append(f"\n## {'Generated dance' if len(dancers) == 1 else f'Dancer {i}'}\n\n"
@@ -376,6 +499,7 @@ def markdown(report):
                 _row("longest near-copy stretch (s)", n["longest_copy_seconds"], None),
                 _row(f"share of one-second windows that recur (last {r['repetition']['frames']} frames)",
                      r["repetition"]["repeat_share"], r["repetition"]["data_repeat_share"])]
+        out += _second_half_rows(r.get("second_half"))
     pictures = report.get("pictures")
     if pictures:
         out.append(_row("crispness of decoded frames", pictures["crispness"], pictures["data_crispness"]))
@@ -405,6 +529,21 @@ one pose and stayed frozen there forever".
     if "last_frames" in figs:
         out.append(f"\nThe last frames of the rollout (every 4th): a frozen dance shows one pose repeated.\n\n"
                    f"![last frames]({figs['last_frames']})\n")
+    out.append("""
+**Second half and goals.** A rollout starts from real frames, so its first stretch can look like the data
+whatever the model learned. Freezing, motion, pose coverage, recurring seconds and, with a decoder, on-screen
+motion and stage coverage are measured again on the second half alone, each against equally long stretches of
+the data (inside clips: a cut between two videos is never counted as motion or as a second of dance), and the
+goals table judges only that half. Recurring seconds there are counted in back-to-back blocks as long as the data
+allows (at most 6,000 frames) over the whole half.
+
+**Stage coverage.** Where the dancer goes: in each decoded frame the silhouette's horizontal centre and its
+height (the rows holding the middle 98% of its pixels). Each is cut into equal bins between the data's 1st and
+99th percentiles (decoded data, sampled at the same stride); the rollout's coverage is the number of bins the
+data uses that it visits, over the number an equally long stretch of data visits, per axis; the stage coverage
+is the lower of the two. A dancer who wobbles on one spot visits one position. *stuck in place* below 0.8, or
+below the 10th percentile of the data's own stretches where shorter stretches of the data often stay on one side.
+""")
     out.append(f"""
 **Pose coverage.** The training latents are grouped into {d['clusters']} poses by k-means; a dance that
 explores the data's repertoire visits about as many of them as an equally long stretch of the data
