@@ -174,30 +174,6 @@ def load_latents(path, dim=None):
     return z.astype(np.float32)
 
 
-def latent_clips_path(latents_path):
-    """Where `encode` keeps the clip ids of `X.npy`: `X_clips.npy` beside it."""
-    return os.path.splitext(latents_path)[0] + "_clips.npy"
-
-
-def load_latent_clips(latents_path, n):
-    """int32 `[n]` clip id of every latent, from `X_clips.npy` beside `X.npy`; zeros when absent
-    (latents encoded before clips existed are one clip)."""
-    path = latent_clips_path(latents_path)
-    if not os.path.exists(path):
-        return np.zeros(n, np.int32)
-    try:
-        clips = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as e:
-        raise cli.UserError(f"{path} is not a readable .npy array ({e})") from None
-    if clips.ndim != 1 or not np.issubdtype(clips.dtype, np.integer):
-        raise cli.UserError(f"{path}: clip ids must be a 1-d integer array, got {clips.dtype} {clips.shape}")
-    if len(clips) != n:
-        raise cli.UserError(f"{path} has {len(clips)} clip ids but there are {n} latents")
-    if n and (clips[0] != 0 or np.any(np.diff(clips) < 0) or np.any(np.diff(clips) > 1)):
-        raise cli.UserError(f"{path}: clip ids must start at 0 and never decrease or skip (each clip one run)")
-    return clips.astype(np.int32)
-
-
 def save_array(path, array):
     with cli.atomic_output(path) as tmp:
         np.save(tmp, array)
