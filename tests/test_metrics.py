@@ -251,7 +251,7 @@ def test_stage_track_finds_the_silhouette():
 
 @pytest.fixture(scope="module")
 def dancer_frames():
-    return synthesize.dancer(2400, seed=0, fps=FPS)["frames"]
+    return dancer.dancer(2400, seed=0, fps=FPS)["frames"]
 
 
 def test_stage_coverage_flags_a_dancer_stuck_in_one_place(dancer_frames):
