@@ -172,3 +172,23 @@ def test_a_short_loop_is_repetitive_and_the_data_is_not(reference, train):
     assert not data["verdicts"]["repetitive"]
     assert data["repetition"]["repeat_share"] < 0.5
     assert not reference.evaluate(dance_latents(2160, seed=9))["verdicts"]["repetitive"]
+
+
+def test_spearman_and_frame_iou():
+    """The autoencoder's evaluation numbers: rank correlation (ties averaged) and per-frame IoU."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=50)
+    y = x ** 3 + 0.1 * rng.normal(size=50)
+    rank = lambda v: np.argsort(np.argsort(v))  # noqa: E731 (no ties)
+    d = rank(x) - rank(y)
+    assert metrics.spearman(x, y) == pytest.approx(1 - 6 * (d ** 2).sum() / (50 * (50 ** 2 - 1)))
+    assert metrics.spearman(x, np.exp(x)) == pytest.approx(1.0)
+    assert metrics.spearman(x, -x) == pytest.approx(-1.0)
+    assert metrics.spearman([1, 2, 2, 3], [1, 2, 2, 3]) == pytest.approx(1.0)  # ties
+    np.testing.assert_allclose(metrics._ranks([30, 10, 20, 20]), [3, 0, 1.5, 1.5])
+    a = np.zeros((3, 4, 4, 1))
+    b = np.zeros((3, 4, 4, 1))
+    a[0, :2] = 1
+    b[0, :1] = 1  # IoU 1/2
+    a[1, 0, 0] = 1  # IoU 0
+    np.testing.assert_allclose(metrics.frame_iou(a, b), [0.5, 0.0, 1.0])
