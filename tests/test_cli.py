@@ -32,6 +32,15 @@ def mode(path):
     return stat.S_IMODE(os.stat(path).st_mode)
 
 
+def run_threads(target, args):
+    """Runs `target(*a)` for each `a` in `args`, each in its own thread, and waits for all."""
+    threads = [threading.Thread(target=target, args=a) for a in args]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
 def test_atomic_file_appears_only_on_success(tmp_path):
     path = tmp_path / "out" / "result.npy"
     with cli.atomic_output(str(path)) as tmp:
@@ -43,21 +52,21 @@ def test_atomic_file_appears_only_on_success(tmp_path):
     assert os.listdir(path.parent) == ["result.npy"]
 
 
-@pytest.mark.parametrize("error", [Boom, KeyboardInterrupt])
-def test_atomic_file_leaves_nothing_on_failure(tmp_path, error):
-    path = tmp_path / "result.txt"
+def _fail_half_way(path, error=Boom):
     with pytest.raises(error):
         with cli.atomic_output(str(path)) as tmp:
             with open(tmp, "w") as f:
                 f.write("half")
             raise error()
+
+
+@pytest.mark.parametrize("error", [Boom, KeyboardInterrupt])
+def test_atomic_file_leaves_nothing_on_failure(tmp_path, error):
+    path = tmp_path / "result.txt"
+    _fail_half_way(path, error)
     assert os.listdir(tmp_path) == []
     path.write_text("old")
-    with pytest.raises(Boom):
-        with cli.atomic_output(str(path)) as tmp:
-            with open(tmp, "w") as f:
-                f.write("half")
-            raise Boom()
+    _fail_half_way(path, error)
     assert path.read_text() == "old" and os.listdir(tmp_path) == ["result.txt"]
 
 
@@ -151,12 +160,8 @@ def test_concurrent_threads_get_distinct_versions(tmp_path, empty):
             start.wait()
         found[i] = cli.export_version(str(tmp_path), "m", write)
 
-    threads = [threading.Thread(target=export, args=(i,)) for i in range(n)]
     with umask(0o022):
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        run_threads(export, [(i,) for i in range(n)])
         assert os.umask(0o022) == 0o022
     assert sorted(found) == sorted(str(tmp_path / "m" / str(v)) for v in range(1, n + 1))
     assert sorted(os.listdir(tmp_path / "m")) == sorted(str(v) for v in range(1, n + 1))
@@ -213,11 +218,7 @@ def test_threads_leave_the_umask_alone(tmp_path, monkeypatch):
         path.write_text("")
     with umask(0o022):
         monkeypatch.setattr(os, "umask", slow_umask)
-        threads = [threading.Thread(target=cli._default_permissions, args=(str(p), False)) for p in paths]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        run_threads(cli._default_permissions, [(str(p), False) for p in paths])
         monkeypatch.undo()
         assert os.umask(0o022) == 0o022
     assert {mode(p) for p in paths} == {0o644}

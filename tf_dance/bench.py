@@ -9,6 +9,7 @@ same run, since this machine is shared.
 """
 
 import json
+import os
 import statistics
 import time
 
@@ -18,6 +19,7 @@ from tf_dance import cli
 
 FLAGS = flags.FLAGS
 REPEATS = 5
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repository: flags/ lives here
 
 
 def define_flags():
@@ -54,7 +56,6 @@ def median_rate(fn, items, repeats=REPEATS, warmup=1):
 @benchmark("ingest")
 def ingest(repeats=REPEATS):
     """Synthesize 18,000 dancer frames; decode a 480x270 H.264 source to 96x54 datasets."""
-    import os
     import tempfile
 
     from tf_dance import synthesize, video
@@ -184,7 +185,6 @@ def bench_sequence(repeats=REPEATS):
     per step vs. the exported `rollout` signature (batch 1 and 16); and the paper's Perlin check at
     full size (flags/paper_lstm.flags on 18,000 10-d Perlin vectors): training seconds until an
     epoch's mean loss is 100x below the first batch's."""
-    import os
     import tempfile
 
     import keras
@@ -248,7 +248,7 @@ def bench_sequence(repeats=REPEATS):
         / out["rollout frames/s, Keras predict per step (batch 1)"])
 
     paper = sequence_training.flagfile_settings(
-        os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "flags", "paper_lstm.flags"))
+        os.path.join(_ROOT, "flags", "paper_lstm.flags"))
     with tempfile.TemporaryDirectory() as tmp:
         np.save(f"{tmp}/perlin.npy", synthesize.perlin_vectors(18000, seed=0, dim=10))
         result = sequence_training.train_and_evaluate(f"{tmp}/perlin.npy", f"{tmp}/run", f"{tmp}/saved",
@@ -283,7 +283,6 @@ def _single_threaded_rollout(path, seed, n):
     """The batch-1 rollout in a fresh process with TF's and XLA's thread pools at one thread: on a
     shared 2-core machine, splitting one small matrix-vector product per step over two threads
     costs more than it gains. Thread pools are fixed at start-up, hence the subprocess."""
-    import os
     import subprocess
     import sys
 
@@ -293,8 +292,7 @@ def _single_threaded_rollout(path, seed, n):
     np.save(seed_path, seed)
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TF_NUM_INTRAOP_THREADS="1", TF_NUM_INTEROP_THREADS="1",
                XLA_FLAGS="--xla_cpu_multi_thread_eigen=false",
-               PYTHONPATH=os.pathsep.join([os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                           os.environ.get("PYTHONPATH", "")]))
+               PYTHONPATH=os.pathsep.join([_ROOT, os.environ.get("PYTHONPATH", "")]))
     result = subprocess.run([sys.executable, "-c", _SINGLE_THREADED, path, str(n), seed_path], env=env,
                             capture_output=True, text=True, check=True)
     rate, seconds = map(float, result.stdout.split()[-2:])
@@ -308,10 +306,8 @@ def _single_threaded_rollout(path, seed, n):
 
 def _demo_settings():
     """The demo's autoencoder and LSTM settings, read from their flagfiles (the bench sizes models like the demo)."""
-    import os
-
     from tf_dance import autoencoder_training, sequence_training
-    flags_dir = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "flags")
+    flags_dir = os.path.join(_ROOT, "flags")
     ae = autoencoder_training.check_config(
         autoencoder_training.flagfile_settings(os.path.join(flags_dir, "quick_autoencoder.flags")))
     lstm = sequence_training.resolve_config(
@@ -325,7 +321,6 @@ def bench_generate(repeats=REPEATS):
     600 and 60,000 frames, with RANDOM-INIT models of the demo's size (flags/quick_autoencoder.flags,
     flags/quick_lstm.flags): speed does not depend on the weights. Seeded from latents; writes mp4, GIF
     (first 600 frames), sheet and latents. Also the share of each stage for 60,000 frames."""
-    import os
     import tempfile
 
     import keras
@@ -401,7 +396,6 @@ def bench_dancing(repeats=REPEATS):
     windows that are near-copies, share of 1-second windows that recur within the rollout (repetition),
     training seconds. About 15 minutes on 2 cores (the autoencoder is 5-8). Each variant runs once
     (`repeats` is unused: the figures are not speeds)."""
-    import os
     import subprocess
     import sys
     import tempfile
@@ -410,22 +404,21 @@ def bench_dancing(repeats=REPEATS):
 
     from tf_dance import data, metrics, rollout, sequence_training, synthesize
 
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    flagfile = os.path.join(root, "flags", "quick_lstm.flags")
+    flagfile = os.path.join(_ROOT, "flags", "quick_lstm.flags")
     base = sequence_training.flagfile_settings(flagfile)
     recommended = {"temperature": 1.0, "noise": 0.0}
     with open(flagfile) as f:  # the flagfile's "# rollout: temperature=T noise=N" line
         for line in f:
             if line.startswith("# rollout:"):
                 recommended.update({k: float(v) for k, v in (i.split("=") for i in line.split(":", 1)[1].split())})
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=os.pathsep.join([_ROOT, os.environ.get("PYTHONPATH", "")]))
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
         dancer = synthesize.dancer(_DANCING_FRAMES, seed=0)
         data.save_dataset(f"{tmp}/dancer.npz", dancer["frames"], 24.0)
         start = time.perf_counter()
         for script, *args in [
-                ("train_autoencoder", f"--flagfile={root}/flags/quick_autoencoder.flags", "--seed=0",
+                ("train_autoencoder", f"--flagfile={_ROOT}/flags/quick_autoencoder.flags", "--seed=0",
                  f"--data={tmp}/dancer.npz", f"--workdir={tmp}/ae", f"--export_dir={tmp}/saved"),
                 ("encode", f"--data={tmp}/dancer.npz", f"--encoder={tmp}/saved/encoder", f"--out={tmp}/latents.npy")]:
             subprocess.run([sys.executable, "-m", f"tf_dance.{script}", *args], env=env, check=True,
