@@ -108,25 +108,6 @@ def test_losses_match_tensorflow():
     assert set(autoencoder.LOSSES) == {"xent", "mse"}
 
 
-def test_spearman_and_iou():
-    from tf_dance import autoencoder
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=50)
-    y = x ** 3 + 0.1 * rng.normal(size=50)
-    rank = lambda v: np.argsort(np.argsort(v))  # noqa: E731 (no ties)
-    d = rank(x) - rank(y)
-    assert autoencoder.spearman(x, y) == pytest.approx(1 - 6 * (d ** 2).sum() / (50 * (50 ** 2 - 1)))
-    assert autoencoder.spearman(x, np.exp(x)) == pytest.approx(1.0)
-    assert autoencoder.spearman(x, -x) == pytest.approx(-1.0)
-    assert autoencoder.spearman([1, 2, 2, 3], [1, 2, 2, 3]) == pytest.approx(1.0)  # ties
-    a = np.zeros((3, 4, 4, 1))
-    b = np.zeros((3, 4, 4, 1))
-    a[0, :2] = 1
-    b[0, :1] = 1  # IoU 1/2
-    a[1, 0, 0] = 1  # IoU 0
-    np.testing.assert_allclose(autoencoder.frame_iou(a, b), [0.5, 0.0, 1.0])
-
-
 def test_train_evaluate_export(trained):
     result, work, models = trained
     m = result["metrics"]

@@ -267,3 +267,21 @@ def test_stage_coverage_flags_a_dancer_stuck_in_one_place(dancer_frames):
     assert stuck["stage_coverage"] < 0.3 < stuck["data_stage_coverage_p10"]
     blank = stage.report(metrics.stage_track(np.zeros_like(dancer_frames[:100])))
     assert blank["stage_coverage"] == 0.0 and blank["empty_share"] == 1.0
+def test_spearman_and_frame_iou():
+    """The autoencoder's evaluation numbers: rank correlation (ties averaged) and per-frame IoU."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=50)
+    y = x ** 3 + 0.1 * rng.normal(size=50)
+    rank = lambda v: np.argsort(np.argsort(v))  # noqa: E731 (no ties)
+    d = rank(x) - rank(y)
+    assert metrics.spearman(x, y) == pytest.approx(1 - 6 * (d ** 2).sum() / (50 * (50 ** 2 - 1)))
+    assert metrics.spearman(x, np.exp(x)) == pytest.approx(1.0)
+    assert metrics.spearman(x, -x) == pytest.approx(-1.0)
+    assert metrics.spearman([1, 2, 2, 3], [1, 2, 2, 3]) == pytest.approx(1.0)  # ties
+    np.testing.assert_allclose(metrics._ranks([30, 10, 20, 20]), [3, 0, 1.5, 1.5])
+    a = np.zeros((3, 4, 4, 1))
+    b = np.zeros((3, 4, 4, 1))
+    a[0, :2] = 1
+    b[0, :1] = 1  # IoU 1/2
+    a[1, 0, 0] = 1  # IoU 0
+    np.testing.assert_allclose(metrics.frame_iou(a, b), [0.5, 0.0, 1.0])

@@ -1,15 +1,39 @@
 """tf_dance: a Keras/TensorFlow port of 'Generating Dance Moves' (Huang, Jiang, Xiao, 2017).
 
-Pipeline (one module per part of the paper):
-  data        .npz datasets of 96x54 silhouette frames
-  synthesize  the embedded defaults (script): the dancer, as one dance or as footage, or the Perlin set
-  dancer      the procedural silhouette dancer, one dance or several clips with cuts
-  perlin      gradient noise and the paper's 10-d Perlin set (section 5.3)
-  video       video in and out (moviepy), GIFs and contact sheets
-  autoencoder frames <-> 128-d latents (section 3.1)
-  sequence_model  stateful LSTM regressor and the FNN baseline (sections 3.2-3.4)
-  rollout     feeding predictions back to generate a dance (section 3.5)
-  evaluate    numbers instead of eyes: freezing, motion, coverage, novelty (section 5)
+96x54 silhouette frames -> a conv autoencoder -> 128-d latents -> a stateful LSTM -> a rollout of new
+latents -> decoded video. Scripts are verbs (`python -m tf_dance.<verb>`, flags defined only when run);
+libraries are nouns, flag-free and importable together.
+
+Scripts, in pipeline order:
+  synthesize            the embedded data as a dataset .npz: the procedural dancer or the Perlin set
+  prepare_video         real dance footage -> a dataset .npz of silhouette frames
+  train_autoencoder     trains the autoencoder and exports encoder and decoder SavedModels (section 3.1)
+  encode                a dataset's frames -> latent vectors, through an exported encoder
+  train_lstm            trains the next-latent LSTM (or the FNN baseline) and exports it (sections 3.2-3.4)
+  generate              a new dance video from the exported models (section 3.5)
+  evaluate              measures a generated dance and writes the report (section 5)
+  demo                  the whole pipeline in one command, on the synthetic dancer
+  bench                 every speed figure of BENCHMARKS.md in one run
+
+Models and training:
+  autoencoder           the conv autoencoder, frame <-> latent, and its SavedModel export (section 3.1)
+  stage                 where the dancer is on the stage, apart from the pose: box, centring, placing back
+  autoencoder_training  the library behind train_autoencoder: batches, resume, evaluation, export
+  sequence_model        the stateful LSTM and the FNN baseline, with a fused, hand-differentiated LSTM
+  sequence_training     the library behind train_lstm: char-rnn streams, resume, export
+  config                one settings mechanism for both trainers: flags, checks and flagfile reading
+  rollout               the sequence model's SavedModel signatures (step, in-graph rollout) and export
+  generation            making a dance: prime on real latents, roll out, decode (section 3.5)
+
+Evaluation and I/O:
+  metrics               numbers instead of eyes: freezing, motion, coverage, novelty, repetition; IoU, Spearman
+  report                the evaluation report: metrics.json, report.md and the paper's figures
+  savedmodels           the one client for exported models: find a version, load once, encode, decode, roll out
+  data                  the dataset format shared by every step: .npz with uint8 frames and fps
+  dancer                the procedural silhouette dancer, the stand-in for the paper's footage
+  perlin                Perlin noise and the paper's 10-d Perlin sanity set (section 5.3)
+  video                 video in and out: ffmpeg decoding, mp4/GIF writers, contact sheets
+  cli                   the scripts' plumbing: one-line errors, atomic outputs, versioned exports
 """
 
 __version__ = "0.1.0"

@@ -144,38 +144,6 @@ class FrameIoU(keras.metrics.Mean):
         return super().update_state(iou, sample_weight)
 
 
-# ---- numbers for the evaluation (numpy; scipy is not a dependency) ----
-
-def frame_iou(a, b, threshold=0.5):
-    """Per-frame foreground IoU of two [N, H, W, C] arrays in [0, 1]; empty-vs-empty counts as 1."""
-    a = np.asarray(a) >= threshold
-    b = np.asarray(b) >= threshold
-    axes = tuple(range(1, a.ndim))
-    inter = np.logical_and(a, b).sum(axis=axes)
-    union = np.logical_or(a, b).sum(axis=axes)
-    return np.where(union > 0, inter / np.maximum(union, 1), 1.0)
-
-
-def _ranks(x):
-    """Average ranks (ties share the mean rank), 0-based."""
-    x = np.asarray(x, dtype=np.float64)
-    order = np.argsort(x, kind="mergesort")
-    ranks = np.empty(len(x))
-    ranks[order] = np.arange(len(x))
-    _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
-    sums = np.bincount(inverse, weights=ranks)
-    return (sums / counts)[inverse]
-
-
-def spearman(x, y):
-    """Spearman rank correlation: Pearson correlation of the (tie-averaged) ranks."""
-    rx, ry = _ranks(x), _ranks(y)
-    rx -= rx.mean()
-    ry -= ry.mean()
-    denom = np.sqrt((rx * rx).sum() * (ry * ry).sum())
-    return float((rx * ry).sum() / denom) if denom > 0 else 0.0
-
-
 # ---- SavedModel export ----
 
 def _export(model, input_name, output_name, directory):

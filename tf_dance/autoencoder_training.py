@@ -26,6 +26,7 @@ from tensorflow.core.framework import summary_pb2
 
 from tf_dance import autoencoder, cli, data
 from tf_dance import config as config_lib
+from tf_dance import metrics as metrics_lib
 from tf_dance.config import Setting
 
 def _increasing(values):
@@ -358,7 +359,7 @@ def evaluate(encoder, decoder, frames, seed=0, pairs=2000, sheet_path=None, batc
         recon.append(decode(z).numpy())
     latents, recon = np.concatenate(latents), np.concatenate(recon)
     x = frames.astype(np.float32) / 255.0
-    iou = autoencoder.frame_iou(x, recon)
+    iou = metrics_lib.frame_iou(x, recon)
     fg_true, fg_pred = x >= 0.5, recon >= 0.5
     pooled = np.logical_and(fg_true, fg_pred).sum() / max(1, np.logical_or(fg_true, fg_pred).sum())
     rng = np.random.default_rng(seed)
@@ -368,7 +369,7 @@ def evaluate(encoder, decoder, frames, seed=0, pairs=2000, sheet_path=None, batc
     pixel = np.abs(x[a] - x[b]).reshape(len(a), -1).mean(axis=1)
     latent = np.linalg.norm(latents[a] - latents[b], axis=1)
     metrics = dict(iou=float(iou.mean()), iou_pooled=float(pooled), mse=float(np.mean((recon - x) ** 2)),
-                   spearman_pixel_vs_latent=autoencoder.spearman(pixel, latent) if len(a) > 2 else 0.0)
+                   spearman_pixel_vs_latent=metrics_lib.spearman(pixel, latent) if len(a) > 2 else 0.0)
     if sheet_path:
         from tf_dance import video
         pick = np.linspace(0, len(frames) - 1, min(8, len(frames))).astype(int)

@@ -2,12 +2,14 @@
 
     python -m tf_dance.bench [--only=ingest,autoencoder,...] [--json=PATH]
 
-Each benchmark is a function registered with `@benchmark("name")` that returns a dict of
-named figures (medians over `--repeats` timed runs, after a warm-up). Ratios are computed
-inside one benchmark from figures measured in the same run, since this machine is shared.
+Each benchmark is a function registered with `@benchmark("name")` that takes `repeats` and returns
+a dict of named figures (medians over `repeats` timed runs, after a warm-up); `run(names, repeats)`
+runs several from Python. Ratios are computed inside one benchmark from figures measured in the
+same run, since this machine is shared.
 """
 
 import json
+import os
 import statistics
 import time
 
@@ -16,9 +18,15 @@ from absl import app, flags
 from tf_dance import cli
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("only", [], "Run only these benchmarks (comma separated); default all.")
-flags.DEFINE_string("json", None, "Also write the results as JSON to this path.")
-flags.DEFINE_integer("repeats", 5, "Timed repetitions per figure; the median is reported.", lower_bound=1)
+REPEATS = 5
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repository: flags/ lives here
+
+
+def define_flags():
+    flags.DEFINE_list("only", [], "Run only these benchmarks (comma separated); default all.")
+    flags.DEFINE_string("json", None, "Also write the results as JSON to this path.")
+    flags.DEFINE_integer("repeats", REPEATS, "Timed repetitions per figure; the median is reported.", lower_bound=1)
+
 
 _BENCHES = {}
 
@@ -30,12 +38,12 @@ def benchmark(name):
     return register
 
 
-def median_rate(fn, items, repeats=None, warmup=1):
+def median_rate(fn, items, repeats=REPEATS, warmup=1):
     """Items per second of `fn()` (which processes `items` items): median over repeats."""
     for _ in range(warmup):
         fn()
     rates = []
-    for _ in range(repeats or FLAGS.repeats):
+    for _ in range(repeats):
         t = time.perf_counter()
         fn()
         rates.append(items / (time.perf_counter() - t))
@@ -46,16 +54,15 @@ def median_rate(fn, items, repeats=None, warmup=1):
 
 
 @benchmark("ingest")
-def ingest():
+def ingest(repeats=REPEATS):
     """Synthesize 18,000 dancer frames; decode a 480x270 H.264 source to 96x54 datasets."""
-    import os
     import tempfile
 
     from tf_dance import dancer, video
 
     n = 18000
     synth = median_rate(lambda: dancer.dancer(n, seed=0), n,
-                        repeats=min(3, FLAGS.repeats), warmup=0)
+                        repeats=min(3, repeats), warmup=0)
     frames = dancer.dancer(2400, seed=1)["frames"]
     results = {"synthesize_dancer_frames_per_s": synth,
                "synthesize_dancer_18000_frames_s": n / synth}
@@ -65,7 +72,7 @@ def ingest():
                              ("gray_crop_threshold", dict(fit="crop", threshold=128)),
                              ("gray_to_10fps", dict(fps=10))):
             results[f"prepare_480x270_{name}_source_frames_per_s"] = median_rate(
-                lambda: video.read_video(source, progress=False, **kwargs), len(frames))
+                lambda: video.read_video(source, progress=False, **kwargs), len(frames), repeats)
     gray = results["prepare_480x270_gray_source_frames_per_s"]
     results["prepare_gray_vs_1000_fps_goal"] = gray / 1000.0
     return results
@@ -93,13 +100,13 @@ def _EpochClock():
     return EpochClock()
 
 
-def _round_robin_rates(fns, items):
+def _round_robin_rates(fns, items, repeats=REPEATS):
     """Items per second of each of `fns`, timed in turns so that load from other users hits each
-    alike: medians over --repeats rounds after one warm-up round."""
+    alike: medians over `repeats` rounds after one warm-up round."""
     for fn in fns:
         fn()
     seconds = [[] for _ in fns]
-    for _ in range(FLAGS.repeats):
+    for _ in range(repeats):
         for fn, times in zip(fns, seconds):
             start = time.perf_counter()
             fn()
@@ -108,7 +115,7 @@ def _round_robin_rates(fns, items):
 
 
 @benchmark("autoencoder")
-def bench_autoencoder():
+def bench_autoencoder(repeats=REPEATS):
     """Training images/s (batch 200) of plain Keras `fit` (float32, no XLA) vs. the compiled variants
     (XLA, mixed bfloat16 where the CPU has it natively, both), and decode/encode images/s at batch 500
     through the exported SavedModels vs. Keras `predict`; the quick flags' model (filters 8,16,32,32)
@@ -138,7 +145,7 @@ def bench_autoencoder():
         *_, models[name] = autoencoder_training.build((54, 96, 1), {**config, "jit_compile": jit}, policy)
         models[name].fit(batches, steps_per_epoch=2, epochs=1, verbose=0)  # trace and compile
     seconds = {name: [] for name in models}
-    for _ in range(FLAGS.repeats):  # round-robin, so load from other users hits every variant alike
+    for _ in range(repeats):  # round-robin, so load from other users hits every variant alike
         for name, model in models.items():
             model.fit(batches, steps_per_epoch=steps, epochs=1, callbacks=[clock], verbose=0)
             seconds[name].append(clock.seconds[-1])
@@ -159,12 +166,12 @@ def bench_autoencoder():
             autoencoder.export_decoder(decoder, f"{tmp}/decoder")
             predict, fast = _round_robin_rates(
                 [lambda: decoder.predict(latents, batch_size=500, verbose=0),
-                 lambda: autoencoder.decode_latents(f"{tmp}/decoder", latents, 500)], len(latents))
+                 lambda: autoencoder.decode_latents(f"{tmp}/decoder", latents, 500)], len(latents), repeats)
             out[f"ae_{label}_decode_images_per_s_keras_predict_b500"] = predict
             out[f"ae_{label}_decode_images_per_s_decode_latents_b500"] = fast
             out[f"ae_{label}_decode_latents_vs_predict"] = fast / predict
             out[f"ae_{label}_encode_images_per_s_encode_frames_b500"] = median_rate(
-                lambda: autoencoder.encode_frames(f"{tmp}/encoder", frames, 500), len(frames))
+                lambda: autoencoder.encode_frames(f"{tmp}/encoder", frames, 500), len(frames), repeats)
     return out
 
 
@@ -172,13 +179,12 @@ def bench_autoencoder():
 
 
 @benchmark("sequence")
-def bench_sequence():
+def bench_sequence(repeats=REPEATS):
     """The paper's 2x600 LSTM on 128-d latents: training frames/s (batch 5, seq 50) of plain Keras
     `fit` vs. the fused XLA train step; rollout frames/s of the stateful Keras model with `predict`
     per step vs. the exported `rollout` signature (batch 1 and 16); and the paper's Perlin check at
     full size (flags/paper_lstm.flags on 18,000 10-d Perlin vectors): training seconds until an
     epoch's mean loss is 100x below the first batch's."""
-    import os
     import tempfile
 
     import keras
@@ -201,7 +207,7 @@ def bench_sequence():
     model.compile(keras.optimizers.Adam(2e-3, clipvalue=5.0), "mse")
     x, y = windows[:, :, :-1].reshape(-1, seq, dim), windows[:, :, 1:].reshape(-1, seq, dim)
     out["train frames/s, Keras fit (stateful LSTM)"] = median_rate(
-        lambda: model.fit(x, y, batch_size=batch, shuffle=False, verbose=0), frames)
+        lambda: model.fit(x, y, batch_size=batch, shuffle=False, verbose=0), frames, repeats)
     optimizer = keras.optimizers.Adam(2e-3, clipvalue=5.0)
     step = sequence_training.make_train_step(net, optimizer, cfg)
 
@@ -211,7 +217,7 @@ def bench_sequence():
             loss, state = step(window, state)
         return float(loss)
 
-    out["train frames/s, fused XLA step"] = median_rate(fused, frames)
+    out["train frames/s, fused XLA step"] = median_rate(fused, frames, repeats)
     out["ratio fused / fit"] = out["train frames/s, fused XLA step"] / out["train frames/s, Keras fit (stateful LSTM)"]
 
     single = sequence_model.stateful_copy(model, 1)
@@ -228,9 +234,9 @@ def bench_sequence():
         seed = latents[:50]
         n = 4000
         out["rollout frames/s, rollout signature (batch 1)"] = median_rate(
-            lambda: rollout.rollout(path, seed, n, noise=0.1), n)
+            lambda: rollout.rollout(path, seed, n, noise=0.1), n, repeats)
         out["rollout frames/s, rollout signature (batch 16, frames x batch)"] = median_rate(
-            lambda: rollout.rollout(path, np.repeat(seed[None], 16, 0), n // 4, noise=0.1), 16 * n // 4)
+            lambda: rollout.rollout(path, np.repeat(seed[None], 16, 0), n // 4, noise=0.1), 16 * n // 4, repeats)
         start = time.perf_counter()
         rollout.rollout(path, seed, 60000, noise=0.1)
         out["rollout seconds, 60,000 frames (batch 1, once)"] = time.perf_counter() - start
@@ -242,7 +248,7 @@ def bench_sequence():
         / out["rollout frames/s, Keras predict per step (batch 1)"])
 
     paper = sequence_training.flagfile_settings(
-        os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "flags", "paper_lstm.flags"))
+        os.path.join(_ROOT, "flags", "paper_lstm.flags"))
     with tempfile.TemporaryDirectory() as tmp:
         np.save(f"{tmp}/perlin.npy", perlin.perlin_vectors(18000, seed=0, dim=10))
         result = sequence_training.train_and_evaluate(f"{tmp}/perlin.npy", f"{tmp}/run", f"{tmp}/saved",
@@ -277,7 +283,6 @@ def _single_threaded_rollout(path, seed, n):
     """The batch-1 rollout in a fresh process with TF's and XLA's thread pools at one thread: on a
     shared 2-core machine, splitting one small matrix-vector product per step over two threads
     costs more than it gains. Thread pools are fixed at start-up, hence the subprocess."""
-    import os
     import subprocess
     import sys
 
@@ -287,8 +292,7 @@ def _single_threaded_rollout(path, seed, n):
     np.save(seed_path, seed)
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TF_NUM_INTRAOP_THREADS="1", TF_NUM_INTEROP_THREADS="1",
                XLA_FLAGS="--xla_cpu_multi_thread_eigen=false",
-               PYTHONPATH=os.pathsep.join([os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                           os.environ.get("PYTHONPATH", "")]))
+               PYTHONPATH=os.pathsep.join([_ROOT, os.environ.get("PYTHONPATH", "")]))
     result = subprocess.run([sys.executable, "-c", _SINGLE_THREADED, path, str(n), seed_path], env=env,
                             capture_output=True, text=True, check=True)
     rate, seconds = map(float, result.stdout.split()[-2:])
@@ -302,10 +306,8 @@ def _single_threaded_rollout(path, seed, n):
 
 def _demo_settings():
     """The demo's autoencoder and LSTM settings, read from their flagfiles (the bench sizes models like the demo)."""
-    import os
-
     from tf_dance import autoencoder_training, sequence_training
-    flags_dir = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "flags")
+    flags_dir = os.path.join(_ROOT, "flags")
     ae = autoencoder_training.check_config(
         autoencoder_training.flagfile_settings(os.path.join(flags_dir, "quick_autoencoder.flags")))
     lstm = sequence_training.resolve_config(
@@ -314,12 +316,11 @@ def _demo_settings():
 
 
 @benchmark("generate")
-def bench_generate():
+def bench_generate(repeats=REPEATS):
     """Wall time of `generation.generate` (what `python -m tf_dance.generate` runs after its imports) for
     600 and 60,000 frames, with RANDOM-INIT models of the demo's size (flags/quick_autoencoder.flags,
     flags/quick_lstm.flags): speed does not depend on the weights. Seeded from latents; writes mp4, GIF
     (first 600 frames), sheet and latents. Also the share of each stage for 60,000 frames."""
-    import os
     import tempfile
 
     import keras
@@ -350,7 +351,7 @@ def bench_generate():
         run(600)
         out["generate 600 frames, first call in a process (s)"] = time.perf_counter() - first
         times = []
-        for _ in range(FLAGS.repeats):
+        for _ in range(repeats):
             start = time.perf_counter()
             run(600)
             times.append(time.perf_counter() - start)
@@ -386,15 +387,15 @@ _DANCING_VARIANTS = [
 
 
 @benchmark("dancing")
-def bench_dancing():
+def bench_dancing(repeats=REPEATS):
     """The anti-freeze table (BENCHMARKS.md, "Keeping the dancer dancing"): 18,000 frames of the synthetic
     dancer (the demo's), the quick autoencoder (its script, flags/quick_autoencoder.flags), then each
     LSTM variant at the size of flags/quick_lstm.flags, rolled out for 60,000 frames from the first 50
     latents and judged by `tf_dance.metrics` against the training latents: longest freeze (s), motion of
     the last 1,000 frames vs. the data's, pose coverage vs. an equal length of data, share of 1-second
     windows that are near-copies, share of 1-second windows that recur within the rollout (repetition),
-    training seconds. About 15 minutes on 2 cores (the autoencoder is 5-8)."""
-    import os
+    training seconds. About 15 minutes on 2 cores (the autoencoder is 5-8). Each variant runs once
+    (`repeats` is unused: the figures are not speeds)."""
     import subprocess
     import sys
     import tempfile
@@ -404,22 +405,21 @@ def bench_dancing():
     from tf_dance import dancer as dancer_lib
     from tf_dance import data, metrics, rollout, sequence_training
 
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    flagfile = os.path.join(root, "flags", "quick_lstm.flags")
+    flagfile = os.path.join(_ROOT, "flags", "quick_lstm.flags")
     base = sequence_training.flagfile_settings(flagfile)
     recommended = {"temperature": 1.0, "noise": 0.0}
     with open(flagfile) as f:  # the flagfile's "# rollout: temperature=T noise=N" line
         for line in f:
             if line.startswith("# rollout:"):
                 recommended.update({k: float(v) for k, v in (i.split("=") for i in line.split(":", 1)[1].split())})
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=os.pathsep.join([_ROOT, os.environ.get("PYTHONPATH", "")]))
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
         dancer = dancer_lib.dancer(_DANCING_FRAMES, seed=0)
         data.save_dataset(f"{tmp}/dancer.npz", dancer["frames"], 24.0)
         start = time.perf_counter()
         for script, *args in [
-                ("train_autoencoder", f"--flagfile={root}/flags/quick_autoencoder.flags", "--seed=0",
+                ("train_autoencoder", f"--flagfile={_ROOT}/flags/quick_autoencoder.flags", "--seed=0",
                  f"--data={tmp}/dancer.npz", f"--workdir={tmp}/ae", f"--export_dir={tmp}/saved"),
                 ("encode", f"--data={tmp}/dancer.npz", f"--encoder={tmp}/saved/encoder", f"--out={tmp}/latents.npy")]:
             subprocess.run([sys.executable, "-m", f"tf_dance.{script}", *args], env=env, check=True,
@@ -454,19 +454,25 @@ def bench_dancing():
 
 
 
-@cli.main
-def main(argv):
-    del argv
-    names = FLAGS.only or list(_BENCHES)
+def run(names=None, repeats=REPEATS):
+    """{benchmark name: its figures} for `names` (default all), printing each as it finishes."""
+    names = list(names or _BENCHES)
     unknown = sorted(set(names) - set(_BENCHES))
     if unknown:
         raise cli.UserError(f"unknown benchmark(s) {unknown}; available: {sorted(_BENCHES)}")
     results = {}
     for name in names:
         print(f"== {name}", flush=True)
-        results[name] = _BENCHES[name]()
+        results[name] = _BENCHES[name](repeats)
         for key, value in results[name].items():
             print(f"  {key:48s} {value:12.1f}" if isinstance(value, float) else f"  {key:48s} {value}")
+    return results
+
+
+@cli.main
+def main(argv):
+    del argv
+    results = run(FLAGS.only, FLAGS.repeats)
     if FLAGS.json:
         with cli.atomic_output(FLAGS.json) as tmp, open(tmp, "w") as f:
             json.dump(results, f, indent=2)
@@ -474,4 +480,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main, flags_parser=cli.parse_flags)

@@ -13,6 +13,7 @@ import re
 import shutil
 import sys
 import tempfile
+import threading
 
 from absl import app, flags
 
@@ -98,10 +99,17 @@ def atomic_output(path, is_dir=False):
         raise
 
 
+_UMASK_LOCK = threading.Lock()
+
+
 def _default_permissions(path, is_dir):
-    """mkstemp/mkdtemp create private (0600/0700) entries; give the result the usual umask mode."""
-    umask = os.umask(0)
-    os.umask(umask)
+    """mkstemp/mkdtemp create private (0600/0700) entries; give the result the usual umask mode.
+
+    The umask can only be read by setting it; the lock keeps two threads from interleaving that
+    and leaving the process's umask at 0."""
+    with _UMASK_LOCK:
+        umask = os.umask(0)
+        os.umask(umask)
     os.chmod(path, (0o777 if is_dir else 0o666) & ~umask)
 
 
@@ -138,7 +146,9 @@ def export_version(export_dir, name, write):
     """Calls `write(tmp_dir)`, then renames tmp_dir to `export_dir/name/<next integer version>`.
 
     Returns the final directory. The next version is one past every integer-named entry,
-    complete or not, so an abandoned directory is never overwritten.
+    complete or not, so an abandoned directory is never overwritten. The number is claimed with
+    `mkdir`, which only one of several concurrent exporters can win, before the rename onto it:
+    renaming straight onto the number would replace a rival's export that is still empty.
     """
     root = os.path.join(export_dir, name)
     os.makedirs(root, exist_ok=True)
@@ -150,10 +160,10 @@ def export_version(export_dir, name, write):
             taken = [int(n) for n in os.listdir(root) if _VERSION.match(n)]
             final = os.path.join(root, str(max(taken, default=0) + 1))
             try:
-                os.rename(tmp, final)
-                return final
-            except OSError:
-                if not os.path.exists(final):
-                    raise
+                os.mkdir(final)
+            except FileExistsError:
+                continue
+            os.rename(tmp, final)
+            return final
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -14,15 +14,18 @@ The training library (`train_and_evaluate`) lives in tf_dance/sequence_training.
 
 from absl import app, flags
 
-from tf_dance import cli
-from tf_dance.sequence_training import SETTINGS, define_flags, train_and_evaluate
+from tf_dance import cli, sequence_training
+from tf_dance.sequence_training import SETTINGS, train_and_evaluate
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("latents", None, "Latent sequence: the encoder's .npy [N, D] or an .npz with `latents`/`vectors`.")
-flags.DEFINE_string("workdir", "runs/lstm", "Checkpoints, TensorBoard logs, history.json and model.keras go here.")
-flags.DEFINE_string("export_dir", "saved_models", "Root of the versioned SavedModel exports.")
 
-define_flags(FLAGS)
+
+def define_flags():
+    flags.DEFINE_string("latents", None,
+                        "Latent sequence: the encoder's .npy [N, D] or an .npz with `latents`/`vectors`.")
+    flags.DEFINE_string("workdir", "runs/lstm", "Checkpoints, TensorBoard logs, history.json and model.keras go here.")
+    flags.DEFINE_string("export_dir", "saved_models", "Root of the versioned SavedModel exports.")
+    sequence_training.define_flags(FLAGS)
 
 
 @cli.main
@@ -41,4 +44,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main, flags_parser=cli.parse_flags)

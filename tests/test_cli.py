@@ -1,0 +1,224 @@
+"""`cli`: outputs appear whole or not at all, with the usual permissions, and exports never share a version."""
+
+import contextlib
+import os
+import stat
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from tf_dance import cli
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class Boom(Exception):
+    pass
+
+
+@contextlib.contextmanager
+def umask(mask):
+    old = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def mode(path):
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def run_threads(target, args):
+    """Runs `target(*a)` for each `a` in `args`, each in its own thread, and waits for all."""
+    threads = [threading.Thread(target=target, args=a) for a in args]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+def test_atomic_file_appears_only_on_success(tmp_path):
+    path = tmp_path / "out" / "result.npy"
+    with cli.atomic_output(str(path)) as tmp:
+        assert tmp.endswith(".npy") and os.path.dirname(tmp) == str(path.parent)
+        with open(tmp, "w") as f:
+            f.write("done")
+        assert not path.exists()
+    assert path.read_text() == "done"
+    assert os.listdir(path.parent) == ["result.npy"]
+
+
+def _fail_half_way(path, error=Boom):
+    with pytest.raises(error):
+        with cli.atomic_output(str(path)) as tmp:
+            with open(tmp, "w") as f:
+                f.write("half")
+            raise error()
+
+
+@pytest.mark.parametrize("error", [Boom, KeyboardInterrupt])
+def test_atomic_file_leaves_nothing_on_failure(tmp_path, error):
+    path = tmp_path / "result.txt"
+    _fail_half_way(path, error)
+    assert os.listdir(tmp_path) == []
+    path.write_text("old")
+    _fail_half_way(path, error)
+    assert path.read_text() == "old" and os.listdir(tmp_path) == ["result.txt"]
+
+
+def test_atomic_directory_appears_only_on_success(tmp_path):
+    path = tmp_path / "model"
+    for content in ("first", "second"):
+        with cli.atomic_output(str(path), is_dir=True) as tmp:
+            assert os.path.isdir(tmp) and os.listdir(tmp) == []
+            open(os.path.join(tmp, content), "w").write(content)
+        assert os.listdir(path) == [content]  # a second run replaces the first whole
+    with pytest.raises(Boom):
+        with cli.atomic_output(str(path), is_dir=True) as tmp:
+            os.makedirs(os.path.join(tmp, "sub"))
+            open(os.path.join(tmp, "sub", "half"), "w").write("half")
+            raise Boom()
+    assert os.listdir(tmp_path) == ["model"] and os.listdir(path) == ["second"]
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o027, 0o077])
+def test_atomic_outputs_follow_the_umask(tmp_path, mask):
+    """The temporary file is private while written (mkstemp's 0600); the result is what `open` would make."""
+    with umask(mask):
+        with cli.atomic_output(str(tmp_path / "f.txt")) as tmp:
+            open(tmp, "w").close()
+        with cli.atomic_output(str(tmp_path / "d"), is_dir=True):
+            pass
+        open(tmp_path / "plain.txt", "w").close()
+        os.mkdir(tmp_path / "plain")
+        assert os.umask(mask) == mask  # left as it was
+    assert mode(tmp_path / "f.txt") == mode(tmp_path / "plain.txt") == 0o666 & ~mask
+    assert mode(tmp_path / "d") == mode(tmp_path / "plain") == 0o777 & ~mask
+
+
+def _writer(text):
+    def write(directory):
+        with open(os.path.join(directory, "who"), "w") as f:
+            f.write(text)
+    return write
+
+
+def test_export_version_numbers_1_2_3(tmp_path):
+    found = [cli.export_version(str(tmp_path), "decoder", _writer(str(i))) for i in range(3)]
+    assert found == [str(tmp_path / "decoder" / str(v)) for v in (1, 2, 3)]
+    assert [open(os.path.join(d, "who")).read() for d in found] == ["0", "1", "2"]
+    assert sorted(os.listdir(tmp_path / "decoder")) == ["1", "2", "3"]  # no temporary left
+
+
+def test_export_version_never_reuses_an_abandoned_number(tmp_path):
+    root = tmp_path / "encoder"
+    (root / "4").mkdir(parents=True)  # an export killed half-way: empty
+    (root / "7").mkdir()
+    (root / "7" / "variables").mkdir()  # or half-written
+    (root / "notes").mkdir()
+    (root / ".tmp-export-old").mkdir()
+    assert cli.export_version(str(tmp_path), "encoder", _writer("new")) == str(root / "8")
+    assert os.listdir(root / "4") == [] and os.listdir(root / "7") == ["variables"]
+    assert cli.export_version(str(tmp_path), "encoder", lambda d: None) == str(root / "9")
+
+
+def test_export_version_failure_leaves_nothing(tmp_path):
+    cli.export_version(str(tmp_path), "m", _writer("ok"))
+
+    def fail(directory):
+        _writer("half")(directory)
+        raise Boom()
+
+    with pytest.raises(Boom):
+        cli.export_version(str(tmp_path), "m", fail)
+    assert os.listdir(tmp_path / "m") == ["1"]
+    assert cli.export_version(str(tmp_path), "m", _writer("ok")) == str(tmp_path / "m" / "2")
+
+
+def test_export_version_follows_the_umask(tmp_path):
+    with umask(0o027):
+        final = cli.export_version(str(tmp_path), "m", _writer("x"))
+    assert mode(final) == 0o750
+
+
+@pytest.mark.parametrize("empty", [False, True])
+def test_concurrent_threads_get_distinct_versions(tmp_path, empty):
+    """Threads that all start exporting at once each get a version of their own, even where
+    the exports are empty (an empty directory could otherwise be renamed over)."""
+    n = 12
+    start = threading.Barrier(n)
+    found = [None] * n
+
+    def export(i):
+        def write(directory):
+            if not empty:
+                _writer(str(i))(directory)
+            start.wait()
+        found[i] = cli.export_version(str(tmp_path), "m", write)
+
+    with umask(0o022):
+        run_threads(export, [(i,) for i in range(n)])
+        assert os.umask(0o022) == 0o022
+    assert sorted(found) == sorted(str(tmp_path / "m" / str(v)) for v in range(1, n + 1))
+    assert sorted(os.listdir(tmp_path / "m")) == sorted(str(v) for v in range(1, n + 1))
+    for i, directory in enumerate(found):
+        assert mode(directory) == 0o755
+        assert os.listdir(directory) == ([] if empty else ["who"])
+        if not empty:
+            assert open(os.path.join(directory, "who")).read() == str(i)
+
+
+_EXPORT = """
+import os, sys, time
+from tf_dance import cli
+root, me, start = sys.argv[1], sys.argv[2], float(sys.argv[3])
+def write(directory):
+    with open(os.path.join(directory, "who"), "w") as f:
+        f.write(me)
+while time.time() < start:
+    time.sleep(0.001)
+for i in range(4):
+    print(cli.export_version(root, "m", write))
+"""
+
+
+def test_concurrent_processes_get_distinct_versions(tmp_path):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
+    start = time.time() + 2.0  # every process is waiting by then: all export at once
+    procs = [subprocess.Popen([sys.executable, "-c", _EXPORT, str(tmp_path), str(p), str(start)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for p in range(6)]
+    found = {}
+    for p, proc in enumerate(procs):
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err[-2000:]
+        for line in out.split():
+            assert line not in found, f"{line} returned to processes {found[line]} and {p}"
+            found[line] = p
+    assert sorted(found) == sorted(str(tmp_path / "m" / str(v)) for v in range(1, 25))
+    for directory, p in found.items():
+        assert open(os.path.join(directory, "who")).read() == str(p)
+
+
+def test_threads_leave_the_umask_alone(tmp_path, monkeypatch):
+    """The umask can only be read by setting it: two threads doing that at once, as concurrent
+    outputs do, could leave the process's umask at 0. A slowed `os.umask` makes them overlap."""
+    real_umask = os.umask
+
+    def slow_umask(mask):
+        old = real_umask(mask)
+        time.sleep(0.02)
+        return old
+
+    paths = [tmp_path / str(i) for i in range(4)]
+    for path in paths:
+        path.write_text("")
+    with umask(0o022):
+        monkeypatch.setattr(os, "umask", slow_umask)
+        run_threads(cli._default_permissions, [(str(p), False) for p in paths])
+        monkeypatch.undo()
+        assert os.umask(0o022) == 0o022
+    assert {mode(p) for p in paths} == {0o644}
