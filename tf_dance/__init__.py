@@ -11,3 +11,7 @@ Pipeline (one module per part of the paper):
 """
 
 __version__ = "0.1.0"
+
+from tf_dance import cli as _cli  # noqa: E402
+
+_cli.quiet_tensorflow()

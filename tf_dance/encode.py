@@ -113,6 +113,7 @@ def main(argv):
     del argv
     if not FLAGS.out:
         raise cli.UserError("no output given (--out=latents.npy)")
+    cli.check_output(FLAGS.out, "--out")
     frames, _, _ = data.load_dataset(FLAGS.data)
     latents = encode_frames(FLAGS.encoder, frames, FLAGS.batch_size, progress=FLAGS.progress)
     data.save_array(FLAGS.out, latents.astype(np.float32))

@@ -70,6 +70,8 @@ def _decoder_dir():
 @cli.main
 def main(argv):
     del argv
+    cli.check_replaceable(FLAGS.out_dir, "evaluate", inputs=[FLAGS.latents, FLAGS.generated, FLAGS.data,
+                                                             FLAGS.model_dir, FLAGS.decoder])
     train = data.load_latents(FLAGS.latents)
     frames, fps = None, FLAGS.fps
     if FLAGS.data:

@@ -278,7 +278,7 @@ def evaluate_dance(generated, train, fps, out_dir, *, decoder_dir=None, data_fra
     report["verdicts"] = {k: any(r["verdicts"][k] for r in results) for k in names}
     report["verdict_rules"] = results[0]["verdicts"]["rules"]
 
-    with cli.atomic_output(out_dir, is_dir=True) as tmp:
+    with cli.atomic_output(out_dir, is_dir=True, owner="evaluate") as tmp:
         figures = {}
         motion_figure(os.path.join(tmp, "figure7_motion.png"), reference, generated)
         figures["motion"] = "figure7_motion.png"

@@ -444,6 +444,8 @@ def main(argv):
     if not FLAGS["verbosity"].present:
         absl_logging.set_verbosity(absl_logging.WARNING)  # TF's INFO lines drown the progress bar
     cli.require_file(FLAGS.data, "dataset (--data)")
+    cli.check_output(FLAGS.workdir, "--workdir", is_dir=True)
+    cli.check_output(FLAGS.export_dir, "--export_dir", is_dir=True)
     config = {k: FLAGS[k].value for k in DEFAULTS if k in FLAGS and k != "verbose"}
     result = train_and_evaluate(FLAGS.data, FLAGS.workdir, FLAGS.export_dir, **config)
     m = result["metrics"]
