@@ -81,6 +81,7 @@ def main(argv):
     decoder_dir = _decoder_dir()
     arrays = {}
     if FLAGS.generated:
+        data.check_fits(cli.require_file(FLAGS.generated, "generated latents file"))
         generated = report.load_generated(FLAGS.generated)
         options = dict(generated=os.path.abspath(FLAGS.generated))
     else:
