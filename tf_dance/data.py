@@ -100,7 +100,8 @@ def load_latents(path, dim=None):
     if not np.all(np.isfinite(z)):
         bad = int(np.sum(~np.isfinite(z).all(axis=1)))
         raise cli.UserError(f"{path}: {bad} latent vectors contain NaN or inf")
-    z32 = z.astype(np.float32)
+    with np.errstate(over="ignore"):
+        z32 = z.astype(np.float32)
     if not np.all(np.isfinite(z32)):
         raise cli.UserError(f"{path}: latent values up to {float(np.max(np.abs(z))):.3g} do not fit float32 "
                             f"(largest {float(np.finfo(np.float32).max):.3g}); rescale them")
