@@ -53,12 +53,13 @@ def main(fn):
 
 
 def _quiet_python_logging():
-    """TensorFlow's INFO lines (checkpoint sharding, assets written, renamed signature inputs) are
-    for its developers; a script shows warnings and errors unless `--verbosity` asks for more."""
+    """TensorFlow's INFO lines (checkpoint sharding, assets written, renamed signature inputs) and
+    warnings (AutoGraph falling back to plain Python) are for its developers: a script shows its
+    own output and errors unless `--verbosity` asks for more."""
     if "verbosity" in flags.FLAGS and flags.FLAGS["verbosity"].present:
         return
     absl_logging.set_verbosity(absl_logging.WARNING)
-    logging.getLogger("tensorflow").setLevel(logging.WARNING)
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
 
 # What TensorFlow prints while it loads: C++ INFO/WARNING lines from before its logging is set up
@@ -168,7 +169,10 @@ def _io_failure_message(e):
     if reason is None:
         return None
     text = re.sub(r"\{\{[^}]*\}\}\s*|\s*\[Op:[^\]]*\]", "", text.strip().splitlines()[0])
-    return f"cannot write: {text}" if reason in _WRITE_FAILURES else text
+    path, _, why = text.rpartition("; ")
+    if reason in _WRITE_FAILURES:
+        return f"cannot write {path}: {why}" if path else f"cannot write: {text}"
+    return text
 
 
 def check_output(path, what, is_dir=False):
