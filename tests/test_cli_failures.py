@@ -120,3 +120,20 @@ def test_training_prints_no_tensorflow_chatter(inputs, tmp_path):
     assert result.stderr == "", result.stderr[-3000:]  # no start-up lines, Sharding/Assets/renaming INFO lines
     val = re.findall(r"  val (\S+)", result.stdout)
     assert len(val) == 2 and all(len(v.replace(".", "")) <= 5 for v in val), result.stdout
+
+
+def test_concurrent_exports_get_distinct_complete_versions(tmp_path):
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+    start = threading.Barrier(8)
+
+    def write(directory):
+        start.wait()
+        time.sleep(0.05)
+        (open(os.path.join(directory, "saved_model.pb"), "w")).close()
+
+    with ThreadPoolExecutor(8) as pool:
+        finals = list(pool.map(lambda _: cli.export_version(str(tmp_path), "model", write), range(8)))
+    assert sorted(int(os.path.basename(f)) for f in finals) == list(range(1, 9))
+    assert cli.versions(str(tmp_path / "model")) == list(range(1, 9)) and _no_temp_left(tmp_path)
