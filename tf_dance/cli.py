@@ -283,6 +283,8 @@ def _check_replaceable(path, owner):
         raise ValueError("a directory output needs an owner")
     if os.path.exists(path) and not os.path.isdir(path):
         raise UserError(f"{path} is a file, not a directory")
+    if _inside(os.getcwd(), path):
+        raise UserError(f"{path} holds the working directory; refusing to replace it (choose another directory)")
     if not os.path.isdir(path) or not os.listdir(path):
         return
     try:
