@@ -169,7 +169,7 @@ def test_cli_never_deletes_the_working_directory_or_its_inputs(files, fails_clea
                                f"--latents={latents}", f"--out_dir={out_dir}", "--noprogress"],
                               cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
 
-    fails_cleanly(evaluate("."), "did not write")
+    fails_cleanly(evaluate("."), "holds the working directory")
     assert sorted(os.listdir(tmp_path)) == ["frozen.npy", "train.npy"]
     assert evaluate("eval").returncode == 0
     shutil.copy(tmp_path / "train.npy", tmp_path / "eval" / "train.npy")  # an input inside evaluate's own output
