@@ -73,16 +73,16 @@ def test_atomic_file_leaves_nothing_on_failure(tmp_path, error):
 def test_atomic_directory_appears_only_on_success(tmp_path):
     path = tmp_path / "model"
     for content in ("first", "second"):
-        with cli.atomic_output(str(path), is_dir=True) as tmp:
+        with cli.atomic_output(str(path), is_dir=True, owner="test") as tmp:
             assert os.path.isdir(tmp) and os.listdir(tmp) == []
             open(os.path.join(tmp, content), "w").write(content)
-        assert os.listdir(path) == [content]  # a second run replaces the first whole
+        assert sorted(os.listdir(path)) == sorted([content, cli._MARKER])  # a second run replaces the first whole
     with pytest.raises(Boom):
-        with cli.atomic_output(str(path), is_dir=True) as tmp:
+        with cli.atomic_output(str(path), is_dir=True, owner="test") as tmp:
             os.makedirs(os.path.join(tmp, "sub"))
             open(os.path.join(tmp, "sub", "half"), "w").write("half")
             raise Boom()
-    assert os.listdir(tmp_path) == ["model"] and os.listdir(path) == ["second"]
+    assert os.listdir(tmp_path) == ["model"] and sorted(os.listdir(path)) == sorted(["second", cli._MARKER])
 
 
 @pytest.mark.parametrize("mask", [0o022, 0o027, 0o077])
@@ -91,7 +91,7 @@ def test_atomic_outputs_follow_the_umask(tmp_path, mask):
     with umask(mask):
         with cli.atomic_output(str(tmp_path / "f.txt")) as tmp:
             open(tmp, "w").close()
-        with cli.atomic_output(str(tmp_path / "d"), is_dir=True):
+        with cli.atomic_output(str(tmp_path / "d"), is_dir=True, owner="test"):
             pass
         open(tmp_path / "plain.txt", "w").close()
         os.mkdir(tmp_path / "plain")

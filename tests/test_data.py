@@ -209,3 +209,60 @@ def test_latent_clips_beside_the_latents(tmp_path):
     (tmp_path / "z_clips.npy").write_text("garbage")
     with pytest.raises(cli.UserError, match="not a readable"):
         data.load_latent_clips(latents, 4)
+
+
+def test_fps_stored_as_an_array(tmp_path):
+    frames = _frames()
+    path = _write_npz(tmp_path / "one.npz", frames=frames, fps=np.array([25.0]))
+    assert data.load_dataset(path)[1] == 25.0
+    path = _write_npz(tmp_path / "two.npz", frames=frames, fps=np.array([24.0, 25.0]))
+    with pytest.raises(cli.UserError, match="'fps' must be one number"):
+        data.load_dataset(path)
+
+
+def _npy_bytes(shape, dtype, data_bytes=b""):
+    """A .npy file whose header claims `shape` but which holds only `data_bytes`."""
+    import io
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": np.dtype(dtype).str, "fortran_order": False,
+                                                  "shape": shape})
+    return header.getvalue() + data_bytes
+
+
+def _no_loading(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("np.load was called before the sizes were checked")
+    monkeypatch.setattr(np, "load", refuse)
+
+
+def test_header_claiming_terabytes_is_refused_before_loading(tmp_path, monkeypatch):
+    import zipfile
+    huge = (600_000_000, 54, 96, 1)  # 2.9 TiB of uint8 frames
+    npz = tmp_path / "huge.npz"
+    with zipfile.ZipFile(npz, "w") as z:
+        z.writestr("frames.npy", _npy_bytes(huge, np.uint8, b"\0" * 1000))
+        z.writestr("fps.npy", _npy_bytes((), np.float32, np.float32(24).tobytes()))
+    npy = tmp_path / "huge.npy"
+    npy.write_bytes(_npy_bytes((5_000_000_000, 128), np.float64))  # 4.7 TiB of latents
+    _no_loading(monkeypatch)
+    with pytest.raises(cli.UserError, match="TiB"):
+        data.load_dataset(str(npz))
+    with pytest.raises(cli.UserError, match="4.7 TiB"):
+        data.load_latents(str(npy))
+
+
+def test_zip_bomb_is_refused_before_inflating(tmp_path, monkeypatch):
+    path = tmp_path / "bomb.npz"
+    np.savez_compressed(path, frames=np.zeros((2000, 54, 96, 1), np.uint8), fps=np.float32(24))
+    assert path.stat().st_size < 100_000  # 10 MB of frames inflate from a few KB
+    monkeypatch.setattr(data, "available_memory", lambda: 1_000_000)
+    _no_loading(monkeypatch)
+    with pytest.raises(cli.UserError, match=r"arrays of 9.9 MiB, more than the 976.6 KiB of memory available"):
+        data.load_dataset(str(path))
+
+
+def test_latents_that_overflow_float32_are_named(tmp_path):
+    path = str(tmp_path / "big.npy")
+    np.save(path, np.full((300, 8), 1e39))
+    with pytest.raises(cli.UserError, match="big.npy: latent values up to 1e[+]39 do not fit float32"):
+        data.load_latents(path)

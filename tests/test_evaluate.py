@@ -190,3 +190,44 @@ def test_stage_coverage_and_screen_motion_of_the_second_half(tmp_path):
     assert result["verdicts"]["stuck_in_place"] and result["goals"]["stage_coverage"]["passed"] is False
     text = (tmp_path / "eval" / "report.md").read_text()
     assert "| stage coverage (x data) |" in text and "**NO**" in text and "stuck in place?" in text
+
+
+def _evaluate_into(out, files):
+    train, frozen = np.load(files["train"]), np.load(files["frozen"])
+    return report.evaluate_dance(frozen, train, FPS, str(out), progress=False)
+
+
+def test_out_dir_is_replaced_only_when_evaluate_wrote_it(files, tmp_path):
+    from tf_dance import cli
+    mine, theirs = tmp_path / "mine", tmp_path / "theirs"
+    _evaluate_into(mine, files)
+    (mine / "stale.png").write_text("from the last run")
+    _evaluate_into(mine, files)
+    assert (mine / "metrics.json").exists() and not (mine / "stale.png").exists()
+    theirs.mkdir()
+    (theirs / "notes.txt").write_text("the user's own")
+    with pytest.raises(cli.UserError, match="did not write"):
+        _evaluate_into(theirs, files)
+    assert os.listdir(theirs) == ["notes.txt"] and _no_temp_left(tmp_path)
+
+
+def test_cli_never_deletes_the_working_directory_or_its_inputs(files, fails_cleanly, tmp_path):
+    import shutil
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    shutil.copy(files["train"], tmp_path / "train.npy")
+    shutil.copy(files["frozen"], tmp_path / "frozen.npy")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
+
+    def evaluate(out_dir, latents="train.npy"):
+        return subprocess.run([sys.executable, "-m", "tf_dance.evaluate", "--generated=frozen.npy",
+                               f"--latents={latents}", f"--out_dir={out_dir}", "--noprogress"],
+                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+
+    fails_cleanly(evaluate("."), "holds the working directory")
+    assert sorted(os.listdir(tmp_path)) == ["frozen.npy", "train.npy"]
+    assert evaluate("eval").returncode == 0
+    shutil.copy(tmp_path / "train.npy", tmp_path / "eval" / "train.npy")  # an input inside evaluate's own output
+    fails_cleanly(evaluate("eval", latents="eval/train.npy"), "holds the input")
+    assert (tmp_path / "eval" / "train.npy").exists() and (tmp_path / "eval" / "metrics.json").exists()

@@ -296,3 +296,15 @@ def test_auto_conditioning_mixture_head_and_noise_train_and_sample(tmp_path):
     assert info["head"] == "mdn" and info["config"]["condition_steps"] == 2
     generated = rollout.rollout(result["export_dir"], seq[:10], 50, temperature=0.5, noise=0.1, random_seed=1)
     assert generated.shape == (50, 6) and np.all(np.isfinite(generated))
+
+
+def test_concurrent_rollouts_equal_sequential_ones(exported):
+    from concurrent.futures import ThreadPoolExecutor
+    _, path = exported["lstm_mdn"]
+    seed = np.random.default_rng(9).normal(size=(3, DIM)).astype(np.float32)
+    sample = lambda s: rollout.rollout(path, seed, 30, temperature=1.0, noise=0.3, random_seed=s)  # noqa: E731
+    sequential = [sample(s) for s in range(8)]
+    with ThreadPoolExecutor(8) as pool:
+        concurrent = list(pool.map(sample, range(8)))
+    for a, b in zip(sequential, concurrent):
+        np.testing.assert_array_equal(a, b)

@@ -37,3 +37,7 @@ Evaluation and I/O:
 """
 
 __version__ = "0.1.0"
+
+from tf_dance import cli as _cli  # noqa: E402
+
+_cli.quiet_tensorflow()

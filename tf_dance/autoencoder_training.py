@@ -281,6 +281,7 @@ def train_and_evaluate(data_path, workdir, export_dir, **config):
     config = check_config(config)
     frames, _, _ = data.load_dataset(data_path)
     train_idx, val_idx = split(len(frames), config["val_fraction"], config["seed"])
+    data.check_batch(config["batch_size"], len(train_idx), frames.shape[1:])
     eval_idx = val_idx if len(val_idx) else train_idx
     if len(eval_idx) > _MAX_EVAL:
         eval_idx = eval_idx[np.linspace(0, len(eval_idx) - 1, _MAX_EVAL).astype(int)]

@@ -8,6 +8,9 @@ failed or killed run never leaves a half-written file where a finished one is ex
 
 import contextlib
 import functools
+import importlib.abc
+import importlib.util
+import logging
 import os
 import re
 import shutil
@@ -16,6 +19,7 @@ import tempfile
 import threading
 
 from absl import app, flags
+from absl import logging as absl_logging
 
 
 class UserError(ValueError):
@@ -31,15 +35,165 @@ def main(fn):
 
     @functools.wraps(fn)
     def wrapper(argv):
+        _quiet_python_logging()
         try:
             if len(argv) > 1:
                 raise UserError(f"unexpected positional arguments: {' '.join(argv[1:])}")
             return fn(argv)
         except (UserError, app.UsageError) as e:
-            print(f"error: {e}", file=sys.stderr)
-            sys.exit(1)
+            _fail(str(e))
+        except OSError as e:
+            _fail(_os_error_message(e))
+        except Exception as e:  # noqa: BLE001 - only disk failures are turned into one line
+            message = _io_failure_message(e)
+            if message is None:
+                raise
+            _fail(message)
 
     return wrapper
+
+
+def _quiet_python_logging():
+    """TensorFlow's INFO lines (checkpoint sharding, assets written, renamed signature inputs) and
+    warnings (AutoGraph falling back to plain Python) are for its developers: a script shows its
+    own output and errors unless `--verbosity` asks for more."""
+    if "verbosity" in flags.FLAGS and flags.FLAGS["verbosity"].present:
+        return
+    absl_logging.set_verbosity(absl_logging.WARNING)
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+
+
+# What TensorFlow prints while it loads: C++ INFO/WARNING lines from before its logging is set up
+# (oneDNN, CPU features, no CUDA driver) and the failed cuInit of a CPU-only machine.
+_STARTUP_NOISE = re.compile(r"^(WARNING: All log messages before absl::InitializeLog|[IW]\d{4} |To enable the "
+                            r"following instructions|E\d{4} .*(cuInit|Unable to register cu))")
+
+
+def quiet_tensorflow():
+    """Keeps TensorFlow's start-up lines off the terminal, for every script and library user.
+
+    Its C++ INFO lines ignore TF_CPP_MIN_LOG_LEVEL (they are printed while the shared libraries
+    load, before TensorFlow reads it), so the first `import tensorflow` runs with file descriptor 2
+    sent to a temporary file, and every line that is not start-up noise is written back. The
+    environment default hides later C++ INFO and WARNING lines (XLA compilation notes, a failed
+    save's op warning before the Python error that reports it); it is set before TensorFlow is
+    imported, and a value the user set wins.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if "tensorflow" not in sys.modules and not any(isinstance(f, _QuietImport) for f in sys.meta_path):
+        sys.meta_path.insert(0, _QuietImport())
+
+
+class _QuietImport(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name != "tensorflow":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _QuietLoader(spec.loader)
+        return spec
+
+
+class _QuietLoader(importlib.abc.Loader):
+    def __init__(self, loader):
+        self.loader = loader
+
+    def __getattr__(self, name):
+        return getattr(self.loader, name)
+
+    def create_module(self, spec):
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module):
+        with _filtered_stderr(_STARTUP_NOISE):
+            self.loader.exec_module(module)
+            module.config.list_physical_devices()  # device discovery (cuInit) logs now, not at the first op
+
+
+@contextlib.contextmanager
+def _filtered_stderr(noise):
+    """Sends file descriptor 2 to a temporary file, then writes back the lines `noise` does not
+    match (all of them if the block raised)."""
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    capture = tempfile.TemporaryFile()
+    os.dup2(capture.fileno(), 2)
+    failed = True
+    try:
+        yield
+        failed = False
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        capture.seek(0)
+        lines = capture.read().decode(errors="replace").splitlines(keepends=True)
+        capture.close()
+        kept = "".join(line for line in lines if failed or not noise.search(line))
+        if kept:
+            sys.stderr.write(kept)
+            sys.stderr.flush()
+
+
+def _fail(message):
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(1)
+
+
+# strerror texts of failures that only writing causes: a full, read-only or over-quota disk.
+_WRITE_FAILURES = ("No space left on device", "File too large", "Read-only file system", "Disk quota exceeded")
+_OS_FAILURES = _WRITE_FAILURES + ("Permission denied", "Not a directory", "Is a directory", "File exists",
+                                  "No such file or directory")
+
+
+def _os_error_message(e):
+    """An OSError that escaped a script is a disk problem, not a bug: say which path and why."""
+    reason = e.strerror or str(e)
+    if e.filename is None:
+        return f"cannot write: {reason}" if reason in _WRITE_FAILURES else reason
+    verb = "cannot write" if reason in _WRITE_FAILURES else "cannot use"
+    return f"{verb} {e.filename}: {reason}"
+
+
+def _io_failure_message(e):
+    """TensorFlow reports a failed checkpoint or SavedModel write as an `OpError` whose message
+    holds the OS reason; those become one line, every other error stays a traceback."""
+    if not any(c.__name__ == "OpError" for c in type(e).__mro__):
+        return None
+    text = getattr(e, "message", None) or str(e)
+    reason = next((r for r in _OS_FAILURES if r in text), None)
+    if reason is None:
+        return None
+    text = re.sub(r"\{\{[^}]*\}\}\s*|\s*\[Op:[^\]]*\]", "", text.strip().splitlines()[0])
+    path, _, why = text.rpartition("; ")
+    if reason in _WRITE_FAILURES:
+        return f"cannot write {path}: {why}" if path else f"cannot write: {text}"
+    return text
+
+
+def check_output(path, what, is_dir=False):
+    """Refuses early, before any work, an output path that cannot be created: a file where a
+    directory must go (or the reverse), or a parent that is a file or not writable."""
+    if not path:
+        raise UserError(f"no {what} given")
+    if os.path.exists(path):
+        if is_dir and not os.path.isdir(path):
+            raise UserError(f"{what} {path} is a file, not a directory")
+        if not is_dir and os.path.isdir(path):
+            raise UserError(f"{what} {path} is a directory, not a file")
+    parent = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise UserError(f"cannot write {what} {path}: {parent} is a file, not a directory")
+    if not os.access(parent, os.W_OK):
+        raise UserError(f"cannot write {what} {path}: {parent} is not writable")
+    return path
 
 
 def parse_flags(argv):
@@ -78,28 +232,83 @@ def _temp_sibling(path, is_dir):
 
 
 @contextlib.contextmanager
-def atomic_output(path, is_dir=False):
+def atomic_output(path, is_dir=False, owner=None):
     """Yields a temporary path beside `path`; renames it onto `path` only if the block succeeds.
 
     The temporary name keeps the extension, so writers that choose a format by extension
-    (np.save, PIL, moviepy) still work.
+    (np.save, PIL, moviepy) still work. A directory output needs an `owner` (the writer's name):
+    it is marked as the owner's, and an existing directory is replaced only if empty or marked
+    by the same owner, so a mistyped `--out_dir` never deletes the user's own files. A failed
+    write raises `UserError("cannot write <path>: <reason>")`.
     """
-    tmp = _temp_sibling(path, is_dir)
+    if is_dir:
+        _check_replaceable(path, owner)
+    try:
+        tmp = _temp_sibling(path, is_dir)
+    except OSError as e:
+        raise UserError(f"cannot write {path}: {_reason(e)}") from None
     try:
         yield tmp
+        if is_dir:
+            with open(os.path.join(tmp, _MARKER), "w") as f:
+                f.write(f"{owner}\n")
         _default_permissions(tmp, is_dir)
         if is_dir and os.path.isdir(path):
             shutil.rmtree(path)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.isdir(tmp):
             shutil.rmtree(tmp, ignore_errors=True)
         elif os.path.exists(tmp):
             os.remove(tmp)
+        if isinstance(e, OSError) and (e.filename is None or _inside(e.filename, tmp) or _inside(e.filename, path)):
+            raise UserError(f"cannot write {path}: {_reason(e)}") from None
         raise
 
 
 _UMASK_LOCK = threading.Lock()
+
+
+def _reason(e):
+    """numpy reports a short write (a full disk) as an OSError without errno."""
+    return e.strerror or f"{e} (is the disk full?)"
+
+
+_MARKER = ".written-by-tf_dance"
+
+
+def _inside(child, parent):
+    child, parent = os.path.abspath(child), os.path.abspath(parent)
+    return child == parent or child.startswith(parent.rstrip(os.sep) + os.sep)
+
+
+def _check_replaceable(path, owner):
+    if not owner:
+        raise ValueError("a directory output needs an owner")
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise UserError(f"{path} is a file, not a directory")
+    if _inside(os.getcwd(), path):
+        raise UserError(f"{path} holds the working directory; refusing to replace it (choose another directory)")
+    if not os.path.isdir(path) or not os.listdir(path):
+        return
+    try:
+        with open(os.path.join(path, _MARKER)) as f:
+            mine = f.read().strip() == owner
+    except OSError:
+        mine = False
+    if not mine:
+        raise UserError(f"{path} holds files that {owner} did not write; refusing to replace it "
+                        "(choose a new or empty directory)")
+
+
+def check_replaceable(path, owner, inputs=()):
+    """Refuses, before any work, a directory output that `atomic_output(path, True, owner)` would
+    refuse, or one that holds one of `inputs` (replacing it would delete them)."""
+    _check_replaceable(path, owner)
+    for given in inputs:
+        if given and _inside(given, path):
+            raise UserError(f"{path} holds the input {given}; replacing it would delete that input "
+                            "(choose another directory)")
 
 
 def _default_permissions(path, is_dir):
@@ -151,10 +360,17 @@ def export_version(export_dir, name, write):
     renaming straight onto the number would replace a rival's export that is still empty.
     """
     root = os.path.join(export_dir, name)
-    os.makedirs(root, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".tmp-export-", dir=root)
+    check_output(root, "export directory", is_dir=True)
     try:
-        write(tmp)
+        os.makedirs(root, exist_ok=True)
+        tmp = tempfile.mkdtemp(prefix=".tmp-export-", dir=root)
+    except OSError as e:
+        raise UserError(f"cannot write {root}: {_reason(e)}") from None
+    try:
+        try:
+            write(tmp)
+        except OSError as e:
+            raise UserError(f"cannot write {root}: {_reason(e)}") from None
         _default_permissions(tmp, True)
         while True:
             taken = [int(n) for n in os.listdir(root) if _VERSION.match(n)]

@@ -8,6 +8,7 @@ without `clips` is one clip. Loaded with `allow_pickle=False`: a dataset is data
 """
 
 import os
+import resource
 import zipfile
 
 import numpy as np
@@ -44,6 +45,7 @@ def load_dataset(path, height=None, width=None, channels=None):
     to ask whether a dataset holds one video or several.
     """
     cli.require_file(path, "dataset")
+    check_fits(path)
     try:
         with np.load(path, allow_pickle=False) as npz:
             contents = {k: npz[k] for k in npz.files}
@@ -53,7 +55,10 @@ def load_dataset(path, height=None, width=None, channels=None):
         raise cli.UserError(f"{path} has no 'frames' array (found: {', '.join(contents) or 'nothing'})")
     frames = contents.pop("frames")
     _check_frames(frames, path)
-    fps = float(contents.pop("fps", 0.0))
+    fps = np.asarray(contents.pop("fps", 0.0))
+    if fps.size != 1 or fps.dtype.kind not in "iuf":
+        raise cli.UserError(f"{path}: 'fps' must be one number, got a {fps.dtype} array of shape {fps.shape}")
+    fps = float(fps.reshape(-1)[0])
     if not np.isfinite(fps) or fps <= 0:
         raise cli.UserError(f"{path} has no valid positive 'fps'")
     n, h, w, c = frames.shape
@@ -152,6 +157,7 @@ def load_latents(path, dim=None):
     Accepts the encoder's `.npy` or a `.npz` holding `latents` or `vectors` (the Perlin set).
     """
     cli.require_file(path, "latents file")
+    check_fits(path)
     try:
         z = np.load(path, allow_pickle=False)
         if isinstance(z, np.lib.npyio.NpzFile):
@@ -171,7 +177,112 @@ def load_latents(path, dim=None):
     if not np.all(np.isfinite(z)):
         bad = int(np.sum(~np.isfinite(z).all(axis=1)))
         raise cli.UserError(f"{path}: {bad} latent vectors contain NaN or inf")
-    return z.astype(np.float32)
+    with np.errstate(over="ignore"):
+        z32 = z.astype(np.float32)
+    if not np.all(np.isfinite(z32)):
+        raise cli.UserError(f"{path}: latent values up to {float(np.max(np.abs(z))):.3g} do not fit float32 "
+                            f"(largest {float(np.finfo(np.float32).max):.3g}); rescale them")
+    return z32
+
+
+def available_memory():
+    """Bytes this process can still allocate: the smallest of the machine's available memory,
+    the cgroup's remaining limit (containers) and the address-space limit."""
+    limits = []
+    try:
+        with open("/proc/meminfo") as f:
+            info = dict(line.split(":", 1) for line in f)
+        limits.append(int(info["MemAvailable"].split()[0]) * 1024)
+    except (OSError, KeyError, ValueError):
+        try:
+            limits.append(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+        except (OSError, ValueError):
+            pass
+    try:
+        with open("/sys/fs/cgroup/memory.max") as f, open("/sys/fs/cgroup/memory.current") as g:
+            limits.append(int(f.read()) - int(g.read()))
+    except (OSError, ValueError):
+        pass
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft != resource.RLIM_INFINITY:
+        limits.append(soft)
+    return max(0, min(limits)) if limits else None
+
+
+def _size(n):
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+
+
+def array_headers(path):
+    """`{name: (shape, dtype)}` of the arrays in a `.npy` (name "") or `.npz`, read from their
+    headers without loading or inflating any data; a header that claims more data than the
+    file holds is refused."""
+    try:
+        if zipfile.is_zipfile(path):
+            headers = {}
+            with zipfile.ZipFile(path) as z:
+                for info in z.infolist():
+                    if not info.filename.endswith(".npy"):
+                        continue
+                    with z.open(info) as f:
+                        shape, dtype, offset = _npy_header(f)
+                    headers[info.filename[:-4]] = (shape, dtype)
+                    if offset + _nbytes(shape, dtype) > info.file_size:
+                        raise cli.UserError(f"{path}: '{info.filename[:-4]}' claims {_size(_nbytes(shape, dtype))} "
+                                            f"but its zip entry holds {_size(info.file_size)}; the file is damaged")
+            return headers
+        with open(path, "rb") as f:
+            shape, dtype, offset = _npy_header(f)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+        raise cli.UserError(f"{path} is not a readable .npy/.npz array ({e})") from None
+    size = os.path.getsize(path)
+    if offset + _nbytes(shape, dtype) > size:
+        raise cli.UserError(f"{path}: its header claims {_size(_nbytes(shape, dtype))} of data but the file "
+                            f"holds {_size(size - offset)}; the file is truncated or damaged")
+    return {"": (shape, dtype)}
+
+
+def _npy_header(f):
+    version = np.lib.format.read_magic(f)
+    if version == (1, 0):
+        shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+    elif version in ((2, 0), (3, 0)):
+        shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+    else:
+        raise ValueError(f"unsupported .npy version {version}")
+    if dtype.hasobject:
+        raise ValueError("it holds Python objects (pickles), which are never loaded")
+    return shape, dtype, f.tell()
+
+
+def _nbytes(shape, dtype):
+    return int(np.prod(shape, dtype=object)) * dtype.itemsize
+
+
+def check_fits(path):
+    """Refuses, before reading any data, a `.npy`/`.npz` whose arrays would not fit in memory."""
+    needed = sum(_nbytes(shape, dtype) for shape, dtype in array_headers(path).values())
+    available = available_memory()
+    if available is not None and needed > available:
+        raise cli.UserError(f"{path} holds arrays of {_size(needed)}, more than the {_size(available)} of memory "
+                            "available")
+    return needed
+
+
+def check_batch(batch_size, train_frames, frame_shape):
+    """Refuses a training batch larger than the training frames (each batch would repeat frames)
+    or whose float32 input and target alone would not fit in memory, before TensorFlow tries."""
+    if batch_size > train_frames:
+        raise cli.UserError(f"batch_size {batch_size} is larger than the {train_frames} training frames; "
+                            "lower --batch_size")
+    needed = 2 * batch_size * int(np.prod(frame_shape)) * 4
+    available = available_memory()
+    if available is not None and needed > available:
+        raise cli.UserError(f"a batch of {batch_size} frames needs {_size(needed)}, more than the "
+                            f"{_size(available)} of memory available; lower --batch_size")
 
 
 def save_array(path, array):

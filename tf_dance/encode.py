@@ -113,6 +113,7 @@ def main(argv):
     del argv
     if not FLAGS.out:
         raise cli.UserError("no output given (--out=latents.npy)")
+    cli.check_output(FLAGS.out, "--out")
     frames, _, extras = data.load_dataset(FLAGS.data)
     latents = encode_frames(FLAGS.encoder, frames, FLAGS.batch_size, progress=FLAGS.progress)
     with cli.atomic_output(FLAGS.out) as tmp:  # the clip ids land just before the latents

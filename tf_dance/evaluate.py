@@ -73,6 +73,8 @@ def _decoder_dir():
 @cli.main
 def main(argv):
     del argv
+    cli.check_replaceable(FLAGS.out_dir, "evaluate", inputs=[FLAGS.latents, FLAGS.generated, FLAGS.data,
+                                                             FLAGS.model_dir, FLAGS.decoder])
     train = data.load_latents(FLAGS.latents)
     clips = data.load_latent_clips(FLAGS.latents, len(train))
     frames, fps = None, FLAGS.fps
@@ -83,6 +85,7 @@ def main(argv):
     decoder_dir = _decoder_dir()
     arrays = {}
     if FLAGS.generated:
+        data.check_fits(cli.require_file(FLAGS.generated, "generated latents file"))
         generated = report.load_generated(FLAGS.generated)
         options = dict(generated=os.path.abspath(FLAGS.generated))
     else:

@@ -55,6 +55,7 @@ flags.register_multi_flags_validator(["data", "latents"], lambda f: bool(f["data
 @cli.main
 def main(argv):
     del argv
+    cli.check_output(FLAGS.out, "--out")
     result = generation.generate(
         FLAGS.model_dir, FLAGS.data, FLAGS.out, latents=FLAGS.latents, lstm=FLAGS.lstm, encoder=FLAGS.encoder,
         decoder=FLAGS.decoder, frames=FLAGS.frames, seed_frames=FLAGS.seed_frames, seed_index=FLAGS.seed_index,

@@ -294,7 +294,7 @@ def evaluate_dance(generated, train, fps, out_dir, *, decoder_dir=None, data_fra
     report["verdict_rules"] = results[0]["verdicts"]["rules"]
     report["goals"] = combined_goals([r["goals"] for r in results])
 
-    with cli.atomic_output(out_dir, is_dir=True) as tmp:
+    with cli.atomic_output(out_dir, is_dir=True, owner="evaluate") as tmp:
         figures = {}
         motion_figure(os.path.join(tmp, "figure7_motion.png"), reference, generated)
         figures["motion"] = "figure7_motion.png"

@@ -197,7 +197,7 @@ def train_and_evaluate(latents_path, workdir, export_dir, **config):
                   "learning_rate": float(optimizer.learning_rate), "seconds": seconds,
                   "frames_per_second": len(windows) * frames_per_batch / seconds}
         history.append(record)
-        print(f"  train {record['train_loss']:.5g}  val {record['val_loss'] if val is not None else '-'}"
+        print(f"  train {record['train_loss']:.5g}  val {'-' if val is None else format(record['val_loss'], '.5g')}"
               f"  {record['frames_per_second']:.0f} frames/s")
         with writer.as_default(step=e + 1):
             for key in ("train_loss", "val_loss", "learning_rate", "frames_per_second"):

@@ -10,7 +10,6 @@ Re-running with the same flags and workdir resumes from the last checkpoint. The
 import os
 
 from absl import app, flags
-from absl import logging as absl_logging
 
 from tf_dance import autoencoder_training, cli
 
@@ -29,9 +28,9 @@ def define_flags():
 @cli.main
 def main(argv):
     del argv
-    if not FLAGS["verbosity"].present:
-        absl_logging.set_verbosity(absl_logging.WARNING)  # TF's INFO lines drown the progress bar
     cli.require_file(FLAGS.data, "dataset (--data)")
+    cli.check_output(FLAGS.workdir, "--workdir", is_dir=True)
+    cli.check_output(FLAGS.export_dir, "--export_dir", is_dir=True)
     config = {k: FLAGS[k].value for k in autoencoder_training.SETTINGS if k in FLAGS}
     result = autoencoder_training.train_and_evaluate(FLAGS.data, FLAGS.workdir, FLAGS.export_dir, **config)
     m = result["metrics"]

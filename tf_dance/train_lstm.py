@@ -32,6 +32,8 @@ def define_flags():
 def main(argv):
     del argv
     cli.require_file(FLAGS.latents, "latents file (--latents)")
+    cli.check_output(FLAGS.workdir, "--workdir", is_dir=True)
+    cli.check_output(FLAGS.export_dir, "--export_dir", is_dir=True)
     result = train_and_evaluate(FLAGS.latents, FLAGS.workdir, FLAGS.export_dir,
                                 **{name: FLAGS[name].value for name in SETTINGS})
     val = "-" if result["val_loss"] is None else f"{result['val_loss']:.5g}"

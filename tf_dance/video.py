@@ -352,7 +352,8 @@ def write_video(path, frames, fps, scale=1, crf=18):
     _check_scale(fps, scale)
     n, h, w, _ = frames.shape
     out_h, out_w = h * scale + (h * scale) % 2, w * scale + (w * scale) % 2
-    with cli.atomic_output(path) as tmp, tempfile.TemporaryFile() as log:
+    # A text log: moviepy reads it back as text when ffmpeg fails (a full disk), and breaks on bytes.
+    with cli.atomic_output(path) as tmp, tempfile.TemporaryFile("w+", errors="replace") as log:
         writer = FFMPEG_VideoWriter(tmp, (out_w, out_h), fps, codec="libx264", logfile=log,
                                     ffmpeg_params=["-crf", str(crf)])
         proc, failed = writer.proc, False
@@ -372,8 +373,10 @@ def write_video(path, frames, fps, scale=1, crf=18):
                 failed = True
         if failed or proc.returncode != 0:
             log.seek(0)
-            raise cli.UserError(f"ffmpeg could not write {path}: "
-                                f"{_last_line(log.read().decode('utf-8', 'replace'))}")
+            errors = [line for line in log.read().splitlines() if "rror" in line or "File too large" in line]
+            why = (_last_line(errors[-1]) if errors else f"ffmpeg ended with {proc.returncode}"
+                   + (" (SIGXFSZ: file size limit reached)" if proc.returncode == -25 else ""))
+            raise cli.UserError(f"ffmpeg could not write {path}: {why}")
     return path
 
 
