@@ -106,3 +106,46 @@ def save_array(path, array):
 def ensure_parent(path):
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
+
+
+def _check_clips(clips, n, path):
+    """int32 `[n]` clip ids, or `cli.UserError` unless they run 0, 1, 2... in contiguous runs."""
+    clips = np.asarray(clips)
+    if clips.shape != (n,) or not np.issubdtype(clips.dtype, np.integer):
+        raise cli.UserError(f"{path}: clip ids must be {n} integers (one per frame), got {clips.dtype} {clips.shape}")
+    steps = np.diff(clips.astype(np.int64))
+    if (n and clips[0] != 0) or np.any((steps != 0) & (steps != 1)):
+        raise cli.UserError(f"{path}: clip ids must start at 0 and go up by 1 at each cut")
+    return clips.astype(np.int32)
+
+
+def clip_bounds(clips):
+    """`[(start, end), ...]`, end exclusive: the frames of each clip, in order."""
+    clips = np.asarray(clips)
+    if clips.size == 0:
+        return []
+    cuts = (np.flatnonzero(np.diff(clips)) + 1).tolist()
+    return list(zip([0, *cuts], [*cuts, len(clips)]))
+
+
+def latent_clips_path(latents_path):
+    """`X.npy` -> `X_clips.npy`: where `encode` keeps the clip of every latent."""
+    return os.path.splitext(latents_path)[0] + "_clips.npy"
+
+
+def load_latent_clips(latents_path, n):
+    """int32 `[n]` clip ids of the latents at `latents_path`; zeros (one clip) when none were saved."""
+    path = latent_clips_path(latents_path)
+    if not os.path.exists(path):
+        return np.zeros(n, np.int32)
+    try:
+        clips = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise cli.UserError(f"{path} is not a readable .npy array ({e})") from None
+    if isinstance(clips, np.lib.npyio.NpzFile):
+        clips.close()
+        raise cli.UserError(f"{path}: clip ids must be a .npy array, not an archive")
+    if clips.ndim != 1 or len(clips) != n:
+        raise cli.UserError(f"{path} has {clips.shape} clip ids but {latents_path} has {n} latents: "
+                            "re-run encode to write both")
+    return _check_clips(clips, n, path)
