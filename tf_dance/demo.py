@@ -222,7 +222,8 @@ def new_version(root, before, script):
 def plan(work, export_dir, s, seed):
     """The steps in order: (name, title, script, args(outputs), flagfile, workdir, outputs(outputs))."""
     footage = bool(s.get("videos"))
-    data, latents, video = f"{work}/{'footage' if footage else 'dancer'}.npz", f"{work}/latents.npy", f"{work}/dance.mp4"
+    data = f"{work}/{'footage' if footage else 'dancer'}.npz"
+    latents, video = f"{work}/latents.npy", f"{work}/dance.mp4"
     source = ("prepare", f"Preparing your {len(s['videos'])} video(s) as one dataset, a clip per video",
               "prepare_video", lambda o: [*(f"--video={v}" for v in s["videos"]), f"--out={data}"],
               None, None, lambda o: {"data": data}) if footage else (
@@ -308,8 +309,8 @@ def main(argv):
         key = step_key(key, [script, *args], flagfile)
         print(f"\n[{i}/{len(todo)}] {title}", flush=True)
         if name == "lstm" and s["videos"]:
-            print(f"  sized for your footage: {lstm_sizing(outputs['data'], s['lstm_flags'], os.path.getmtime(outputs['data']))[1]}",
-                  flush=True)
+            why = lstm_sizing(outputs["data"], s["lstm_flags"], os.path.getmtime(outputs["data"]))[1]
+            print(f"  sized for your footage: {why}", flush=True)
         reused = steps.reusable(name, key)
         if reused:
             outputs.update(reused)

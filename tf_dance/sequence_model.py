@@ -130,8 +130,8 @@ def build_model(kind, dim, mean, std, batch_size=None, *, units=600, num_layers=
 
     lstm: `[B, T, D]` -> stateful LSTM stack -> head at every step (batch size fixed, as a
     stateful layer needs); `dropout` > 0 adds char-rnn's dropout after every LSTM layer (between
-    layers and before the head), active in training only. fnn: `[B, 2, D]` (previous and current frame) -> Dense(hidden, relu)
-    -> head, the paper's 256 -> 128 -> 128 baseline.
+    layers and before the head), active in training only. fnn: `[B, 2, D]` (previous and current
+    frame) -> Dense(hidden, relu) -> head, the paper's 256 -> 128 -> 128 baseline.
     """
     def initializer(i, fallback):
         if init == "charrnn":  # char-rnn: every weight uniform in +-0.08
@@ -230,8 +230,8 @@ class Net:
 
         def body(t, prev, state, out):
             inp = tf.where(t % cycle < ground_truth_steps, xs[t], prev)
-            params, state = self.step(
-                inp, state, None if dropout_seed is None else tf.random.experimental.stateless_fold_in(dropout_seed, t))
+            seed = None if dropout_seed is None else tf.random.experimental.stateless_fold_in(dropout_seed, t)
+            params, state = self.step(inp, state, seed)
             return t + 1, self.head.point(params), state, out.write(t, params)
 
         out = tf.TensorArray(tf.float32, size=steps)

@@ -7,7 +7,8 @@ is cut into `batch_size` contiguous parallel streams and each batch is the next 
 steps of every stream, with the LSTM state carried from one batch to the next and reset at
 each epoch start. Latents from several clips (`data.load_latent_clips`) are split clip by clip
 (each clip's tail validates) and no window or carried state crosses a cut: a stream's windows
-restart at the first frame of the next clip, with the state reset there (`stream_layout`). Gradients are clipped elementwise at `grad_clip` (char-rnn's clamp; Keras's
+restart at the first frame of the next clip, with the state reset there (`stream_layout`).
+Gradients are clipped elementwise at `grad_clip` (char-rnn's clamp; Keras's
 `clipvalue`) unless `clip=global_norm`; the learning rate decays by `lr_decay` after every epoch
 from `lr_decay_after` on. Validation runs the whole validation part as one stream, its state
 carried across it; the state is first warmed up on the `seq_length` training frames just before
@@ -183,7 +184,8 @@ def train_and_evaluate(latents_path, workdir, export_dir, clips=None, **config):
     or one clip). The export holds the epoch with the best validation loss.
 
     Keys: export_dir (the new version directory), epochs (trained), best_epoch and best_val_loss
-    (exported; the last epoch and None without validation), stopped_early, train_loss and val_loss (last epoch),
+    (exported; the last epoch and None without validation), trained_epochs, stopped_early,
+    train_loss and val_loss (last epoch),
     first_loss (the first batch's), loss_drop (first_loss / train_loss), seconds_to_100x
     (training seconds until an epoch's mean loss was 100x below first_loss, or None),
     frames_per_second (median over epochs), train_seconds, history (one dict per epoch), config.
@@ -235,8 +237,8 @@ def train_and_evaluate(latents_path, workdir, export_dir, clips=None, **config):
     val_loss_fn = tf.function(
         lambda x, y, warm: net.head.loss(net.window(x, net.zero_state(1))[0][:, warm - 1:], y[:, warm - 1:]),
         jit_compile=cfg["jit_compile"])
-    val_parts = None if val is None else [
-        (net.normalize(np.concatenate([context, stretch]))[None], len(context), len(stretch)) for context, stretch in val]
+    val_parts = None if val is None else [(net.normalize(np.concatenate([context, stretch]))[None], len(context),
+                                           len(stretch)) for context, stretch in val]
     writer = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
     frames_per_batch = cfg["batch_size"] * cfg["seq_length"]
     for e in range(int(epoch.numpy()), cfg["epochs"]):
@@ -325,10 +327,13 @@ def _save_best(workdir, model, epoch):
 
 def _restore_best(workdir, model, epoch):
     path = os.path.join(workdir, BEST_WEIGHTS)
-    saved = np.load(path, allow_pickle=False) if os.path.exists(path) else None
-    if saved is None or int(saved["epoch"]) != epoch:
-        raise cli.UserError(f"{path} does not hold epoch {epoch}'s weights (the best); train again in a fresh --workdir")
-    with saved:
+    missing = cli.UserError(f"{path} does not hold epoch {epoch}'s weights (the best); "
+                            "train again in a fresh --workdir")
+    if not os.path.exists(path):
+        raise missing
+    with np.load(path, allow_pickle=False) as saved:
+        if int(saved["epoch"]) != epoch:
+            raise missing
         for i, v in enumerate(model.trainable_variables):
             v.assign(saved[f"w{i}"])
 
@@ -371,8 +376,8 @@ def make_train_step(net, optimizer, cfg):
     @tf.function(jit_compile=cfg["jit_compile"])
     def step(window, state):
         x, y = window[:, :-1], window[:, 1:]
-        step_seed = tf.stack([tf.constant(seed, tf.int64), tf.cast(optimizer.iterations, tf.int64)])
-        dropout_seed = tf.random.experimental.stateless_fold_in(step_seed, 1) if dropout else None
+        dropout_seed = tf.random.experimental.stateless_fold_in(
+            tf.stack([tf.constant(seed, tf.int64), tf.cast(optimizer.iterations, tf.int64)]), 1) if dropout else None
         if noise:
             x += noise * tf.random.stateless_normal(tf.shape(x), tf.stack([tf.constant(seed, tf.int64),
                                                                           tf.cast(optimizer.iterations, tf.int64)]))
