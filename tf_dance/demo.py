@@ -1,6 +1,7 @@
-"""The whole paper in one command, on the embedded synthetic dancer.
+"""The whole paper in one command, on the embedded synthetic dancer or on your own footage.
 
     python -m tf_dance.demo [--workdir=runs/demo] [--force] [--tiny]
+    python -m tf_dance.demo --video=clip1.mp4 [--video=clip2.mp4 ...] [--workdir=runs/footage]
 
 Runs, each as its own script with its own flagfile (exactly what a user would type, so every
 step's progress streams live): synthesize the dancer -> train_autoencoder -> encode ->
@@ -12,8 +13,13 @@ given; `--tiny` swaps in seconds-long settings for tests. A finished step is rec
 `<workdir>/steps.json` together with a key of its command line, its flagfile's contents and the
 steps before it: a rerun reuses it while that key still matches, redoes it (and everything
 after it) when it changed, and `--force` redoes every step from scratch.
+
+With `--video`, the first step is `prepare_video` on your clips (one dataset, one clip per video)
+instead of the dancer, the defaults come from flags/footage.flags, and the LSTM flagfile's batch
+size is fitted to the footage's size (`lstm_sizing`; the demo prints what it picked and why).
 """
 
+import functools
 import hashlib
 import json
 import os
@@ -23,12 +29,20 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 from absl import app, flags
 
-from tf_dance import cli
+from tf_dance import cli, data
 
 FLAGS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "flags")
 DEFAULT_FLAGFILE = os.path.join(FLAGS_DIR, "quick.flags")
+FOOTAGE_FLAGFILE = os.path.join(FLAGS_DIR, "footage.flags")
+# Used while flags/footage_autoencoder.flags (the footage autoencoder setting) is not there.
+FOOTAGE_AUTOENCODER, FOOTAGE_AUTOENCODER_FALLBACK = "footage_autoencoder.flags", "quick_autoencoder.flags"
+# train_lstm's defaults of the settings `lstm_sizing` reads, for a flagfile that does not set them.
+LSTM_DEFAULTS = dict(batch_size=5, seq_length=50, train_frac=0.95)
+# Fewest optimizer updates per LSTM epoch on footage: less data gets fewer parallel streams.
+MIN_UPDATES_PER_EPOCH = 20
 # --tiny's defaults instead of quick.flags: every step in seconds (tests, CI); the dance is meaningless.
 TINY = dict(dancer_frames=300, autoencoder_flags="tiny_autoencoder.flags", lstm_flags="tiny_lstm.flags",
             frames=60)
@@ -41,6 +55,8 @@ flags.DEFINE_bool("tiny", False, f"Seconds-long smoke run for tests: the default
                   "flags/quick.flags (flags given still override them); the dance will not be good.")
 flags.DEFINE_integer("seed", 0, "Seed passed to every step.", lower_bound=0)
 flags.DEFINE_integer("dancer_frames", None, "Frames of the synthetic dancer to train on (24 fps).", lower_bound=100)
+flags.DEFINE_multi_string("video", None, "Your own footage instead of the dancer: a video file (anything ffmpeg "
+                          "reads); repeat for several clips. Defaults then come from flags/footage.flags.")
 flags.DEFINE_string("autoencoder_flags", None, "Flagfile for `tf_dance.train_autoencoder` (a name in "
                     "--flags_dir, or a path).")
 flags.DEFINE_string("lstm_flags", None, "Flagfile for `tf_dance.train_lstm` (a name in --flags_dir, or a path).")
@@ -57,10 +73,12 @@ def with_default_flagfile(argv):
     or TINY with --tiny. Nothing is added when a --flagfile is given."""
     if any(a == "--flagfile" or a.startswith("--flagfile=") for a in argv[1:]):
         return argv
+    footage = any(a == "--video" or a.startswith("--video=") for a in argv[1:])
+    flagfile = FOOTAGE_FLAGFILE if footage else DEFAULT_FLAGFILE
     if "--tiny" in argv[1:] or "--tiny=true" in argv[1:]:
-        defaults = [f"--{k}={v}" for k, v in TINY.items()]
-    elif os.path.isfile(DEFAULT_FLAGFILE):
-        defaults = [f"--flagfile={DEFAULT_FLAGFILE}"]
+        defaults = [f"--{k}={v}" for k, v in TINY.items() if not (footage and k == "dancer_frames")]
+    elif os.path.isfile(flagfile):
+        defaults = [f"--flagfile={flagfile}"]
     else:
         defaults = []
     return [argv[0], *defaults, *argv[1:]]
@@ -70,13 +88,61 @@ def settings():
     """The demo's settings, checked: flagfiles resolved to paths."""
     s = dict(dancer_frames=FLAGS.dancer_frames, autoencoder_flags=FLAGS.autoencoder_flags,
              lstm_flags=FLAGS.lstm_flags, frames=FLAGS.frames)
+    videos = FLAGS.video or []
+    if videos:
+        del s["dancer_frames"]
     missing = [f"--{k}" for k, v in s.items() if v is None]
     if missing:
-        raise cli.UserError(f"{', '.join(missing)} not set: pass --flagfile=flags/quick.flags (the default when "
+        default = "footage.flags" if videos else "quick.flags"
+        raise cli.UserError(f"{', '.join(missing)} not set: pass --flagfile=flags/{default} (the default when "
                             "the repository is installed with `pip install -e .`) or set them")
+    for path in videos:
+        if not os.path.isfile(path):
+            raise cli.UserError(f"--video: {path} is not a file")
+    s["videos"] = [os.path.abspath(p) for p in videos]
+    s["fallback"] = None
+    if s["autoencoder_flags"] == FOOTAGE_AUTOENCODER and not _flagfile_exists(FOOTAGE_AUTOENCODER):
+        s["autoencoder_flags"] = FOOTAGE_AUTOENCODER_FALLBACK
+        s["fallback"] = f"{FOOTAGE_AUTOENCODER} is not there yet: using {FOOTAGE_AUTOENCODER_FALLBACK}"
     for key in ("autoencoder_flags", "lstm_flags"):
         s[key] = find_flagfile(s[key], key)
     return s
+
+
+def _flagfile_exists(name):
+    return os.path.isfile(name) or os.path.isfile(os.path.join(FLAGS.flags_dir, name))
+
+
+def _flagfile_values(path):
+    """The `--name=value` settings a flagfile gives (nested flagfiles expanded), last one winning."""
+    values = {}
+    for arg in flags.FlagValues().read_flags_from_files(["demo", f"--flagfile={path}"], force_gnu=True)[1:]:
+        name, _, value = arg.lstrip("-").partition("=")
+        values[name] = value
+    return values
+
+
+@functools.lru_cache(maxsize=None)
+def lstm_sizing(data_path, lstm_flags, mtime):
+    """(train_lstm flags, why): the LSTM flagfile fitted to the footage in `data_path`.
+
+    char-rnn's parallel streams split the training frames; on a few thousand frames the
+    flagfile's batch size would leave a handful of updates per epoch, so the demo lowers it until
+    an epoch makes at least MIN_UPDATES_PER_EPOCH updates (never below one stream).
+    """
+    del mtime  # part of the cache key only: a remade dataset is sized again
+    values = _flagfile_values(lstm_flags)
+    batch, seq, frac = (type(d)(values.get(k, d)) for k, d in LSTM_DEFAULTS.items())
+    frames, _, extras = data.load_dataset(data_path)
+    bounds = data.clip_bounds(extras.get("clips", np.zeros(len(frames), np.int32)))
+    train = sum(int((end - start) * frac) for start, end in bounds)
+    fitted = int(np.clip(train // (seq * MIN_UPDATES_PER_EPOCH), 1, batch))
+    why = (f"{len(frames)} frames in {len(bounds)} clip(s), {train} for training: --batch_size={fitted} "
+           f"(flagfile: {batch}) ")
+    why += ("keeps the flagfile's batch size" if fitted == batch else
+            f"so that an epoch of {seq}-step windows still makes >= {MIN_UPDATES_PER_EPOCH} updates" if fitted > 1
+            else "(one stream: the footage is short)")
+    return [f"--batch_size={fitted}"], why
 
 
 def find_flagfile(name, what):
@@ -155,12 +221,20 @@ def new_version(root, before, script):
 
 def plan(work, export_dir, s, seed):
     """The steps in order: (name, title, script, args(outputs), flagfile, workdir, outputs(outputs))."""
-    data, latents, video = f"{work}/dancer.npz", f"{work}/latents.npy", f"{work}/dance.mp4"
+    footage = bool(s.get("videos"))
+    data = f"{work}/{'footage' if footage else 'dancer'}.npz"
+    latents, video = f"{work}/latents.npy", f"{work}/dance.mp4"
+    source = ("prepare", f"Preparing your {len(s['videos'])} video(s) as one dataset, a clip per video",
+              "prepare_video", lambda o: [*(f"--video={v}" for v in s["videos"]), f"--out={data}"],
+              None, None, lambda o: {"data": data}) if footage else (
+        "synthesize", f"Synthesizing {s['dancer_frames']} frames of the default dancer", "synthesize",
+        lambda o: ["--kind=dancer", f"--frames={s['dancer_frames']}", seed, f"--out={data}",
+                   f"--video={work}/dancer.mp4"],
+        None, None, lambda o: {"data": data, "training_video": f"{work}/dancer.mp4"})
+    sized = (lambda o: lstm_sizing(o["data"], s["lstm_flags"], os.path.getmtime(o["data"]))[0]) if footage else (
+        lambda o: [])
     return [
-        ("synthesize", f"Synthesizing {s['dancer_frames']} frames of the default dancer", "synthesize",
-         lambda o: ["--kind=dancer", f"--frames={s['dancer_frames']}", seed, f"--out={data}",
-                    f"--video={work}/dancer.mp4"],
-         None, None, lambda o: {"data": data, "training_video": f"{work}/dancer.mp4"}),
+        source,
         ("autoencoder", "Training the autoencoder: 96x54 frames <-> 128-d vectors (paper 3.1)",
          "train_autoencoder",
          lambda o: [f"--flagfile={s['autoencoder_flags']}", seed, f"--data={data}", f"--workdir={work}/ae",
@@ -171,7 +245,7 @@ def plan(work, export_dir, s, seed):
          None, None, lambda o: {"latents": latents}),
         ("lstm", "Training the stateful LSTM on the vector sequence (paper 3.3-3.4)", "train_lstm",
          lambda o: [f"--flagfile={s['lstm_flags']}", seed, f"--latents={latents}",
-                    f"--workdir={work}/lstm", f"--export_dir={export_dir}", "--export_name=dance_lstm"],
+                    f"--workdir={work}/lstm", f"--export_dir={export_dir}", "--export_name=dance_lstm", *sized(o)],
          s["lstm_flags"], f"{work}/lstm", None),
         ("generate", f"Generating {s['frames']} frames of dance (paper 3.5)", "generate",
          lambda o: [f"--lstm={o['lstm']}", f"--decoder={o['decoder']}", f"--data={data}", f"--latents={latents}",
@@ -222,15 +296,21 @@ def main(argv):
     os.makedirs(work, exist_ok=True)
     steps = Steps(work, FLAGS.force)
     seed = f"--seed={FLAGS.seed}"
-    print(f"tf_dance demo in {work}: {s['dancer_frames']} dancer frames, autoencoder "
+    source = f"your footage ({len(s['videos'])} video(s))" if s["videos"] else f"{s['dancer_frames']} dancer frames"
+    print(f"tf_dance demo in {work}: {source}, autoencoder "
           f"{os.path.relpath(s['autoencoder_flags'])}, LSTM {os.path.relpath(s['lstm_flags'])}, "
           f"{s['frames']} generated frames", flush=True)
+    if s["fallback"]:
+        print(f"  ({s['fallback']})", flush=True)
     outputs, key, start = {}, "", time.time()
     todo = plan(work, export_dir, s, seed)
     for i, (name, title, script, args_fn, flagfile, workdir, outputs_fn) in enumerate(todo, 1):
         args = args_fn(outputs)
         key = step_key(key, [script, *args], flagfile)
         print(f"\n[{i}/{len(todo)}] {title}", flush=True)
+        if name == "lstm" and s["videos"]:
+            why = lstm_sizing(outputs["data"], s["lstm_flags"], os.path.getmtime(outputs["data"]))[1]
+            print(f"  sized for your footage: {why}", flush=True)
         reused = steps.reusable(name, key)
         if reused:
             outputs.update(reused)
@@ -255,7 +335,7 @@ def main(argv):
     print(f"\nDemo finished in {time.time() - start:.0f} s.")
     print(f"  dance video:  {outputs['video']}  (also {os.path.basename(outputs['gif'])}, "
           f"{os.path.basename(outputs['sheet'])})")
-    print(f"  training data: {outputs['training_video']}")
+    print(f"  training data: {outputs.get('training_video') or outputs['data']}")
     print(f"  evaluation:   {outputs['report']}")
     for line in verdict_lines(outputs["metrics"]):
         print(line)

@@ -125,12 +125,13 @@ def standardizer(train):
 
 
 def build_model(kind, dim, mean, std, batch_size=None, *, units=600, num_layers=2, fnn_hidden=128,
-                head="mse", mixtures=5, init="charrnn", seed=0):
+                head="mse", mixtures=5, init="charrnn", seed=0, dropout=0.0):
     """The Keras model: raw latents in, head parameters (normalised space) out.
 
     lstm: `[B, T, D]` -> stateful LSTM stack -> head at every step (batch size fixed, as a
-    stateful layer needs). fnn: `[B, 2, D]` (previous and current frame) -> Dense(hidden, relu)
-    -> head, the paper's 256 -> 128 -> 128 baseline.
+    stateful layer needs); `dropout` > 0 adds char-rnn's dropout after every LSTM layer (between
+    layers and before the head), active in training only. fnn: `[B, 2, D]` (previous and current
+    frame) -> Dense(hidden, relu) -> head, the paper's 256 -> 128 -> 128 baseline.
     """
     def initializer(i, fallback):
         if init == "charrnn":  # char-rnn: every weight uniform in +-0.08
@@ -151,7 +152,11 @@ def build_model(kind, dim, mean, std, batch_size=None, *, units=600, num_layers=
                 recurrent_initializer=initializer(2 * i + 1, "Orthogonal"),
                 bias_initializer=ForgetBias(0.08 if init == "charrnn" else 0.0, seed=seed + 50 + i),
                 unit_forget_bias=False)(x)
+            if dropout:
+                x = keras.layers.Dropout(dropout, seed=seed + 70 + i, name=f"dropout_{i}")(x)
     elif kind == "fnn":
+        if dropout:
+            raise ValueError("dropout applies to the lstm model only")
         inputs = keras.Input(batch_shape=(batch_size, 2, dim), name="frames")
         x = keras.layers.Flatten()(normalize(inputs))
         x = keras.layers.Dense(fnn_hidden, activation="relu", name="hidden",
@@ -194,6 +199,7 @@ class Net:
         self.dim = self.head.dim
         self.mean = np.asarray(norm.input_mean, np.float32).reshape(-1)
         self.std = np.sqrt(np.asarray(norm.input_variance, np.float32)).reshape(-1)
+        self.dropout = next((l.rate for l in model.layers if isinstance(l, keras.layers.Dropout)), 0.0)
 
     def normalize(self, raw):
         return (raw - self.mean) / self.std
@@ -204,7 +210,16 @@ class Net:
     def zero_state(self, batch):
         return tf.zeros([batch, self.state_size])
 
-    def conditioned_window(self, x, state, ground_truth_steps, condition_steps):
+    def drop(self, h, layer, dropout_seed):
+        """Layer `layer`'s output `h` with dropout when training (`dropout_seed` [2] given), else `h`.
+
+        Stateless, so a seeded run is repeatable and the step compiles with XLA."""
+        if dropout_seed is None or not self.dropout:
+            return h
+        return tf.nn.experimental.stateless_dropout(
+            h, self.dropout, tf.random.experimental.stateless_fold_in(dropout_seed, layer))
+
+    def conditioned_window(self, x, state, ground_truth_steps, condition_steps, dropout_seed=None):
         """Auto-conditioned unroll (Zhou et al. 2018): after every `ground_truth_steps` real inputs,
         `condition_steps` inputs are the model's own previous point prediction, so training
         sees (and learns to recover from) its own errors. Gradients flow through the fed-back
@@ -215,7 +230,8 @@ class Net:
 
         def body(t, prev, state, out):
             inp = tf.where(t % cycle < ground_truth_steps, xs[t], prev)
-            params, state = self.step(inp, state)
+            seed = None if dropout_seed is None else tf.random.experimental.stateless_fold_in(dropout_seed, t)
+            params, state = self.step(inp, state, seed)
             return t + 1, self.head.point(params), state, out.write(t, params)
 
         out = tf.TensorArray(tf.float32, size=steps)
@@ -235,7 +251,7 @@ class LSTMNet(Net):
     def _unpack(self, state):
         return tf.split(state, 2 * len(self.cells), axis=-1)
 
-    def step(self, x, state):
+    def step(self, x, state, dropout_seed=None):
         """One time step `[B, D]` -> head params `[B, P]`; state packed as [h1, c1, h2, c2, ...]."""
         hc = self._unpack(state)
         new = []
@@ -243,16 +259,21 @@ class LSTMNet(Net):
             z = tf.matmul(x, kernel) + tf.matmul(hc[2 * i], recurrent) + bias
             x, c = _gates(z, hc[2 * i + 1])
             new += [x, c]
+            x = self.drop(x, i, dropout_seed)
         return self.head(x), tf.concat(new, -1)
 
-    def window(self, x, state):
-        """Teacher-forced `[B, T, D]` -> params `[B, T, P]` and the state after the last step."""
+    def window(self, x, state, dropout_seed=None):
+        """Teacher-forced `[B, T, D]` -> params `[B, T, P]` and the state after the last step.
+
+        Dropout (training only) acts on each layer's outputs outside the hand-written backward pass,
+        so autodiff carries the gradient through its mask."""
         hc = self._unpack(state)
         h = tf.transpose(x, [1, 0, 2])
         new = []
         for i, weights in enumerate(self.cells):
             h, h_last, c_last = lstm_sequence(h, hc[2 * i], hc[2 * i + 1], *map(tf.convert_to_tensor, weights))
             new += [h_last, c_last]
+            h = self.drop(h, i, dropout_seed)
         return self.head(tf.transpose(h, [1, 0, 2])), tf.concat(new, -1)
 
 
@@ -264,10 +285,10 @@ class FNNNet(Net):
         self.hidden = model.get_layer("hidden")
         self.state_size = self.dim
 
-    def step(self, x, state):
+    def step(self, x, state, dropout_seed=None):
         return self.head(self.hidden(tf.concat([state, x], -1))), x
 
-    def window(self, x, state):
+    def window(self, x, state, dropout_seed=None):
         prev = tf.concat([state[:, None], x[:, :-1]], 1)
         return self.head(self.hidden(tf.concat([prev, x], -1))), x[:, -1]
 

@@ -5,11 +5,15 @@
 As in Karpathy's char-rnn: the sequence is split train/val (`train_frac`); the training part
 is cut into `batch_size` contiguous parallel streams and each batch is the next `seq_length`
 steps of every stream, with the LSTM state carried from one batch to the next and reset at
-each epoch start. Gradients are clipped elementwise at `grad_clip` (char-rnn's clamp; Keras's
+each epoch start. Latents from several clips (`data.load_latent_clips`) are split clip by clip
+(each clip's tail validates) and no window or carried state crosses a cut: a stream's windows
+restart at the first frame of the next clip, with the state reset there (`stream_layout`).
+Gradients are clipped elementwise at `grad_clip` (char-rnn's clamp; Keras's
 `clipvalue`) unless `clip=global_norm`; the learning rate decays by `lr_decay` after every epoch
 from `lr_decay_after` on. Validation runs the whole validation part as one stream, its state
 carried across it; the state is first warmed up on the `seq_length` training frames just before
 it (from zero, the first predictions would be scored against an LSTM that has seen nothing).
+The model exported is the epoch with the best validation loss (`--patience` stops early).
 
 Every epoch is checkpointed under `<workdir>/checkpoints`; a run restarted with the same
 settings resumes from the last finished epoch and stops at `epochs`. `<workdir>/history.json`
@@ -63,6 +67,13 @@ SETTINGS = {
     "condition_steps": Setting(0, "Auto-conditioning: steps per cycle fed the model's own previous output "
                                "(0 = teacher forcing, the paper's).", low=0),
     "input_noise": Setting(0.0, "Std of Gaussian noise added to training inputs, in normalised units.", low=0.0),
+    "dropout": Setting(0.0, "char-rnn's dropout on every LSTM layer's output (between layers and before the head), "
+                       "in training only; 0 = none (the paper's).", low=0.0, high=1.0, high_open=True),
+    "patience": Setting(0, "Early stopping: stop after this many epochs without a better validation loss "
+                        "(0 = off). The epoch with the best validation loss is exported either way.", low=0),
+    "extra_latents": Setting([], "Extra latent files (e.g. encoded flipped clips), comma-separated: extra "
+                             "training streams, each file (or each clip it records) a clip of its own; never "
+                             "validated on.", item=str),
     "dim": Setting(0, "Required latent width (e.g. 128 for the encoder's latents); 0 = take it from the file.",
                    low=0),
     "seed": Setting(0, "Seed for initialisation and noise; same settings + seed -> same model.", low=0),
@@ -70,7 +81,8 @@ SETTINGS = {
     "jit_compile": Setting(True, "Compile the training step with XLA (about 2x faster on CPU)."),
 }
 # Settings that may change when a run resumes (the rest must match the checkpointed run).
-_RESUMABLE = {"epochs", "export_name", "jit_compile"}
+_RESUMABLE = {"epochs", "export_name", "jit_compile", "patience"}
+BEST_WEIGHTS = "best_weights.npz"
 
 
 def resolve_config(overrides):
@@ -103,58 +115,109 @@ class EpochDecay(keras.optimizers.schedules.LearningRateSchedule):
         return {"rate": self.rate, "steps_per_epoch": self.steps_per_epoch, "decay": self.decay, "after": self.after}
 
 
-def split(latents, config):
-    """(train, val) with enough frames for one batch; val is None when train_frac is 1."""
-    n = len(latents)
-    n_train = int(n * config["train_frac"])
-    need = config["batch_size"] * (config["seq_length"] + 1)
+def split(latents, config, clips=None):
+    """(train, train_clips, val): each clip's leading `train_frac` trains, the rest of it validates.
+
+    train: the clips' training parts end to end, with their clip ids `train_clips`. val: one
+    `(context, stretch)` per clip, `stretch` its validation frames and `context` the (up to
+    `seq_length`) training frames of the same clip just before it, which warm the state up;
+    None when train_frac is 1.
+    """
+    clips = np.zeros(len(latents), np.int32) if clips is None else clips
     val_needed = config["train_frac"] < 1
-    if n_train < need or (val_needed and n - n_train < 2):
+    train, train_clips, val = [], [], []
+    for k, (start, end) in enumerate(data.clip_bounds(clips)):
+        cut = start + int((end - start) * config["train_frac"])
+        train.append(latents[start:cut])
+        train_clips.append(np.full(cut - start, k, np.int32))
+        if val_needed and cut > start and end > cut:
+            val.append((latents[max(start, cut - config["seq_length"]):cut], latents[cut:end]))
+    train, train_clips = np.concatenate(train), np.concatenate(train_clips)
+    n, need = len(latents), config["batch_size"] * (config["seq_length"] + 1)
+    if len(train) < need or (val_needed and sum(len(v) for _, v in val) < 2):
         total = int(np.ceil(need / config["train_frac"])) + (2 if val_needed else 0)
         raise cli.UserError(
             f"{n} latent frames are too few: one batch needs batch_size {config['batch_size']} x "
             f"(seq_length {config['seq_length']} + 1) = {need} training frames, and the validation part "
             f"(1 - train_frac = {1 - config['train_frac']:.2f}) at least 2; give at least {total} frames "
             "or lower --batch_size/--seq_length")
-    return latents[:n_train], (latents[n_train:] if val_needed else None)
+    return train, train_clips, (val if val_needed else None)
 
 
-def char_rnn_batches(sequence, batch_size, seq_length):
-    """`[N, D]` -> `[num_batches, batch_size, seq_length + 1, D]`.
+def stream_layout(clips, batch_size, seq_length):
+    """Where char-rnn's windows start: `(starts, fresh)`, int and bool `[num_batches, batch_size]`.
 
-    Stream s is the s-th contiguous slice of the sequence; batch b holds steps b*S .. b*S+S of
-    every stream (the last step is only a target, and the next batch's first input).
+    As in char-rnn, stream s is the s-th contiguous slice of the sequence and batch b holds
+    steps b*S .. b*S+S of every stream; but a stream's windows restart at each cut, at the next
+    clip's first frame (the partial window before it is dropped), and `fresh` marks the windows
+    that begin a clip, where the stream's carried state must be reset. Every stream gets as many
+    windows as the shortest; with one clip this is char-rnn's layout exactly.
     """
-    stream_len = len(sequence) // batch_size
-    streams = sequence[:stream_len * batch_size].reshape(batch_size, stream_len, -1)
-    count = (stream_len - 1) // seq_length
-    return np.stack([streams[:, b * seq_length:b * seq_length + seq_length + 1] for b in range(count)])
+    clips = np.asarray(clips)
+    length = len(clips) // batch_size
+    starts, fresh = [], []
+    for s in range(batch_size):
+        lo = s * length
+        mine = [(lo + a + k * seq_length, k == 0)
+                for a, b in data.clip_bounds(clips[lo:lo + length]) for k in range((b - a - 1) // seq_length)]
+        starts.append([m[0] for m in mine])
+        fresh.append([m[1] for m in mine])
+    count = min(len(m) for m in starts)
+    return (np.array([m[:count] for m in starts], np.int64).reshape(batch_size, count).T,
+            np.array([m[:count] for m in fresh], bool).reshape(batch_size, count).T)
 
 
-def train_and_evaluate(latents_path, workdir, export_dir, **config):
+def char_rnn_batches(sequence, batch_size, seq_length, clips=None):
+    """`[N, D]` -> `[num_batches, batch_size, seq_length + 1, D]`, laid out by `stream_layout`.
+
+    Batch b holds the next window of every stream (the last step is only a target, and the
+    next batch's first input); with `clips`, no window spans a cut.
+    """
+    starts, _ = stream_layout(np.zeros(len(sequence), np.int32) if clips is None else clips, batch_size, seq_length)
+    return sequence[starts[..., None] + np.arange(seq_length + 1)]
+
+
+def train_and_evaluate(latents_path, workdir, export_dir, clips=None, **config):
     """Trains (resuming from `workdir` if it holds a checkpoint), exports, returns a summary dict.
 
-    Keys: export_dir (the new version directory), epochs, train_loss and val_loss (last epoch),
+    clips: int [N], the clip of every latent (default: the ids `encode` saved beside the file,
+    or one clip). The export holds the epoch with the best validation loss.
+
+    Keys: export_dir (the new version directory), epochs (trained), best_epoch and best_val_loss
+    (exported; the last epoch and None without validation), trained_epochs, stopped_early,
+    train_loss and val_loss (last epoch),
     first_loss (the first batch's), loss_drop (first_loss / train_loss), seconds_to_100x
     (training seconds until an epoch's mean loss was 100x below first_loss, or None),
     frames_per_second (median over epochs), train_seconds, history (one dict per epoch), config.
     """
     cfg = resolve_config(config)
     latents = data.load_latents(latents_path, dim=cfg["dim"] or None)
-    train, val = split(latents, cfg)
+    clips = data.load_latent_clips(latents_path, len(latents)) if clips is None else \
+        data._check_clips(clips, len(latents), "clips")
+    if cfg["dropout"] and cfg["model"] != "lstm":
+        raise cli.UserError("dropout applies to the lstm model only")
+    if cfg["patience"] and cfg["train_frac"] == 1:
+        raise cli.UserError("patience needs a validation part: set train_frac below 1")
+    train, train_clips, val = split(latents, cfg, clips)
+    train, train_clips, extra_prints = _add_extra_latents(train, train_clips, cfg["extra_latents"], latents.shape[1])
+    fresh = _check_layout(train_clips, cfg, len(latents))
     mean, std = sequence_model.standardizer(train) if cfg["normalize"] else (
         np.zeros(latents.shape[1], np.float32), np.ones(latents.shape[1], np.float32))
     fingerprint = {"frames": int(latents.shape[0]), "dim": int(latents.shape[1]),
                    "crc32": zlib.crc32(np.ascontiguousarray(latents).tobytes())}
+    if clips[-1] > 0:
+        fingerprint["clips"] = zlib.crc32(np.ascontiguousarray(clips).tobytes())
+    if extra_prints:
+        fingerprint["extra_latents"] = extra_prints
     _claim_workdir(workdir, cfg, fingerprint)
 
     keras.utils.set_random_seed(cfg["seed"])
     model = sequence_model.build_model(
         cfg["model"], latents.shape[1], mean, std, batch_size=cfg["batch_size"], units=cfg["units"],
         num_layers=cfg["num_layers"], fnn_hidden=cfg["fnn_hidden"], head=cfg["head"],
-        mixtures=cfg["mixtures"], init=cfg["init"], seed=cfg["seed"])
+        mixtures=cfg["mixtures"], init=cfg["init"], seed=cfg["seed"], dropout=cfg["dropout"])
     net = sequence_model.make_net(model)
-    windows = char_rnn_batches(net.normalize(train), cfg["batch_size"], cfg["seq_length"])
+    windows = char_rnn_batches(net.normalize(train), cfg["batch_size"], cfg["seq_length"], train_clips)
     clip = {} if not cfg["grad_clip"] else (
         {"clipvalue": cfg["grad_clip"]} if cfg["clip"] == "value" else {"global_clipnorm": cfg["grad_clip"]})
     optimizer = keras.optimizers.Adam(
@@ -171,20 +234,24 @@ def train_and_evaluate(latents_path, workdir, export_dir, **config):
         print(f"Resuming from {manager.latest_checkpoint} (epoch {int(epoch.numpy())} of {cfg['epochs']}).")
 
     train_step = make_train_step(net, optimizer, cfg)
-    warm = min(cfg["seq_length"], len(train))
     val_loss_fn = tf.function(
-        lambda x, y: net.head.loss(net.window(x, net.zero_state(1))[0][:, warm - 1:], y[:, warm - 1:]),
+        lambda x, y, warm: net.head.loss(net.window(x, net.zero_state(1))[0][:, warm - 1:], y[:, warm - 1:]),
         jit_compile=cfg["jit_compile"])
-    val_norm = None if val is None else net.normalize(np.concatenate([train[-warm:], val]))[None]
+    val_parts = None if val is None else [(net.normalize(np.concatenate([context, stretch]))[None], len(context),
+                                           len(stretch)) for context, stretch in val]
     writer = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
     frames_per_batch = cfg["batch_size"] * cfg["seq_length"]
     for e in range(int(epoch.numpy()), cfg["epochs"]):
+        if _stalled(history, cfg["patience"]):
+            break
         start = time.perf_counter()
         progress = keras.utils.Progbar(len(windows), unit_name="batch")
         print(f"Epoch {e + 1}/{cfg['epochs']}  (lr {float(optimizer.learning_rate):.3g})")
         state = net.zero_state(cfg["batch_size"])
         losses = []
         for b, window in enumerate(windows):
+            if b and fresh[b].any():  # a stream reached a cut: its next window is a new clip
+                state = tf.where(fresh[b][:, None], 0.0, state)
             loss, state = train_step(window, state)
             losses.append(float(loss))
             if not np.isfinite(losses[-1]):
@@ -193,12 +260,15 @@ def train_and_evaluate(latents_path, workdir, export_dir, **config):
             progress.update(b + 1, [("loss", losses[-1])])
         seconds = time.perf_counter() - start
         record = {"epoch": e + 1, "train_loss": float(np.mean(losses)), "first_batch_loss": losses[0],
-                  "val_loss": None if val is None else float(val_loss_fn(val_norm[:, :-1], val_norm[:, 1:])),
+                  "val_loss": None if val is None else validation_loss(val_loss_fn, val_parts),
                   "learning_rate": float(optimizer.learning_rate), "seconds": seconds,
                   "frames_per_second": len(windows) * frames_per_batch / seconds}
         history.append(record)
+        improved = _best(history) is record
+        if improved:
+            _save_best(workdir, model, e + 1)
         print(f"  train {record['train_loss']:.5g}  val {'-' if val is None else format(record['val_loss'], '.5g')}"
-              f"  {record['frames_per_second']:.0f} frames/s")
+              f"{'  (best so far)' if improved else ''}  {record['frames_per_second']:.0f} frames/s")
         with writer.as_default(step=e + 1):
             for key in ("train_loss", "val_loss", "learning_rate", "frames_per_second"):
                 if record[key] is not None:
@@ -207,14 +277,88 @@ def train_and_evaluate(latents_path, workdir, export_dir, **config):
         epoch.assign(e + 1)
         manager.save(checkpoint_number=e + 1)
     writer.close()
+    best = _best(history) or history[-1]
+    stopped_early = _stalled(history, cfg["patience"]) and history[-1]["epoch"] < cfg["epochs"]
+    if stopped_early:
+        print(f"Stopped early after epoch {history[-1]['epoch']}: no better validation loss in the "
+              f"{cfg['patience']} epochs since epoch {best['epoch']} (--patience).")
+    if best is not history[-1]:
+        _restore_best(workdir, model, best["epoch"])
+    if best["val_loss"] is not None:
+        print(f"Exporting epoch {best['epoch']} of {history[-1]['epoch']}: the best validation loss "
+              f"({best['val_loss']:.5g}; last epoch {history[-1]['val_loss']:.5g}).")
 
     single = sequence_model.stateful_copy(model, 1)
     with cli.atomic_output(os.path.join(workdir, "model.keras")) as tmp:
         single.save(tmp)
     final = rollout.export(model, export_dir, cfg["export_name"] or f"dance_{cfg['model']}",
-                           {"config": cfg, "latents": fingerprint})
+                           {"config": cfg, "latents": fingerprint, **_best_record(history, best)})
     print(f"Exported {final}")
-    return _summary(history, cfg, final)
+    return dict(_summary(history, cfg, final), **_best_record(history, best), stopped_early=stopped_early)
+
+
+def validation_loss(loss_fn, parts):
+    """Mean loss over every validation frame of every clip; `parts`: (normalised [1, T, D], warm-up, frames)."""
+    losses = [float(loss_fn(x[:, :-1], x[:, 1:], warm)) for x, warm, _ in parts]
+    return losses[0] if len(losses) == 1 else float(np.average(losses, weights=[n for *_, n in parts]))
+
+
+def _best(history):
+    """The first epoch record with the lowest validation loss, or None without validation."""
+    scored = [r for r in history if r["val_loss"] is not None]
+    return min(scored, key=lambda r: r["val_loss"]) if scored else None
+
+
+def _best_record(history, best):
+    return {"best_epoch": best["epoch"], "best_val_loss": best["val_loss"], "trained_epochs": history[-1]["epoch"]}
+
+
+def _stalled(history, patience):
+    best = _best(history)
+    return bool(patience and best and history[-1]["epoch"] - best["epoch"] >= patience)
+
+
+def _save_best(workdir, model, epoch):
+    """The best epoch's weights in `<workdir>/best_weights.npz`, so a resumed run can still export them."""
+    weights = {f"w{i}": v.numpy() for i, v in enumerate(model.trainable_variables)}
+    with cli.atomic_output(os.path.join(workdir, BEST_WEIGHTS)) as tmp, open(tmp, "wb") as f:
+        np.savez(f, epoch=np.int64(epoch), **weights)
+
+
+def _restore_best(workdir, model, epoch):
+    path = os.path.join(workdir, BEST_WEIGHTS)
+    missing = cli.UserError(f"{path} does not hold epoch {epoch}'s weights (the best); "
+                            "train again in a fresh --workdir")
+    if not os.path.exists(path):
+        raise missing
+    with np.load(path, allow_pickle=False) as saved:
+        if int(saved["epoch"]) != epoch:
+            raise missing
+        for i, v in enumerate(model.trainable_variables):
+            v.assign(saved[f"w{i}"])
+
+
+def _add_extra_latents(train, train_clips, paths, dim):
+    """Extra training clips appended after the split ones; returns them with each file's fingerprint."""
+    prints = []
+    for path in paths:
+        extra = data.load_latents(path, dim=dim)
+        ids = data.load_latent_clips(path, len(extra))
+        train = np.concatenate([train, extra])
+        train_clips = np.concatenate([train_clips, ids + train_clips[-1] + 1])
+        prints.append({"frames": len(extra), "crc32": zlib.crc32(np.ascontiguousarray(extra).tobytes())})
+    return train, train_clips, prints
+
+
+def _check_layout(train_clips, cfg, n):
+    """`fresh` of `stream_layout`, or `cli.UserError` when the clips' training parts give no batch."""
+    starts, fresh = stream_layout(train_clips, cfg["batch_size"], cfg["seq_length"])
+    if not len(starts):
+        raise cli.UserError(
+            f"{n} latent frames in {train_clips[-1] + 1} clips are too few: each of batch_size {cfg['batch_size']} "
+            f"streams ({len(train_clips) // cfg['batch_size']} training frames) needs seq_length "
+            f"{cfg['seq_length']} + 1 frames inside one clip; give longer clips or lower --batch_size/--seq_length")
+    return fresh
 
 
 # Scalars via the core summary op plus the metadata TensorBoard reads: `tf.summary.scalar`
@@ -227,19 +371,22 @@ def make_train_step(net, optimizer, cfg):
     variables = net.model.trainable_variables
     if not optimizer.built:
         optimizer.build(variables)
-    noise, seed = cfg["input_noise"], cfg["seed"]
+    noise, seed, dropout = cfg["input_noise"], cfg["seed"], cfg["dropout"]
 
     @tf.function(jit_compile=cfg["jit_compile"])
     def step(window, state):
         x, y = window[:, :-1], window[:, 1:]
+        dropout_seed = tf.random.experimental.stateless_fold_in(
+            tf.stack([tf.constant(seed, tf.int64), tf.cast(optimizer.iterations, tf.int64)]), 1) if dropout else None
         if noise:
             x += noise * tf.random.stateless_normal(tf.shape(x), tf.stack([tf.constant(seed, tf.int64),
                                                                           tf.cast(optimizer.iterations, tf.int64)]))
         with tf.GradientTape() as tape:
             if cfg["condition_steps"]:
-                params, state = net.conditioned_window(x, state, cfg["ground_truth_steps"], cfg["condition_steps"])
+                params, state = net.conditioned_window(x, state, cfg["ground_truth_steps"], cfg["condition_steps"],
+                                                       dropout_seed)
             else:
-                params, state = net.window(x, state)
+                params, state = net.window(x, state, dropout_seed)
             loss = net.head.loss(params, y)
         optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
         return loss, state

@@ -6,6 +6,8 @@
 Training follows char-rnn: contiguous streams with the LSTM state carried across batches, Adam,
 gradients clipped elementwise at --grad_clip (char-rnn's clamp; --clip=global_norm rescales by the
 global norm instead), learning rate x --lr_decay per epoch after --lr_decay_after.
+Several clips (the `_clips.npy` that `encode` writes beside the latents) are trained on without
+crossing a cut; the export is the epoch with the best validation loss (--patience stops early).
 Re-running with the same flags resumes from the last finished epoch in --workdir. The export
 goes to <export_dir>/dance_<model>/<next version>/ (signatures: see tf_dance/rollout.py).
 The training library (`train_and_evaluate`) lives in tf_dance/sequence_training.py.
@@ -40,8 +42,10 @@ def main(argv):
     # A mixture head's loss is a negative log-likelihood that can go below zero: no ratio then.
     drop = (f" ({result['loss_drop']:.0f}x below the first batch)"
             if result["first_loss"] > 0 and result["train_loss"] > 0 else "")
+    best = ("" if result["best_val_loss"] is None else
+            f" (epoch {result['best_epoch']}: the best validation loss, {result['best_val_loss']:.5g})")
     print(f"Done: {result['epochs']} epochs, train loss {result['train_loss']:.5g}{drop}, val loss {val}, "
-          f"{result['frames_per_second']:.0f} frames/s. Model: {result['export_dir']}")
+          f"{result['frames_per_second']:.0f} frames/s. Model: {result['export_dir']}{best}")
     return 0
 
 

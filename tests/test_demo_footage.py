@@ -1,0 +1,97 @@
+"""demo --video: the one-command run on the user's own footage (tiny), its sizing, reuse and clean errors."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def footage(tiny_dancer, tmp_path_factory):
+    """Two short mp4 clips that look different: the dancer, and the dancer mirrored."""
+    from tf_dance import video
+    base = tmp_path_factory.mktemp("footage")
+    frames = tiny_dancer["frames"]
+    return [video.write_video(str(base / "one.mp4"), frames[:110], 24.0),
+            video.write_video(str(base / "two.mp4"), frames[120:230, :, ::-1], 24.0)]
+
+
+@pytest.fixture(scope="module")
+def footage_demo(run_module, footage, tmp_path_factory):
+    work = tmp_path_factory.mktemp("demo") / "run"
+    result = run_module("tf_dance.demo", "--tiny", *(f"--video={v}" for v in footage), f"--workdir={work}",
+                        timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return work, result
+
+
+def test_one_command_runs_every_step_on_the_footage(footage_demo, footage):
+    work, result = footage_demo
+    out = result.stdout
+    assert "your footage (2 video(s))" in out
+    for i, script in enumerate(["prepare_video", "train_autoencoder", "encode", "train_lstm", "generate",
+                                "evaluate"], 1):
+        assert f"[{i}/6]" in out and f"-m tf_dance.{script} " in out
+    assert f"-m tf_dance.prepare_video --video={footage[0]} --video={footage[1]} --out={work}/footage.npz" in out
+    with np.load(work / "footage.npz") as dataset:  # the dataset prepare_video made of the two clips
+        frames, clips = len(dataset["frames"]), int(dataset["clips"].max()) + 1 if "clips" in dataset else 1
+    # ~200 frames: too few for the flagfile's 4 streams of 20-step windows
+    assert f"sized for your footage: {frames} frames in {clips} clip(s)" in out
+    assert "--batch_size=1 (flagfile: 4)" in out
+    lstm_line = next(line for line in out.splitlines() if "-m tf_dance.train_lstm " in line)
+    assert lstm_line.endswith("--batch_size=1") and "tiny_lstm.flags" in lstm_line
+    assert "Exporting epoch" in out
+    assert f"dance video:  {work}/dance.mp4" in out and f"training data: {work}/footage.npz" in out
+    assert "verdicts:" in out
+    steps = json.loads((work / "steps.json").read_text())
+    assert sorted(steps) == sorted(["prepare", "autoencoder", "encode", "lstm", "generate", "evaluate"])
+    latents = np.load(work / "dance_latents.npy")
+    assert latents.shape == (60, 128) and np.all(np.isfinite(latents))
+    info = json.load(open(work / "saved_models" / "dance_lstm" / "1" / "tf_dance.json"))
+    assert info["config"]["batch_size"] == 1 and 1 <= info["best_epoch"] <= info["trained_epochs"]
+
+
+def test_rerun_reuses_every_footage_step(footage_demo, footage, run_module):
+    work, _ = footage_demo
+    result = run_module("tf_dance.demo", "--tiny", *(f"--video={v}" for v in footage), f"--workdir={work}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("reused from an earlier run") == 6 and "$ python" not in result.stdout
+    assert "sized for your footage: " in result.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--video=/no/such/clip.mp4"], "--video: /no/such/clip.mp4 is not a file"),
+    (["--video=VIDEO", "--flagfile=/dev/null"], "--autoencoder_flags, --lstm_flags, --frames not set"),
+    (["--video=VIDEO", "--lstm_flags=nope.flags"], "nope.flags not found"),
+    # without flags/footage_autoencoder.flags the demo falls back to the quick autoencoder's flagfile
+    (["--video=VIDEO", "--flags_dir=TMP"], "quick_autoencoder.flags not found"),
+])
+def test_bad_footage_settings_fail_before_any_step(run_module, fails_cleanly, footage, tmp_path, args, message):
+    work = tmp_path / "never"
+    args = [a.replace("VIDEO", footage[0]).replace("TMP", str(tmp_path)) for a in args]
+    fails_cleanly(run_module("tf_dance.demo", f"--workdir={work}", *args), message)
+    assert not work.exists()
+
+
+def test_footage_defaults_name_the_footage_flagfiles_and_fall_back_for_the_autoencoder(tmp_path):
+    """Without --tiny the footage flagfiles are used; the LSTM one trains with the sizing's own defaults."""
+    script = (
+        "import sys; from tf_dance import demo, sequence_training as t\n"
+        "assert all(t.SETTINGS[k].default == v for k, v in demo.LSTM_DEFAULTS.items()), demo.LSTM_DEFAULTS\n"
+        "print(demo.with_default_flagfile(['demo', '--video=x.mp4'])[1])\n"
+        "cfg = t.resolve_config(t.flagfile_settings(sys.argv[1] + '/flags/footage_lstm.flags'))\n"
+        "print(cfg['dropout'], cfg['patience'], cfg['train_frac'])\n")
+    result = subprocess.run([sys.executable, "-c", script, ROOT], cwd=ROOT, capture_output=True, text=True,
+                            env=dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2"), timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    flagfile, lstm = result.stdout.split("\n")[:2]
+    assert flagfile == f"--flagfile={ROOT}/flags/footage.flags"
+    dropout, patience, train_frac = map(float, lstm.split())
+    assert dropout > 0 and patience > 0 and train_frac < 1
+    text = open(os.path.join(ROOT, "flags", "footage.flags")).read()
+    assert "--autoencoder_flags=footage_autoencoder.flags" in text and "--lstm_flags=footage_lstm.flags" in text
