@@ -25,7 +25,7 @@ import time
 
 from absl import app, flags
 
-from tf_dance import cli
+from tf_dance import cli, savedmodels
 
 FLAGS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "flags")
 DEFAULT_FLAGFILE = os.path.join(FLAGS_DIR, "quick.flags")
@@ -45,10 +45,10 @@ flags.DEFINE_string("autoencoder_flags", None, "Flagfile for `tf_dance.train_aut
                     "--flags_dir, or a path).")
 flags.DEFINE_string("lstm_flags", None, "Flagfile for `tf_dance.train_lstm` (a name in --flags_dir, or a path).")
 flags.DEFINE_integer("frames", None, "Frames of dance to generate (the paper: 600).", lower_bound=1)
-flags.DEFINE_float("noise", 0.0, "`generate --noise`: noise on each fed-back frame (beyond the paper).",
-                   lower_bound=0.0)
-flags.DEFINE_float("temperature", 1.0, "`generate --temperature` for a mixture-head model (beyond the paper).",
-                   lower_bound=0.0)
+flags.DEFINE_float("noise", None, "`generate --noise`: noise on each fed-back frame (beyond the paper). "
+                   "Default: the LSTM's recorded recipe (its flagfile's --rollout_noise).", lower_bound=0.0)
+flags.DEFINE_float("temperature", None, "`generate --temperature` for a mixture-head model (beyond the paper). "
+                   "Default: the LSTM's recorded recipe.", lower_bound=0.0)
 flags.DEFINE_string("flags_dir", FLAGS_DIR, "Where flagfile names without a directory are looked up.")
 
 
@@ -147,10 +147,10 @@ def fresh_workdir(path, key, force):
 
 
 def new_version(root, before, script):
-    new = sorted(set(cli.versions(root)) - before)
+    new = [p for p in savedmodels.version_dirs(root) if p not in before]
     if not new:
         raise cli.UserError(f"`{script}` finished but exported no new version under {root}")
-    return os.path.join(root, str(new[-1]))
+    return new[-1]
 
 
 def plan(work, export_dir, s, seed):
@@ -175,8 +175,7 @@ def plan(work, export_dir, s, seed):
          s["lstm_flags"], f"{work}/lstm", None),
         ("generate", f"Generating {s['frames']} frames of dance (paper 3.5)", "generate",
          lambda o: [f"--lstm={o['lstm']}", f"--decoder={o['decoder']}", f"--data={data}", f"--latents={latents}",
-                    f"--frames={s['frames']}", f"--noise={FLAGS.noise}", f"--temperature={FLAGS.temperature}",
-                    seed, "--scale=2", f"--out={video}"],
+                    f"--frames={s['frames']}", *_sampling_flags(), seed, "--scale=2", f"--out={video}"],
          None, None, lambda o: {"video": video, "gif": f"{work}/dance.gif", "sheet": f"{work}/dance_sheet.png",
                                 "generated": f"{work}/dance_latents.npy"}),
         ("evaluate", "Measuring the dance: motion, freezing, pose coverage, novelty (paper 5.3)", "evaluate",
@@ -184,6 +183,11 @@ def plan(work, export_dir, s, seed):
                     f"--decoder={o['decoder']}", seed, f"--out_dir={work}/eval"],
          None, None, lambda o: {"metrics": f"{work}/eval/metrics.json", "report": f"{work}/eval/report.md"}),
     ]
+
+
+def _sampling_flags():
+    """--noise/--temperature for `generate` only when given: otherwise it uses the model's recipe."""
+    return [f"--{k}={FLAGS[k].value}" for k in ("noise", "temperature") if FLAGS[k].value is not None]
 
 
 def _exports(name, export_dir):
@@ -240,7 +244,7 @@ def main(argv):
         if workdir:
             fresh_workdir(workdir, key, FLAGS.force)
             roots = _exports(name, export_dir)
-            before = {k: set(cli.versions(r)) for k, r in roots.items()}
+            before = {k: set(savedmodels.version_dirs(r)) for k, r in roots.items()}
             run(script, args)
             made = {k: new_version(r, before[k], script) for k, r in roots.items()}
         else:

@@ -16,7 +16,7 @@ import os
 import numpy as np
 from absl import app, flags
 
-from tf_dance import cli, data, generation, report
+from tf_dance import cli, data, generation, report, savedmodels
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_dir", None, "SavedModels root (holding dance_lstm/ and decoder/), or a dance_lstm "
@@ -30,10 +30,10 @@ flags.DEFINE_integer("seed_frames", 50, "Real frames that prime the LSTM before 
 flags.DEFINE_string("seed_index", "random", "First seed frame: an index into the latents, or 'random'.")
 flags.DEFINE_integer("random_seed", 0, "Seed for the seed window choice, rollout sampling and k-means.")
 flags.DEFINE_alias("seed", "random_seed")
-flags.DEFINE_float("temperature", 1.0, "Sampling temperature of a mixture-head model (beyond the paper; "
-                   "no effect on the paper's MSE model).", lower_bound=0.0)
-flags.DEFINE_float("noise", 0.0, "Std of Gaussian noise added to each fed-back frame, in units of the "
-                   "training std (beyond the paper).", lower_bound=0.0)
+flags.DEFINE_float("temperature", None, "Sampling temperature of a mixture-head model (beyond the paper; "
+                   "no effect on the paper's MSE model). Default: the model's recorded recipe.", lower_bound=0.0)
+flags.DEFINE_float("noise", None, "Std of Gaussian noise added to each fed-back frame, in units of the "
+                   "training std (beyond the paper). Default: the model's recorded recipe.", lower_bound=0.0)
 flags.DEFINE_float("fps", None, "Frames per second of the latents (default: the --data dataset's, else 24).",
                    lower_bound=1e-3)
 flags.DEFINE_string("data", None, "Dataset .npz: its fps, and its average frame for Figure 5.")
@@ -61,9 +61,9 @@ flags.register_multi_flags_validator(
 
 def _decoder_dir():
     if FLAGS.decoder:
-        return generation.resolve(FLAGS.decoder, "decoder")
-    if FLAGS.model_dir and os.path.isdir(os.path.join(FLAGS.model_dir, "decoder")):
-        return generation.resolve(FLAGS.model_dir, "decoder")
+        return savedmodels.resolve(FLAGS.decoder, "decoder", savedmodels.DECODER)
+    if FLAGS.model_dir and os.path.isdir(os.path.join(FLAGS.model_dir, savedmodels.DECODER)):
+        return savedmodels.resolve(FLAGS.model_dir, "decoder", savedmodels.DECODER)
     return None
 
 
@@ -82,19 +82,17 @@ def main(argv):
         generated = report.load_generated(FLAGS.generated)
         options = dict(generated=os.path.abspath(FLAGS.generated))
     else:
-        lstm_dir = generation.resolve(FLAGS.model_dir, "dance_lstm", "sequence model")
+        lstm = savedmodels.load_sequence_model(FLAGS.model_dir)
+        temperature, noise = lstm.sampling(FLAGS.temperature, FLAGS.noise)
         start, = generation.choose_seeds(len(train), FLAGS.seed_frames, FLAGS.seed_index, 1, FLAGS.random_seed)
-        from tf_dance import rollout  # TensorFlow is imported only when a rollout is made
         if FLAGS.progress:
-            print(f"rolling out {FLAGS.frames} frames with {lstm_dir}, primed on latents "
-                  f"{start}..{start + FLAGS.seed_frames - 1}", flush=True)
-        generated = rollout.rollout(lstm_dir, train[start:start + FLAGS.seed_frames], FLAGS.frames,
-                                    temperature=FLAGS.temperature, noise=FLAGS.noise,
-                                    random_seed=FLAGS.random_seed)
+            print(f"rolling out {FLAGS.frames} frames with {lstm.path} (temperature {temperature:g}, noise "
+                  f"{noise:g}), primed on latents {start}..{start + FLAGS.seed_frames - 1}", flush=True)
+        generated = lstm.rollout(train[start:start + FLAGS.seed_frames], FLAGS.frames, temperature=temperature,
+                                 noise=noise, random_seed=FLAGS.random_seed)
         arrays["generated"] = np.asarray(generated, np.float32)
-        options = dict(model_dir=os.path.abspath(lstm_dir), frames=FLAGS.frames, seed_frames=FLAGS.seed_frames,
-                       seed_index=start, random_seed=FLAGS.random_seed, temperature=FLAGS.temperature,
-                       noise=FLAGS.noise)
+        options = dict(model_dir=os.path.abspath(lstm.path), frames=FLAGS.frames, seed_frames=FLAGS.seed_frames,
+                       seed_index=start, random_seed=FLAGS.random_seed, temperature=temperature, noise=noise)
     options.update(latents=os.path.abspath(FLAGS.latents), fps=fps,
                    decoder=decoder_dir and os.path.abspath(decoder_dir))
     result = report.evaluate_dance(
