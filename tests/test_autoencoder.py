@@ -139,9 +139,7 @@ def test_train_evaluate_export(trained):
 
 def test_reload_without_tf_dance_matches(trained, tiny_dancer, tmp_path):
     """Plain TensorFlow (no tf_dance on the path) runs both SavedModels like encode/decode do."""
-    from tf_dance import autoencoder, encode
-    assert autoencoder.encode_frames is encode.encode_frames  # the names other modules call
-    assert autoencoder.decode_latents is encode.decode_latents
+    from tf_dance import savedmodels
     result, _, _ = trained
     frames = tiny_dancer["frames"][:37]
     np.save(tmp_path / "frames.npy", frames)
@@ -161,10 +159,10 @@ assert "tf_dance" not in sys.modules
     env["TF_CPP_MIN_LOG_LEVEL"] = "2"
     _clean(subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True,
                           text=True, timeout=120)).check_returncode()
-    z = encode.encode_frames(result["encoder_dir"], frames, batch_size=16)
+    z = savedmodels.encode_frames(result["encoder_dir"], frames, batch_size=16)
     assert z.shape == (37, 128) and z.dtype == np.float32
     np.testing.assert_allclose(z, np.load(tmp_path / "latent.npy"), rtol=1e-4, atol=1e-5)
-    decoded = encode.decode_latents(result["decoder_dir"], z, batch_size=10)
+    decoded = savedmodels.decode_latents(result["decoder_dir"], z, batch_size=10)
     assert decoded.shape == frames.shape and decoded.dtype == np.uint8
     expected = np.round(np.load(tmp_path / "decoded.npy") * 255)
     assert np.abs(decoded.astype(int) - expected).max() <= 1
@@ -172,7 +170,7 @@ assert "tf_dance" not in sys.modules
 
 def test_saved_model_cli_runs_the_decoder(trained, tmp_path):
     """The exported decoder runs with TensorFlow's own `saved_model_cli run`, as decode_latents does."""
-    from tf_dance import encode
+    from tf_dance import savedmodels
     result, _, _ = trained
     z = np.random.default_rng(3).normal(size=(5, 128)).astype(np.float32)
     np.save(tmp_path / "z.npy", z)
@@ -184,7 +182,7 @@ def test_saved_model_cli_runs_the_decoder(trained, tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     frames = np.load(tmp_path / "out" / "frames.npy")
     assert frames.shape == (5, 54, 96, 1) and frames.dtype == np.float32
-    decoded = encode.decode_latents(result["decoder_dir"], z)
+    decoded = savedmodels.decode_latents(result["decoder_dir"], z)
     assert np.abs(np.round(frames * 255) - decoded).max() <= 1
 
 
@@ -228,7 +226,7 @@ def test_flagfiles_parse():
 
 
 def test_encode_cli(trained, tiny_dataset, tiny_dancer, tmp_path, run_module):
-    from tf_dance import encode
+    from tf_dance import savedmodels
     result, _, models = trained
     out = str(tmp_path / "latents.npy")
     r = _clean(run_module("tf_dance.encode", f"--data={tiny_dataset}", f"--encoder={models}/encoder",
@@ -236,7 +234,7 @@ def test_encode_cli(trained, tiny_dataset, tiny_dancer, tmp_path, run_module):
     assert r.returncode == 0, r.stderr[-2000:]
     z = np.load(out)
     assert z.shape == (240, 128) and z.dtype == np.float32
-    np.testing.assert_allclose(z, encode.encode_frames(result["encoder_dir"], tiny_dancer["frames"]),
+    np.testing.assert_allclose(z, savedmodels.encode_frames(result["encoder_dir"], tiny_dancer["frames"]),
                                rtol=1e-4, atol=1e-5)
     small = str(tmp_path / "small.npz")
     np.savez(small, frames=np.zeros((3, 48, 64, 1), np.uint8), fps=np.float32(24))
@@ -246,31 +244,34 @@ def test_encode_cli(trained, tiny_dataset, tiny_dancer, tmp_path, run_module):
 
 
 def test_model_dir_errors(trained, tiny_dancer, tmp_path):
-    from tf_dance import cli, encode
+    from tf_dance import cli, savedmodels
     result, _, models = trained
     frames = tiny_dancer["frames"][:4]
     half = os.path.join(models, "encoder", "7")
     os.makedirs(os.path.join(half, "variables"))
     try:  # a half-written higher version is skipped when a root is given...
-        z = encode.encode_frames(os.path.join(models, "encoder"), frames)
-        np.testing.assert_allclose(z, encode.encode_frames(result["encoder_dir"], frames))
+        z = savedmodels.encode_frames(os.path.join(models, "encoder"), frames)
+        np.testing.assert_allclose(z, savedmodels.encode_frames(result["encoder_dir"], frames))
         with pytest.raises(cli.UserError, match="incomplete"):  # ...and refused when named
-            encode.encode_frames(half, frames)
+            savedmodels.encode_frames(half, frames)
     finally:
         os.rmdir(os.path.join(half, "variables"))
         os.rmdir(half)
-    assert encode.encode_frames(result["encoder_dir"], frames[:0]).shape == (0, 128)
-    assert encode.decode_latents(result["decoder_dir"], np.zeros((0, 128))).shape == (0, 54, 96, 1)
+    assert savedmodels.encode_frames(result["encoder_dir"], frames[:0]).shape == (0, 128)
+    assert savedmodels.decode_latents(result["decoder_dir"], np.zeros((0, 128))).shape == (0, 54, 96, 1)
+    with pytest.raises(cli.UserError, match="encoder directory not found"):
+        savedmodels.encode_frames(str(tmp_path / "nothing"), frames)
+    os.makedirs(tmp_path / "empty")
     with pytest.raises(cli.UserError, match="no complete encoder"):
-        encode.encode_frames(str(tmp_path / "nothing"), frames)
+        savedmodels.encode_frames(str(tmp_path / "empty"), frames)
     with pytest.raises(cli.UserError, match="is not a SavedModel encoder"):
-        encode.encode_frames(result["decoder_dir"], frames)
+        savedmodels.encode_frames(result["decoder_dir"], frames)
     with pytest.raises(cli.UserError, match="expects 96x54x1"):
-        encode.encode_frames(result["encoder_dir"], np.zeros((2, 48, 64, 1), np.uint8))
+        savedmodels.encode_frames(result["encoder_dir"], np.zeros((2, 48, 64, 1), np.uint8))
     with pytest.raises(cli.UserError, match=r"\[N, 128\]"):
-        encode.decode_latents(result["decoder_dir"], np.zeros((2, 10), np.float32))
+        savedmodels.decode_latents(result["decoder_dir"], np.zeros((2, 10), np.float32))
     with pytest.raises(cli.UserError, match="NaN"):
-        encode.decode_latents(result["decoder_dir"], np.full((2, 128), np.nan, np.float32))
+        savedmodels.decode_latents(result["decoder_dir"], np.full((2, 128), np.nan, np.float32))
 
 
 def test_bad_config_and_changed_settings(trained, tiny_dataset):

@@ -15,7 +15,7 @@ import sys
 import numpy as np
 import pytest
 
-from tf_dance import cli, data
+from tf_dance import cli, data, savedmodels
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DIM = 8
@@ -136,4 +136,4 @@ def test_concurrent_exports_get_distinct_complete_versions(tmp_path):
     with ThreadPoolExecutor(8) as pool:
         finals = list(pool.map(lambda _: cli.export_version(str(tmp_path), "model", write), range(8)))
     assert sorted(int(os.path.basename(f)) for f in finals) == list(range(1, 9))
-    assert cli.versions(str(tmp_path / "model")) == list(range(1, 9)) and _no_temp_left(tmp_path)
+    assert savedmodels.versions(str(tmp_path / "model")) == list(range(1, 9)) and _no_temp_left(tmp_path)

@@ -115,12 +115,13 @@ def test_rollout_of_an_untrained_lstm_is_frozen(run_module, files, tiny_models):
 
 
 def test_decoded_pictures(files, tiny_models, tmp_path):
-    from tf_dance import generation
+    from tf_dance import savedmodels
     train, frozen = np.load(files["train"]), np.load(files["frozen"])
     data_frames = np.zeros((10, 54, 96, 1), np.uint8)
     data_frames[:, 20:40, 40:50] = 255
     result = report.evaluate_dance(frozen, train, FPS, str(tmp_path / "eval"), progress=False,
-                                   decoder_dir=generation.resolve(tiny_models, "decoder"), data_frames=data_frames)
+                                   decoder_dir=savedmodels.resolve(tiny_models, "decoder", "decoder"),
+                                   data_frames=data_frames)
     for name in ("figure2_strip.png", "figure5_average.png", "figure7_last_frames.png"):
         assert Image.open(tmp_path / "eval" / name).size[0] > 300
         assert f"({name})" in (tmp_path / "eval" / "report.md").read_text()

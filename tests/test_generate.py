@@ -7,25 +7,28 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tf_dance import cli, data, generation, video
+from tf_dance import cli, data, generation, savedmodels, video
 
 DIM = 8
+RECIPE = {"temperature": 0.7, "noise": 0.2}
 
 
 @pytest.fixture(scope="module")
 def saved_models(tmp_path_factory):
-    """Untrained tiny encoder, decoder and LSTM exported the way the training scripts export them."""
+    """Untrained tiny encoder, decoder and LSTM exported the way the training scripts export them;
+    the LSTM has a mixture head and records a rollout recipe."""
     import keras
     from tf_dance import autoencoder, rollout, sequence_model
     root = str(tmp_path_factory.mktemp("saved_models"))
     keras.utils.set_random_seed(0)
     encoder = autoencoder.build_encoder(54, 96, 1, [2, 2, 2, 2], latent_dim=DIM)
     decoder = autoencoder.build_decoder(54, 96, 1, [2, 2, 2, 2], latent_dim=DIM)
-    cli.export_version(root, "encoder", lambda d: autoencoder.export_encoder(encoder, d))
-    cli.export_version(root, "decoder", lambda d: autoencoder.export_decoder(decoder, d))
+    record = autoencoder.training_record()
+    cli.export_version(root, "encoder", lambda d: autoencoder.export_encoder(encoder, d, record))
+    cli.export_version(root, "decoder", lambda d: autoencoder.export_decoder(decoder, d, record))
     lstm = sequence_model.build_model("lstm", DIM, np.zeros(DIM, np.float32), np.ones(DIM, np.float32),
-                                      batch_size=1, units=8, num_layers=1)
-    rollout.export(lstm, root, "dance_lstm")
+                                      batch_size=1, units=8, num_layers=1, head="mdn", mixtures=2)
+    rollout.export(lstm, root, "dance_lstm", {"rollout": RECIPE})
     return root
 
 
@@ -42,21 +45,118 @@ def _gif_durations(gif):
     return durations
 
 
-def test_one_dance_writes_every_output(saved_models, tiny_dataset, tmp_path):
+def test_one_dance_writes_every_output(saved_models, tiny_dancer, tmp_path):
+    models = savedmodels.load_models(saved_models, need_encoder=True)
+    latents, frames = generation.make_dance(models, tiny_dancer["frames"][5:15], frames=30)
+    assert latents.shape == (30, DIM) and frames.shape == (30, 54, 96, 1) and frames.dtype == np.uint8
     out = str(tmp_path / "dance.mp4")
-    result = generation.generate(saved_models, tiny_dataset, out, frames=30, seed_frames=10, seed_index=5,
-                                 scale=2, progress=False)
-    assert result["seed_indices"] == [5] and result["fps"] == 24.0
+    result = generation.write_dance(out, (latents, frames), fps=24.0, scale=2)
     assert sorted(os.listdir(tmp_path)) == ["dance.gif", "dance.mp4", "dance_latents.npy", "dance_sheet.png"]
     assert video.probe(out)["width"] == 192 and video.probe(out)["height"] == 108
     assert _frames_in(out, 192, 108) == (30, 24.0)
     gif = Image.open(result["gif"])  # PIL merges identical frames: check the running time (1/100 s steps)
     assert gif.size == (192, 108)
     assert abs(sum(_gif_durations(gif)) - 30 * 1000 / 24) <= 30 * 10
-    latents = np.load(result["latents"])
-    assert latents.shape == (30, DIM) and np.all(np.isfinite(latents))
+    np.testing.assert_array_equal(np.load(result["latents"]), latents)
     sheet = Image.open(result["sheet"])  # every 4th of 30 frames: 8 tiles in one row of 8
     assert sheet.size == (8 * 192 + 9 * 2, 108 + 2 * 2)
+
+
+def test_a_dance_in_pieces_is_the_dance_in_one_piece(saved_models, tiny_dancer, tmp_path):
+    """The streamed path (what the script writes) gives the latents and the pictures of `make_dance`."""
+    models = savedmodels.load_models(saved_models)
+    seeds = np.random.default_rng(1).normal(size=(2, 6, DIM)).astype(np.float32)
+    latents, frames = generation.make_dance(models, seeds, frames=150, random_seed=3)
+    assert latents.shape == (2, 150, DIM) and frames.shape == (2, 150, 54, 96, 1)
+    pieces = list(generation.dance_chunks(models, seeds, 150, random_seed=3))
+    assert len(pieces) > 1
+    np.testing.assert_array_equal(np.concatenate([p[0] for p in pieces], 1), latents)
+    streamed = list(models.lstm.stream(seeds, 150, random_seed=3, chunk=64))
+    assert [p.shape[1] for p in streamed] == [1, 64, 64, 21]
+    np.testing.assert_array_equal(np.concatenate(streamed, 1), latents)
+    out = str(tmp_path / "two.mp4")
+    generation.write_dance(out, iter(pieces), 24.0, frames=150)
+    np.testing.assert_array_equal(np.load(tmp_path / "two_latents.npy"), latents)
+
+
+def test_served_rollout_with_the_recorded_recipe_equals_generate(run_module, saved_models, tmp_path):
+    """generate without --temperature/--noise uses the export's recipe: plain TensorFlow calling the
+    `rollout` signature with the settings from tf_dance.json gets the same latents."""
+    import tensorflow as tf
+    latents = str(tmp_path / "latents.npy")
+    z = np.random.default_rng(0).normal(size=(100, DIM)).astype(np.float32)
+    np.save(latents, z)
+    out = tmp_path / "dance.mp4"
+    result = run_module("tf_dance.generate", f"--model_dir={saved_models}", f"--latents={latents}", "--frames=70",
+                        "--seed_frames=10", "--seed_index=20", "--seed=5", f"--out={out}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    version = os.path.join(saved_models, "dance_lstm", "1")
+    with open(os.path.join(version, "tf_dance.json")) as f:
+        recipe = json.load(f)["rollout"]
+    assert recipe == RECIPE
+    served = tf.saved_model.load(version).signatures["rollout"](
+        seed=tf.constant(z[None, 20:30]), num_frames=tf.constant(70), temperature=tf.constant(recipe["temperature"]),
+        noise=tf.constant(recipe["noise"]), random_seed=tf.constant(5))["frames"].numpy()[0]
+    np.testing.assert_array_equal(np.load(tmp_path / "dance_latents.npy"), served)
+    default = tf.saved_model.load(version).signatures["rollout"](
+        seed=tf.constant(z[None, 20:30]), num_frames=tf.constant(70), temperature=tf.constant(1.0),
+        noise=tf.constant(0.0), random_seed=tf.constant(5))["frames"].numpy()[0]
+    assert not np.allclose(default, served)  # the recipe made a difference
+    again = run_module("tf_dance.generate", f"--model_dir={saved_models}", f"--latents={latents}", "--frames=70",
+                       "--seed_frames=10", "--seed_index=20", "--seed=5", "--temperature=1", "--noise=0",
+                       f"--out={out}")
+    assert again.returncode == 0, again.stderr[-2000:]
+    np.testing.assert_array_equal(np.load(tmp_path / "dance_latents.npy"), default)  # flags win
+
+
+def _contents(directory):
+    return {name: open(os.path.join(directory, name), "rb").read() for name in sorted(os.listdir(directory))
+            if os.path.isfile(os.path.join(directory, name))}
+
+
+def test_the_four_outputs_change_together_or_not_at_all(run_module, fails_cleanly, saved_models, tmp_path,
+                                                        monkeypatch):
+    models = savedmodels.load_models(saved_models)
+    seed = np.zeros((4, DIM), np.float32)
+    out = str(tmp_path / "dance.mp4")
+    generation.write_dance(out, generation.make_dance(models, seed, frames=20), 24.0)
+    old = _contents(tmp_path)
+    assert len(old) == 4
+
+    real, failed = os.replace, []
+    def fail_on_the_sheet(src, dst):  # noqa: E306 (the third new file cannot be moved in, once)
+        if dst == str(tmp_path / "dance_sheet.png") and not failed:
+            failed.append(src)
+            raise PermissionError(13, "Permission denied")
+        return real(src, dst)
+    monkeypatch.setattr(generation.os, "replace", fail_on_the_sheet)
+    with pytest.raises(cli.UserError, match="old outputs are unchanged"):
+        generation.write_dance(out, generation.make_dance(models, seed, frames=33, random_seed=1), 24.0)
+    monkeypatch.undo()
+    assert failed and _contents(tmp_path) == old and sorted(os.listdir(tmp_path)) == sorted(old)
+
+    os.remove(tmp_path / "dance_sheet.png")
+    os.mkdir(tmp_path / "dance_sheet.png")  # a directory where the sheet goes: refused before any work
+    del old["dance_sheet.png"]
+    np.save(tmp_path / "latents.npy", np.zeros((50, DIM), np.float32))
+    result = run_module("tf_dance.generate", f"--model_dir={saved_models}", f"--latents={tmp_path}/latents.npy",
+                        "--frames=12", "--seed_frames=4", f"--out={out}")
+    fails_cleanly(result, "dance_sheet.png")
+    assert {k: v for k, v in _contents(tmp_path).items() if k != "latents.npy"} == old
+    assert os.path.isdir(tmp_path / "dance_sheet.png") and not os.listdir(tmp_path / "dance_sheet.png")
+    assert not [n for n in os.listdir(tmp_path) if n.startswith(".tmp")]
+
+
+def test_stale_temporary_outputs_are_removed_but_not_one_in_use(saved_models, tmp_path):
+    import subprocess
+    import sys
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = int(gone.stdout)
+    os.makedirs(tmp_path / f".tmp-generate-{dead}-abc" / "sub")
+    os.makedirs(tmp_path / f".tmp-generate-{os.getpid()}-inuse")
+    models = savedmodels.load_models(saved_models)
+    generation.write_dance(str(tmp_path / "dance.mp4"), generation.make_dance(models, np.zeros((3, DIM)), 5), 24.0)
+    assert sorted(n for n in os.listdir(tmp_path) if n.startswith(".tmp")) == [f".tmp-generate-{os.getpid()}-inuse"]
 
 
 def test_choose_seeds():
@@ -84,23 +184,25 @@ def test_choose_seeds_keeps_each_window_inside_one_clip():
         generation.choose_seeds(100, 59, "random", 1, 0, clips=clips)
 
 
-def test_generate_primes_inside_one_clip(saved_models, two_clip_dataset, tmp_path):
+def test_generate_primes_inside_one_clip(saved_models, two_clip_dataset, tmp_path, run_module, fails_cleanly):
     _, _, extras = data.load_dataset(two_clip_dataset)
     clips = extras["clips"]
     (_, cut), _ = data.clip_bounds(clips)
     seed_frames = cut - 10
-    result = generation.generate(saved_models, two_clip_dataset, str(tmp_path / "a.mp4"), frames=3,
-                                 seed_frames=seed_frames, num_dancers=6, random_seed=2, progress=False)
-    assert all(clips[s] == clips[s + seed_frames - 1] for s in result["seed_indices"])
-    with pytest.raises(cli.UserError, match="run across a cut"):
-        generation.generate(saved_models, two_clip_dataset, str(tmp_path / "b.mp4"), frames=3,
-                            seed_frames=seed_frames, seed_index=11, progress=False)
+    args = [f"--model_dir={saved_models}", "--frames=3", f"--seed_frames={seed_frames}", "--noprogress"]
+    r = run_module("tf_dance.generate", *args, f"--data={two_clip_dataset}", "--num_dancers=6", "--random_seed=2",
+                   f"--out={tmp_path}/a.mp4")
+    assert r.returncode == 0, r.stderr[-2000:]
+    starts = json.loads(r.stdout.strip().splitlines()[-1])["seed_indices"]
+    assert all(clips[s] == clips[s + seed_frames - 1] for s in starts)
+    fails_cleanly(run_module("tf_dance.generate", *args, f"--data={two_clip_dataset}", "--seed_index=11",
+                             f"--out={tmp_path}/b.mp4"), "run across a cut")
     latents = tmp_path / "z.npy"  # seeding from latents: the clip ids come from z_clips.npy
     np.save(latents, np.zeros((len(clips), DIM), np.float32))
     np.save(tmp_path / "z_clips.npy", clips)
-    with pytest.raises(cli.UserError, match="run across a cut"):
-        generation.generate(saved_models, None, str(tmp_path / "c.mp4"), latents=str(latents),
-                            frames=3, seed_frames=seed_frames, seed_index=11, progress=False)
+    fails_cleanly(run_module("tf_dance.generate", *args, f"--latents={latents}", "--seed_index=11",
+                             f"--out={tmp_path}/c.mp4"), "run across a cut")
+    assert not any(os.path.exists(tmp_path / f"{n}.mp4") for n in "bc")
 
 
 def test_tile_places_each_dancer():

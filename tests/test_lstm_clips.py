@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_dance import cli, data, perlin, rollout, sequence_model, sequence_training
+from tf_dance import cli, data, perlin, rollout, savedmodels, sequence_model, sequence_training
 
 TINY = dict(model="lstm", units=8, num_layers=1, batch_size=4, seq_length=10, learning_rate=1e-2,
             jit_compile=False, train_frac=0.9)
@@ -151,7 +151,7 @@ def test_the_export_is_the_best_validation_epoch_and_patience_stops_early(tmp_pa
 
     # the SavedModel is the same model: one step from the same state agrees with the Keras file
     frame = latents[:2]
-    loaded = rollout.load(result["export_dir"])
+    loaded = savedmodels.load(result["export_dir"])
     state = loaded.signatures["initial_state"](batch_size=tf.constant(2))["state"]
     served = loaded.signatures["serving_default"](frame=tf.constant(frame), state=state)["next_frame"].numpy()
     params, _ = exported.step(exported.normalize(frame), exported.zero_state(2))

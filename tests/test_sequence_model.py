@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_dance import cli, perlin, rollout, sequence_model, sequence_training
+from tf_dance import cli, perlin, rollout, savedmodels, sequence_model, sequence_training
 
 DIM = 5
 
@@ -206,13 +206,13 @@ def _op_types(concrete_function):
 def test_rollout_sampling_is_seeded_and_stateless(exported):
     _, path = exported["lstm_mdn"]
     seed = np.random.default_rng(6).normal(size=(3, DIM)).astype(np.float32)
-    sample = lambda s: rollout.rollout(path, seed, 40, temperature=1.0, noise=0.3, random_seed=s)  # noqa: E731
+    sample = lambda s: savedmodels.rollout(path, seed, 40, temperature=1.0, noise=0.3, random_seed=s)  # noqa: E731
     first, other, again = sample(7), sample(8), sample(7)
     np.testing.assert_array_equal(first, again)  # another request in between changed nothing
     assert not np.allclose(first, other)
-    assert not np.allclose(first, rollout.rollout(path, seed, 40, temperature=0.0, noise=0.0))
+    assert not np.allclose(first, savedmodels.rollout(path, seed, 40, temperature=0.0, noise=0.0))
 
-    types = _op_types(rollout.load(path).signatures["rollout"])
+    types = _op_types(savedmodels.load(path).signatures["rollout"])
     assert any(t.startswith("StatelessRandom") for t in types)
     stateful = {"RandomStandardNormal", "RandomUniform", "RandomUniformInt", "TruncatedNormal", "Multinomial",
                 "RandomGamma", "RandomPoisson", "RandomPoissonV2", "RandomShuffle", "StatefulStandardNormalV2",
@@ -227,7 +227,7 @@ def test_rollout_rejects_bad_arguments(exported):
                 dict(seed_frames=np.zeros((0, DIM))), dict(num_frames=0), dict(temperature=-1.0),
                 dict(noise=float("inf")), dict(random_seed=2**40)]:
         with pytest.raises(cli.UserError):
-            rollout.rollout(path, **{"seed_frames": good, "num_frames": 5, **bad})
+            savedmodels.rollout(path, **{"seed_frames": good, "num_frames": 5, **bad})
 
 
 # ---- the paper's findings, small enough for CI
@@ -259,7 +259,7 @@ def test_fnn_collapses_to_the_average_pose_while_the_lstm_keeps_dancing(tmp_path
     for kind, settings in (("fnn", dict(epochs=15)), ("lstm", dict(units=32, num_layers=1, epochs=20))):
         result = sequence_training.train_and_evaluate(str(tmp_path / "routine.npy"), str(tmp_path / kind),
                                                       str(tmp_path / "saved"), model=kind, **common, **settings)
-        generated = rollout.rollout(result["export_dir"], np.stack([seq[:20], seq[20:40]]), 600)  # two poses
+        generated = savedmodels.rollout(result["export_dir"], np.stack([seq[:20], seq[20:40]]), 600)  # two poses
         ratios[kind] = generated[0, 100:600].std(0) / seq.std(0)
         if kind == "fnn":
             ends = generated[:, -1]
@@ -294,7 +294,7 @@ def test_auto_conditioning_mixture_head_and_noise_train_and_sample(tmp_path):
     assert losses[-1] < losses[0]
     info = json.load(open(os.path.join(result["export_dir"], rollout.METADATA)))
     assert info["head"] == "mdn" and info["config"]["condition_steps"] == 2
-    generated = rollout.rollout(result["export_dir"], seq[:10], 50, temperature=0.5, noise=0.1, random_seed=1)
+    generated = savedmodels.rollout(result["export_dir"], seq[:10], 50, temperature=0.5, noise=0.1, random_seed=1)
     assert generated.shape == (50, 6) and np.all(np.isfinite(generated))
 
 
@@ -302,7 +302,7 @@ def test_concurrent_rollouts_equal_sequential_ones(exported):
     from concurrent.futures import ThreadPoolExecutor
     _, path = exported["lstm_mdn"]
     seed = np.random.default_rng(9).normal(size=(3, DIM)).astype(np.float32)
-    sample = lambda s: rollout.rollout(path, seed, 30, temperature=1.0, noise=0.3, random_seed=s)  # noqa: E731
+    sample = lambda s: savedmodels.rollout(path, seed, 30, temperature=1.0, noise=0.3, random_seed=s)  # noqa: E731
     sequential = [sample(s) for s in range(8)]
     with ThreadPoolExecutor(8) as pool:
         concurrent = list(pool.map(sample, range(8)))

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_dance import cli, perlin, sequence_training
+from tf_dance import cli, perlin, savedmodels, sequence_training
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -100,7 +100,7 @@ def test_resume_after_kill_finishes_at_the_requested_epoch_count(tmp_path):
     assert f"Epoch {done + 1}/{target}" in resumed.stdout and f"Epoch {done}/" not in resumed.stdout
     history = json.load(open(workdir / "history.json"))
     assert [h["epoch"] for h in history] == list(range(1, target + 1))
-    assert cli.versions(str(saved / "dance_lstm")) == [1]
+    assert savedmodels.versions(str(saved / "dance_lstm")) == [1]
 
     # The interruption changed nothing: an uninterrupted run with the same settings gives the same losses.
     straight = sequence_training.train_and_evaluate(path, str(tmp_path / "straight"), str(tmp_path / "saved2"),

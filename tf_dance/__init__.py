@@ -12,7 +12,7 @@ Scripts, in pipeline order:
   train_lstm            trains the next-latent LSTM (or the FNN baseline) and exports it (sections 3.2-3.4)
   generate              a new dance video from the exported models (section 3.5)
   evaluate              measures a generated dance and writes the report (section 5)
-  demo                  the whole pipeline in one command, on the synthetic dancer
+  demo                  the whole pipeline in one command, on the synthetic dancer or your own footage
   bench                 every speed figure of BENCHMARKS.md in one run
 
 Models and training:
@@ -22,13 +22,13 @@ Models and training:
   sequence_model        the stateful LSTM and the FNN baseline, with a fused, hand-differentiated LSTM
   sequence_training     the library behind train_lstm: char-rnn streams, resume, export
   config                one settings mechanism for both trainers: flags, checks and flagfile reading
-  rollout               the sequence model's SavedModel signatures (step, in-graph rollout) and export
-  generation            making a dance: prime on real latents, roll out, decode (section 3.5)
+  rollout               exporting the sequence model's serving signatures: step, rollout, prime, continue
+  generation            making a dance (make_dance) and writing it (write_dance), in pieces for any length (3.5)
 
 Evaluation and I/O:
   metrics               numbers instead of eyes: freezing, motion, coverage, novelty, repetition; IoU, Spearman
   report                the evaluation report: metrics.json, report.md and the paper's figures
-  savedmodels           the one client for exported models: find a version, load once, encode, decode, roll out
+  savedmodels           the one client for exported models: find, load once, encode, decode, step, roll out
   data                  the dataset format shared by every step: .npz with uint8 frames and fps
   dancer                the procedural silhouette dancer, the stand-in for the paper's footage
   perlin                Perlin noise and the paper's 10-d Perlin sanity set (section 5.3)

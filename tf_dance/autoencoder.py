@@ -9,12 +9,14 @@ joins them into one model whose output is the decoder's logits, so the loss can 
 numerically stable sigmoid cross-entropy of the TF1 code the paper adapted.
 """
 
+import json
+import os
+import uuid
+
 import keras
 import numpy as np
 import tensorflow as tf
 from keras import layers, ops
-
-from tf_dance.encode import decode_latents, encode_frames  # noqa: F401 (the SavedModel fast path, re-exported)
 
 LEVELS = 4
 
@@ -146,20 +148,30 @@ class FrameIoU(keras.metrics.Mean):
 
 # ---- SavedModel export ----
 
-def _export(model, input_name, output_name, directory):
+def training_record():
+    """The record both halves of one training carry in their exports' `tf_dance.json`: a reader
+    pairing an encoder with a decoder refuses two different ids (`savedmodels.resolve_pair`)."""
+    return {"training_id": uuid.uuid4().hex}
+
+
+def _export(model, input_name, output_name, directory, record):
     spec = tf.TensorSpec([None, *model.input_shape[1:]], tf.float32, name=input_name)
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint("serving_default", lambda x: {output_name: model(x, training=False)},
                          input_signature=[spec])
     archive.write_out(directory, verbose=False)
+    if record is not None:
+        with open(os.path.join(directory, "tf_dance.json"), "w") as f:
+            json.dump(record, f, indent=2)
 
 
-def export_encoder(encoder, directory):
-    """serving_default: `frames` float32 [None, H, W, C] in [0, 1] -> `latent` [None, D]."""
-    _export(encoder, "frames", "latent", directory)
+def export_encoder(encoder, directory, record=None):
+    """serving_default: `frames` float32 [None, H, W, C] in [0, 1] -> `latent` [None, D]; `record`
+    (see `training_record`) goes to tf_dance.json."""
+    _export(encoder, "frames", "latent", directory, record)
 
 
-def export_decoder(decoder, directory):
-    """serving_default: `latent` float32 [None, D] -> `frames` [None, H, W, C] in [0, 1]."""
-    _export(decoder, "latent", "frames", directory)
+def export_decoder(decoder, directory, record=None):
+    """serving_default: `latent` float32 [None, D] -> `frames` [None, H, W, C] in [0, 1]; `record` as above."""
+    _export(decoder, "latent", "frames", directory, record)

@@ -328,8 +328,9 @@ def train_and_evaluate(data_path, workdir, export_dir, **config):
     for name, m in (("encoder", encoder32), ("decoder", decoder32)):
         with cli.atomic_output(os.path.join(workdir, f"{name}.keras")) as tmp:
             m.save(tmp)
-    encoder_dir = cli.export_version(export_dir, "encoder", lambda d: autoencoder.export_encoder(encoder32, d))
-    decoder_dir = cli.export_version(export_dir, "decoder", lambda d: autoencoder.export_decoder(decoder32, d))
+    record = autoencoder.training_record()
+    encoder_dir = cli.export_version(export_dir, "encoder", lambda d: autoencoder.export_encoder(encoder32, d, record))
+    decoder_dir = cli.export_version(export_dir, "decoder", lambda d: autoencoder.export_decoder(decoder32, d, record))
     result = dict(metrics=metrics, encoder_dir=encoder_dir, decoder_dir=decoder_dir)
     _write_json(os.path.join(workdir, "eval.json"), {**result, "data": os.path.abspath(data_path), "config": config})
     return result

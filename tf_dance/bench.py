@@ -126,7 +126,7 @@ def bench_autoencoder(repeats=REPEATS):
     import numpy as np
     import tensorflow as tf
 
-    from tf_dance import autoencoder, autoencoder_training
+    from tf_dance import autoencoder, autoencoder_training, savedmodels
 
     quick, paper = [8, 16, 32, 32], [32, 32, 32, 32]
     config = autoencoder_training.check_config(dict(filters=quick, batch_size=200))
@@ -166,12 +166,12 @@ def bench_autoencoder(repeats=REPEATS):
             autoencoder.export_decoder(decoder, f"{tmp}/decoder")
             predict, fast = _round_robin_rates(
                 [lambda: decoder.predict(latents, batch_size=500, verbose=0),
-                 lambda: autoencoder.decode_latents(f"{tmp}/decoder", latents, 500)], len(latents), repeats)
+                 lambda: savedmodels.decode_latents(f"{tmp}/decoder", latents, 500)], len(latents), repeats)
             out[f"ae_{label}_decode_images_per_s_keras_predict_b500"] = predict
             out[f"ae_{label}_decode_images_per_s_decode_latents_b500"] = fast
             out[f"ae_{label}_decode_latents_vs_predict"] = fast / predict
             out[f"ae_{label}_encode_images_per_s_encode_frames_b500"] = median_rate(
-                lambda: autoencoder.encode_frames(f"{tmp}/encoder", frames, 500), len(frames), repeats)
+                lambda: savedmodels.encode_frames(f"{tmp}/encoder", frames, 500), len(frames), repeats)
     return out
 
 
@@ -190,7 +190,7 @@ def bench_sequence(repeats=REPEATS):
     import keras
     import numpy as np
 
-    from tf_dance import perlin, rollout, sequence_model, sequence_training
+    from tf_dance import perlin, rollout, savedmodels, sequence_model, sequence_training
 
     out = {"load average (1 min) at start": os.getloadavg()[0]}
     dim, batch, seq, batches = 128, 5, 50, 8
@@ -234,11 +234,11 @@ def bench_sequence(repeats=REPEATS):
         seed = latents[:50]
         n = 4000
         out["rollout frames/s, rollout signature (batch 1)"] = median_rate(
-            lambda: rollout.rollout(path, seed, n, noise=0.1), n, repeats)
+            lambda: savedmodels.rollout(path, seed, n, noise=0.1), n, repeats)
         out["rollout frames/s, rollout signature (batch 16, frames x batch)"] = median_rate(
-            lambda: rollout.rollout(path, np.repeat(seed[None], 16, 0), n // 4, noise=0.1), 16 * n // 4, repeats)
+            lambda: savedmodels.rollout(path, np.repeat(seed[None], 16, 0), n // 4, noise=0.1), 16 * n // 4, repeats)
         start = time.perf_counter()
-        rollout.rollout(path, seed, 60000, noise=0.1)
+        savedmodels.rollout(path, seed, 60000, noise=0.1)
         out["rollout seconds, 60,000 frames (batch 1, once)"] = time.perf_counter() - start
         out.update(_single_threaded_rollout(path, seed, n))
     out["ratio rollout signature / predict (batch 1)"] = (out["rollout frames/s, rollout signature (batch 1)"]
@@ -264,17 +264,17 @@ def bench_sequence(repeats=REPEATS):
 
 _SINGLE_THREADED = """
 import sys, time, numpy as np
-from tf_dance import rollout
+from tf_dance import savedmodels
 path, n = sys.argv[1], int(sys.argv[2])
 seed = np.load(sys.argv[3])
-rollout.rollout(path, seed, 100)
+savedmodels.rollout(path, seed, 100)
 rates = []
 for _ in range(3):
     start = time.perf_counter()
-    rollout.rollout(path, seed, n, noise=0.1)
+    savedmodels.rollout(path, seed, n, noise=0.1)
     rates.append(n / (time.perf_counter() - start))
 start = time.perf_counter()
-rollout.rollout(path, seed, 60000, noise=0.1)
+savedmodels.rollout(path, seed, 60000, noise=0.1)
 print(sorted(rates)[1], time.perf_counter() - start)
 """
 
@@ -317,16 +317,17 @@ def _demo_settings():
 
 @benchmark("generate")
 def bench_generate(repeats=REPEATS):
-    """Wall time of `generation.generate` (what `python -m tf_dance.generate` runs after its imports) for
-    600 and 60,000 frames, with RANDOM-INIT models of the demo's size (flags/quick_autoencoder.flags,
-    flags/quick_lstm.flags): speed does not depend on the weights. Seeded from latents; writes mp4, GIF
-    (first 600 frames), sheet and latents. Also the share of each stage for 60,000 frames."""
+    """Wall time of making and writing a dance (what `python -m tf_dance.generate` runs after its imports:
+    `generation.dance_chunks` into `generation.write_dance`) for 600 and 60,000 frames, with RANDOM-INIT
+    models of the demo's size (flags/quick_autoencoder.flags, flags/quick_lstm.flags): speed does not
+    depend on the weights. Seeded from latents; writes mp4, GIF (first 600 frames), sheet and latents.
+    Also the share of each stage for 60,000 frames (they interleave: the dance is made in pieces)."""
     import tempfile
 
     import keras
     import numpy as np
 
-    from tf_dance import autoencoder, cli, data, generation, rollout, sequence_model
+    from tf_dance import autoencoder, cli, data, generation, rollout, savedmodels, sequence_model
 
     ae, lstm = _demo_settings()
     dim, filters = ae["latent_dim"], ae["filters"]
@@ -340,26 +341,27 @@ def bench_generate(repeats=REPEATS):
         model = sequence_model.build_model("lstm", dim, np.zeros(dim, np.float32), np.ones(dim, np.float32),
                                            batch_size=1, units=units, num_layers=layers)
         rollout.export(model, tmp, "dance_lstm")
-        latents = os.path.join(tmp, "latents.npy")
-        np.save(latents, np.random.default_rng(0).normal(size=(500, dim)).astype(np.float32))
+        models = savedmodels.load_models(tmp)
+        seed = np.random.default_rng(0).normal(size=(50, dim)).astype(np.float32)
 
         def run(frames):
-            return generation.generate(tmp, None, os.path.join(tmp, "out", "dance.mp4"), latents=latents,
-                                       frames=frames, progress=False)
+            timings = {}
+            result = generation.write_dance(os.path.join(tmp, "out", "dance.mp4"),
+                                            generation.dance_chunks(models, seed, frames, timings=timings), 24.0,
+                                            frames=frames)
+            return result["seconds"], dict(timings, write=result["write_seconds"])
 
         first = time.perf_counter()
         run(600)
         out["generate 600 frames, first call in a process (s)"] = time.perf_counter() - first
         times = []
         for _ in range(repeats):
-            start = time.perf_counter()
-            run(600)
-            times.append(time.perf_counter() - start)
+            times.append(run(600)[0])
         out["generate 600 frames, warm (median s)"] = statistics.median(times)
-        result = run(60000)
-        out["generate 60,000 frames, warm (once, s)"] = result["seconds"]
-        for stage, seconds in result["stage_seconds"].items():
-            out[f"  60,000 frames: {stage} (s)"] = seconds
+        seconds, stages = run(60000)
+        out["generate 60,000 frames, warm (once, s)"] = seconds
+        for stage, value in stages.items():
+            out[f"  60,000 frames: {stage} (s)"] = value
     out["ratio 60,000 / 600 frames (warm)"] = (out["generate 60,000 frames, warm (once, s)"]
                                                / out["generate 600 frames, warm (median s)"])
     out["generated frames/s, 60,000 frames"] = 60000 / out["generate 60,000 frames, warm (once, s)"]
@@ -382,7 +384,7 @@ _DANCING_VARIANTS = [
      dict(head="mdn", mixtures=5, condition_steps=5, ground_truth_steps=5, input_noise=0.1), 1.0, 0.0),
     ("mse + rollout noise 0.6", dict(head="mse", condition_steps=0, input_noise=0.0), 0.0, 0.6),
     ("mdn K=5 + input noise 0.1, T=1.1", {}, 1.1, 0.0),
-    ("mdn K=5 + input noise 0.1 (quick_lstm.flags, with its rollout line)", {}, None, None),
+    ("mdn K=5 + input noise 0.1 (quick_lstm.flags, with its rollout recipe)", {}, None, None),
 ]
 
 
@@ -403,15 +405,10 @@ def bench_dancing(repeats=REPEATS):
     import numpy as np
 
     from tf_dance import dancer as dancer_lib
-    from tf_dance import data, metrics, rollout, sequence_training
+    from tf_dance import data, metrics, savedmodels, sequence_training
 
     flagfile = os.path.join(_ROOT, "flags", "quick_lstm.flags")
     base = sequence_training.flagfile_settings(flagfile)
-    recommended = {"temperature": 1.0, "noise": 0.0}
-    with open(flagfile) as f:  # the flagfile's "# rollout: temperature=T noise=N" line
-        for line in f:
-            if line.startswith("# rollout:"):
-                recommended.update({k: float(v) for k, v in (i.split("=") for i in line.split(":", 1)[1].split())})
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=os.pathsep.join([_ROOT, os.environ.get("PYTHONPATH", "")]))
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -431,15 +428,15 @@ def bench_dancing(repeats=REPEATS):
         out["data: recurring 1-s windows (%)"] = 100 * reference.repetition_report(train)["data_repeat_share"]
         for i, (name, change, temperature, noise) in enumerate(_DANCING_VARIANTS):
             print(f"  {name}", flush=True)
-            if temperature is None:
-                temperature, noise = recommended["temperature"], recommended["noise"]
-                name = f"{name}, T={temperature:g}, rollout noise {noise:g}"
             start = time.perf_counter()
             result = sequence_training.train_and_evaluate(f"{tmp}/latents.npy", f"{tmp}/lstm{i}", f"{tmp}/saved",
                                                           **{**base, **change, "seed": 0})
             seconds = time.perf_counter() - start
-            generated = rollout.rollout(result["export_dir"], latents[:50], 60000, temperature=temperature,
-                                        noise=noise, random_seed=0)
+            model = savedmodels.load_sequence_model(result["export_dir"])
+            if temperature is None:  # the recipe the flagfile recorded in the export
+                temperature, noise = model.sampling()
+                name = f"{name}, T={temperature:g}, rollout noise {noise:g}"
+            generated = model.rollout(latents[:50], 60000, temperature=temperature, noise=noise, random_seed=0)
             report = reference.evaluate(generated)
             out[f"{name}: longest freeze (s)"] = report["freeze"]["longest_still_seconds"]
             out[f"{name}: motion, last 1,000 frames / data"] = report["motion"]["tail_motion_ratio"]

@@ -1,5 +1,7 @@
 """Shared plumbing for the absl scripts: clear errors, atomic outputs, versioned exports.
 
+Reading exports (finding a version, loading it) is `tf_dance.savedmodels`.
+
 Every script turns a `UserError` (or an absl `UsageError`, or a bad flag via `parse_flags`) into
 one `error: ...` line on stderr and exit code 1, with no traceback and no wall of flag help, via
 `@cli.main`; and it writes its outputs through `atomic_output` / `export_version`, so that a
@@ -17,6 +19,7 @@ import shutil
 import sys
 import tempfile
 import threading
+import time
 
 from absl import app, flags
 from absl import logging as absl_logging
@@ -323,32 +326,49 @@ def _default_permissions(path, is_dir):
 
 
 _VERSION = re.compile(r"^\d+$")
+STALE_SECONDS = 24 * 3600  # a temporary entry without a readable pid is abandoned after a day
 
 
-def versions(model_root):
-    """Integer versions under `model_root` that are complete SavedModels, ascending."""
-    if not os.path.isdir(model_root):
-        return []
-    found = []
-    for name in os.listdir(model_root):
-        full = os.path.join(model_root, name)
-        if _VERSION.match(name) and os.path.isfile(os.path.join(full, "saved_model.pb")):
-            found.append(int(name))
-    return sorted(found)
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by someone else
+    return True
 
 
-def resolve_model_dir(path, what="model"):
-    """`saved_models/<name>` → its latest complete version; `saved_models/<name>/<v>` → itself."""
-    if not path:
-        raise UserError(f"no {what} directory given")
-    if os.path.isfile(os.path.join(path, "saved_model.pb")):
-        return path
-    if _VERSION.match(os.path.basename(os.path.normpath(path))) and os.path.isdir(path):
-        raise UserError(f"{what} at {path} is incomplete (no saved_model.pb)")
-    found = versions(path)
-    if not found:
-        raise UserError(f"no complete {what} version found under {path}")
-    return os.path.join(path, str(found[-1]))
+def clean_stale(parent, prefix):
+    """Removes `<prefix><pid>-*` entries in `parent` whose writer process is gone (a killed run's
+    leftovers); entries of a live process are never touched. Entries without a pid (older code)
+    go once they are a day old."""
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return
+    for name in names:
+        if not name.startswith(prefix):
+            continue
+        pid = name[len(prefix):].split("-", 1)[0]
+        path = os.path.join(parent, name)
+        try:
+            stale = not _alive(int(pid)) if pid.isdigit() else time.time() - os.lstat(path).st_mtime > STALE_SECONDS
+        except OSError:
+            continue
+        if stale:
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    os.remove(path)
+
+
+def temp_dir(parent, prefix):
+    """A fresh `<prefix><pid>-XXXX` directory in `parent`, after removing those of dead processes."""
+    os.makedirs(parent, exist_ok=True)
+    clean_stale(parent, prefix)
+    return tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=parent)
 
 
 def export_version(export_dir, name, write):
@@ -362,8 +382,7 @@ def export_version(export_dir, name, write):
     root = os.path.join(export_dir, name)
     check_output(root, "export directory", is_dir=True)
     try:
-        os.makedirs(root, exist_ok=True)
-        tmp = tempfile.mkdtemp(prefix=".tmp-export-", dir=root)
+        tmp = temp_dir(root, ".tmp-export-")
     except OSError as e:
         raise UserError(f"cannot write {root}: {_reason(e)}") from None
     try:

@@ -32,7 +32,7 @@ import time
 import numpy as np
 from absl import app, flags
 
-from tf_dance import cli, data
+from tf_dance import cli, data, savedmodels
 
 FLAGS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "flags")
 DEFAULT_FLAGFILE = os.path.join(FLAGS_DIR, "quick.flags")
@@ -48,24 +48,28 @@ TINY = dict(dancer_frames=300, autoencoder_flags="tiny_autoencoder.flags", lstm_
             frames=60)
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("workdir", "runs/demo", "Directory for the demo's data, training runs and outputs.")
-flags.DEFINE_string("export_dir", None, "Where SavedModels are exported (default: <workdir>/saved_models).")
-flags.DEFINE_bool("force", False, "Redo every step from scratch, even those a previous run finished.")
-flags.DEFINE_bool("tiny", False, f"Seconds-long smoke run for tests: the defaults are {TINY} instead of "
-                  "flags/quick.flags (flags given still override them); the dance will not be good.")
-flags.DEFINE_integer("seed", 0, "Seed passed to every step.", lower_bound=0)
-flags.DEFINE_integer("dancer_frames", None, "Frames of the synthetic dancer to train on (24 fps).", lower_bound=100)
-flags.DEFINE_multi_string("video", None, "Your own footage instead of the dancer: a video file (anything ffmpeg "
-                          "reads); repeat for several clips. Defaults then come from flags/footage.flags.")
-flags.DEFINE_string("autoencoder_flags", None, "Flagfile for `tf_dance.train_autoencoder` (a name in "
-                    "--flags_dir, or a path).")
-flags.DEFINE_string("lstm_flags", None, "Flagfile for `tf_dance.train_lstm` (a name in --flags_dir, or a path).")
-flags.DEFINE_integer("frames", None, "Frames of dance to generate (the paper: 600).", lower_bound=1)
-flags.DEFINE_float("noise", 0.0, "`generate --noise`: noise on each fed-back frame (beyond the paper).",
-                   lower_bound=0.0)
-flags.DEFINE_float("temperature", 1.0, "`generate --temperature` for a mixture-head model (beyond the paper).",
-                   lower_bound=0.0)
-flags.DEFINE_string("flags_dir", FLAGS_DIR, "Where flagfile names without a directory are looked up.")
+
+
+def define_flags():
+    """The script's flags, defined only when it runs (importing the module defines none)."""
+    flags.DEFINE_string("workdir", "runs/demo", "Directory for the demo's data, training runs and outputs.")
+    flags.DEFINE_string("export_dir", None, "Where SavedModels are exported (default: <workdir>/saved_models).")
+    flags.DEFINE_bool("force", False, "Redo every step from scratch, even those a previous run finished.")
+    flags.DEFINE_bool("tiny", False, f"Seconds-long smoke run for tests: the defaults are {TINY} instead of "
+                      "flags/quick.flags (flags given still override them); the dance will not be good.")
+    flags.DEFINE_integer("seed", 0, "Seed passed to every step.", lower_bound=0)
+    flags.DEFINE_integer("dancer_frames", None, "Frames of the synthetic dancer to train on (24 fps).", lower_bound=100)
+    flags.DEFINE_multi_string("video", None, "Your own footage instead of the dancer: a video file (anything ffmpeg "
+                              "reads); repeat for several clips. Defaults then come from flags/footage.flags.")
+    flags.DEFINE_string("autoencoder_flags", None, "Flagfile for `tf_dance.train_autoencoder` (a name in "
+                        "--flags_dir, or a path).")
+    flags.DEFINE_string("lstm_flags", None, "Flagfile for `tf_dance.train_lstm` (a name in --flags_dir, or a path).")
+    flags.DEFINE_integer("frames", None, "Frames of dance to generate (the paper: 600).", lower_bound=1)
+    flags.DEFINE_float("noise", None, "`generate --noise`: noise on each fed-back frame (beyond the paper). "
+                       "Default: the LSTM's recorded recipe (its flagfile's --rollout_noise).", lower_bound=0.0)
+    flags.DEFINE_float("temperature", None, "`generate --temperature` for a mixture-head model (beyond the paper). "
+                       "Default: the LSTM's recorded recipe.", lower_bound=0.0)
+    flags.DEFINE_string("flags_dir", FLAGS_DIR, "Where flagfile names without a directory are looked up.")
 
 
 def with_default_flagfile(argv):
@@ -213,10 +217,10 @@ def fresh_workdir(path, key, force):
 
 
 def new_version(root, before, script):
-    new = sorted(set(cli.versions(root)) - before)
+    new = [p for p in savedmodels.version_dirs(root) if p not in before]
     if not new:
         raise cli.UserError(f"`{script}` finished but exported no new version under {root}")
-    return os.path.join(root, str(new[-1]))
+    return new[-1]
 
 
 def plan(work, export_dir, s, seed):
@@ -249,8 +253,7 @@ def plan(work, export_dir, s, seed):
          s["lstm_flags"], f"{work}/lstm", None),
         ("generate", f"Generating {s['frames']} frames of dance (paper 3.5)", "generate",
          lambda o: [f"--lstm={o['lstm']}", f"--decoder={o['decoder']}", f"--data={data}", f"--latents={latents}",
-                    f"--frames={s['frames']}", f"--noise={FLAGS.noise}", f"--temperature={FLAGS.temperature}",
-                    seed, "--scale=2", f"--out={video}"],
+                    f"--frames={s['frames']}", *_sampling_flags(), seed, "--scale=2", f"--out={video}"],
          None, None, lambda o: {"video": video, "gif": f"{work}/dance.gif", "sheet": f"{work}/dance_sheet.png",
                                 "generated": f"{work}/dance_latents.npy"}),
         ("evaluate", "Measuring the dance: motion, freezing, pose coverage, novelty (paper 5.3)", "evaluate",
@@ -258,6 +261,11 @@ def plan(work, export_dir, s, seed):
                     f"--decoder={o['decoder']}", seed, f"--out_dir={work}/eval"],
          None, None, lambda o: {"metrics": f"{work}/eval/metrics.json", "report": f"{work}/eval/report.md"}),
     ]
+
+
+def _sampling_flags():
+    """--noise/--temperature for `generate` only when given: otherwise it uses the model's recipe."""
+    return [f"--{k}={FLAGS[k].value}" for k in ("noise", "temperature") if FLAGS[k].value is not None]
 
 
 def _exports(name, export_dir):
@@ -320,7 +328,7 @@ def main(argv):
         if workdir:
             fresh_workdir(workdir, key, FLAGS.force)
             roots = _exports(name, export_dir)
-            before = {k: set(cli.versions(r)) for k, r in roots.items()}
+            before = {k: set(savedmodels.version_dirs(r)) for k, r in roots.items()}
             run(script, args)
             made = {k: new_version(r, before[k], script) for k, r in roots.items()}
         else:
@@ -344,4 +352,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main, argv=with_default_flagfile(sys.argv), flags_parser=cli.parse_flags)

@@ -19,54 +19,58 @@ import os
 import numpy as np
 from absl import app, flags
 
-from tf_dance import cli, data, generation, report
+from tf_dance import cli, data, generation, report, savedmodels
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("model_dir", None, "SavedModels root (holding dance_lstm/ and decoder/), or a dance_lstm "
-                    "root or version directory, to roll out a dance. Not needed with --generated.")
-flags.DEFINE_string("generated", None, "Evaluate this rollout (.npy, [T, D] or [K, T, D]) instead of making one.")
-flags.DEFINE_string("latents", None, "Training latents (.npy/.npz) the dance is compared with; also the "
-                    "source of the seed frames.")
-flags.DEFINE_integer("frames", 6000, "Frames to roll out (the paper mentions 60,000 as possible).",
-                     lower_bound=2, upper_bound=10_000_000)
-flags.DEFINE_integer("seed_frames", 50, "Real frames that prime the LSTM before it generates.", lower_bound=1)
-flags.DEFINE_string("seed_index", "random", "First seed frame: an index into the latents, or 'random'.")
-flags.DEFINE_integer("random_seed", 0, "Seed for the seed window choice, rollout sampling and k-means.")
-flags.DEFINE_alias("seed", "random_seed")
-flags.DEFINE_float("temperature", 1.0, "Sampling temperature of a mixture-head model (beyond the paper; "
-                   "no effect on the paper's MSE model).", lower_bound=0.0)
-flags.DEFINE_float("noise", 0.0, "Std of Gaussian noise added to each fed-back frame, in units of the "
-                   "training std (beyond the paper).", lower_bound=0.0)
-flags.DEFINE_float("fps", None, "Frames per second of the latents (default: the --data dataset's, else 24).",
-                   lower_bound=1e-3)
-flags.DEFINE_string("data", None, "Dataset .npz: its fps, and its average frame for Figure 5.")
-flags.DEFINE_string("decoder", None, "Decoder (SavedModels root, decoder root or version) for the pictures; "
-                    "default: <model_dir>/decoder when present.")
-flags.DEFINE_string("out_dir", None, "Directory to write metrics.json, report.md and the figures into "
-                    "(replaced atomically).")
-flags.DEFINE_integer("clusters", 32, "k of the pose k-means (coverage).", lower_bound=2, upper_bound=1024)
-flags.DEFINE_float("freeze_fraction", 0.1, "A frame is still below this fraction of the data's median motion.",
-                   lower_bound=0.0, upper_bound=1.0)
-flags.DEFINE_float("min_freeze_seconds", 2.0, "Still stretches shorter than this are never a freeze.",
-                   lower_bound=0.0)
-flags.DEFINE_float("copy_fraction", 0.5, "A window is a near-copy when closer to a training window than this "
-                   "fraction of the data's own median nearest-window distance.", lower_bound=0.0)
-flags.DEFINE_float("window_seconds", 1.0, "Length of the novelty windows.", lower_bound=0.05)
-flags.DEFINE_boolean("progress", True, "Print progress.")
-flags.mark_flag_as_required("latents")
-flags.mark_flag_as_required("out_dir")
-flags.register_validator("seed_index", lambda v: v == "random" or (v.isdigit()),
-                         "--seed_index must be 'random' or a non-negative integer")
-flags.register_multi_flags_validator(
-    ["model_dir", "generated"], lambda f: bool(f["model_dir"]) != bool(f["generated"]),
-    "give exactly one of --model_dir (roll out a dance) and --generated (evaluate an existing one)")
+
+
+def define_flags():
+    """The script's flags, defined only when it runs (importing the module defines none)."""
+    flags.DEFINE_string("model_dir", None, "SavedModels root (holding dance_lstm/ and decoder/), or a dance_lstm "
+                        "root or version directory, to roll out a dance. Not needed with --generated.")
+    flags.DEFINE_string("generated", None, "Evaluate this rollout (.npy, [T, D] or [K, T, D]) instead of making one.")
+    flags.DEFINE_string("latents", None, "Training latents (.npy/.npz) the dance is compared with; also the "
+                        "source of the seed frames.")
+    flags.DEFINE_integer("frames", 6000, "Frames to roll out (the paper mentions 60,000 as possible).",
+                         lower_bound=2, upper_bound=10_000_000)
+    flags.DEFINE_integer("seed_frames", 50, "Real frames that prime the LSTM before it generates.", lower_bound=1)
+    flags.DEFINE_string("seed_index", "random", "First seed frame: an index into the latents, or 'random'.")
+    flags.DEFINE_integer("random_seed", 0, "Seed for the seed window choice, rollout sampling and k-means.")
+    flags.DEFINE_alias("seed", "random_seed")
+    flags.DEFINE_float("temperature", None, "Sampling temperature of a mixture-head model (beyond the paper; "
+                       "no effect on the paper's MSE model). Default: the model's recorded recipe.", lower_bound=0.0)
+    flags.DEFINE_float("noise", None, "Std of Gaussian noise added to each fed-back frame, in units of the "
+                       "training std (beyond the paper). Default: the model's recorded recipe.", lower_bound=0.0)
+    flags.DEFINE_float("fps", None, "Frames per second of the latents (default: the --data dataset's, else 24).",
+                       lower_bound=1e-3)
+    flags.DEFINE_string("data", None, "Dataset .npz: its fps, and its average frame for Figure 5.")
+    flags.DEFINE_string("decoder", None, "Decoder (SavedModels root, decoder root or version) for the pictures; "
+                        "default: <model_dir>/decoder when present.")
+    flags.DEFINE_string("out_dir", None, "Directory to write metrics.json, report.md and the figures into "
+                        "(replaced atomically).")
+    flags.DEFINE_integer("clusters", 32, "k of the pose k-means (coverage).", lower_bound=2, upper_bound=1024)
+    flags.DEFINE_float("freeze_fraction", 0.1, "A frame is still below this fraction of the data's median motion.",
+                       lower_bound=0.0, upper_bound=1.0)
+    flags.DEFINE_float("min_freeze_seconds", 2.0, "Still stretches shorter than this are never a freeze.",
+                       lower_bound=0.0)
+    flags.DEFINE_float("copy_fraction", 0.5, "A window is a near-copy when closer to a training window than this "
+                       "fraction of the data's own median nearest-window distance.", lower_bound=0.0)
+    flags.DEFINE_float("window_seconds", 1.0, "Length of the novelty windows.", lower_bound=0.05)
+    flags.DEFINE_boolean("progress", True, "Print progress.")
+    flags.mark_flag_as_required("latents")
+    flags.mark_flag_as_required("out_dir")
+    flags.register_validator("seed_index", lambda v: v == "random" or (v.isdigit()),
+                             "--seed_index must be 'random' or a non-negative integer")
+    flags.register_multi_flags_validator(
+        ["model_dir", "generated"], lambda f: bool(f["model_dir"]) != bool(f["generated"]),
+        "give exactly one of --model_dir (roll out a dance) and --generated (evaluate an existing one)")
 
 
 def _decoder_dir():
     if FLAGS.decoder:
-        return generation.resolve(FLAGS.decoder, "decoder")
-    if FLAGS.model_dir and os.path.isdir(os.path.join(FLAGS.model_dir, "decoder")):
-        return generation.resolve(FLAGS.model_dir, "decoder")
+        return savedmodels.resolve(FLAGS.decoder, "decoder", savedmodels.DECODER)
+    if FLAGS.model_dir and os.path.isdir(os.path.join(FLAGS.model_dir, savedmodels.DECODER)):
+        return savedmodels.resolve(FLAGS.model_dir, "decoder", savedmodels.DECODER)
     return None
 
 
@@ -89,19 +93,17 @@ def main(argv):
         generated = report.load_generated(FLAGS.generated)
         options = dict(generated=os.path.abspath(FLAGS.generated))
     else:
-        lstm_dir = generation.resolve(FLAGS.model_dir, "dance_lstm", "sequence model")
+        lstm = savedmodels.load_sequence_model(FLAGS.model_dir)
+        temperature, noise = lstm.sampling(FLAGS.temperature, FLAGS.noise)
         start, = generation.choose_seeds(len(train), FLAGS.seed_frames, FLAGS.seed_index, 1, FLAGS.random_seed)
-        from tf_dance import rollout  # TensorFlow is imported only when a rollout is made
         if FLAGS.progress:
-            print(f"rolling out {FLAGS.frames} frames with {lstm_dir}, primed on latents "
-                  f"{start}..{start + FLAGS.seed_frames - 1}", flush=True)
-        generated = rollout.rollout(lstm_dir, train[start:start + FLAGS.seed_frames], FLAGS.frames,
-                                    temperature=FLAGS.temperature, noise=FLAGS.noise,
-                                    random_seed=FLAGS.random_seed)
+            print(f"rolling out {FLAGS.frames} frames with {lstm.path} (temperature {temperature:g}, noise "
+                  f"{noise:g}), primed on latents {start}..{start + FLAGS.seed_frames - 1}", flush=True)
+        generated = lstm.rollout(train[start:start + FLAGS.seed_frames], FLAGS.frames, temperature=temperature,
+                                 noise=noise, random_seed=FLAGS.random_seed)
         arrays["generated"] = np.asarray(generated, np.float32)
-        options = dict(model_dir=os.path.abspath(lstm_dir), frames=FLAGS.frames, seed_frames=FLAGS.seed_frames,
-                       seed_index=start, random_seed=FLAGS.random_seed, temperature=FLAGS.temperature,
-                       noise=FLAGS.noise)
+        options = dict(model_dir=os.path.abspath(lstm.path), frames=FLAGS.frames, seed_frames=FLAGS.seed_frames,
+                       seed_index=start, random_seed=FLAGS.random_seed, temperature=temperature, noise=noise)
     options.update(latents=os.path.abspath(FLAGS.latents), fps=fps,
                    decoder=decoder_dir and os.path.abspath(decoder_dir))
     result = report.evaluate_dance(
@@ -120,4 +122,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main, flags_parser=cli.parse_flags)

@@ -9,62 +9,95 @@ dance.mp4 (the dataset's fps unless --fps), dance.gif (the first 600 frames), da
 (every 4th of the first 256 frames, like Figure 2) and dance_latents.npy (for
 `python -m tf_dance.evaluate --generated=...`). --num_dancers=K rolls out K dances in one batch
 and tiles them side by side in the same video (latents saved as [K, T, D]).
-The library code is `tf_dance.generation.generate`.
+--temperature and --noise default to the sampling recipe recorded in the sequence model's export.
+The library code is `tf_dance.generation` (`make_dance`, `dance_chunks`, `write_dance`) over
+`tf_dance.savedmodels`; the dance is made and written in pieces, so any length fits in memory.
 """
 
 import json
 
+import numpy as np
 from absl import app, flags
 
-from tf_dance import cli, generation
+from tf_dance import cli, data, generation, savedmodels
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("model_dir", "saved_models", "SavedModels root holding dance_lstm/, decoder/ and encoder/ "
-                    "(the latest complete version of each is used).")
-flags.DEFINE_string("lstm", None, "Sequence model (dance_lstm root or version dir); default <model_dir>/dance_lstm.")
-flags.DEFINE_string("encoder", None, "Encoder (root or version dir); default <model_dir>/encoder.")
-flags.DEFINE_string("decoder", None, "Decoder (root or version dir); default <model_dir>/decoder.")
-flags.DEFINE_string("data", None, "Dataset .npz whose frames seed the LSTM and whose fps the video plays at.")
-flags.DEFINE_string("latents", None, "Encoded latents of --data (.npy): seed from these instead of running the "
-                    "encoder (then --data is optional).")
-flags.DEFINE_string("out", "out/dance.mp4", "Output video; the GIF, sheet and latents are named after it.")
-flags.DEFINE_integer("frames", 600, "Frames to generate per dancer (the paper: 600).", lower_bound=1,
-                     upper_bound=10_000_000)
-flags.DEFINE_integer("seed_frames", 50, "Real frames that prime the LSTM (char-rnn priming).", lower_bound=1)
-flags.DEFINE_string("seed_index", "random", "First seed frame: an index into the dataset, or 'random' (a "
-                    "different window for each dancer, drawn with --random_seed).")
-flags.DEFINE_integer("num_dancers", 1, "Dances generated in one batch and tiled side by side.", lower_bound=1,
-                     upper_bound=64)
-flags.DEFINE_float("fps", None, "Frame rate of the video (default: the dataset's, else 24).", lower_bound=1e-3)
-flags.DEFINE_integer("scale", 1, "Integer upscaling of each pixel for viewing.", lower_bound=1, upper_bound=20)
-flags.DEFINE_float("temperature", 1.0, "Sampling temperature of a mixture-head model (a step beyond the paper; "
-                   "no effect on its MSE model).", lower_bound=0.0)
-flags.DEFINE_float("noise", 0.0, "Std of Gaussian noise added to each fed-back frame, in units of the training "
-                   "std (a step beyond the paper: keeps a deterministic model from settling).", lower_bound=0.0)
-flags.DEFINE_integer("random_seed", 0, "Seed for the seed windows and the rollout's sampling and noise.")
-flags.DEFINE_alias("seed", "random_seed")
-flags.DEFINE_integer("batch_size", 500, "Frames decoded per batch.", lower_bound=1)
-flags.DEFINE_boolean("progress", True, "Print progress.")
-flags.register_validator("seed_index", lambda v: v == "random" or v.isdigit(),
-                         "--seed_index must be 'random' or a non-negative integer")
-flags.register_validator("out", lambda v: bool(v) and v.lower().endswith(".mp4"), "--out must end in .mp4")
-flags.register_multi_flags_validator(["data", "latents"], lambda f: bool(f["data"] or f["latents"]),
-                                     "give --data (frames to seed from) or --latents")
+
+
+def define_flags():
+    """The script's flags, defined only when it runs (importing the module defines none)."""
+    flags.DEFINE_string("model_dir", "saved_models", "SavedModels root holding dance_lstm/, decoder/ and encoder/ "
+                        "(the latest complete version of each is used).")
+    flags.DEFINE_string("lstm", None, "Sequence model (dance_lstm root or version dir); default <model_dir>/dance_lstm.")
+    flags.DEFINE_string("encoder", None, "Encoder (root or version dir); default <model_dir>/encoder.")
+    flags.DEFINE_string("decoder", None, "Decoder (root or version dir); default <model_dir>/decoder.")
+    flags.DEFINE_string("data", None, "Dataset .npz whose frames seed the LSTM and whose fps the video plays at.")
+    flags.DEFINE_string("latents", None, "Encoded latents of --data (.npy): seed from these instead of running the "
+                        "encoder (then --data is optional).")
+    flags.DEFINE_string("out", "out/dance.mp4", "Output video; the GIF, sheet and latents are named after it.")
+    flags.DEFINE_integer("frames", 600, "Frames to generate per dancer (the paper: 600).", lower_bound=1,
+                         upper_bound=10_000_000)
+    flags.DEFINE_integer("seed_frames", 50, "Real frames that prime the LSTM (char-rnn priming).", lower_bound=1)
+    flags.DEFINE_string("seed_index", "random", "First seed frame: an index into the dataset, or 'random' (a "
+                        "different window for each dancer, drawn with --random_seed).")
+    flags.DEFINE_integer("num_dancers", 1, "Dances generated in one batch and tiled side by side.", lower_bound=1,
+                         upper_bound=64)
+    flags.DEFINE_float("fps", None, "Frame rate of the video (default: the dataset's, else 24).", lower_bound=1e-3)
+    flags.DEFINE_integer("scale", 1, "Integer upscaling of each pixel for viewing.", lower_bound=1, upper_bound=20)
+    flags.DEFINE_float("temperature", None, "Sampling temperature of a mixture-head model (a step beyond the paper; "
+                       "no effect on its MSE model). Default: the model's recorded recipe.", lower_bound=0.0)
+    flags.DEFINE_float("noise", None, "Std of Gaussian noise added to each fed-back frame, in units of the training "
+                       "std (a step beyond the paper: keeps a deterministic model from settling). Default: the "
+                       "model's recorded recipe.", lower_bound=0.0)
+    flags.DEFINE_integer("random_seed", 0, "Seed for the seed windows and the rollout's sampling and noise.")
+    flags.DEFINE_alias("seed", "random_seed")
+    flags.DEFINE_integer("batch_size", 500, "Frames decoded per batch.", lower_bound=1)
+    flags.DEFINE_boolean("progress", True, "Print progress.")
+    flags.register_validator("seed_index", lambda v: v == "random" or v.isdigit(),
+                             "--seed_index must be 'random' or a non-negative integer")
+    flags.register_validator("out", lambda v: bool(v) and v.lower().endswith(".mp4"), "--out must end in .mp4")
+    flags.register_multi_flags_validator(["data", "latents"], lambda f: bool(f["data"] or f["latents"]),
+                                         "give --data (frames to seed from) or --latents")
+
+
+def _say(message):
+    if FLAGS.progress:
+        print(message, flush=True)
 
 
 @cli.main
 def main(argv):
     del argv
     cli.check_output(FLAGS.out, "--out")
-    result = generation.generate(
-        FLAGS.model_dir, FLAGS.data, FLAGS.out, latents=FLAGS.latents, lstm=FLAGS.lstm, encoder=FLAGS.encoder,
-        decoder=FLAGS.decoder, frames=FLAGS.frames, seed_frames=FLAGS.seed_frames, seed_index=FLAGS.seed_index,
-        num_dancers=FLAGS.num_dancers, fps=FLAGS.fps, scale=FLAGS.scale, temperature=FLAGS.temperature,
-        noise=FLAGS.noise, random_seed=FLAGS.random_seed, batch_size=FLAGS.batch_size, progress=FLAGS.progress)
-    print(json.dumps({k: result[k] for k in ("video", "gif", "sheet", "latents", "frames", "dancers", "fps",
-                                             "seed_indices")}))
+    paths = generation.check_outputs(FLAGS.out)
+    dataset = latents = data_fps = None
+    if FLAGS.data:
+        dataset, data_fps, extras = data.load_dataset(FLAGS.data)
+    if FLAGS.latents:
+        latents = data.load_latents(FLAGS.latents)
+        if dataset is not None and len(latents) != len(dataset):
+            raise cli.UserError(f"{FLAGS.latents} has {len(latents)} latents but {FLAGS.data} has {len(dataset)} "
+                                "frames: they must come from the same video")
+    source = latents if latents is not None else dataset
+    fps = float(FLAGS.fps or data_fps or 24.0)
+    clips = extras["clips"] if dataset is not None else data.load_latent_clips(FLAGS.latents, len(latents))
+    starts = generation.choose_seeds(len(source), FLAGS.seed_frames, FLAGS.seed_index, FLAGS.num_dancers,
+                                     FLAGS.random_seed, clips=clips)
+    models = savedmodels.load_models(FLAGS.model_dir, lstm=FLAGS.lstm, decoder=FLAGS.decoder, encoder=FLAGS.encoder,
+                                     need_encoder=latents is None)
+    temperature, noise = models.lstm.sampling(FLAGS.temperature, FLAGS.noise)
+    seeds = np.stack([source[s:s + FLAGS.seed_frames] for s in starts])
+    _say(f"[1/2] seeding {FLAGS.num_dancers} dancer(s) with frames "
+         f"{', '.join(f'{s}..{s + FLAGS.seed_frames - 1}' for s in starts)}")
+    _say(f"[2/2] rolling out {FLAGS.frames} frames with {models.lstm.path} (temperature {temperature:g}, noise "
+         f"{noise:g}), decoding with {models.decoder.path}, writing {', '.join(paths.values())}")
+    chunks = generation.dance_chunks(models, seeds, FLAGS.frames, temperature, noise, FLAGS.random_seed,
+                                     batch_size=FLAGS.batch_size)
+    generation.write_dance(FLAGS.out, chunks, fps, scale=FLAGS.scale, frames=FLAGS.frames)
+    print(json.dumps(dict(paths, frames=FLAGS.frames, dancers=FLAGS.num_dancers, fps=fps, seed_indices=starts)))
     return 0
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main, flags_parser=cli.parse_flags)

@@ -1,15 +1,21 @@
-"""Making a dance from exported SavedModels (paper section 3.5), without flags.
+"""Making a dance (paper section 3.5) and writing it, without flags.
 
-`generate(...)` is what `python -m tf_dance.generate` runs: prime the LSTM on real frames of
-the dataset (char-rnn priming: the seed window sets the state, it is not part of the dance),
-roll out, decode, and write the mp4, a GIF, a Figure-2 contact sheet and the latents. Every
-output is first written into a temporary directory beside the destination and moved into
-place only when all of them are finished, so a failed run leaves nothing behind.
+    models = savedmodels.load_models("saved_models")
+    latents, frames = make_dance(models, seed, frames=600)       # seed: latents [T, D] or frames
+    write_dance("out/dance.mp4", (latents, frames), fps=24)
+
+The LSTM is primed on the seed window (char-rnn priming: the seed sets the state, it is not part
+of the dance), rolls out, and the decoder draws each generated latent. `dance_chunks` yields
+the same dance piece by piece, and `write_dance` writes pieces as they come, so that a dance
+of any length needs memory for one piece: the mp4 and the latents grow on disk, and the GIF
+and the Figure-2 sheet use only the first frames. The four outputs (mp4, GIF, sheet, latents)
+are written into a temporary directory beside the destination and replace the old ones
+together: when any of them cannot be put in place, the old four stay.
 """
 
+import contextlib
 import os
 import shutil
-import tempfile
 import time
 
 import numpy as np
@@ -18,18 +24,7 @@ from tf_dance import cli, data
 
 GIF_MAX_FRAMES = 600   # a GIF is a preview: 600 frames are 25 s at 24 fps and a few MB
 SHEET_FRAMES = 256     # Figure 2: every 4th of the first 256 frames, 64 tiles
-
-
-def resolve(path, name, what=None):
-    """A SavedModel version directory from `saved_models`, `saved_models/<name>` or a version dir."""
-    what = what or name
-    if not path:
-        raise cli.UserError(f"no {what} directory given")
-    if not os.path.exists(path):
-        raise cli.UserError(f"{what} directory not found: {path}")
-    if not os.path.isfile(os.path.join(path, "saved_model.pb")) and os.path.isdir(os.path.join(path, name)):
-        path = os.path.join(path, name)
-    return cli.resolve_model_dir(path, what)
+TEMP_PREFIX = ".tmp-generate-"
 
 
 def choose_seeds(available, seed_frames, seed_index, count, random_seed, clips=None):
@@ -89,104 +84,192 @@ def output_paths(out_path):
     return dict(video=stem + ".mp4", gif=stem + ".gif", sheet=stem + "_sheet.png", latents=stem + "_latents.npy")
 
 
-def seed_latents(starts, seed_frames, latents=None, frames=None, encoder_dir=None):
-    """`[K, seed_frames, D]`: from the given latents, or by encoding the dataset's frames."""
-    if latents is not None:
-        return np.stack([latents[s:s + seed_frames] for s in starts])
-    from tf_dance import autoencoder
-    window = np.concatenate([frames[s:s + seed_frames] for s in starts])
-    z = np.asarray(autoencoder.encode_frames(encoder_dir, window), np.float32)  # checks the frame size
-    return z.reshape(len(starts), seed_frames, -1)
-
-
-def _say(progress, message):
-    if progress:
-        print(message, flush=True)
-
-
-def generate(model_dir, data_path, out_path, *, latents=None, lstm=None, encoder=None, decoder=None,
-             frames=600, seed_frames=50, seed_index="random", num_dancers=1, fps=None, scale=1,
-             temperature=1.0, noise=0.0, random_seed=0, batch_size=500, progress=True):
-    """Generates `frames` frames per dancer and writes the video, GIF, sheet and latents.
-
-    model_dir: the `saved_models` root holding dance_lstm/, decoder/ and encoder/ (each may be
-    overridden by `lstm`, `decoder`, `encoder`: a root or a version directory). data_path: the
-    dataset .npz whose frames seed the LSTM (encoded with the encoder) and whose fps the video
-    plays at; `latents` (.npy) may replace the encoding, and then data_path may be None.
-    K = num_dancers dances are rolled out in one batch and tiled side by side in one video.
-    temperature/noise/random_seed go to the rollout (beyond the paper: the paper's MSE model
-    is deterministic). Returns a dict with the written paths, what was generated and the
-    seconds each stage took (`stage_seconds`: seed, rollout, decode, write).
-    """
-    start = time.time()
-    for name, value in (("frames", frames), ("seed_frames", seed_frames), ("num_dancers", num_dancers),
-                        ("scale", scale), ("batch_size", batch_size)):
-        if int(value) != value or value < 1:
-            raise cli.UserError(f"{name} must be a positive integer, got {value}")
-    if fps is not None and not (np.isfinite(fps) and fps > 0):
-        raise cli.UserError(f"fps must be positive, got {fps}")
+def check_outputs(out_path):
+    """Refuses, before any work, outputs that could not replace what is there (a directory in the way)."""
     if not out_path or not out_path.lower().endswith(".mp4"):
         raise cli.UserError(f"the output must be an .mp4 path, got {out_path!r}")
-    if data_path is None and latents is None:
-        raise cli.UserError("give a dataset (to encode seed frames) or latents")
-
-    lstm_dir = resolve(lstm or model_dir, "dance_lstm", "sequence model")
-    decoder_dir = resolve(decoder or model_dir, "decoder")
-    dataset = z = None
-    data_fps = None
-    if data_path is not None:
-        dataset, data_fps, extras = data.load_dataset(data_path)
-    if latents is not None:
-        z = data.load_latents(latents)
-        if dataset is not None and len(z) != len(dataset):
-            raise cli.UserError(f"{latents} has {len(z)} latents but {data_path} has {len(dataset)} frames: "
-                                "they must come from the same video")
-    fps = float(fps or data_fps or 24.0)
-    clips = extras["clips"] if dataset is not None else data.load_latent_clips(latents, len(z))
-    starts = choose_seeds(len(z) if z is not None else len(dataset), seed_frames, seed_index, num_dancers,
-                          random_seed, clips=clips)
-    encoder_dir = None
-    if z is None:
-        encoder_dir = resolve(encoder or model_dir, "encoder")
-
-    clock = {"start": time.time()}
-    _say(progress, f"[1/4] seeding {num_dancers} dancer(s) with frames "
-                   f"{', '.join(f'{s}..{s + seed_frames - 1}' for s in starts)}")
-    seeds = seed_latents(starts, seed_frames, latents=z, frames=dataset, encoder_dir=encoder_dir)
-    clock["seed"] = time.time()
-    _say(progress, f"[2/4] rolling out {frames} frames with {lstm_dir}")
-    from tf_dance import autoencoder, rollout, video
-    generated = np.asarray(rollout.rollout(lstm_dir, seeds, frames, temperature=temperature, noise=noise,
-                                           random_seed=random_seed), np.float32)
-    clock["rollout"] = time.time()
-    _say(progress, f"[3/4] decoding {generated.shape[0] * generated.shape[1]} frames with {decoder_dir}")
-    pictures = autoencoder.decode_latents(decoder_dir, generated.reshape(-1, generated.shape[-1]),
-                                          batch_size=batch_size)
-    pictures = np.asarray(pictures).reshape(generated.shape[:2] + tuple(np.shape(pictures)[1:]))
-    movie = tile(pictures)
-    clock["decode"] = time.time()
-
-    paths = output_paths(out_path)
-    _say(progress, f"[4/4] writing {', '.join(paths.values())}")
     parent = os.path.dirname(os.path.abspath(out_path))
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".tmp-generate-", dir=parent)
+    if os.path.exists(parent) and not os.path.isdir(parent):
+        raise cli.UserError(f"cannot write {out_path}: {parent} is a file")
+    paths = output_paths(out_path)
+    for path in paths.values():
+        if os.path.isdir(path):
+            raise cli.UserError(f"cannot write {path}: a directory is in the way (nothing was written)")
+    return paths
+
+
+# ---- making a dance
+
+
+def _seed_latents(models, seeds):
+    """`[K, T, D]` float latents from latents `[T, D]`/`[K, T, D]` or uint8 frames `[T, H, W, C]`/`[K, T, H, W, C]`."""
+    seeds = np.asarray(seeds)
+    if seeds.dtype == np.uint8:
+        if models.encoder is None:
+            raise cli.UserError("seed frames need an encoder: load the models with need_encoder=True")
+        if seeds.ndim == 4:
+            seeds = seeds[None]
+        if seeds.ndim != 5:
+            raise cli.UserError(f"seed frames must be uint8 [T, H, W, C] or [K, T, H, W, C], got {seeds.shape}")
+        z = models.encoder(seeds.reshape(-1, *seeds.shape[2:]))
+        return z.reshape(seeds.shape[0], seeds.shape[1], -1)
+    seeds = seeds.astype(np.float32)
+    return seeds[None] if seeds.ndim == 2 else seeds
+
+
+def dance_chunks(models, seeds, frames=600, temperature=None, noise=None, random_seed=0, batch_size=500,
+                 timings=None):
+    """Yields `(latents [K, n, D], pictures [K, n, H, W, C])` pieces of K dances of `frames` frames each.
+
+    seeds: one seed window per dancer (see `make_dance`). temperature/noise: None = the model's
+    recorded recipe. timings: a dict that receives the seconds spent in "rollout" and "decode".
+    """
+    if int(frames) != frames or frames < 1:
+        raise cli.UserError(f"frames must be a positive integer, got {frames}")
+    if int(batch_size) != batch_size or batch_size < 1:
+        raise cli.UserError(f"batch_size must be a positive integer, got {batch_size}")
+    timings = {} if timings is None else timings
+    timings.setdefault("rollout", 0.0)
+    timings.setdefault("decode", 0.0)
+    z = _seed_latents(models, seeds)
+    pieces = models.lstm.stream(z, int(frames), temperature, noise, random_seed)
+    while True:
+        start = time.perf_counter()
+        latents = next(pieces, None)
+        timings["rollout"] += time.perf_counter() - start
+        if latents is None:
+            return
+        start = time.perf_counter()
+        pictures = models.decoder(latents.reshape(-1, latents.shape[-1]), batch_size=batch_size)
+        timings["decode"] += time.perf_counter() - start
+        yield latents, pictures.reshape(latents.shape[:2] + pictures.shape[1:])
+
+
+def make_dance(models, seeds, frames=600, temperature=None, noise=None, random_seed=0):
+    """`(latents, pictures)` of a new dance: `[frames, D]` and uint8 `[frames, H, W, C]`.
+
+    models: `savedmodels.load_models(...)`. seeds: the window that primes the LSTM, as latents
+    `[T, D]` or uint8 frames `[T, H, W, C]` (encoded with `models.encoder`); with a leading K axis,
+    K dances are made in one batch and both results have that axis too. temperature/noise: None =
+    the model's recorded recipe; random_seed keys the sampling and the noise.
+    """
+    single = np.ndim(seeds) == (4 if np.asarray(seeds).dtype == np.uint8 else 2)
+    pieces = list(dance_chunks(models, seeds, frames, temperature, noise, random_seed))
+    latents = np.concatenate([p[0] for p in pieces], 1)
+    pictures = np.concatenate([p[1] for p in pieces], 1)
+    return (latents[0], pictures[0]) if single else (latents, pictures)
+
+
+# ---- writing it
+
+
+class _LatentsFile:
+    """A `.npy` of float32 `[K, T, D]` (`[T, D]` for one dancer) filled piece by piece through a file
+    handle, not a memory map, so that the written pieces do not stay in memory."""
+
+    def __init__(self, path, dancers, frames, dim):
+        shape = (frames, dim) if dancers == 1 else (dancers, frames, dim)
+        header = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=shape)
+        self.offset, self.frames, self.dim, self.done = header.offset, frames, dim, 0
+        del header
+        self.file = open(path, "r+b")
+
+    def write(self, latents):
+        n = latents.shape[1]
+        if self.done + n > self.frames:
+            raise cli.UserError(f"the dance has more than the {self.frames} frames announced")
+        for k, rows in enumerate(np.asarray(latents, np.float32)):
+            self.file.seek(self.offset + 4 * self.dim * (k * self.frames + self.done))
+            self.file.write(np.ascontiguousarray(rows).tobytes())
+        self.done += n
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, trace):
+        self.file.close()
+        if kind is None and self.done != self.frames:
+            raise cli.UserError(f"the dance ended after {self.done} of {self.frames} frames")
+
+
+def write_dance(out_path, dance, fps, scale=1, frames=None):
+    """Writes dance.mp4, dance.gif (the first 600 frames), dance_sheet.png (every 4th of the first 256,
+    like Figure 2) and dance_latents.npy next to `out_path`; returns their paths and timings.
+
+    dance: `(latents, pictures)` as `make_dance` returns them, or an iterable of `[K, n, ...]` pieces
+    (`dance_chunks`), then `frames` (per dancer) must be given. K dancers are tiled side by side.
+    """
+    paths = check_outputs(out_path)
+    if not (np.isfinite(fps) and fps > 0):
+        raise cli.UserError(f"fps must be positive, got {fps}")
+    if isinstance(dance, tuple) and len(dance) == 2 and isinstance(dance[0], np.ndarray):
+        latents, pictures = dance
+        if latents.ndim == 2:
+            latents, pictures = latents[None], pictures[None]
+        frames, dance = latents.shape[1], [(latents, pictures)]
+    elif frames is None:
+        raise cli.UserError("write_dance needs the number of frames when the dance comes in pieces")
+    from tf_dance import video
+    start = time.perf_counter()
+    writing = 0.0
+    tmp = cli.temp_dir(os.path.dirname(os.path.abspath(out_path)), TEMP_PREFIX)
     try:
         staged = {k: os.path.join(tmp, os.path.basename(p)) for k, p in paths.items()}
-        video.write_video(staged["video"], movie, fps, scale=scale)
+        head, latents_file = [], None
+        with contextlib.ExitStack() as stack:
+            for latents, pictures in dance:
+                t = time.perf_counter()
+                movie = tile(pictures)
+                if latents_file is None:
+                    dancers = latents.shape[0]
+                    latents_file = stack.enter_context(
+                        _LatentsFile(staged["latents"], dancers, int(frames), latents.shape[-1]))
+                    write_movie = stack.enter_context(
+                        video.video_writer(staged["video"], movie.shape[1], movie.shape[2], fps, scale=scale))
+                latents_file.write(latents)
+                write_movie(movie)
+                kept = sum(len(m) for m in head)
+                if kept < GIF_MAX_FRAMES:
+                    head.append(movie[:GIF_MAX_FRAMES - kept].copy())
+                writing += time.perf_counter() - t
+            t = time.perf_counter()
+        if latents_file is None:
+            raise cli.UserError("the dance has no frames")
+        movie = np.concatenate(head)
         video.write_gif(staged["gif"], movie[:GIF_MAX_FRAMES], fps, scale=scale)
-        columns = max(1, 8 // min(num_dancers, 4))
+        columns = max(1, 8 // min(dancers, 4))
         video.contact_sheet(staged["sheet"], movie[:SHEET_FRAMES], every=4, columns=columns, scale=scale,
                             labels=[str(i) for i in range(0, min(len(movie), SHEET_FRAMES), 4)])
-        np.save(staged["latents"], generated[0] if num_dancers == 1 else generated)
-        for key, path in paths.items():
-            os.replace(staged[key], path)
+        _replace_together(staged, paths, tmp)
+        writing += time.perf_counter() - t
+    except OSError as e:
+        raise cli.UserError(f"could not write {out_path}: {e.strerror or e}") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    clock["write"] = time.time()
-    names = list(clock)
-    stage_seconds = {b: clock[b] - clock[a] for a, b in zip(names, names[1:])}
-    return dict(paths, frames=int(frames), dancers=int(num_dancers), fps=fps, seed_indices=starts,
-                seed_frames=int(seed_frames), frame_shape=list(movie.shape[1:]), lstm=lstm_dir,
-                decoder=decoder_dir, encoder=encoder_dir, seconds=time.time() - start,
-                stage_seconds=stage_seconds)
+    return dict(paths, seconds=time.perf_counter() - start, write_seconds=writing)
+
+
+def _replace_together(staged, paths, tmp):
+    """Moves every staged file onto its destination, or none: the old files are set aside first and
+    put back when any move fails."""
+    for path in paths.values():
+        if os.path.isdir(path):
+            raise cli.UserError(f"cannot write {path}: a directory is in the way (the old outputs are unchanged)")
+    aside, placed = {}, []
+    try:
+        for key, path in paths.items():
+            if os.path.lexists(path):
+                aside[key] = os.path.join(tmp, f"old-{key}")
+                os.replace(path, aside[key])
+        for key, path in paths.items():
+            os.replace(staged[key], path)
+            placed.append(key)
+    except OSError as e:
+        for done in placed:
+            with contextlib.suppress(OSError):
+                os.replace(paths[done], staged[done])
+        for done, old in aside.items():
+            with contextlib.suppress(OSError):
+                os.replace(old, paths[done])
+        raise cli.UserError(f"could not put {paths[key]} in place ({e.strerror or e}); "
+                            "the old outputs are unchanged") from None

@@ -342,8 +342,8 @@ def _data_stretches(reference, length, count):
 
 
 def _saved_decoder(decoder_dir):
-    from tf_dance import autoencoder
-    return lambda latents: autoencoder.decode_latents(decoder_dir, latents)
+    from tf_dance import savedmodels
+    return lambda latents: savedmodels.decode_latents(decoder_dir, latents)
 
 
 def second_half_frame_measures(generated, reference, decode):
@@ -385,23 +385,23 @@ def second_half_frame_measures(generated, reference, decode):
 
 
 def _pictures(tmp, figures, generated, reference, decoder_dir, data_frames):
-    from tf_dance import autoencoder, video
+    from tf_dance import savedmodels, video
     train = reference.train
     first = generated[0]
-    strip = autoencoder.decode_latents(decoder_dir, first[:STRIP_FRAMES])
+    strip = savedmodels.decode_latents(decoder_dir, first[:STRIP_FRAMES])
     video.contact_sheet(os.path.join(tmp, "figure2_strip.png"), strip, every=4, columns=8, scale=2,
                         labels=[str(i) for i in range(0, len(strip), 4)])
     figures["strip"] = "figure2_strip.png"
     start = max(0, len(first) - STRIP_FRAMES)
-    last = autoencoder.decode_latents(decoder_dir, first[start:])
+    last = savedmodels.decode_latents(decoder_dir, first[start:])
     video.contact_sheet(os.path.join(tmp, "figure7_last_frames.png"), last, every=4, columns=8, scale=2,
                         labels=[str(i) for i in range(start, len(first), 4)])
     figures["last_frames"] = "figure7_last_frames.png"
 
     flat = generated.reshape(-1, generated.shape[-1])
-    sample = autoencoder.decode_latents(decoder_dir, flat[_evenly(len(flat), AVERAGE_FRAMES)])
-    data_sample = autoencoder.decode_latents(decoder_dir, train[_evenly(len(train), AVERAGE_FRAMES // 4)])
-    mean_latent = autoencoder.decode_latents(decoder_dir, train.mean(0, keepdims=True))[0]
+    sample = savedmodels.decode_latents(decoder_dir, flat[_evenly(len(flat), AVERAGE_FRAMES)])
+    data_sample = savedmodels.decode_latents(decoder_dir, train[_evenly(len(train), AVERAGE_FRAMES // 4)])
+    mean_latent = savedmodels.decode_latents(decoder_dir, train.mean(0, keepdims=True))[0]
     panels = [_mean_frame(sample), _mean_frame(data_frames) if data_frames is not None else _mean_frame(data_sample),
               mean_latent]
     labels = ["average generated frame", "average data frame" if data_frames is not None
@@ -413,8 +413,8 @@ def _pictures(tmp, figures, generated, reference, decoder_dir, data_frames):
     gen_crisp, data_crisp = crispness(sample), crispness(data_sample)
     n = min(len(first), len(train), SCREEN_FRAMES)
     starts, length = _data_stretches(reference, n, 4)
-    screen = screen_motion(autoencoder.decode_latents(decoder_dir, first[len(first) - n:]))
-    data_screen = float(np.mean([screen_motion(autoencoder.decode_latents(decoder_dir, train[s:s + length]))
+    screen = screen_motion(savedmodels.decode_latents(decoder_dir, first[len(first) - n:]))
+    data_screen = float(np.mean([screen_motion(savedmodels.decode_latents(decoder_dir, train[s:s + length]))
                                  for s in starts]))
     return dict(crispness=gen_crisp, data_crispness=data_crisp,
                 crispness_ratio=gen_crisp / data_crisp if data_crisp > 0 else None,

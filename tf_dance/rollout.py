@@ -1,4 +1,4 @@
-"""Exported sequence models: three SavedModel signatures and a Python `rollout` helper.
+"""Exporting sequence models: the SavedModel signatures that serve a dance.
 
 A version directory `saved_models/dance_lstm/<v>/` serves, with plain TensorFlow:
 
@@ -15,14 +15,23 @@ A version directory `saved_models/dance_lstm/<v>/` serves, with plain TensorFlow
   clean). Randomness uses stateless ops keyed on (random_seed, frame index): a request is
   reproducible and shares no random state with any other.
 
-Frames in and out are raw latents; the standardisation is inside the graph.
+- `prime(seed [B, T, D], temperature, random_seed) -> {frame [B, D], state}` and
+  `continue_rollout(state, start int32, num_frames int32, temperature, noise, random_seed) ->
+  {frames [B, num_frames, D], state}`: the same rollout in pieces, for dances too long to hold
+  at once. `prime` gives the first generated frame and an opaque rollout state (the LSTM state
+  and the last frame); each `continue_rollout` call generates the frames numbered `start` ..
+  `start + num_frames - 1` (the first frame is number 0) and returns the state to continue
+  from. `num_frames` must be a multiple of the block recorded in `tf_dance.json` (32). Pieces
+  joined equal one `rollout` call.
+
+Frames in and out are raw latents; the standardisation is inside the graph. The export's
+`tf_dance.json` records the model's kind, sizes, block and rollout recipe; reading exports is
+`tf_dance.savedmodels`.
 """
 
-import functools
 import json
 import os
 
-import numpy as np
 import tensorflow as tf
 
 from tf_dance import cli
@@ -55,10 +64,22 @@ class ServingModule(tf.Module):
             tf.TensorSpec([], tf.float32, name="temperature"),
             tf.TensorSpec([], tf.float32, name="noise"),
             tf.TensorSpec([], tf.int32, name="random_seed")])
+        self.prime = tf.function(self._prime_signature, input_signature=[
+            tf.TensorSpec([None, None, d], tf.float32, name="seed"),
+            tf.TensorSpec([], tf.float32, name="temperature"),
+            tf.TensorSpec([], tf.int32, name="random_seed")])
+        self.continue_rollout = tf.function(self._continue, input_signature=[
+            tf.TensorSpec([None, s + d], tf.float32, name="state"),
+            tf.TensorSpec([], tf.int32, name="start"),
+            tf.TensorSpec([], tf.int32, name="num_frames"),
+            tf.TensorSpec([], tf.float32, name="temperature"),
+            tf.TensorSpec([], tf.float32, name="noise"),
+            tf.TensorSpec([], tf.int32, name="random_seed")])
         self._generate = tf.function(self._generate_chunk, jit_compile=True)
 
     def signatures(self):
-        return {"serving_default": self.step, "initial_state": self.initial_state, "rollout": self.rollout}
+        return {"serving_default": self.step, "initial_state": self.initial_state, "rollout": self.rollout,
+                "prime": self.prime, "continue_rollout": self.continue_rollout}
 
     def _step(self, frame, state):
         net = self._net
@@ -69,28 +90,53 @@ class ServingModule(tf.Module):
         tf.debugging.assert_non_negative(batch_size, "batch_size must be >= 0")
         return {"state": self._net.zero_state(batch_size)}
 
-    def _rollout(self, seed, num_frames, temperature, noise, random_seed):
+    def _prime(self, seed, temperature, random_seed):
+        """(first generated frame, LSTM state), both normalised, after reading the seed frames."""
         net = self._net
         with tf.control_dependencies([
-                tf.debugging.assert_positive(num_frames, "num_frames must be >= 1"),
                 tf.debugging.assert_positive(tf.shape(seed)[1], "seed must hold at least one frame"),
                 tf.debugging.assert_non_negative(temperature, "temperature must be >= 0"),
-                tf.debugging.assert_non_negative(noise, "noise must be >= 0"),
                 tf.debugging.assert_all_finite(seed, "seed frames must be finite")]):
             batch = tf.shape(seed)[0]
         params, state = net.window(net.normalize(seed), net.zero_state(batch))
-        first = net.head.sample(params[:, -1], temperature, _seed(random_seed, 0, 0))
-        x = first
-        blocks = tf.maximum((num_frames - 1 + self._chunk_len - 1) // self._chunk_len, 1)
+        return net.head.sample(params[:, -1], temperature, _seed(random_seed, 0, 0)), state
+
+    def _blocks(self, x, state, start, blocks, temperature, noise, random_seed):
+        """Frames `start` .. `start + blocks * CHUNK - 1` after frame `x`: (frames, last frame, state)."""
+        net = self._net
+        tf.debugging.assert_non_negative(noise, "noise must be >= 0")
         out = tf.TensorArray(tf.float32, size=blocks, element_shape=[None, self._chunk_len, net.dim])
         for i in tf.range(blocks):
-            x_next, state, frames = self._generate(x, state, i * self._chunk_len + 1, temperature, noise,
-                                                   random_seed)
+            x, state, frames = self._generate(x, state, start + i * self._chunk_len, temperature, noise, random_seed)
             out = out.write(i, frames)
-            x = x_next
-        later = tf.reshape(tf.transpose(out.stack(), [1, 0, 2, 3]), [batch, -1, net.dim])
+        frames = tf.reshape(tf.transpose(out.stack(), [1, 0, 2, 3]), [tf.shape(x)[0], -1, net.dim])
+        return frames, x, state
+
+    def _rollout(self, seed, num_frames, temperature, noise, random_seed):
+        net = self._net
+        with tf.control_dependencies([tf.debugging.assert_positive(num_frames, "num_frames must be >= 1")]):
+            first, state = self._prime(seed, temperature, random_seed)
+        blocks = tf.maximum((num_frames - 1 + self._chunk_len - 1) // self._chunk_len, 1)
+        later, _, _ = self._blocks(first, state, 1, blocks, temperature, noise, random_seed)
         frames = tf.concat([first[:, None], later], 1)[:, :num_frames]
         return {"frames": net.denormalize(frames)}
+
+    def _prime_signature(self, seed, temperature, random_seed):
+        first, state = self._prime(seed, temperature, random_seed)
+        return {"frame": self._net.denormalize(first), "state": tf.concat([state, first], 1)}
+
+    def _continue(self, state, start, num_frames, temperature, noise, random_seed):
+        net = self._net
+        with tf.control_dependencies([
+                tf.debugging.assert_positive(num_frames, "num_frames must be >= 1"),
+                tf.debugging.assert_equal(num_frames % self._chunk_len, 0,
+                                          f"num_frames must be a multiple of {self._chunk_len}"),
+                tf.debugging.assert_positive(start, "start must be >= 1 (frame 0 comes from prime)"),
+                tf.debugging.assert_non_negative(temperature, "temperature must be >= 0")]):
+            lstm_state, x = state[:, :net.state_size], state[:, net.state_size:]
+        frames, x, lstm_state = self._blocks(x, lstm_state, start, num_frames // self._chunk_len, temperature,
+                                             noise, random_seed)
+        return {"frames": net.denormalize(frames), "state": tf.concat([lstm_state, x], 1)}
 
     def _generate_chunk(self, x, state, start, temperature, noise, random_seed):
         """`CHUNK` closed-loop steps; frame n is fed back with noise seeded by (random_seed, n).
@@ -122,7 +168,7 @@ def export(model, export_dir, name, metadata=None):
     net = module._net
     info = {"model": "lstm" if isinstance(net, sequence_model.LSTMNet) else "fnn",
             "head": "mdn" if isinstance(net.head, sequence_model.MixtureHead) else "mse",
-            "dim": net.dim, "state_size": net.state_size, **(metadata or {})}
+            "dim": net.dim, "state_size": net.state_size, "block": module._chunk_len, **(metadata or {})}
 
     def write(tmp):
         tf.saved_model.save(module, tmp, signatures=module.signatures())
@@ -130,45 +176,3 @@ def export(model, export_dir, name, metadata=None):
             json.dump(info, f, indent=2)
 
     return cli.export_version(export_dir, name, write)
-
-
-@functools.lru_cache(maxsize=4)
-def _load(version_dir):
-    return tf.saved_model.load(version_dir)
-
-
-def load(model_dir):
-    """The SavedModel at `model_dir` (a version, or a root whose latest version is used)."""
-    return _load(os.path.abspath(cli.resolve_model_dir(model_dir, "sequence model")))
-
-
-def rollout(model_dir, seed_frames, num_frames, temperature=1.0, noise=0.0, random_seed=0):
-    """Generates `num_frames` latents after priming on `seed_frames` (`[T, D]` or `[B, T, D]`).
-
-    Returns `[num_frames, D]` (or `[B, num_frames, D]`) float32. Bad arguments raise `cli.UserError`.
-    """
-    loaded = load(model_dir)
-    fn = loaded.signatures["rollout"]
-    dim = fn.structured_input_signature[1]["seed"].shape[-1]
-    seed = np.asarray(seed_frames, dtype=np.float32)
-    single = seed.ndim == 2
-    if single:
-        seed = seed[None]
-    if seed.ndim != 3 or seed.shape[1] == 0 or seed.shape[0] == 0:
-        raise cli.UserError(f"seed frames must be [T, D] or [B, T, D] with T >= 1, got shape {np.shape(seed_frames)}")
-    if seed.shape[-1] != dim:
-        raise cli.UserError(f"seed frames are {seed.shape[-1]}-d but the model at {model_dir} takes {dim}-d latents")
-    if not np.all(np.isfinite(seed)):
-        raise cli.UserError("seed frames contain NaN or inf")
-    if int(num_frames) != num_frames or num_frames < 1 or num_frames >= 2**31:
-        raise cli.UserError(f"num_frames must be a positive integer, got {num_frames}")
-    if not (np.isfinite(temperature) and temperature >= 0):
-        raise cli.UserError(f"temperature must be >= 0, got {temperature}")
-    if not (np.isfinite(noise) and noise >= 0):
-        raise cli.UserError(f"noise must be >= 0, got {noise}")
-    if int(random_seed) != random_seed or not -2**31 <= random_seed < 2**31:
-        raise cli.UserError(f"random_seed must be a 32-bit integer, got {random_seed}")
-    frames = fn(seed=tf.constant(seed), num_frames=tf.constant(int(num_frames), tf.int32),
-                temperature=tf.constant(temperature, tf.float32), noise=tf.constant(noise, tf.float32),
-                random_seed=tf.constant(int(random_seed), tf.int32))["frames"].numpy()
-    return frames[0] if single else frames

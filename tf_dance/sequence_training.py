@@ -74,6 +74,11 @@ SETTINGS = {
     "extra_latents": Setting([], "Extra latent files (e.g. encoded flipped clips), comma-separated: extra "
                              "training streams, each file (or each clip it records) a clip of its own; never "
                              "validated on.", item=str),
+    "rollout_temperature": Setting(1.0, "Sampling temperature this model is meant to be rolled out with: recorded "
+                                   "in the export, used by generate/evaluate/demo unless they are given "
+                                   "--temperature (no effect on the mse head).", low=0.0),
+    "rollout_noise": Setting(0.0, "Std of the noise on each fed-back frame (training stds) this model is meant to "
+                             "be rolled out with: recorded in the export, used unless --noise is given.", low=0.0),
     "dim": Setting(0, "Required latent width (e.g. 128 for the encoder's latents); 0 = take it from the file.",
                    low=0),
     "seed": Setting(0, "Seed for initialisation and noise; same settings + seed -> same model.", low=0),
@@ -81,7 +86,7 @@ SETTINGS = {
     "jit_compile": Setting(True, "Compile the training step with XLA (about 2x faster on CPU)."),
 }
 # Settings that may change when a run resumes (the rest must match the checkpointed run).
-_RESUMABLE = {"epochs", "export_name", "jit_compile", "patience"}
+_RESUMABLE = {"epochs", "export_name", "jit_compile", "patience", "rollout_temperature", "rollout_noise"}
 BEST_WEIGHTS = "best_weights.npz"
 
 
@@ -292,7 +297,8 @@ def train_and_evaluate(latents_path, workdir, export_dir, clips=None, **config):
     with cli.atomic_output(os.path.join(workdir, "model.keras")) as tmp:
         single.save(tmp)
     final = rollout.export(model, export_dir, cfg["export_name"] or f"dance_{cfg['model']}",
-                           {"config": cfg, "latents": fingerprint, **_best_record(history, best)})
+                           {"config": cfg, "latents": fingerprint, **_best_record(history, best),
+                            "rollout": {"temperature": cfg["rollout_temperature"], "noise": cfg["rollout_noise"]}})
     print(f"Exported {final}")
     return dict(_summary(history, cfg, final), **_best_record(history, best), stopped_early=stopped_early)
 

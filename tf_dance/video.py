@@ -8,6 +8,7 @@ Every writer is atomic (`cli.atomic_output`) and every bad input raises `cli.Use
 """
 
 import glob
+import contextlib
 import math
 import os
 import re
@@ -347,23 +348,39 @@ def write_video(path, frames, fps, scale=1, crf=18):
 
     yuv420p needs even sides, so an odd width or height gets one black row/column added.
     """
-    from moviepy.video.io.ffmpeg_writer import FFMPEG_VideoWriter
     frames = as_frames(frames)
+    with video_writer(path, frames.shape[1], frames.shape[2], fps, scale=scale, crf=crf) as write:
+        write(frames)
+    return path
+
+
+@contextlib.contextmanager
+def video_writer(path, height, width, fps, scale=1, crf=18):
+    """`with video_writer(path, h, w, fps) as write: write(frames)...`: an mp4 like `write_video`'s,
+    streamed, so that a video longer than memory can hold is written piece by piece."""
+    from moviepy.video.io.ffmpeg_writer import FFMPEG_VideoWriter
     _check_scale(fps, scale)
-    n, h, w, _ = frames.shape
+    h, w = height, width
     out_h, out_w = h * scale + (h * scale) % 2, w * scale + (w * scale) % 2
     # A text log: moviepy reads it back as text when ffmpeg fails (a full disk), and breaks on bytes.
     with cli.atomic_output(path) as tmp, tempfile.TemporaryFile("w+", errors="replace") as log:
         writer = FFMPEG_VideoWriter(tmp, (out_w, out_h), fps, codec="libx264", logfile=log,
                                     ffmpeg_params=["-crf", str(crf)])
         proc, failed = writer.proc, False
-        try:
-            for c0 in range(0, n, 64):
+
+        def write(frames):
+            frames = as_frames(frames)
+            if frames.shape[1:3] != (h, w):
+                raise cli.UserError(f"frames of {frames.shape[2]}x{frames.shape[1]} for a {w}x{h} video")
+            for c0 in range(0, len(frames), 64):
                 chunk = _upscale(frames[c0:c0 + 64], scale)
                 rgb = np.zeros((len(chunk), out_h, out_w, 3), np.uint8)
                 rgb[:, :h * scale, :w * scale] = chunk
                 for frame in rgb:
                     writer.write_frame(frame)
+
+        try:
+            yield write
         except OSError:
             failed = True
         finally:

@@ -1,0 +1,141 @@
+"""savedmodels: finding versions, pairing an autoencoder's halves, damaged models, stale temporary exports."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from tf_dance import cli, savedmodels
+
+DIM = 8
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    """saved_models with an untrained tiny encoder/1 and decoder/1 from one training, and an LSTM."""
+    import keras
+    from tf_dance import autoencoder, rollout, sequence_model
+    path = str(tmp_path_factory.mktemp("saved_models"))
+    keras.utils.set_random_seed(0)
+    record = autoencoder.training_record()
+    cli.export_version(path, "encoder", lambda d: autoencoder.export_encoder(
+        autoencoder.build_encoder(54, 96, 1, [2, 2, 2, 2], latent_dim=DIM), d, record))
+    cli.export_version(path, "decoder", lambda d: autoencoder.export_decoder(
+        autoencoder.build_decoder(54, 96, 1, [2, 2, 2, 2], latent_dim=DIM), d, record))
+    rollout.export(sequence_model.build_model("lstm", DIM, np.zeros(DIM, np.float32), np.ones(DIM, np.float32),
+                                              batch_size=1, units=4, num_layers=1), path, "dance_lstm")
+    return path
+
+
+def _copy_version(src, root, name, training_id=None):
+    """A copy of the version `src` as `root/name`, optionally claiming another training."""
+    dst = os.path.join(root, name)
+    shutil.copytree(src, dst)
+    if training_id:
+        with open(os.path.join(dst, savedmodels.METADATA), "w") as f:
+            json.dump({"training_id": training_id}, f)
+    return dst
+
+
+def test_zero_padded_version_folders_are_read_as_numbers(root, tmp_path):
+    models = str(tmp_path / "decoder")
+    _copy_version(os.path.join(root, "decoder", "1"), models, "1")
+    padded = _copy_version(os.path.join(root, "decoder", "1"), models, "007")
+    os.makedirs(os.path.join(models, "12"))  # unfinished: skipped
+    assert savedmodels.versions(models) == [1, 7]
+    assert savedmodels.resolve(models, "decoder") == padded
+    assert savedmodels.decode_latents(models, np.zeros((2, DIM))).shape == (2, 54, 96, 1)
+    assert cli.export_version(str(tmp_path), "decoder", lambda d: open(os.path.join(d, "x"), "w").close()) \
+        == os.path.join(models, "13")  # one past every numbered folder, finished or not
+    _copy_version(os.path.join(root, "decoder", "1"), models, "7")
+    with pytest.raises(cli.UserError, match=r"two folders for version 7 \((007, 7|7, 007)\)"):
+        savedmodels.resolve(models, "decoder")
+
+
+def test_a_kill_between_the_two_exports_never_pairs_two_trainings(root, tmp_path, run_module, fails_cleanly):
+    """A training killed after exporting encoder/2 and before its decoder: readers keep using the complete
+    pair of the training before, and a pinned half-pair is refused."""
+    models = str(tmp_path / "models")
+    shutil.copytree(root, models)
+    old_encoder, decoder = os.path.join(models, "encoder", "1"), os.path.join(models, "decoder", "1")
+    killed = _copy_version(old_encoder, os.path.join(models, "encoder"), "2", training_id="killed-run")
+    assert savedmodels.resolve(models, "encoder", "encoder") == killed  # the newest encoder alone...
+    assert savedmodels.resolve_pair(models, models) == (old_encoder, decoder)  # ...is not what a pair uses
+    assert savedmodels.load_models(models, need_encoder=True).encoder.path == os.path.abspath(old_encoder)
+    with pytest.raises(cli.UserError, match="different trainings"):
+        savedmodels.resolve_pair(killed, models)
+    with pytest.raises(cli.UserError, match="different trainings"):
+        savedmodels.resolve_pair(killed, decoder)
+    # the killed training rerun: its new pair wins
+    _copy_version(old_encoder, os.path.join(models, "encoder"), "3", training_id="rerun")
+    new_decoder = _copy_version(decoder, os.path.join(models, "decoder"), "2", training_id="rerun")
+    assert savedmodels.resolve_pair(models, models) == (os.path.join(models, "encoder", "3"), new_decoder)
+
+    data = str(tmp_path / "dancer.npz")
+    np.savez(data, frames=np.zeros((20, 54, 96, 1), np.uint8), fps=np.float32(24))
+    result = run_module("tf_dance.generate", f"--model_dir={models}", f"--encoder={killed}", f"--data={data}",
+                        "--frames=5", "--seed_frames=4", f"--out={tmp_path}/out/dance.mp4")
+    fails_cleanly(result, "different trainings")
+    assert not os.path.exists(tmp_path / "out" / "dance.mp4")
+
+
+def _truncate_data(d):
+    (shard,) = [n for n in os.listdir(os.path.join(d, "variables")) if n.startswith("variables.data")]
+    path = os.path.join(d, "variables", shard)
+    with open(path, "r+b") as f:
+        f.truncate(os.path.getsize(path) // 2)
+
+
+def _empty_index(d):
+    open(os.path.join(d, "variables", "variables.index"), "w").close()
+
+
+def _no_variables(d):
+    shutil.rmtree(os.path.join(d, "variables"))
+
+
+def _garbage_graph(d):
+    with open(os.path.join(d, "saved_model.pb"), "wb") as f:
+        f.write(b"\x08\x96\x01not a protobuf at all" * 10)
+
+
+def _garbage_record(d):
+    with open(os.path.join(d, savedmodels.METADATA), "w") as f:
+        f.write("{not json")
+
+
+@pytest.mark.parametrize("damage", [_truncate_data, _empty_index, _no_variables, _garbage_graph, _garbage_record])
+def test_a_damaged_model_is_one_error_naming_its_directory(root, tmp_path, damage):
+    broken = _copy_version(os.path.join(root, "decoder", "1"), str(tmp_path / "decoder"), "3")
+    damage(broken)
+    with pytest.raises(cli.UserError) as error:
+        savedmodels.decode_latents(str(tmp_path / "decoder"), np.zeros((2, DIM)))
+    message = str(error.value)
+    assert os.path.abspath(broken) in message and "damaged" in message and "\n" not in message, message
+
+
+def test_a_damaged_model_fails_the_script_cleanly(root, tmp_path, run_module, fails_cleanly):
+    broken = _copy_version(os.path.join(root, "decoder", "1"), str(tmp_path / "decoder"), "1")
+    _truncate_data(broken)
+    np.save(tmp_path / "latents.npy", np.zeros((30, DIM), np.float32))
+    result = run_module("tf_dance.generate", f"--lstm={root}", f"--decoder={broken}",
+                        f"--latents={tmp_path}/latents.npy", "--frames=5", "--seed_frames=4",
+                        f"--out={tmp_path}/dance.mp4")
+    fails_cleanly(result, broken)
+
+
+def test_stale_temporary_exports_are_removed_but_not_one_in_use(tmp_path):
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    root = tmp_path / "encoder"
+    for name in (f".tmp-export-{int(gone.stdout)}-x1", f".tmp-export-{os.getpid()}-x2", ".tmp-export-oldstyle",
+                 ".tmp-export-fresh"):
+        os.makedirs(root / name / "variables")
+    old = time.time() - 2 * cli.STALE_SECONDS
+    os.utime(root / ".tmp-export-oldstyle", (old, old))
+    cli.export_version(str(tmp_path), "encoder", lambda d: open(os.path.join(d, "saved_model.pb"), "w").close())
+    assert sorted(os.listdir(root)) == [f".tmp-export-{os.getpid()}-x2", ".tmp-export-fresh", "1"]
