@@ -2,9 +2,9 @@
 
     result = train_and_evaluate("runs/dancer.npz", "runs/ae", "saved_models", steps=3000, batch_size=64)
 
-Adam with a piecewise-constant learning rate, random batches from tf.data, a held-out split of
-whole stretches of the video (neighbouring frames are near-duplicates, so single held-out
-frames would flatter the model). The workdir holds TensorBoard logs (with reconstruction
+Adam with a piecewise-constant learning rate, random batches from tf.data (optionally mirrored,
+shifted and rescaled, for small footage), a held-out split of whole stretches inside each clip
+(neighbouring frames are near-duplicates, so single held-out frames would flatter the model). The workdir holds TensorBoard logs (with reconstruction
 images), periodic checkpoints of model + optimizer and, at the end, `encoder.keras` /
 `decoder.keras` for fine-tuning, `eval.json` and `reconstructions.png` (the paper's Figure 4).
 A killed run started again with the same flags resumes from its last checkpoint and data
