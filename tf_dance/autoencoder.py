@@ -70,38 +70,77 @@ def check_filters(filters):
     return filters
 
 
-def build_encoder(height, width, channels, filters, latent_dim=128, dtype=None):
-    """frames float32 [N, H, W, C] in [0, 1] -> latent [N, latent_dim] (linear, always float32).
+CODE_ACTIVATIONS = ("linear", "relu")
+DENSE_INITS = ("keras", "tf1")
+_TF1_STDDEV, _TF1_BIAS = 0.1, 0.1
+
+
+def dense_initializers(dense_init):
+    """Kernel and bias initialisers of the two dense layers.
+
+    keras: Glorot uniform, zero bias (Keras's defaults, the port's reading). tf1: the first author's
+    TF1 autoencoder, `tf.truncated_normal(stddev=0.1)` (redrawn beyond 2 standard deviations) and
+    biases of 0.1.
+    """
+    if dense_init == "keras":
+        return dict(kernel_initializer="glorot_uniform", bias_initializer="zeros")
+    if dense_init == "tf1":
+        return dict(kernel_initializer=keras.initializers.TruncatedNormal(stddev=_TF1_STDDEV),
+                    bias_initializer=keras.initializers.Constant(_TF1_BIAS))
+    raise ValueError(f"dense_init must be one of {DENSE_INITS}, got {dense_init!r}")
+
+
+def _code_activation(code_activation):
+    if code_activation not in CODE_ACTIVATIONS:
+        raise ValueError(f"code_activation must be one of {CODE_ACTIVATIONS}, got {code_activation!r}")
+    return None if code_activation == "linear" else code_activation
+
+
+def build_encoder(height, width, channels, filters, latent_dim=128, dtype=None, code_activation="linear",
+                  dense_init="keras"):
+    """frames float32 [N, H, W, C] in [0, 1] -> latent [N, latent_dim] (always float32).
 
     dtype: a Keras dtype policy for the hidden layers, e.g. "mixed_bfloat16" for training.
+    code_activation: linear (the port's reading: the paper names no activation for its dense code)
+    or relu (the first author's TF1 autoencoder: the code is never negative).
+    dense_init: see `dense_initializers`.
     """
     filters = check_filters(filters)
+    activation = _code_activation(code_activation)
     frames = keras.Input((height, width, channels), name="frames")
     x = frames
     for level, f in enumerate(filters, 1):
         x = layers.Conv2D(f, 3, padding="same", activation="relu", name=f"conv{level}", dtype=dtype)(x)
         x = layers.MaxPooling2D(2, strides=2, padding="same", name=f"pool{level}", dtype=dtype)(x)
     x = layers.Flatten(name="flatten", dtype=dtype)(x)
-    latent = layers.Dense(latent_dim, name="latent", dtype="float32")(x)
+    latent = layers.Dense(latent_dim, activation=activation, name="latent", dtype="float32",
+                          **dense_initializers(dense_init))(x)
     return keras.Model(frames, latent, name="encoder")
 
 
-def build_decoder(height, width, channels, filters, latent_dim=128, dtype=None):
+def build_decoder(height, width, channels, filters, latent_dim=128, dtype=None, dense_init="keras",
+                  extra_conv=False):
     """latent [N, latent_dim] -> frames [N, H, W, C] in [0, 1]; the layer named `logits` is pre-sigmoid.
 
-    dtype: as for `build_encoder`; the logits and frames stay float32.
+    dtype: as for `build_encoder`; the logits and frames stay float32. The dense expansion is ReLU in
+    both readings (the port's and the first author's code). dense_init: see `dense_initializers`.
+    extra_conv: one more 3x3 ReLU convolution (filters[0] channels, named `extra_conv`) at full
+    resolution before the logits, as in the first author's code.
     """
     filters = check_filters(filters)
     sizes = level_sizes(height, width)
     bottom_h, bottom_w = sizes[-1]
     latent = keras.Input((latent_dim,), name="latent")
-    x = layers.Dense(bottom_h * bottom_w * filters[-1], activation="relu", name="expand", dtype=dtype)(latent)
+    x = layers.Dense(bottom_h * bottom_w * filters[-1], activation="relu", name="expand", dtype=dtype,
+                     **dense_initializers(dense_init))(latent)
     x = layers.Reshape((bottom_h, bottom_w, filters[-1]), name="unflatten", dtype=dtype)(x)
     for level in reversed(range(LEVELS)):
         h, w = sizes[level]
         x = ResizeNearestTF1(h, w, name=f"upsample{level + 1}", dtype=dtype)(x)
         x = layers.Conv2D(filters[level], 3, padding="same", activation="relu",
                           name=f"deconv{level + 1}", dtype=dtype)(x)
+    if extra_conv:
+        x = layers.Conv2D(filters[0], 3, padding="same", activation="relu", name="extra_conv", dtype=dtype)(x)
     logits = layers.Conv2D(channels, 3, padding="same", name="logits", dtype="float32")(x)
     frames = layers.Activation("sigmoid", name="frames", dtype="float32")(logits)
     return keras.Model(latent, frames, name="decoder")

@@ -2,9 +2,9 @@
 
     result = train_and_evaluate("runs/dancer.npz", "runs/ae", "saved_models", steps=3000, batch_size=64)
 
-Adam with a piecewise-constant learning rate, random batches from tf.data, a held-out split of
-whole stretches of the video (neighbouring frames are near-duplicates, so single held-out
-frames would flatter the model). The workdir holds TensorBoard logs (with reconstruction
+Adam with a piecewise-constant learning rate, random batches from tf.data (optionally mirrored,
+shifted and rescaled, for small footage), a held-out split of whole stretches inside each clip
+(neighbouring frames are near-duplicates, so single held-out frames would flatter the model). The workdir holds TensorBoard logs (with reconstruction
 images), periodic checkpoints of model + optimizer and, at the end, `encoder.keras` /
 `decoder.keras` for fine-tuning, `eval.json` and `reconstructions.png` (the paper's Figure 4).
 A killed run started again with the same flags resumes from its last checkpoint and data
@@ -50,6 +50,23 @@ SETTINGS = {
                     "mse: squared error of the sigmoid output.", choices=tuple(sorted(autoencoder.LOSSES))),
     "val_fraction": Setting(0.1, "Fraction of frames held out (in contiguous stretches) for validation and "
                             "evaluation; 0 evaluates on the training frames.", low=0.0, high=1.0, high_open=True),
+    "code_activation": Setting("linear", "Activation of the dense 128-d code (the encoder's last layer): linear "
+                               "(the port's reading; the paper names none) or relu (the first author's TF1 "
+                               "autoencoder: no code component is ever negative). The decoder's dense expansion "
+                               "is ReLU in both readings.", choices=autoencoder.CODE_ACTIVATIONS),
+    "dense_init": Setting("keras", "Initialisation of the two dense layers (code and expansion): keras (Glorot "
+                          "uniform, zero bias) or tf1 (the first author's TF1 code: truncated normal with "
+                          "stddev 0.1, biases 0.1). Convolutions keep Keras's defaults.",
+                          choices=autoencoder.DENSE_INITS),
+    "extra_conv": Setting(False, "One more 3x3 ReLU convolution at full resolution before the decoder's logits "
+                          "(the first author's code; the paper's tutorial source has none)."),
+    "augment_flip": Setting(False, "Augment training frames: mirror each left-right with probability 1/2 "
+                            "(held-out frames are never augmented)."),
+    "augment_shift": Setting(0.0, "Augment training frames: move each by a random whole number of pixels, up to "
+                             "this fraction of the width (horizontally) and height (vertically); 0 = off.",
+                             low=0.0, high=0.5),
+    "augment_scale": Setting(0.0, "Augment training frames: scale each about the frame's centre by a random "
+                             "factor in [1 - s, 1 + s]; 0 = off.", low=0.0, high=0.5),
     "seed": Setting(0, "Seed for weights, the held-out split and batch order."),
     "checkpoint_every": Setting(1000, "Steps between checkpoints; also one Keras 'epoch' (progress bar, "
                                 "validation, logs).", low=1),
@@ -67,7 +84,8 @@ SETTINGS = {
                        "0, 1 or 2.", choices=("auto", 0, 1, 2, "0", "1", "2")),
 }
 # Settings that fix the model's shape or the data order; a resumed run must keep them.
-_FIXED = ("filters", "latent_dim", "batch_size", "val_fraction", "seed")
+_FIXED = ("filters", "latent_dim", "batch_size", "val_fraction", "seed", "code_activation", "dense_init", "extra_conv",
+          "augment_flip", "augment_shift", "augment_scale")
 _STATE = "state.json"
 _MAX_EVAL = 5000  # frames evaluated at the end (evenly spaced), to bound memory on long videos
 
@@ -102,8 +120,13 @@ def native_bfloat16():
     return bool(cpu_flags & {"avx512_bf16", "amx_bf16"})
 
 
-def split(n, val_fraction, seed):
-    """(train, held-out) frame indices; held-out frames come in ~10 contiguous stretches."""
+def split(n, val_fraction, seed, clips=None):
+    """(train, held-out) frame indices; held-out frames come in ~10 contiguous stretches in all.
+
+    `clips` (int [n], the clip of every frame; None = one clip): every clip holds out its share of
+    frames, in stretches that lie inside it, so no held-out stretch runs across a cut and every
+    clip is evaluated.
+    """
     n_val = int(round(n * val_fraction))
     if val_fraction > 0 and n_val == 0:
         n_val = 1
@@ -111,22 +134,37 @@ def split(n, val_fraction, seed):
         raise cli.UserError(f"{n} frames are too few to hold out {val_fraction:.0%} and still train")
     if n_val == 0:
         return np.arange(n), np.arange(0)
+    if clips is not None and np.shape(clips) != (n,):
+        raise cli.UserError(f"the dataset's clips has shape {np.shape(clips)}, but there are {n} frames")
+    bounds = [(0, n)] if clips is None else data.clip_bounds(clips)
+    lengths = np.array([e - s for s, e in bounds])
+    quota = lengths * n_val // n
+    extra = np.argsort(-(lengths * n_val % n), kind="stable")[:n_val - quota.sum()]
+    quota[extra] += 1
     block = max(1, n_val // 10)
-    starts = np.arange(0, n, block)
-    chosen = np.random.default_rng(seed).permutation(len(starts))
+    rng = np.random.default_rng(seed)
     held = np.zeros(n, bool)
-    for b in chosen:
-        if held.sum() >= n_val:
-            break
-        held[starts[b]:starts[b] + block] = True
+    for (first, end), want in zip(bounds, quota):
+        starts = np.arange(first, end, block)
+        taken = 0
+        for b in rng.permutation(len(starts)):
+            if taken >= want:
+                break
+            stop = min(starts[b] + block, end, starts[b] + want - taken)
+            held[starts[b]:stop] = True
+            taken += stop - starts[b]
     return np.flatnonzero(~held), np.flatnonzero(held)
 
 
-def train_batches(table, indices, batch_size, seed, start_step):
+_AUGMENT_STREAM = 0xA06  # folded into (seed, step) so augmentation draws differ from the shuffle's
+
+
+def train_batches(table, indices, batch_size, seed, start_step, flip=False, shift=0.0, scale=0.0):
     """Endless (x, x) float batches in an order fixed by `seed`, starting at batch `start_step`.
 
     Each pass over `indices` is a stateless shuffle keyed by (seed, pass), so a resumed run
-    skips straight to where it stopped and sees the same batches an unbroken run would.
+    skips straight to where it stopped and sees the same batches an unbroken run would. The
+    augmentation (`augment`) is keyed by (seed, step) for the same reason.
     """
     n = len(indices)
     first = start_step * batch_size
@@ -134,7 +172,39 @@ def train_batches(table, indices, batch_size, seed, start_step):
     ds = tf.data.Dataset.range(first // n, 2**62).map(
         lambda e: tf.random.experimental.stateless_shuffle(order, seed=tf.stack([tf.constant(seed, tf.int64), e])))
     ds = ds.unbatch().skip(first % n).batch(batch_size, drop_remainder=True)
-    return _to_pairs(ds, table)
+    if not (flip or shift or scale):
+        return _to_pairs(ds, table)
+
+    def load(step, i):
+        key = tf.random.experimental.stateless_fold_in(tf.stack([tf.constant(seed, tf.int64), step]), _AUGMENT_STREAM)
+        x = augment(tf.cast(tf.gather(table, i), tf.float32) / 255.0, key, flip, shift, scale)
+        return x, x
+
+    return ds.enumerate(start_step).map(load, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def augment(frames, key, flip=False, shift=0.0, scale=0.0):
+    """Randomly mirrored, shifted (whole pixels) and scaled copies of float frames [B, H, W, C].
+
+    One projective-transform op per batch (no Keras layers, so nothing ends up in the exported
+    models); the draws come from the stateless key `key` alone. Pixels moved in from outside the
+    frame are black, like the ground of a silhouette.
+    """
+    b = tf.shape(frames)[0]
+    h, w = frames.shape[1], frames.shape[2]
+    draws = tf.random.stateless_uniform([4, b], seed=key)
+    sign = tf.where(draws[0] < 0.5, -1.0, 1.0) if flip else tf.ones([b])
+    s = 1.0 + scale * (2.0 * draws[1] - 1.0)
+    tx = tf.round(shift * w * (2.0 * draws[2] - 1.0))
+    ty = tf.round(shift * h * (2.0 * draws[3] - 1.0))
+    cx, cy = (w - 1) / 2.0, (h - 1) / 2.0
+    # Output pixel (x, y) reads input (cx + (sign * (x - cx) - tx) / s, cy + (y - cy - ty) / s).
+    zeros = tf.zeros([b])
+    transforms = tf.stack([sign / s, zeros, cx + (-sign * cx - tx) / s,
+                           zeros, 1.0 / s, cy + (-cy - ty) / s, zeros, zeros], axis=1)
+    return tf.raw_ops.ImageProjectiveTransformV3(
+        images=frames, transforms=transforms, output_shape=tf.constant([h, w]), fill_value=0.0,
+        interpolation="BILINEAR", fill_mode="CONSTANT")
 
 
 def eval_batches(table, indices, batch_size=500):
@@ -259,11 +329,19 @@ def _policy(precision):
     return precision
 
 
+def _build_pair(shape, config, policy=None):
+    """(encoder, decoder) with the settings' architecture and initialisation readings."""
+    h, w, c = shape
+    encoder = autoencoder.build_encoder(h, w, c, config["filters"], config["latent_dim"], dtype=policy,
+                                        code_activation=config["code_activation"], dense_init=config["dense_init"])
+    decoder = autoencoder.build_decoder(h, w, c, config["filters"], config["latent_dim"], dtype=policy,
+                                        dense_init=config["dense_init"], extra_conv=config["extra_conv"])
+    return encoder, decoder
+
+
 def build(shape, config, policy="float32"):
     """(encoder, decoder, compiled training model) for frames of `shape` = (H, W, C)."""
-    h, w, c = shape
-    encoder = autoencoder.build_encoder(h, w, c, config["filters"], config["latent_dim"], dtype=policy)
-    decoder = autoencoder.build_decoder(h, w, c, config["filters"], config["latent_dim"], dtype=policy)
+    encoder, decoder = _build_pair(shape, config, policy)
     model = autoencoder.build_autoencoder(encoder, decoder)
     schedule = config["learning_rates"][0]
     if config["lr_boundaries"]:
@@ -279,8 +357,8 @@ def train_and_evaluate(data_path, workdir, export_dir, **config):
     Returns dict(metrics, encoder_dir, decoder_dir). `stop_after` kills the calling process.
     """
     config = check_config(config)
-    frames, _, _ = data.load_dataset(data_path)
-    train_idx, val_idx = split(len(frames), config["val_fraction"], config["seed"])
+    frames, _, extras = data.load_dataset(data_path)
+    train_idx, val_idx = split(len(frames), config["val_fraction"], config["seed"], extras.get("clips"))
     data.check_batch(config["batch_size"], len(train_idx), frames.shape[1:])
     eval_idx = val_idx if len(val_idx) else train_idx
     if len(eval_idx) > _MAX_EVAL:
@@ -310,7 +388,8 @@ def train_and_evaluate(data_path, workdir, export_dir, **config):
         ]
         table = tf.constant(frames)
         t0 = time.perf_counter()
-        model.fit(train_batches(table, train_idx, config["batch_size"], config["seed"], start),
+        model.fit(train_batches(table, train_idx, config["batch_size"], config["seed"], start,
+                                config["augment_flip"], config["augment_shift"], config["augment_scale"]),
                   steps_per_epoch=every, epochs=epochs, initial_epoch=start // every,
                   validation_data=eval_batches(table, val_idx) if len(val_idx) else None,
                   callbacks=callbacks, shuffle=False, verbose=_verbosity(config["verbose"]))
@@ -340,9 +419,7 @@ def _as_float32(encoder, decoder, shape, config, policy):
     """float32 copies for evaluation and export: they run on any CPU, bfloat16 or not."""
     if policy == "float32":
         return encoder, decoder
-    h, w, c = shape
-    enc = autoencoder.build_encoder(h, w, c, config["filters"], config["latent_dim"])
-    dec = autoencoder.build_decoder(h, w, c, config["filters"], config["latent_dim"])
+    enc, dec = _build_pair(shape, config)
     enc.set_weights(encoder.get_weights())
     dec.set_weights(decoder.get_weights())
     return enc, dec
