@@ -287,8 +287,10 @@ def test_charrnn_init_uniform_0_08_and_forget_bias_1():
 def test_charrnn_split_keeps_the_leading_95_percent_for_training():
     from tf_dance import sequence_training
     z = np.arange(1000, dtype=np.float32)[:, None]
-    train, val = sequence_training.split(z, sequence_training.resolve_config({}))
-    assert len(train) == 950 and train[-1, 0] == 949 and val[0, 0] == 950 and len(val) == 50
+    train, _, val = sequence_training.split(z, sequence_training.resolve_config({}))
+    (context, stretch), = val
+    assert len(train) == 950 and train[-1, 0] == 949 and stretch[0, 0] == 950 and len(stretch) == 50
+    assert context[-1, 0] == 949
 
 
 def test_paper_priming_on_one_random_real_frame_is_available():
