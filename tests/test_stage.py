@@ -52,3 +52,22 @@ def test_staged_models_export_frames_to_latent_and_back(tmp_path):
     autoencoder.export_decoder(staged_dec, str(tmp_path / "saved"))
     served = tf.saved_model.load(str(tmp_path / "saved")).signatures["serving_default"]
     np.testing.assert_allclose(served(latent=tf.constant(z))["frames"], staged_dec(z), atol=1e-5)
+
+
+def test_a_staged_autoencoder_trains_on_centred_poses_and_exports_frames_in_place(tiny_dataset, tmp_path):
+    import tensorflow as tf
+
+    from tf_dance import autoencoder_training, data
+    result = autoencoder_training.train_and_evaluate(
+        tiny_dataset, str(tmp_path / "work"), str(tmp_path / "models"), stage=True, steps=4, batch_size=8,
+        learning_rates=[1e-3], lr_boundaries=[], filters=[4, 4, 8, 8], latent_dim=16, checkpoint_every=2,
+        eval_pairs=20, verbose=0)
+    frames, _, _ = data.load_dataset(tiny_dataset)
+    x = frames[:6].astype(np.float32) / 255.0
+    encoder = tf.saved_model.load(result["encoder_dir"]).signatures["serving_default"]
+    decoder = tf.saved_model.load(result["decoder_dir"]).signatures["serving_default"]
+    z = encoder(frames=tf.constant(x))["latent"].numpy()
+    assert z.shape == (6, 16 + stage.BOX_DIMS)
+    np.testing.assert_allclose(z[:, -3:], np.asarray(stage.measure(x)), atol=1e-5)
+    assert decoder(latent=tf.constant(z))["frames"].shape == x.shape
+    assert 0.0 <= result["metrics"]["iou"] <= 1.0

@@ -24,7 +24,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
-from tf_dance import autoencoder, cli, data
+from tf_dance import autoencoder, cli, data, stage
 from tf_dance import config as config_lib
 from tf_dance import metrics as metrics_lib
 from tf_dance.config import Setting
@@ -76,6 +76,10 @@ SETTINGS = {
                          "CPUs with native bfloat16, very slow on others); auto: mixed_bfloat16 only where the CPU "
                          "has it. Exported models always compute in float32.",
                          choices=("float32", "mixed_bfloat16", "auto")),
+    "stage": Setting(False, "Keep where the dancer is apart from the pose (tf_dance.stage): train on poses centred "
+                     "at one height, export an encoder whose latent is the pose's code plus the silhouette's box "
+                     "(3 more numbers) and a decoder that puts the pose back in its place. For footage whose "
+                     "dancers travel and change size; off = the paper's autoencoder."),
     "eval_pairs": Setting(2000, "Random held-out frame pairs for the Figure 3 check (pixel vs. latent distance).",
                           low=10),
     "stop_after": Setting(0, "Testing aid: the process SIGKILLs itself after this many steps, to test "
@@ -85,7 +89,7 @@ SETTINGS = {
 }
 # Settings that fix the model's shape or the data order; a resumed run must keep them.
 _FIXED = ("filters", "latent_dim", "batch_size", "val_fraction", "seed", "code_activation", "dense_init", "extra_conv",
-          "augment_flip", "augment_shift", "augment_scale")
+          "augment_flip", "augment_shift", "augment_scale", "stage")
 _STATE = "state.json"
 _MAX_EVAL = 5000  # frames evaluated at the end (evenly spaced), to bound memory on long videos
 
@@ -381,12 +385,13 @@ def train_and_evaluate(data_path, workdir, export_dir, **config):
     train_seconds = 0.0
     if start < config["steps"]:
         epochs = start // every + math.ceil((config["steps"] - start) / every)
+        posed = stage.centre_frames(frames) if config["stage"] else frames  # what the conv autoencoder sees
         callbacks = [
             _StopAt(config["steps"], config["stop_after"]),
-            _Summaries(os.path.join(workdir, "logs"), frames[eval_idx[:: max(1, len(eval_idx) // 8)][:8]]),
+            _Summaries(os.path.join(workdir, "logs"), posed[eval_idx[:: max(1, len(eval_idx) // 8)][:8]]),
             _Checkpoint(workdir, {"fixed": fixed, "config": config}),
         ]
-        table = tf.constant(frames)
+        table = tf.constant(posed)
         t0 = time.perf_counter()
         model.fit(train_batches(table, train_idx, config["batch_size"], config["seed"], start,
                                 config["augment_flip"], config["augment_shift"], config["augment_scale"]),
@@ -397,6 +402,8 @@ def train_and_evaluate(data_path, workdir, export_dir, **config):
     done = int(model.optimizer.iterations.numpy())
 
     encoder32, decoder32 = _as_float32(encoder, decoder, shape, config, policy)
+    if config["stage"]:
+        encoder32, decoder32 = stage.staged_encoder(encoder32), stage.staged_decoder(decoder32)
     metrics = evaluate(encoder32, decoder32, frames[eval_idx], config["seed"], config["eval_pairs"],
                        os.path.join(workdir, "reconstructions.png"))
     metrics.update(steps=done, held_out=bool(len(val_idx)), eval_frames=int(len(eval_idx)),

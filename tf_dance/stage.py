@@ -136,3 +136,13 @@ def staged_decoder(decoder):
     posed = decoder(Columns(0, d, name="pose")(latent))
     frames = Place(name="place")([posed, Columns(d, d + BOX_DIMS, name="box")(latent)])
     return keras.Model(latent, frames, name="staged_decoder")
+
+
+def centre_frames(frames, batch_size=1000):
+    """uint8 frames [N, H, W, C] -> their centred poses, uint8: what a staged autoencoder trains on."""
+    import numpy as np
+    out = np.empty_like(frames)
+    for i in range(0, len(frames), batch_size):
+        x = frames[i:i + batch_size].astype(np.float32) / 255.0
+        out[i:i + batch_size] = np.clip(np.round(np.asarray(centre(x, measure(x))) * 255.0), 0, 255)
+    return out
