@@ -11,20 +11,15 @@ A killed run started again with the same flags resumes from its last checkpoint 
 position and stops at the same step count.
 """
 
-import glob
-import json
-import math
 import os
-import signal
 import sys
 import time
 
 import keras
 import numpy as np
 import tensorflow as tf
-from tensorflow.core.framework import summary_pb2
 
-from tf_dance import autoencoder, cli, data
+from tf_dance import autoencoder, cli, data, training
 from tf_dance import config as config_lib
 from tf_dance.config import Setting
 
@@ -50,8 +45,8 @@ SETTINGS = {
     "val_fraction": Setting(0.1, "Fraction of frames held out (in contiguous stretches) for validation and "
                             "evaluation; 0 evaluates on the training frames.", low=0.0, high=1.0, high_open=True),
     "seed": Setting(0, "Seed for weights, the held-out split and batch order."),
-    "checkpoint_every": Setting(1000, "Steps between checkpoints; also one Keras 'epoch' (progress bar, "
-                                "validation, logs).", low=1),
+    "checkpoint_every": Setting(1000, "Steps between checkpoints, validation and TensorBoard logs (one "
+                                "progress bar).", low=1),
     "jit_compile": Setting(False, "Compile the train step with XLA. On CPU XLA's convolutions are slower than "
                            "TensorFlow's oneDNN ones (see BENCHMARKS.md), so off by default."),
     "precision": Setting("float32", "float32; mixed_bfloat16 (bfloat16 compute, float32 weights: ~2x faster on "
@@ -60,14 +55,11 @@ SETTINGS = {
                          choices=("float32", "mixed_bfloat16", "auto")),
     "eval_pairs": Setting(2000, "Random held-out frame pairs for the Figure 3 check (pixel vs. latent distance).",
                           low=10),
-    "stop_after": Setting(0, "Testing aid: the process SIGKILLs itself after this many steps, to test "
-                          "resuming (0: never).", low=0),
-    "verbose": Setting("auto", "Keras progress: auto (a live bar on a terminal, a line per epoch otherwise), "
+    "verbose": Setting("auto", "Progress: auto (a live bar on a terminal, a line per epoch otherwise), "
                        "0, 1 or 2.", choices=("auto", 0, 1, 2, "0", "1", "2")),
 }
 # Settings that fix the model's shape or the data order; a resumed run must keep them.
 _FIXED = ("filters", "latent_dim", "batch_size", "val_fraction", "seed")
-_STATE = "state.json"
 _MAX_EVAL = 5000  # frames evaluated at the end (evenly spaced), to bound memory on long videos
 
 
@@ -150,101 +142,6 @@ def _to_pairs(index_ds, table):
     return index_ds.map(load, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
-class _Checkpoint(keras.callbacks.Callback):
-    """At each epoch end: weights + optimizer to ckpt-<step>.weights.h5, then the state file, atomically."""
-
-    def __init__(self, workdir, state):
-        super().__init__()
-        self.workdir, self.state = workdir, state
-
-    def on_epoch_end(self, epoch, logs=None):
-        step = int(self.model.optimizer.iterations.numpy())
-        name = f"ckpt-{step}.weights.h5"
-        self.model.save_weights(os.path.join(self.workdir, name))
-        _write_json(os.path.join(self.workdir, _STATE), {**self.state, "step": step, "checkpoint": name})
-        for old in glob.glob(os.path.join(self.workdir, "ckpt-*.weights.h5")):
-            if os.path.basename(old) != name:
-                os.remove(old)
-
-
-class _StopAt(keras.callbacks.Callback):
-    """Ends training at exactly `steps`; at `abandon_at` the process kills itself (SIGKILL: no
-    clean-up, no `finally`), the way a crash or an impatient user would stop it."""
-
-    def __init__(self, steps, abandon_at=0):
-        super().__init__()
-        self.steps, self.abandon_at = steps, abandon_at
-
-    def on_train_batch_end(self, batch, logs=None):
-        step = int(self.model.optimizer.iterations.numpy())
-        if self.abandon_at and step >= self.abandon_at:
-            sys.stdout.flush()
-            os.kill(os.getpid(), signal.SIGKILL)
-        if step >= self.steps:
-            self.model.stop_training = True
-
-
-class _Summaries(keras.callbacks.Callback):
-    """TensorBoard logs each epoch: the epoch's metrics and the learning rate as scalars, and
-    held-out originals above their reconstructions as images.
-
-    Written with the core `tf.summary.write` op plus the plugin metadata TensorBoard reads, so
-    logs are written even where the tensorboard package (needed by `keras.callbacks.TensorBoard`
-    and `tf.summary.scalar`, but not a dependency) is not installed.
-    """
-
-    def __init__(self, log_dir, frames):
-        super().__init__()
-        self.writer = tf.summary.create_file_writer(log_dir)
-        self.frames = frames.astype(np.float32) / 255.0
-
-    @staticmethod
-    def _metadata(plugin):
-        metadata = summary_pb2.SummaryMetadata()
-        metadata.plugin_data.plugin_name = plugin
-        return metadata
-
-    def on_epoch_end(self, epoch, logs=None):
-        step = int(self.model.optimizer.iterations.numpy())
-        recon = tf.cast(tf.sigmoid(self.model(self.frames, training=False)), tf.float32)
-        grid = tf.concat([self.frames, recon], axis=1)
-        pngs = [tf.io.encode_png(tf.cast(tf.round(g * 255), tf.uint8)) for g in grid]
-        scalars = {**(logs or {}), "learning_rate": self.model.optimizer.learning_rate}
-        with self.writer.as_default(step=step):
-            for name, value in scalars.items():
-                tf.summary.write(name, tf.cast(value, tf.float32), metadata=self._metadata("scalars"))
-            size = [tf.as_string(grid.shape[2]), tf.as_string(grid.shape[1])]
-            tf.summary.write("held_out/original_over_reconstruction", tf.stack(size + pngs),
-                             metadata=self._metadata("images"))
-        self.writer.flush()
-
-
-def _write_json(path, obj):
-    with cli.atomic_output(path) as tmp, open(tmp, "w") as f:
-        json.dump(obj, f, indent=2)
-
-
-def _read_state(workdir, fixed):
-    path = os.path.join(workdir, _STATE)
-    if not os.path.exists(path):
-        return None
-    try:
-        with open(path) as f:
-            state = json.load(f)
-        checkpoint = os.path.join(workdir, state["checkpoint"])
-        step = int(state["step"])
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise cli.UserError(f"{path} is unreadable ({e}); use a new --workdir") from None
-    if not os.path.isfile(checkpoint):
-        raise cli.UserError(f"{path} names a missing checkpoint {checkpoint}; use a new --workdir")
-    changed = {k: (state.get("fixed", {}).get(k), v) for k, v in fixed.items() if state.get("fixed", {}).get(k) != v}
-    if changed:
-        what = "; ".join(f"{k}: {a} -> {b}" for k, (a, b) in changed.items())
-        raise cli.UserError(f"{workdir} holds a run with different settings ({what}); "
-                            "use a new --workdir or the same settings to resume")
-    return step, checkpoint
-
-
 def _verbosity(verbose):
     """Keras's live progress bar on a terminal; one line per epoch in a log file or pipe."""
     if verbose == "auto":
@@ -275,7 +172,7 @@ def build(shape, config, policy="float32"):
 def train_and_evaluate(data_path, workdir, export_dir, **config):
     """Trains (or resumes) in `workdir`, evaluates on the held-out frames, exports both SavedModels.
 
-    Returns dict(metrics, encoder_dir, decoder_dir). `stop_after` kills the calling process.
+    Returns dict(metrics, encoder_dir, decoder_dir).
     """
     config = check_config(config)
     frames, _, _ = data.load_dataset(data_path)
@@ -284,34 +181,26 @@ def train_and_evaluate(data_path, workdir, export_dir, **config):
     if len(eval_idx) > _MAX_EVAL:
         eval_idx = eval_idx[np.linspace(0, len(eval_idx) - 1, _MAX_EVAL).astype(int)]
     shape = frames.shape[1:]
-    fixed = {**{k: config[k] for k in _FIXED}, "frame_shape": list(shape), "frames": len(frames)}
-    os.makedirs(workdir, exist_ok=True)
-    resumed = _read_state(workdir, fixed)
-    start = resumed[0] if resumed else 0
+    training.claim_workdir(workdir, {k: config[k] for k in _FIXED},
+                           {"frame_shape": list(shape), "frames": len(frames)})
 
     keras.utils.set_random_seed(config["seed"])
     policy = _policy(config["precision"])
     encoder, decoder, model = build(shape, config, policy)
-    if resumed:
-        model.optimizer.build(model.trainable_variables)
-        model.load_weights(resumed[1])
+    model.optimizer.build(model.trainable_variables)
+    checkpoints = training.Checkpoints(workdir, tf.train.Checkpoint(model=model, optimizer=model.optimizer))
+    start = 0
+    if checkpoints.restore():
+        start = int(model.optimizer.iterations.numpy())
         print(f"Resuming {workdir} at step {start} of {config['steps']}", flush=True)
 
-    every = config["checkpoint_every"]
     train_seconds = 0.0
     if start < config["steps"]:
-        epochs = start // every + math.ceil((config["steps"] - start) / every)
-        callbacks = [
-            _StopAt(config["steps"], config["stop_after"]),
-            _Summaries(os.path.join(workdir, "logs"), frames[eval_idx[:: max(1, len(eval_idx) // 8)][:8]]),
-            _Checkpoint(workdir, {"fixed": fixed, "config": config}),
-        ]
         table = tf.constant(frames)
         t0 = time.perf_counter()
-        model.fit(train_batches(table, train_idx, config["batch_size"], config["seed"], start),
-                  steps_per_epoch=every, epochs=epochs, initial_epoch=start // every,
-                  validation_data=eval_batches(table, val_idx) if len(val_idx) else None,
-                  callbacks=callbacks, shuffle=False, verbose=_verbosity(config["verbose"]))
+        _fit(model, config, train_batches(table, train_idx, config["batch_size"], config["seed"], start),
+             eval_batches(table, val_idx) if len(val_idx) else None,
+             frames[eval_idx[:: max(1, len(eval_idx) // 8)][:8]], checkpoints, workdir)
         train_seconds = time.perf_counter() - t0
     done = int(model.optimizer.iterations.numpy())
 
@@ -329,8 +218,71 @@ def train_and_evaluate(data_path, workdir, export_dir, **config):
     encoder_dir = cli.export_version(export_dir, "encoder", lambda d: autoencoder.export_encoder(encoder32, d))
     decoder_dir = cli.export_version(export_dir, "decoder", lambda d: autoencoder.export_decoder(decoder32, d))
     result = dict(metrics=metrics, encoder_dir=encoder_dir, decoder_dir=decoder_dir)
-    _write_json(os.path.join(workdir, "eval.json"), {**result, "data": os.path.abspath(data_path), "config": config})
+    training.write_json(os.path.join(workdir, "eval.json"),
+                        {**result, "data": os.path.abspath(data_path), "config": config})
     return result
+
+
+def _fit(model, config, batches, val_batches, shown, checkpoints, workdir):
+    """Optimizer steps from the model's step count up to exactly `steps`; every `checkpoint_every`
+    steps (and at the end) validation, TensorBoard logs and a checkpoint.
+
+    A hand-written loop rather than `model.fit`: the step count, not Keras's epoch counter, is the
+    run's position, and the same loop serves every `distribute` setting.
+    """
+    optimizer, variables = model.optimizer, model.trainable_variables
+    loss_fn, batch_size = autoencoder.LOSSES[config["loss"]], config["batch_size"]
+
+    @tf.function(jit_compile=config["jit_compile"])
+    def train_step(x, y):
+        with tf.GradientTape() as tape:
+            logits = tf.cast(model(x, training=True), tf.float32)
+            loss = tf.reduce_sum(tf.cast(loss_fn(y, logits), tf.float32)) / batch_size
+        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        return loss, tf.reduce_mean(_iou(y, logits))
+
+    @tf.function
+    def eval_step(x, y):
+        logits = tf.cast(model(x, training=False), tf.float32)
+        return tf.reduce_sum(loss_fn(y, logits)), tf.reduce_sum(_iou(y, logits)), tf.shape(x)[0]
+
+    writer = tf.summary.create_file_writer(os.path.join(workdir, "logs"))
+    shown = shown.astype(np.float32) / 255.0
+    every, steps, verbose = config["checkpoint_every"], config["steps"], _verbosity(config["verbose"])
+    batches = iter(batches)
+    step = int(optimizer.iterations.numpy())
+    while step < steps:
+        length = min(every - step % every, steps - step)
+        if verbose:
+            print(f"Steps {step + 1}-{step + length} of {steps}")
+        progress = keras.utils.Progbar(length, verbose=verbose, unit_name="step")
+        losses, ious = [], []
+        for i in range(length):
+            loss, iou = train_step(*next(batches))
+            losses.append(float(loss))
+            ious.append(float(iou))
+            progress.update(i + 1, [("loss", losses[-1]), ("iou", ious[-1])])
+        step = int(optimizer.iterations.numpy())
+        logs = {"loss": np.mean(losses), "iou": np.mean(ious), "learning_rate": optimizer.learning_rate}
+        if val_batches is not None:
+            totals = np.sum([[float(v) for v in eval_step(x, y)] for x, y in val_batches], axis=0)
+            logs.update(val_loss=totals[0] / totals[2], val_iou=totals[1] / totals[2])
+            if verbose:
+                print(f"  val_loss {logs['val_loss']:.4g}  val_iou {logs['val_iou']:.3f}")
+        recon = tf.cast(tf.sigmoid(model(shown, training=False)), tf.float32)
+        training.write_summaries(writer, step, logs,
+                                 {"held_out/original_over_reconstruction": tf.concat([shown, recon], axis=1)})
+        checkpoints.save(step)
+    writer.close()
+
+
+def _iou(y, logits):
+    """Per-frame foreground IoU of the decoded frame (logits >= 0) vs. the target (>= 0.5)."""
+    pred = tf.cast(logits >= 0, tf.float32)
+    true = tf.cast(y >= 0.5, tf.float32)
+    inter = tf.reduce_sum(pred * true, axis=(1, 2, 3))
+    union = tf.reduce_sum(tf.maximum(pred, true), axis=(1, 2, 3))
+    return tf.where(union > 0, inter / tf.maximum(union, 1.0), 1.0)
 
 
 def _as_float32(encoder, decoder, shape, config, policy):

@@ -17,7 +17,6 @@ and TensorBoard logs (`<workdir>/tensorboard`) record the losses; the trained mo
 as a versioned SavedModel (see `rollout.py`) and kept as `<workdir>/model.keras`.
 """
 
-import json
 import os
 import statistics
 import time
@@ -26,9 +25,8 @@ import zlib
 import keras
 import numpy as np
 import tensorflow as tf
-from tensorflow.core.framework import summary_pb2
 
-from tf_dance import cli, config, data, rollout, sequence_model
+from tf_dance import cli, config, data, rollout, sequence_model, training
 from tf_dance.config import Setting
 
 
@@ -146,7 +144,7 @@ def train_and_evaluate(latents_path, workdir, export_dir, **config):
         np.zeros(latents.shape[1], np.float32), np.ones(latents.shape[1], np.float32))
     fingerprint = {"frames": int(latents.shape[0]), "dim": int(latents.shape[1]),
                    "crc32": zlib.crc32(np.ascontiguousarray(latents).tobytes())}
-    _claim_workdir(workdir, cfg, fingerprint)
+    training.claim_workdir(workdir, {k: v for k, v in cfg.items() if k not in _RESUMABLE}, fingerprint)
 
     keras.utils.set_random_seed(cfg["seed"])
     model = sequence_model.build_model(
@@ -161,14 +159,11 @@ def train_and_evaluate(latents_path, workdir, export_dir, **config):
         EpochDecay(cfg["learning_rate"], len(windows), cfg["lr_decay"], cfg["lr_decay_after"]), **clip)
     optimizer.build(model.trainable_variables)
     epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
-    manager = tf.train.CheckpointManager(
-        tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch),
-        os.path.join(workdir, "checkpoints"), max_to_keep=2)
+    checkpoints = training.Checkpoints(workdir, tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch))
     history = []
-    if manager.latest_checkpoint:
-        manager.checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-        history = _read_json(os.path.join(workdir, "history.json"), [])[:int(epoch.numpy())]
-        print(f"Resuming from {manager.latest_checkpoint} (epoch {int(epoch.numpy())} of {cfg['epochs']}).")
+    if checkpoints.restore():
+        history = _read_history(workdir, int(epoch.numpy()))
+        print(f"Resuming from {checkpoints.manager.latest_checkpoint} (epoch {int(epoch.numpy())} of {cfg['epochs']}).")
 
     train_step = make_train_step(net, optimizer, cfg)
     warm = min(cfg["seq_length"], len(train))
@@ -199,13 +194,11 @@ def train_and_evaluate(latents_path, workdir, export_dir, **config):
         history.append(record)
         print(f"  train {record['train_loss']:.5g}  val {record['val_loss'] if val is not None else '-'}"
               f"  {record['frames_per_second']:.0f} frames/s")
-        with writer.as_default(step=e + 1):
-            for key in ("train_loss", "val_loss", "learning_rate", "frames_per_second"):
-                if record[key] is not None:
-                    tf.summary.write(key, tf.constant(record[key], tf.float32), metadata=_SCALAR)
-        _write_json(os.path.join(workdir, "history.json"), history)
+        training.write_summaries(writer, e + 1, {key: record[key] for key in (
+            "train_loss", "val_loss", "learning_rate", "frames_per_second")})
+        training.write_json(os.path.join(workdir, "history.json"), history)
         epoch.assign(e + 1)
-        manager.save(checkpoint_number=e + 1)
+        checkpoints.save(e + 1)
     writer.close()
 
     single = sequence_model.stateful_copy(model, 1)
@@ -215,11 +208,6 @@ def train_and_evaluate(latents_path, workdir, export_dir, **config):
                            {"config": cfg, "latents": fingerprint})
     print(f"Exported {final}")
     return _summary(history, cfg, final)
-
-
-# Scalars via the core summary op plus the metadata TensorBoard reads: `tf.summary.scalar`
-# needs the tensorboard package, which is not a dependency.
-_SCALAR = summary_pb2.SummaryMetadata(plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"))
 
 
 def make_train_step(net, optimizer, cfg):
@@ -262,30 +250,11 @@ def _summary(history, cfg, final):
             "train_seconds": elapsed, "history": history, "config": cfg}
 
 
-def _claim_workdir(workdir, cfg, fingerprint):
-    """Records the run's settings in `<workdir>/config.json`, or checks a resumed run matches them."""
-    path = os.path.join(workdir, "config.json")
-    mine = {"settings": {k: v for k, v in cfg.items() if k not in _RESUMABLE}, "latents": fingerprint}
-    theirs = _read_json(path, None)
-    if theirs is not None and os.path.isdir(os.path.join(workdir, "checkpoints")):
-        if theirs["latents"] != fingerprint:
-            raise cli.UserError(f"{workdir} holds a run trained on other latents; use another --workdir")
-        changed = sorted(k for k in mine["settings"] if theirs["settings"].get(k) != mine["settings"][k])
-        if changed:
-            diffs = ", ".join(f"{k}: {theirs['settings'].get(k)!r} -> {mine['settings'][k]!r}" for k in changed)
-            raise cli.UserError(f"{workdir} holds a run with other settings ({diffs}); resume it with the same "
-                                "settings or use another --workdir")
-    os.makedirs(workdir, exist_ok=True)
-    _write_json(path, mine)
-
-
-def _read_json(path, default):
-    if not os.path.exists(path):
-        return default
-    with open(path) as f:
-        return json.load(f)
-
-
-def _write_json(path, value):
-    with cli.atomic_output(path) as tmp, open(tmp, "w") as f:
-        json.dump(value, f, indent=2)
+def _read_history(workdir, epochs):
+    """The first `epochs` records of `<workdir>/history.json`, which a resumed run continues."""
+    history = training.read_json(os.path.join(workdir, "history.json"), [], workdir)
+    if not isinstance(history, list) or len(history) < epochs or not all(
+            isinstance(r, dict) and r.get("epoch") == i + 1 for i, r in enumerate(history[:epochs])):
+        raise cli.UserError(f"{os.path.join(workdir, 'history.json')} does not record the {epochs} checkpointed "
+                            f"epochs; delete {workdir} to start the run over, or use another --workdir")
+    return history[:epochs]
