@@ -55,6 +55,7 @@ SETTINGS = {
                          choices=("float32", "mixed_bfloat16", "auto")),
     "eval_pairs": Setting(2000, "Random held-out frame pairs for the Figure 3 check (pixel vs. latent distance).",
                           low=10),
+    "distribute": Setting("none", training.DISTRIBUTE_HELP, choices=training.DISTRIBUTE),
     "verbose": Setting("auto", "Progress: auto (a live bar on a terminal, a line per epoch otherwise), "
                        "0, 1 or 2.", choices=("auto", 0, 1, 2, "0", "1", "2")),
 }
@@ -172,23 +173,27 @@ def build(shape, config, policy="float32"):
 def train_and_evaluate(data_path, workdir, export_dir, **config):
     """Trains (or resumes) in `workdir`, evaluates on the held-out frames, exports both SavedModels.
 
-    Returns dict(metrics, encoder_dir, decoder_dir).
+    `data_path` is one `.npz` (loaded into memory) or a directory or glob of `.npz` shards (streamed,
+    see `Shards`). Returns dict(metrics, encoder_dir, decoder_dir); under several workers only the
+    chief evaluates and exports, and the others return None.
     """
     config = check_config(config)
-    frames, _, _ = data.load_dataset(data_path)
-    train_idx, val_idx = split(len(frames), config["val_fraction"], config["seed"])
-    eval_idx = val_idx if len(val_idx) else train_idx
-    if len(eval_idx) > _MAX_EVAL:
-        eval_idx = eval_idx[np.linspace(0, len(eval_idx) - 1, _MAX_EVAL).astype(int)]
-    shape = frames.shape[1:]
-    training.claim_workdir(workdir, {k: config[k] for k in _FIXED},
-                           {"frame_shape": list(shape), "frames": len(frames)})
+    strategy = training.strategy(config["distribute"])
+    chief = training.is_chief(strategy)
+    per_replica = training.replicas(strategy, config["batch_size"])
+    paths = data.dataset_paths(data_path)
+    if len(paths) == 1:
+        source = InMemory(paths[0], config)
+    else:
+        source = Shards(paths, config, load_eval=chief)
+    training.claim_workdir(workdir, {k: config[k] for k in _FIXED}, source.fingerprint, write=chief)
 
     keras.utils.set_random_seed(config["seed"])
     policy = _policy(config["precision"])
-    encoder, decoder, model = build(shape, config, policy)
-    model.optimizer.build(model.trainable_variables)
-    checkpoints = training.Checkpoints(workdir, tf.train.Checkpoint(model=model, optimizer=model.optimizer))
+    with strategy.scope():
+        encoder, decoder, model = build(source.shape, config, policy)
+        model.optimizer.build(model.trainable_variables)
+    checkpoints = training.Checkpoints(workdir, tf.train.Checkpoint(model=model, optimizer=model.optimizer), chief)
     start = 0
     if checkpoints.restore():
         start = int(model.optimizer.iterations.numpy())
@@ -196,20 +201,22 @@ def train_and_evaluate(data_path, workdir, export_dir, **config):
 
     train_seconds = 0.0
     if start < config["steps"]:
-        table = tf.constant(frames)
+        batches = strategy.distribute_datasets_from_function(
+            lambda context: source.batches(context, per_replica, start))
         t0 = time.perf_counter()
-        _fit(model, config, train_batches(table, train_idx, config["batch_size"], config["seed"], start),
-             eval_batches(table, val_idx) if len(val_idx) else None,
-             frames[eval_idx[:: max(1, len(eval_idx) // 8)][:8]], checkpoints, workdir)
+        _fit(model, config, strategy, batches, source.val_batches() if chief else None,
+             source.shown() if chief else None, checkpoints, workdir if chief else None)
         train_seconds = time.perf_counter() - t0
     done = int(model.optimizer.iterations.numpy())
+    if not chief:
+        return None
 
-    encoder32, decoder32 = _as_float32(encoder, decoder, shape, config, policy)
-    metrics = evaluate(encoder32, decoder32, frames[eval_idx], config["seed"], config["eval_pairs"],
+    encoder32, decoder32 = _as_float32(encoder, decoder, source.shape, config)
+    metrics = evaluate(encoder32, decoder32, source.eval_frames, config["seed"], config["eval_pairs"],
                        os.path.join(workdir, "reconstructions.png"))
-    metrics.update(steps=done, held_out=bool(len(val_idx)), eval_frames=int(len(eval_idx)),
-                   train_frames=int(len(train_idx)), precision=policy, loss=config["loss"],
-                   train_seconds=round(train_seconds, 1))
+    metrics.update(steps=done, held_out=source.held_out, eval_frames=int(len(source.eval_frames)),
+                   train_frames=int(source.train_frames), precision=policy, loss=config["loss"],
+                   train_seconds=round(train_seconds, 1), replicas=strategy.num_replicas_in_sync)
     if train_seconds:
         metrics["train_images_per_s"] = round((done - start) * config["batch_size"] / train_seconds, 1)
     for name, m in (("encoder", encoder32), ("decoder", decoder32)):
@@ -223,31 +230,165 @@ def train_and_evaluate(data_path, workdir, export_dir, **config):
     return result
 
 
-def _fit(model, config, batches, val_batches, shown, checkpoints, workdir):
-    """Optimizer steps from the model's step count up to exactly `steps`; every `checkpoint_every`
-    steps (and at the end) validation, TensorBoard logs and a checkpoint.
+class InMemory:
+    """One `.npz` held in memory: random batches over its training frames (`train_batches`), its
+    held-out stretches for validation and evaluation."""
 
-    A hand-written loop rather than `model.fit`: the step count, not Keras's epoch counter, is the
-    run's position, and the same loop serves every `distribute` setting.
+    def __init__(self, path, config):
+        self.config = config
+        self.frames, _, _ = data.load_dataset(path)
+        self.train_idx, self.val_idx = split(len(self.frames), config["val_fraction"], config["seed"])
+        eval_idx = self.val_idx if len(self.val_idx) else self.train_idx
+        if len(eval_idx) > _MAX_EVAL:
+            eval_idx = eval_idx[np.linspace(0, len(eval_idx) - 1, _MAX_EVAL).astype(int)]
+        self.eval_frames = self.frames[eval_idx]
+        self.shape, self.train_frames = self.frames.shape[1:], len(self.train_idx)
+        self.held_out = bool(len(self.val_idx))
+        self.fingerprint = {"frame_shape": list(self.shape), "frames": len(self.frames)}
+        self.table = tf.constant(self.frames)
+
+    def batches(self, context, per_replica, start):
+        """This pipeline's replicas' slices of the global batches from step `start` on: every worker walks
+        the same global batches, so any number of replicas trains on exactly what one would."""
+        c = self.config
+        return training.replica_slices(train_batches(self.table, self.train_idx, c["batch_size"], c["seed"], start),
+                                       context, c["batch_size"])
+
+    def val_batches(self):
+        return eval_batches(self.table, self.val_idx) if len(self.val_idx) else None
+
+    def shown(self):
+        return self.eval_frames[:: max(1, len(self.eval_frames) // 8)][:8]
+
+
+class Shards:
+    """A dataset of many `.npz` shards, streamed: never more than a few shards in memory.
+
+    Each worker reads its own shards (shard i goes to worker i mod workers); each pass over them
+    visits the shards in a seeded order, interleaving `_OPEN_SHARDS` at a time, every shard's
+    training frames in a seeded order. Each shard holds out its own stretches (`split` with seed
+    + shard index); validation and the final evaluation use up to `_MAX_EVAL` of them, taken from
+    at most 8 shards spread over the dataset. A resumed run skips whole passes without reading them.
+    """
+
+    def __init__(self, paths, config, load_eval=True):
+        self.paths, self.config = paths, config
+        shapes = [data.frames_shape(p) for p in paths]
+        if len({s[1:] for s in shapes}) > 1:
+            raise cli.UserError(f"the shards of a dataset must have one frame size, found "
+                                f"{sorted({s[1:] for s in shapes})}")
+        self.shape = shapes[0][1:]
+        self.counts = [s[0] for s in shapes]
+        self.train_counts = [len(self._split(n, i)[0]) for i, n in enumerate(self.counts)]
+        self.train_frames = sum(self.train_counts)
+        self.held_out = config["val_fraction"] > 0
+        self.fingerprint = {"frame_shape": list(self.shape), "frames": sum(self.counts), "shards": len(paths)}
+        self.eval_frames = self._eval_frames() if load_eval else None
+
+    def _split(self, n, i):
+        return split(n, self.config["val_fraction"], self.config["seed"] + i)
+
+    def _eval_frames(self):
+        picked = np.unique(np.linspace(0, len(self.paths) - 1, min(8, len(self.paths))).astype(int))
+        per_shard = _MAX_EVAL // len(picked)
+        chosen = []
+        for i in picked:
+            frames = data.load_dataset(self.paths[i])[0]
+            train, held = self._split(len(frames), i)
+            idx = held if len(held) else train
+            chosen.append(frames[idx[np.linspace(0, len(idx) - 1, min(per_shard, len(idx))).astype(int)]])
+        return np.concatenate(chosen)
+
+    def _load(self, i, epoch):
+        i, epoch = int(i), int(epoch)
+        frames = data.load_dataset(self.paths[i])[0]
+        if len(frames) != self.counts[i]:
+            raise cli.UserError(f"{self.paths[i]} changed during training")
+        train, _ = self._split(len(frames), i)
+        return frames[np.random.default_rng([self.config["seed"], epoch, i]).permutation(train)]
+
+    def batches(self, context, per_replica, start):
+        """Per-replica batches of this worker's shards from step `start` on."""
+        mine = np.arange(len(self.paths))[context.input_pipeline_id::context.num_input_pipelines]
+        if not len(mine):
+            raise cli.UserError(f"{len(self.paths)} shards cannot feed {context.num_input_pipelines} workers; "
+                                "give at least one shard per worker")
+        per_pass = sum(self.train_counts[i] for i in mine)
+        local = context.num_replicas_in_sync // context.num_input_pipelines
+        first_pass, offset = divmod(start * local * per_replica, per_pass)
+        seed = self.config["seed"]
+
+        def shard(i, epoch):
+            frames = tf.numpy_function(self._load, [i, epoch], tf.uint8, stateful=False)
+            frames.set_shape([None, *self.shape])
+            return tf.data.Dataset.from_tensor_slices(frames)
+
+        def one_pass(epoch):
+            order = tf.random.experimental.stateless_shuffle(tf.constant(mine, tf.int64),
+                                                             seed=tf.stack([tf.constant(seed, tf.int64), epoch]))
+            return tf.data.Dataset.from_tensor_slices(order).interleave(
+                lambda i: shard(i, epoch), cycle_length=_OPEN_SHARDS, block_length=1, deterministic=True)
+
+        ds = tf.data.Dataset.range(first_pass, 2**62).flat_map(one_pass).skip(offset)
+        return _to_pairs_from_frames(ds.batch(per_replica, drop_remainder=True))
+
+    def val_batches(self):
+        if not self.held_out:
+            return None
+        return tf.data.Dataset.from_tensor_slices(self.eval_frames).batch(500).map(_pair)
+
+    def shown(self):
+        return self.eval_frames[:: max(1, len(self.eval_frames) // 8)][:8]
+
+
+_OPEN_SHARDS = 4
+
+
+def _pair(frames):
+    x = tf.cast(frames, tf.float32) / 255.0
+    return x, x
+
+
+def _to_pairs_from_frames(ds):
+    return ds.map(_pair, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def _fit(model, config, strategy, batches, val_batches, shown, checkpoints, workdir):
+    """Optimizer steps from the model's step count up to exactly `steps`; every `checkpoint_every`
+    steps (and at the end) a checkpoint and, on the chief (`workdir` set), validation and TensorBoard logs.
+
+    A hand-written step under `strategy.run` rather than `model.fit`: Keras 3.15's `fit` fails
+    under MultiWorkerMirroredStrategy (it cannot convert a PerReplica value), and one loop then
+    serves every `distribute` setting. Each replica's loss is its frames' loss summed and divided by
+    the global batch, and Keras's `apply_gradients` sums the replicas' gradients: the update is the
+    gradient of the mean over the global batch, whatever the number of replicas.
     """
     optimizer, variables = model.optimizer, model.trainable_variables
     loss_fn, batch_size = autoencoder.LOSSES[config["loss"]], config["batch_size"]
 
     @tf.function(jit_compile=config["jit_compile"])
-    def train_step(x, y):
+    def gradients(x, y):
         with tf.GradientTape() as tape:
             logits = tf.cast(model(x, training=True), tf.float32)
-            loss = tf.reduce_sum(tf.cast(loss_fn(y, logits), tf.float32)) / batch_size
-        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
-        return loss, tf.reduce_mean(_iou(y, logits))
+            loss = tf.reduce_sum(loss_fn(y, logits)) / batch_size
+        return loss, tape.gradient(loss, variables), tf.reduce_sum(_iou(y, logits))
+
+    def replica_step(x, y):
+        loss, grads, iou = gradients(x, y)
+        optimizer.apply_gradients(zip(grads, variables))
+        return loss, iou
+
+    @tf.function
+    def train_step(iterator):
+        loss, iou = strategy.run(replica_step, args=next(iterator))
+        return strategy.reduce("SUM", loss, None), strategy.reduce("SUM", iou, None) / batch_size
 
     @tf.function
     def eval_step(x, y):
         logits = tf.cast(model(x, training=False), tf.float32)
         return tf.reduce_sum(loss_fn(y, logits)), tf.reduce_sum(_iou(y, logits)), tf.shape(x)[0]
 
-    writer = tf.summary.create_file_writer(os.path.join(workdir, "logs"))
-    shown = shown.astype(np.float32) / 255.0
+    writer = tf.summary.create_file_writer(os.path.join(workdir, "logs")) if workdir else None
     every, steps, verbose = config["checkpoint_every"], config["steps"], _verbosity(config["verbose"])
     batches = iter(batches)
     step = int(optimizer.iterations.numpy())
@@ -258,22 +399,25 @@ def _fit(model, config, batches, val_batches, shown, checkpoints, workdir):
         progress = keras.utils.Progbar(length, verbose=verbose, unit_name="step")
         losses, ious = [], []
         for i in range(length):
-            loss, iou = train_step(*next(batches))
+            loss, iou = train_step(batches)
             losses.append(float(loss))
             ious.append(float(iou))
             progress.update(i + 1, [("loss", losses[-1]), ("iou", ious[-1])])
         step = int(optimizer.iterations.numpy())
-        logs = {"loss": np.mean(losses), "iou": np.mean(ious), "learning_rate": optimizer.learning_rate}
-        if val_batches is not None:
-            totals = np.sum([[float(v) for v in eval_step(x, y)] for x, y in val_batches], axis=0)
-            logs.update(val_loss=totals[0] / totals[2], val_iou=totals[1] / totals[2])
-            if verbose:
-                print(f"  val_loss {logs['val_loss']:.4g}  val_iou {logs['val_iou']:.3f}")
-        recon = tf.cast(tf.sigmoid(model(shown, training=False)), tf.float32)
-        training.write_summaries(writer, step, logs,
-                                 {"held_out/original_over_reconstruction": tf.concat([shown, recon], axis=1)})
+        if writer:
+            logs = {"loss": np.mean(losses), "iou": np.mean(ious), "learning_rate": optimizer.learning_rate}
+            if val_batches is not None:
+                totals = np.sum([[float(v) for v in eval_step(x, y)] for x, y in val_batches], axis=0)
+                logs.update(val_loss=totals[0] / totals[2], val_iou=totals[1] / totals[2])
+                if verbose:
+                    print(f"  val_loss {logs['val_loss']:.4g}  val_iou {logs['val_iou']:.3f}")
+            x = shown.astype(np.float32) / 255.0
+            recon = tf.cast(tf.sigmoid(model(x, training=False)), tf.float32)
+            training.write_summaries(writer, step, logs,
+                                     {"held_out/original_over_reconstruction": tf.concat([x, recon], axis=1)})
         checkpoints.save(step)
-    writer.close()
+    if writer:
+        writer.close()
 
 
 def _iou(y, logits):
@@ -285,10 +429,9 @@ def _iou(y, logits):
     return tf.where(union > 0, inter / tf.maximum(union, 1.0), 1.0)
 
 
-def _as_float32(encoder, decoder, shape, config, policy):
-    """float32 copies for evaluation and export: they run on any CPU, bfloat16 or not."""
-    if policy == "float32":
-        return encoder, decoder
+def _as_float32(encoder, decoder, shape, config):
+    """Plain float32 copies for evaluation and export: they run on any CPU, bfloat16 or not, and hold
+    ordinary variables, not a distribution strategy's."""
     h, w, c = shape
     enc = autoencoder.build_encoder(h, w, c, config["filters"], config["latent_dim"])
     dec = autoencoder.build_decoder(h, w, c, config["filters"], config["latent_dim"])

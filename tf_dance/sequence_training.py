@@ -66,9 +66,10 @@ SETTINGS = {
     "seed": Setting(0, "Seed for initialisation and noise; same settings + seed -> same model.", low=0),
     "export_name": Setting("", "SavedModel name under the export dir (default dance_<model>)."),
     "jit_compile": Setting(True, "Compile the training step with XLA (about 2x faster on CPU)."),
+    "distribute": Setting("none", training.DISTRIBUTE_HELP, choices=training.DISTRIBUTE),
 }
 # Settings that may change when a run resumes (the rest must match the checkpointed run).
-_RESUMABLE = {"epochs", "export_name", "jit_compile"}
+_RESUMABLE = {"epochs", "export_name", "jit_compile", "distribute"}
 
 
 def resolve_config(overrides):
@@ -130,7 +131,8 @@ def char_rnn_batches(sequence, batch_size, seq_length):
 
 
 def train_and_evaluate(latents_path, workdir, export_dir, **config):
-    """Trains (resuming from `workdir` if it holds a checkpoint), exports, returns a summary dict.
+    """Trains (resuming from `workdir` if it holds a checkpoint), exports, returns a summary dict
+    (None on a worker other than the chief: only the chief writes records and exports).
 
     Keys: export_dir (the new version directory), epochs, train_loss and val_loss (last epoch),
     first_loss (the first batch's), loss_drop (first_loss / train_loss), seconds_to_100x
@@ -138,49 +140,60 @@ def train_and_evaluate(latents_path, workdir, export_dir, **config):
     frames_per_second (median over epochs), train_seconds, history (one dict per epoch), config.
     """
     cfg = resolve_config(config)
+    strategy = training.strategy(cfg["distribute"])
+    chief = training.is_chief(strategy)
+    per_replica = training.replicas(strategy, cfg["batch_size"])
     latents = data.load_latents(latents_path, dim=cfg["dim"] or None)
     train, val = split(latents, cfg)
     mean, std = sequence_model.standardizer(train) if cfg["normalize"] else (
         np.zeros(latents.shape[1], np.float32), np.ones(latents.shape[1], np.float32))
     fingerprint = {"frames": int(latents.shape[0]), "dim": int(latents.shape[1]),
                    "crc32": zlib.crc32(np.ascontiguousarray(latents).tobytes())}
-    training.claim_workdir(workdir, {k: v for k, v in cfg.items() if k not in _RESUMABLE}, fingerprint)
+    training.claim_workdir(workdir, {k: v for k, v in cfg.items() if k not in _RESUMABLE}, fingerprint, write=chief)
 
     keras.utils.set_random_seed(cfg["seed"])
-    model = sequence_model.build_model(
-        cfg["model"], latents.shape[1], mean, std, batch_size=cfg["batch_size"], units=cfg["units"],
-        num_layers=cfg["num_layers"], fnn_hidden=cfg["fnn_hidden"], head=cfg["head"],
-        mixtures=cfg["mixtures"], init=cfg["init"], seed=cfg["seed"])
-    net = sequence_model.make_net(model)
-    windows = char_rnn_batches(net.normalize(train), cfg["batch_size"], cfg["seq_length"])
-    clip = {} if not cfg["grad_clip"] else (
-        {"clipvalue": cfg["grad_clip"]} if cfg["clip"] == "value" else {"global_clipnorm": cfg["grad_clip"]})
-    optimizer = keras.optimizers.Adam(
-        EpochDecay(cfg["learning_rate"], len(windows), cfg["lr_decay"], cfg["lr_decay_after"]), **clip)
-    optimizer.build(model.trainable_variables)
-    epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
-    checkpoints = training.Checkpoints(workdir, tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch))
+    with strategy.scope():
+        model = sequence_model.build_model(
+            cfg["model"], latents.shape[1], mean, std, batch_size=cfg["batch_size"], units=cfg["units"],
+            num_layers=cfg["num_layers"], fnn_hidden=cfg["fnn_hidden"], head=cfg["head"],
+            mixtures=cfg["mixtures"], init=cfg["init"], seed=cfg["seed"])
+        net = sequence_model.make_net(model)
+        windows = char_rnn_batches(net.normalize(train), cfg["batch_size"], cfg["seq_length"])
+        # Clipping happens in the step, on the gradient of the global batch (see make_train_step).
+        optimizer = keras.optimizers.Adam(
+            EpochDecay(cfg["learning_rate"], len(windows), cfg["lr_decay"], cfg["lr_decay_after"]))
+        optimizer.build(model.trainable_variables)
+        epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
+    checkpoints = training.Checkpoints(workdir, tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch),
+                                       chief)
     history = []
     if checkpoints.restore():
         history = _read_history(workdir, int(epoch.numpy()))
         print(f"Resuming from {checkpoints.manager.latest_checkpoint} (epoch {int(epoch.numpy())} of {cfg['epochs']}).")
 
-    train_step = make_train_step(net, optimizer, cfg)
+    distributed = cfg["distribute"] != "none"
+    train_step = make_train_step(net, optimizer, cfg, strategy if distributed else None)
+
+    def on_replicas(make):  # `make(first, count)` of each replica's streams; replica r always gets the same ones
+        if not distributed:
+            return make(0, cfg["batch_size"])
+        return strategy.experimental_distribute_values_from_function(
+            lambda ctx: make(ctx.replica_id_in_sync_group * per_replica, per_replica))
     warm = min(cfg["seq_length"], len(train))
     val_loss_fn = tf.function(
         lambda x, y: net.head.loss(net.window(x, net.zero_state(1))[0][:, warm - 1:], y[:, warm - 1:]),
         jit_compile=cfg["jit_compile"])
     val_norm = None if val is None else net.normalize(np.concatenate([train[-warm:], val]))[None]
-    writer = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
+    writer = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard")) if chief else None
     frames_per_batch = cfg["batch_size"] * cfg["seq_length"]
     for e in range(int(epoch.numpy()), cfg["epochs"]):
         start = time.perf_counter()
         progress = keras.utils.Progbar(len(windows), unit_name="batch")
         print(f"Epoch {e + 1}/{cfg['epochs']}  (lr {float(optimizer.learning_rate):.3g})")
-        state = net.zero_state(cfg["batch_size"])
+        state = on_replicas(lambda first, count: net.zero_state(count))
         losses = []
         for b, window in enumerate(windows):
-            loss, state = train_step(window, state)
+            loss, state = train_step(on_replicas(lambda first, count: window[first:first + count]), state)
             losses.append(float(loss))
             if not np.isfinite(losses[-1]):
                 raise cli.UserError(f"training diverged (loss {losses[-1]}) in epoch {e + 1}; "
@@ -194,45 +207,88 @@ def train_and_evaluate(latents_path, workdir, export_dir, **config):
         history.append(record)
         print(f"  train {record['train_loss']:.5g}  val {record['val_loss'] if val is not None else '-'}"
               f"  {record['frames_per_second']:.0f} frames/s")
-        training.write_summaries(writer, e + 1, {key: record[key] for key in (
-            "train_loss", "val_loss", "learning_rate", "frames_per_second")})
-        training.write_json(os.path.join(workdir, "history.json"), history)
+        if chief:
+            training.write_summaries(writer, e + 1, {key: record[key] for key in (
+                "train_loss", "val_loss", "learning_rate", "frames_per_second")})
+            training.write_json(os.path.join(workdir, "history.json"), history)
         epoch.assign(e + 1)
         checkpoints.save(e + 1)
+    if not chief:
+        return None
     writer.close()
 
     single = sequence_model.stateful_copy(model, 1)
     with cli.atomic_output(os.path.join(workdir, "model.keras")) as tmp:
         single.save(tmp)
+    if distributed:  # plain variables, not the strategy's, in the SavedModel
+        model = sequence_model.stateful_copy(model, cfg["batch_size"])
     final = rollout.export(model, export_dir, cfg["export_name"] or f"dance_{cfg['model']}",
                            {"config": cfg, "latents": fingerprint})
     print(f"Exported {final}")
     return _summary(history, cfg, final)
 
 
-def make_train_step(net, optimizer, cfg):
-    """`step(window [B, S+1, D] normalised, state) -> (loss, state)`: one optimizer update, compiled."""
+def make_train_step(net, optimizer, cfg, strategy=None):
+    """`step(window [B, S+1, D] normalised, state) -> (loss, state)`: one optimizer update, compiled.
+
+    Without a strategy the whole update, optimizer included, is one XLA program. Under a
+    `tf.distribute` strategy `window` and `state` are per-replica values (each replica's own streams
+    and their LSTM state, which never leave it) and the step runs under `strategy.run`; only the
+    gradient computation is compiled, since the replicas' all-reduce cannot run inside XLA on CPU.
+    Each replica's loss is the mean over its streams divided by the number of replicas; the summed
+    gradients are then those of the mean over the global batch, and clipping sees that sum.
+    """
     variables = net.model.trainable_variables
     if not optimizer.built:
         optimizer.build(variables)
     noise, seed = cfg["input_noise"], cfg["seed"]
+    replicas = strategy.num_replicas_in_sync if strategy else 1
 
     @tf.function(jit_compile=cfg["jit_compile"])
-    def step(window, state):
+    def gradients(window, state, replica):
         x, y = window[:, :-1], window[:, 1:]
-        if noise:
-            x += noise * tf.random.stateless_normal(tf.shape(x), tf.stack([tf.constant(seed, tf.int64),
-                                                                          tf.cast(optimizer.iterations, tf.int64)]))
+        if noise:  # the global batch's noise, sliced: the same whatever the number of replicas
+            n = tf.shape(x)[0]
+            full = tf.random.stateless_normal(tf.concat([[n * replicas], tf.shape(x)[1:]], 0), tf.stack(
+                [tf.constant(seed, tf.int64), tf.cast(optimizer.iterations, tf.int64)]))
+            x += noise * full[replica * n:(replica + 1) * n]
         with tf.GradientTape() as tape:
             if cfg["condition_steps"]:
                 params, state = net.conditioned_window(x, state, cfg["ground_truth_steps"], cfg["condition_steps"])
             else:
                 params, state = net.window(x, state)
-            loss = net.head.loss(params, y)
-        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+            loss = net.head.loss(params, y) / replicas
+        return loss, tape.gradient(loss, variables), state
+
+    def replica_step(window, state):
+        context = tf.distribute.get_replica_context()
+        loss, grads, state = gradients(window, state, context.replica_id_in_sync_group)
+        if replicas > 1:
+            grads = context.all_reduce("SUM", grads)
+        grads = _clip(grads, cfg)
+        if replicas > 1:  # Keras's apply_gradients sums the replicas' gradients once more: each gives its share
+            grads = [g / replicas for g in grads]
+        optimizer.apply_gradients(zip(grads, variables))
         return loss, state
 
+    if strategy is None:
+        return tf.function(replica_step, jit_compile=cfg["jit_compile"])
+
+    @tf.function
+    def step(window, state):
+        loss, state = strategy.run(replica_step, args=(window, state))
+        return strategy.reduce("SUM", loss, None), state
+
     return step
+
+
+def _clip(grads, cfg):
+    """char-rnn's elementwise clamp (`clip=value`) or a rescale to a joint norm (`clip=global_norm`)."""
+    if not cfg["grad_clip"]:
+        return grads
+    if cfg["clip"] == "value":
+        return [tf.clip_by_value(g, -cfg["grad_clip"], cfg["grad_clip"]) for g in grads]
+    return tf.clip_by_global_norm(grads, cfg["grad_clip"])[0]
 
 
 def _summary(history, cfg, final):
