@@ -22,7 +22,7 @@ ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=os.pathsep.join([ROO
 
 def _ae_settings(**extra):
     return dict(autoencoder_training.flagfile_settings(os.path.join(ROOT, "flags", "tiny_autoencoder.flags")),
-                **AE, **extra)
+                **{**AE, **extra})
 
 
 def _lstm_settings(**extra):

@@ -327,7 +327,7 @@ class Shards:
             order = tf.random.experimental.stateless_shuffle(tf.constant(mine, tf.int64),
                                                              seed=tf.stack([tf.constant(seed, tf.int64), epoch]))
             return tf.data.Dataset.from_tensor_slices(order).interleave(
-                lambda i: shard(i, epoch), cycle_length=_OPEN_SHARDS, block_length=1, deterministic=True)
+                lambda i: shard(i, epoch), cycle_length=_OPEN_SHARDS, block_length=1)
 
         ds = tf.data.Dataset.range(first_pass, 2**62).flat_map(one_pass).skip(offset)
         return _to_pairs_from_frames(ds.batch(per_replica, drop_remainder=True))

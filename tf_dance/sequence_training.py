@@ -157,9 +157,9 @@ def train_and_evaluate(latents_path, workdir, export_dir, **config):
             cfg["model"], latents.shape[1], mean, std, batch_size=cfg["batch_size"], units=cfg["units"],
             num_layers=cfg["num_layers"], fnn_hidden=cfg["fnn_hidden"], head=cfg["head"],
             mixtures=cfg["mixtures"], init=cfg["init"], seed=cfg["seed"])
-        net = sequence_model.make_net(model)
-        windows = char_rnn_batches(net.normalize(train), cfg["batch_size"], cfg["seq_length"])
-        # Clipping happens in the step, on the gradient of the global batch (see make_train_step).
+    net = sequence_model.make_net(model)
+    windows = char_rnn_batches(net.normalize(train), cfg["batch_size"], cfg["seq_length"])
+    with strategy.scope():  # no clipping here: the step clips the global batch's gradient (make_train_step)
         optimizer = keras.optimizers.Adam(
             EpochDecay(cfg["learning_rate"], len(windows), cfg["lr_decay"], cfg["lr_decay_after"]))
         optimizer.build(model.trainable_variables)
@@ -169,7 +169,8 @@ def train_and_evaluate(latents_path, workdir, export_dir, **config):
     history = []
     if checkpoints.restore():
         history = _read_history(workdir, int(epoch.numpy()))
-        print(f"Resuming from {checkpoints.manager.latest_checkpoint} (epoch {int(epoch.numpy())} of {cfg['epochs']}).")
+        print(f"Resuming from {checkpoints.manager.latest_checkpoint} "
+              f"(epoch {int(epoch.numpy())} of {cfg['epochs']}).")
 
     distributed = cfg["distribute"] != "none"
     train_step = make_train_step(net, optimizer, cfg, strategy if distributed else None)
