@@ -8,7 +8,8 @@ frames would flatter the model). The workdir holds TensorBoard logs (with recons
 images), periodic checkpoints of model + optimizer and, at the end, `encoder.keras` /
 `decoder.keras` for fine-tuning, `eval.json` and `reconstructions.png` (the paper's Figure 4).
 A killed run started again with the same flags resumes from its last checkpoint and data
-position and stops at the same step count.
+position and stops at the same step count. `distribute` trains on several devices or workers
+(`training.strategy`); a dataset may be a directory or glob of `.npz` shards, streamed (`Shards`).
 """
 
 import os
