@@ -12,6 +12,7 @@ position and stops at the same step count. `distribute` trains on several device
 (`training.strategy`); a dataset may be a directory or glob of `.npz` shards, streamed (`Shards`).
 """
 
+import gc
 import os
 import sys
 import time
@@ -202,12 +203,13 @@ def train_and_evaluate(data_path, workdir, export_dir, **config):
 
     train_seconds = 0.0
     if start < config["steps"]:
-        batches = strategy.distribute_datasets_from_function(
-            lambda context: source.batches(context, per_replica, start))
         t0 = time.perf_counter()
-        _fit(model, config, strategy, batches, source.val_batches() if chief else None,
-             source.shown() if chief else None, checkpoints, workdir if chief else None)
+        _fit(model, config, strategy,
+             strategy.distribute_datasets_from_function(lambda context: source.batches(context, per_replica, start)),
+             source.val_batches() if chief else None, source.shown() if chief else None, checkpoints,
+             workdir if chief else None)
         train_seconds = time.perf_counter() - t0
+        gc.collect()  # the input pipeline (tf.function reference cycles hold it) and its open shards, before evaluation
     done = int(model.optimizer.iterations.numpy())
     if not chief:
         return None
@@ -342,7 +344,7 @@ class Shards:
         return self.eval_frames[:: max(1, len(self.eval_frames) // 8)][:8]
 
 
-_OPEN_SHARDS = 4
+_OPEN_SHARDS = 2  # peak memory grows by about two shards per open shard (measured: BENCHMARKS.md)
 
 
 def _pair(frames):
