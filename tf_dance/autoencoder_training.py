@@ -344,7 +344,7 @@ class Shards:
         return self.eval_frames[:: max(1, len(self.eval_frames) // 8)][:8]
 
 
-_OPEN_SHARDS = 2  # peak memory grows by about two shards per open shard (measured: BENCHMARKS.md)
+_OPEN_SHARDS = 2  # each open shard holds its training frames in memory (25,000 frames at 96x54: ~120 MB)
 
 
 def _pair(frames):
