@@ -12,7 +12,6 @@ position and stops at the same step count. `distribute` trains on several device
 (`training.strategy`); a dataset may be a directory or glob of `.npz` shards, streamed (`Shards`).
 """
 
-import gc
 import os
 import sys
 import time
@@ -209,7 +208,6 @@ def train_and_evaluate(data_path, workdir, export_dir, **config):
              source.val_batches() if chief else None, source.shown() if chief else None, checkpoints,
              workdir if chief else None)
         train_seconds = time.perf_counter() - t0
-        gc.collect()  # the input pipeline (tf.function reference cycles hold it) and its open shards, before evaluation
     done = int(model.optimizer.iterations.numpy())
     if not chief:
         return None
