@@ -192,7 +192,8 @@ def test_sharded_dataset_streams_and_resumes(tmp_path):
         num_replicas_in_sync, num_input_pipelines, input_pipeline_id = 2, 2, 1
 
     batches = [x.numpy() for x, _ in source.batches(Context, 4, 0).take(12)]
-    worker1 = source._load(1, 0)  # worker 1 of 2 owns shard 1 only; its frames in the first pass's order
+    frames, order = source._load(1, 0)  # worker 1 of 2 owns shard 1 only; its frames in the first pass's order
+    worker1 = frames[order]
     np.testing.assert_array_equal(np.concatenate(batches[:9]), worker1[:36].astype(np.float32) / 255)
     resumed = [x.numpy() for x, _ in source.batches(Context, 4, 5).take(4)]  # step 5: one replica read 5 batches
     np.testing.assert_array_equal(resumed, batches[5:9])

@@ -306,7 +306,7 @@ class Shards:
         if len(frames) != self.counts[i]:
             raise cli.UserError(f"{self.paths[i]} changed during training")
         train, _ = self._split(len(frames), i)
-        return frames[np.random.default_rng([self.config["seed"], epoch, i]).permutation(train)]
+        return frames, np.random.default_rng([self.config["seed"], epoch, i]).permutation(train)
 
     def batches(self, context, per_replica, start):
         """Per-replica batches of this worker's shards from step `start` on."""
@@ -319,10 +319,11 @@ class Shards:
         first_pass, offset = divmod(start * local * per_replica, per_pass)
         seed = self.config["seed"]
 
-        def shard(i, epoch):
-            frames = tf.numpy_function(self._load, [i, epoch], tf.uint8, stateful=False)
+        def shard(i, epoch):  # the shard once, read through its shuffled training indices (no shuffled copy)
+            frames, order = tf.numpy_function(self._load, [i, epoch], (tf.uint8, tf.int64), stateful=False)
             frames.set_shape([None, *self.shape])
-            return tf.data.Dataset.from_tensor_slices(frames)
+            order.set_shape([None])
+            return tf.data.Dataset.from_tensor_slices(order).map(lambda j: tf.gather(frames, j))
 
         def one_pass(epoch):
             order = tf.random.experimental.stateless_shuffle(tf.constant(mine, tf.int64),
