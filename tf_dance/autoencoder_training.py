@@ -343,7 +343,7 @@ class Shards:
         return self.eval_frames[:: max(1, len(self.eval_frames) // 8)][:8]
 
 
-_OPEN_SHARDS = 2  # each open shard holds its training frames in memory (25,000 frames at 96x54: ~120 MB)
+_OPEN_SHARDS = 2  # each open shard is held in memory once (25,000 frames at 96x54: ~130 MB)
 
 
 def _pair(frames):
