@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -14,6 +15,16 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Must equal flags/tiny_autoencoder.flags (checked below), so in-process and CLI runs compare.
 TINY = dict(steps=20, batch_size=16, learning_rates=[3e-3], lr_boundaries=[], filters=[4, 4, 8, 8],
             latent_dim=128, val_fraction=0.1, checkpoint_every=10, eval_pairs=50, precision="float32")
+
+
+def _cli(*args, **popen):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2",
+               PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
+    command = [sys.executable, "-m", "tf_dance.train_autoencoder", f"--flagfile={ROOT}/flags/tiny_autoencoder.flags",
+               *args]
+    if popen:
+        return subprocess.Popen(command, cwd=ROOT, env=env, **popen)
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
 
 
 def _clean(result):
@@ -117,7 +128,8 @@ def test_train_evaluate_export(trained):
     assert 0 <= m["iou"] <= 1 and 0 <= m["mse"] <= 1 and -1 <= m["spearman_pixel_vs_latent"] <= 1
     assert result["encoder_dir"] == os.path.join(models, "encoder", "1")
     assert result["decoder_dir"] == os.path.join(models, "decoder", "1")
-    for name in ("eval.json", "reconstructions.png", "encoder.keras", "decoder.keras", "state.json"):
+    for name in ("eval.json", "reconstructions.png", "encoder.keras", "decoder.keras", "config.json",
+                 "checkpoints/checkpoint", "checkpoints/ckpt-20.index"):
         assert os.path.isfile(os.path.join(work, name)), name
     with open(os.path.join(work, "eval.json")) as f:
         assert json.load(f)["metrics"]["steps"] == TINY["steps"]
@@ -186,27 +198,41 @@ def test_saved_model_cli_runs_the_decoder(trained, tmp_path):
     assert np.abs(np.round(frames * 255) - decoded).max() <= 1
 
 
-def test_resume_after_kill_matches_unbroken_run(trained, tiny_dataset, tmp_path, run_module):
+def test_resume_after_kill_matches_unbroken_run(trained, tiny_dataset, tmp_path):
+    """SIGKILLed from outside after its first checkpoint, restarted with the same flags: it resumes
+    there, stops at exactly --steps, exports once, and its weights equal an unbroken run's."""
     import keras
-    from tf_dance import autoencoder  # noqa: F401 (registers the custom layer for loading)
-    _, unbroken, _ = trained
-    work, models = str(tmp_path / "work"), str(tmp_path / "models")
-    args = [f"--flagfile={ROOT}/flags/tiny_autoencoder.flags", f"--data={tiny_dataset}", f"--workdir={work}",
-            f"--export_dir={models}"]
-    first = _clean(run_module("tf_dance.train_autoencoder", *args, "--stop_after=15"))
-    assert first.returncode == -signal.SIGKILL, (first.returncode, first.stderr[-2000:])
-    with open(os.path.join(work, "state.json")) as f:
-        assert json.load(f)["step"] == 10  # the last checkpoint before the kill
-    assert not os.path.exists(models)
-    assert sorted(n for n in os.listdir(work) if n != "logs") == ["ckpt-10.weights.h5", "state.json"]
-    second = _clean(run_module("tf_dance.train_autoencoder", *args))
+    import tensorflow as tf
+    from tf_dance import autoencoder, autoencoder_training  # noqa: F401 (registers the custom layer for loading)
+    work, models = tmp_path / "work", str(tmp_path / "models")
+    args = [f"--data={tiny_dataset}", f"--workdir={work}", f"--export_dir={models}"]
+    killed = _cli(*args, "--steps=100000", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while not os.path.exists(work / "checkpoints" / "checkpoint") and time.time() < deadline:
+            assert killed.poll() is None, "training ended before it could be killed"
+            time.sleep(0.05)
+    finally:
+        killed.send_signal(signal.SIGKILL)
+        killed.wait()
+    assert not os.path.exists(models)  # a killed run exports nothing
+    done = int(tf.train.latest_checkpoint(str(work / "checkpoints")).rsplit("-", 1)[1])
+    assert done % TINY["checkpoint_every"] == 0
+    target = done + TINY["checkpoint_every"]
+    second = _cli(*args, f"--steps={target}")
     assert second.returncode == 0, second.stderr[-2000:]
-    assert "Resuming" in second.stdout and "at step 10 of 20" in second.stdout
-    with open(os.path.join(work, "eval.json")) as f:
-        assert json.load(f)["metrics"]["steps"] == 20
+    assert f"Resuming {work} at step {done} of {target}" in second.stdout
+    with open(work / "eval.json") as f:
+        assert json.load(f)["metrics"]["steps"] == target
     assert os.listdir(os.path.join(models, "encoder")) == ["1"]
+    if target == TINY["steps"]:
+        _, unbroken, _ = trained
+    else:
+        unbroken = str(tmp_path / "straight")
+        autoencoder_training.train_and_evaluate(tiny_dataset, unbroken, str(tmp_path / "models2"), verbose=0,
+                                                **{**TINY, "steps": target})
     for name in ("encoder", "decoder"):
-        a = keras.models.load_model(os.path.join(work, f"{name}.keras")).get_weights()
+        a = keras.models.load_model(work / f"{name}.keras").get_weights()
         b = keras.models.load_model(os.path.join(unbroken, f"{name}.keras")).get_weights()
         for x, y in zip(a, b):
             np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
@@ -282,7 +308,7 @@ def test_bad_config_and_changed_settings(trained, tiny_dataset):
                        (dict(val_fraction=1.0), "val_fraction"), (dict(colour="red"), "unknown")):
         with pytest.raises(cli.UserError, match=match):
             autoencoder_training.train_and_evaluate(tiny_dataset, work, models, **{**TINY, **bad})
-    with pytest.raises(cli.UserError, match="different settings.*filters"):
+    with pytest.raises(cli.UserError, match="other settings.*filters"):
         autoencoder_training.train_and_evaluate(tiny_dataset, work, models, **{**TINY, "filters": [4, 4, 8, 16]})
 
 
@@ -305,4 +331,4 @@ def test_cli_errors(tmp_path, run_module):
         r = _clean(run_module(module, *args))
         assert r.returncode != 0 and message in r.stderr, (module, args, r.stderr[-2000:])
     assert not os.path.exists(models) and not os.path.exists(tmp_path / "z.npy")
-    assert not os.path.exists(tmp_path / "w" / "state.json")
+    assert not os.path.exists(tmp_path / "w")

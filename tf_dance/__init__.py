@@ -22,6 +22,7 @@ Models and training:
   sequence_model        the stateful LSTM and the FNN baseline, with a fused, hand-differentiated LSTM
   sequence_training     the library behind train_lstm: char-rnn streams, resume, export
   config                one settings mechanism for both trainers: flags, checks and flagfile reading
+  training              what both trainers share: tf.distribute strategies, checkpoints, workdir claims, logs
   rollout               exporting the sequence model's serving signatures: step, rollout, prime, continue
   generation            making a dance (make_dance) and writing it (write_dance), in pieces for any length (3.5)
 

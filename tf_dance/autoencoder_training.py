@@ -8,23 +8,19 @@ shifted and rescaled, for small footage), a held-out split of whole stretches in
 images), periodic checkpoints of model + optimizer and, at the end, `encoder.keras` /
 `decoder.keras` for fine-tuning, `eval.json` and `reconstructions.png` (the paper's Figure 4).
 A killed run started again with the same flags resumes from its last checkpoint and data
-position and stops at the same step count.
+position and stops at the same step count. `distribute` trains on several devices or workers
+(`training.strategy`); a dataset may be a directory or glob of `.npz` shards, streamed (`Shards`).
 """
 
-import glob
-import json
-import math
 import os
-import signal
 import sys
 import time
 
 import keras
 import numpy as np
 import tensorflow as tf
-from tensorflow.core.framework import summary_pb2
 
-from tf_dance import autoencoder, cli, data, stage
+from tf_dance import autoencoder, cli, data, stage, training
 from tf_dance import config as config_lib
 from tf_dance import metrics as metrics_lib
 from tf_dance.config import Setting
@@ -68,8 +64,8 @@ SETTINGS = {
     "augment_scale": Setting(0.0, "Augment training frames: scale each about the frame's centre by a random "
                              "factor in [1 - s, 1 + s]; 0 = off.", low=0.0, high=0.5),
     "seed": Setting(0, "Seed for weights, the held-out split and batch order."),
-    "checkpoint_every": Setting(1000, "Steps between checkpoints; also one Keras 'epoch' (progress bar, "
-                                "validation, logs).", low=1),
+    "checkpoint_every": Setting(1000, "Steps between checkpoints, validation and TensorBoard logs (one "
+                                "progress bar).", low=1),
     "jit_compile": Setting(False, "Compile the train step with XLA. On CPU XLA's convolutions are slower than "
                            "TensorFlow's oneDNN ones (see BENCHMARKS.md), so off by default."),
     "precision": Setting("float32", "float32; mixed_bfloat16 (bfloat16 compute, float32 weights: ~2x faster on "
@@ -82,15 +78,13 @@ SETTINGS = {
                      "dancers travel and change size; off = the paper's autoencoder."),
     "eval_pairs": Setting(2000, "Random held-out frame pairs for the Figure 3 check (pixel vs. latent distance).",
                           low=10),
-    "stop_after": Setting(0, "Testing aid: the process SIGKILLs itself after this many steps, to test "
-                          "resuming (0: never).", low=0),
-    "verbose": Setting("auto", "Keras progress: auto (a live bar on a terminal, a line per epoch otherwise), "
+    "distribute": Setting("none", training.DISTRIBUTE_HELP, choices=training.DISTRIBUTE),
+    "verbose": Setting("auto", "Progress: auto (a live bar on a terminal, a line per epoch otherwise), "
                        "0, 1 or 2.", choices=("auto", 0, 1, 2, "0", "1", "2")),
 }
 # Settings that fix the model's shape or the data order; a resumed run must keep them.
 _FIXED = ("filters", "latent_dim", "batch_size", "val_fraction", "seed", "code_activation", "dense_init", "extra_conv",
           "augment_flip", "augment_shift", "augment_scale", "stage")
-_STATE = "state.json"
 _MAX_EVAL = 5000  # frames evaluated at the end (evenly spaced), to bound memory on long videos
 
 
@@ -225,101 +219,6 @@ def _to_pairs(index_ds, table):
     return index_ds.map(load, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
-class _Checkpoint(keras.callbacks.Callback):
-    """At each epoch end: weights + optimizer to ckpt-<step>.weights.h5, then the state file, atomically."""
-
-    def __init__(self, workdir, state):
-        super().__init__()
-        self.workdir, self.state = workdir, state
-
-    def on_epoch_end(self, epoch, logs=None):
-        step = int(self.model.optimizer.iterations.numpy())
-        name = f"ckpt-{step}.weights.h5"
-        self.model.save_weights(os.path.join(self.workdir, name))
-        _write_json(os.path.join(self.workdir, _STATE), {**self.state, "step": step, "checkpoint": name})
-        for old in glob.glob(os.path.join(self.workdir, "ckpt-*.weights.h5")):
-            if os.path.basename(old) != name:
-                os.remove(old)
-
-
-class _StopAt(keras.callbacks.Callback):
-    """Ends training at exactly `steps`; at `abandon_at` the process kills itself (SIGKILL: no
-    clean-up, no `finally`), the way a crash or an impatient user would stop it."""
-
-    def __init__(self, steps, abandon_at=0):
-        super().__init__()
-        self.steps, self.abandon_at = steps, abandon_at
-
-    def on_train_batch_end(self, batch, logs=None):
-        step = int(self.model.optimizer.iterations.numpy())
-        if self.abandon_at and step >= self.abandon_at:
-            sys.stdout.flush()
-            os.kill(os.getpid(), signal.SIGKILL)
-        if step >= self.steps:
-            self.model.stop_training = True
-
-
-class _Summaries(keras.callbacks.Callback):
-    """TensorBoard logs each epoch: the epoch's metrics and the learning rate as scalars, and
-    held-out originals above their reconstructions as images.
-
-    Written with the core `tf.summary.write` op plus the plugin metadata TensorBoard reads, so
-    logs are written even where the tensorboard package (needed by `keras.callbacks.TensorBoard`
-    and `tf.summary.scalar`, but not a dependency) is not installed.
-    """
-
-    def __init__(self, log_dir, frames):
-        super().__init__()
-        self.writer = tf.summary.create_file_writer(log_dir)
-        self.frames = frames.astype(np.float32) / 255.0
-
-    @staticmethod
-    def _metadata(plugin):
-        metadata = summary_pb2.SummaryMetadata()
-        metadata.plugin_data.plugin_name = plugin
-        return metadata
-
-    def on_epoch_end(self, epoch, logs=None):
-        step = int(self.model.optimizer.iterations.numpy())
-        recon = tf.cast(tf.sigmoid(self.model(self.frames, training=False)), tf.float32)
-        grid = tf.concat([self.frames, recon], axis=1)
-        pngs = [tf.io.encode_png(tf.cast(tf.round(g * 255), tf.uint8)) for g in grid]
-        scalars = {**(logs or {}), "learning_rate": self.model.optimizer.learning_rate}
-        with self.writer.as_default(step=step):
-            for name, value in scalars.items():
-                tf.summary.write(name, tf.cast(value, tf.float32), metadata=self._metadata("scalars"))
-            size = [tf.as_string(grid.shape[2]), tf.as_string(grid.shape[1])]
-            tf.summary.write("held_out/original_over_reconstruction", tf.stack(size + pngs),
-                             metadata=self._metadata("images"))
-        self.writer.flush()
-
-
-def _write_json(path, obj):
-    with cli.atomic_output(path) as tmp, open(tmp, "w") as f:
-        json.dump(obj, f, indent=2)
-
-
-def _read_state(workdir, fixed):
-    path = os.path.join(workdir, _STATE)
-    if not os.path.exists(path):
-        return None
-    try:
-        with open(path) as f:
-            state = json.load(f)
-        checkpoint = os.path.join(workdir, state["checkpoint"])
-        step = int(state["step"])
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise cli.UserError(f"{path} is unreadable ({e}); use a new --workdir") from None
-    if not os.path.isfile(checkpoint):
-        raise cli.UserError(f"{path} names a missing checkpoint {checkpoint}; use a new --workdir")
-    changed = {k: (state.get("fixed", {}).get(k), v) for k, v in fixed.items() if state.get("fixed", {}).get(k) != v}
-    if changed:
-        what = "; ".join(f"{k}: {a} -> {b}" for k, (a, b) in changed.items())
-        raise cli.UserError(f"{workdir} holds a run with different settings ({what}); "
-                            "use a new --workdir or the same settings to resume")
-    return step, checkpoint
-
-
 def _verbosity(verbose):
     """Keras's live progress bar on a terminal; one line per epoch in a log file or pipe."""
     if verbose == "auto":
@@ -358,57 +257,52 @@ def build(shape, config, policy="float32"):
 def train_and_evaluate(data_path, workdir, export_dir, **config):
     """Trains (or resumes) in `workdir`, evaluates on the held-out frames, exports both SavedModels.
 
-    Returns dict(metrics, encoder_dir, decoder_dir). `stop_after` kills the calling process.
+    `data_path` is one `.npz` (loaded into memory) or a directory or glob of `.npz` shards (streamed,
+    see `Shards`). Returns dict(metrics, encoder_dir, decoder_dir); under several workers only the
+    chief evaluates and exports, and the others return None.
     """
     config = check_config(config)
-    frames, _, extras = data.load_dataset(data_path)
-    train_idx, val_idx = split(len(frames), config["val_fraction"], config["seed"], extras.get("clips"))
-    data.check_batch(config["batch_size"], len(train_idx), frames.shape[1:])
-    eval_idx = val_idx if len(val_idx) else train_idx
-    if len(eval_idx) > _MAX_EVAL:
-        eval_idx = eval_idx[np.linspace(0, len(eval_idx) - 1, _MAX_EVAL).astype(int)]
-    shape = frames.shape[1:]
-    fixed = {**{k: config[k] for k in _FIXED}, "frame_shape": list(shape), "frames": len(frames)}
-    os.makedirs(workdir, exist_ok=True)
-    resumed = _read_state(workdir, fixed)
-    start = resumed[0] if resumed else 0
+    strategy = training.strategy(config["distribute"])
+    chief = training.is_chief(strategy)
+    per_replica = training.replicas(strategy, config["batch_size"])
+    paths = data.dataset_paths(data_path)
+    if len(paths) == 1:
+        source = InMemory(paths[0], config)
+    else:
+        source = Shards(paths, config, load_eval=chief)
+    training.claim_workdir(workdir, {k: config[k] for k in _FIXED}, source.fingerprint, write=chief)
 
     keras.utils.set_random_seed(config["seed"])
     policy = _policy(config["precision"])
-    encoder, decoder, model = build(shape, config, policy)
-    if resumed:
+    with strategy.scope():
+        encoder, decoder, model = build(source.shape, config, policy)
         model.optimizer.build(model.trainable_variables)
-        model.load_weights(resumed[1])
+    checkpoints = training.Checkpoints(workdir, tf.train.Checkpoint(model=model, optimizer=model.optimizer), chief)
+    start = 0
+    if checkpoints.restore():
+        start = int(model.optimizer.iterations.numpy())
         print(f"Resuming {workdir} at step {start} of {config['steps']}", flush=True)
 
-    every = config["checkpoint_every"]
     train_seconds = 0.0
     if start < config["steps"]:
-        epochs = start // every + math.ceil((config["steps"] - start) / every)
-        posed = stage.centre_frames(frames) if config["stage"] else frames  # what the conv autoencoder sees
-        callbacks = [
-            _StopAt(config["steps"], config["stop_after"]),
-            _Summaries(os.path.join(workdir, "logs"), posed[eval_idx[:: max(1, len(eval_idx) // 8)][:8]]),
-            _Checkpoint(workdir, {"fixed": fixed, "config": config}),
-        ]
-        table = tf.constant(posed)
         t0 = time.perf_counter()
-        model.fit(train_batches(table, train_idx, config["batch_size"], config["seed"], start,
-                                config["augment_flip"], config["augment_shift"], config["augment_scale"]),
-                  steps_per_epoch=every, epochs=epochs, initial_epoch=start // every,
-                  validation_data=eval_batches(table, val_idx) if len(val_idx) else None,
-                  callbacks=callbacks, shuffle=False, verbose=_verbosity(config["verbose"]))
+        _fit(model, config, strategy,
+             strategy.distribute_datasets_from_function(lambda context: source.batches(context, per_replica, start)),
+             source.val_batches() if chief else None, source.shown() if chief else None, checkpoints,
+             workdir if chief else None)
         train_seconds = time.perf_counter() - t0
     done = int(model.optimizer.iterations.numpy())
+    if not chief:
+        return None
 
-    encoder32, decoder32 = _as_float32(encoder, decoder, shape, config, policy)
+    encoder32, decoder32 = _as_float32(encoder, decoder, source.shape, config)
     if config["stage"]:
         encoder32, decoder32 = stage.staged_encoder(encoder32), stage.staged_decoder(decoder32)
-    metrics = evaluate(encoder32, decoder32, frames[eval_idx], config["seed"], config["eval_pairs"],
+    metrics = evaluate(encoder32, decoder32, source.eval_frames, config["seed"], config["eval_pairs"],
                        os.path.join(workdir, "reconstructions.png"))
-    metrics.update(steps=done, held_out=bool(len(val_idx)), eval_frames=int(len(eval_idx)),
-                   train_frames=int(len(train_idx)), precision=policy, loss=config["loss"],
-                   train_seconds=round(train_seconds, 1))
+    metrics.update(steps=done, held_out=source.held_out, eval_frames=int(len(source.eval_frames)),
+                   train_frames=int(source.train_frames), precision=policy, loss=config["loss"],
+                   train_seconds=round(train_seconds, 1), replicas=strategy.num_replicas_in_sync)
     if train_seconds:
         metrics["train_images_per_s"] = round((done - start) * config["batch_size"] / train_seconds, 1)
     for name, m in (("encoder", encoder32), ("decoder", decoder32)):
@@ -418,14 +312,223 @@ def train_and_evaluate(data_path, workdir, export_dir, **config):
     encoder_dir = cli.export_version(export_dir, "encoder", lambda d: autoencoder.export_encoder(encoder32, d, record))
     decoder_dir = cli.export_version(export_dir, "decoder", lambda d: autoencoder.export_decoder(decoder32, d, record))
     result = dict(metrics=metrics, encoder_dir=encoder_dir, decoder_dir=decoder_dir)
-    _write_json(os.path.join(workdir, "eval.json"), {**result, "data": os.path.abspath(data_path), "config": config})
+    training.write_json(os.path.join(workdir, "eval.json"),
+                        {**result, "data": os.path.abspath(data_path), "config": config})
     return result
 
 
-def _as_float32(encoder, decoder, shape, config, policy):
-    """float32 copies for evaluation and export: they run on any CPU, bfloat16 or not."""
-    if policy == "float32":
-        return encoder, decoder
+class InMemory:
+    """One `.npz` held in memory: random batches over its training frames (`train_batches`), its
+    held-out stretches for validation and evaluation."""
+
+    def __init__(self, path, config):
+        self.config = config
+        self.frames, _, extras = data.load_dataset(path)
+        self.train_idx, self.val_idx = split(len(self.frames), config["val_fraction"], config["seed"],
+                                             extras.get("clips"))
+        data.check_batch(config["batch_size"], len(self.train_idx), self.frames.shape[1:])
+        eval_idx = self.val_idx if len(self.val_idx) else self.train_idx
+        if len(eval_idx) > _MAX_EVAL:
+            eval_idx = eval_idx[np.linspace(0, len(eval_idx) - 1, _MAX_EVAL).astype(int)]
+        self.eval_frames = self.frames[eval_idx]
+        # what the conv autoencoder sees: the frames, or with --stage their centred poses
+        self.posed = stage.centre_frames(self.frames) if config["stage"] else self.frames
+        self.shown_frames = self.posed[eval_idx[:: max(1, len(eval_idx) // 8)][:8]]
+        self.shape, self.train_frames = self.frames.shape[1:], len(self.train_idx)
+        self.held_out = bool(len(self.val_idx))
+        self.fingerprint = {"frame_shape": list(self.shape), "frames": len(self.frames)}
+        self.table = tf.constant(self.posed)
+
+    def batches(self, context, per_replica, start):
+        """This pipeline's replicas' slices of the global batches from step `start` on: every worker walks
+        the same global batches, so any number of replicas trains on exactly what one would."""
+        c = self.config
+        return training.replica_slices(train_batches(self.table, self.train_idx, c["batch_size"], c["seed"], start,
+                                                     c["augment_flip"], c["augment_shift"], c["augment_scale"]),
+                                       context, c["batch_size"])
+
+    def val_batches(self):
+        return eval_batches(self.table, self.val_idx) if len(self.val_idx) else None
+
+    def shown(self):
+        return self.shown_frames
+
+
+class Shards:
+    """A dataset of many `.npz` shards, streamed: never more than a few shards in memory.
+
+    Each worker reads its own shards (shard i goes to worker i mod workers); each pass over them
+    visits the shards in a seeded order, interleaving `_OPEN_SHARDS` at a time, every shard's
+    training frames in a seeded order. Each shard holds out its own stretches (`split` with seed
+    + shard index); validation and the final evaluation use up to `_MAX_EVAL` of them, taken from
+    at most 8 shards spread over the dataset. A resumed run skips whole passes without reading them.
+    """
+
+    def __init__(self, paths, config, load_eval=True):
+        self.paths, self.config = paths, config
+        unsupported = [k for k in ("stage", "augment_flip", "augment_shift", "augment_scale") if config[k]]
+        if unsupported:
+            raise cli.UserError(f"--{', --'.join(unsupported)} work on a single-file dataset, not on shards")
+        shapes = [data.frames_shape(p) for p in paths]
+        if len({s[1:] for s in shapes}) > 1:
+            raise cli.UserError(f"the shards of a dataset must have one frame size, found "
+                                f"{sorted({s[1:] for s in shapes})}")
+        self.shape = shapes[0][1:]
+        self.counts = [s[0] for s in shapes]
+        self.train_counts = [len(self._split(n, i)[0]) for i, n in enumerate(self.counts)]
+        self.train_frames = sum(self.train_counts)
+        self.held_out = config["val_fraction"] > 0
+        self.fingerprint = {"frame_shape": list(self.shape), "frames": sum(self.counts), "shards": len(paths)}
+        self.eval_frames = self._eval_frames() if load_eval else None
+
+    def _split(self, n, i):
+        return split(n, self.config["val_fraction"], self.config["seed"] + i)
+
+    def _eval_frames(self):
+        picked = np.unique(np.linspace(0, len(self.paths) - 1, min(8, len(self.paths))).astype(int))
+        per_shard = _MAX_EVAL // len(picked)
+        chosen = []
+        for i in picked:
+            frames = data.load_dataset(self.paths[i])[0]
+            train, held = self._split(len(frames), i)
+            idx = held if len(held) else train
+            chosen.append(frames[idx[np.linspace(0, len(idx) - 1, min(per_shard, len(idx))).astype(int)]])
+        return np.concatenate(chosen)
+
+    def _load(self, i, epoch):
+        i, epoch = int(i), int(epoch)
+        frames = data.load_dataset(self.paths[i])[0]
+        if len(frames) != self.counts[i]:
+            raise cli.UserError(f"{self.paths[i]} changed during training")
+        train, _ = self._split(len(frames), i)
+        return frames, np.random.default_rng([self.config["seed"], epoch, i]).permutation(train)
+
+    def batches(self, context, per_replica, start):
+        """Per-replica batches of this worker's shards from step `start` on."""
+        mine = np.arange(len(self.paths))[context.input_pipeline_id::context.num_input_pipelines]
+        if not len(mine):
+            raise cli.UserError(f"{len(self.paths)} shards cannot feed {context.num_input_pipelines} workers; "
+                                "give at least one shard per worker")
+        per_pass = sum(self.train_counts[i] for i in mine)
+        local = context.num_replicas_in_sync // context.num_input_pipelines
+        first_pass, offset = divmod(start * local * per_replica, per_pass)
+        seed = self.config["seed"]
+
+        def shard(i, epoch):  # the shard once, read through its shuffled training indices (no shuffled copy)
+            frames, order = tf.numpy_function(self._load, [i, epoch], (tf.uint8, tf.int64), stateful=False)
+            frames.set_shape([None, *self.shape])
+            order.set_shape([None])
+            return tf.data.Dataset.from_tensor_slices(order).map(lambda j: tf.gather(frames, j))
+
+        def one_pass(epoch):
+            order = tf.random.experimental.stateless_shuffle(tf.constant(mine, tf.int64),
+                                                             seed=tf.stack([tf.constant(seed, tf.int64), epoch]))
+            return tf.data.Dataset.from_tensor_slices(order).interleave(
+                lambda i: shard(i, epoch), cycle_length=_OPEN_SHARDS, block_length=1)
+
+        ds = tf.data.Dataset.range(first_pass, 2**62).flat_map(one_pass).skip(offset)
+        return _to_pairs_from_frames(ds.batch(per_replica, drop_remainder=True))
+
+    def val_batches(self):
+        if not self.held_out:
+            return None
+        return tf.data.Dataset.from_tensor_slices(self.eval_frames).batch(500).map(_pair)
+
+    def shown(self):
+        return self.shown_frames
+
+
+_OPEN_SHARDS = 2  # each open shard is held in memory once (25,000 frames at 96x54: ~130 MB)
+
+
+def _pair(frames):
+    x = tf.cast(frames, tf.float32) / 255.0
+    return x, x
+
+
+def _to_pairs_from_frames(ds):
+    return ds.map(_pair, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def _fit(model, config, strategy, batches, val_batches, shown, checkpoints, workdir):
+    """Optimizer steps from the model's step count up to exactly `steps`; every `checkpoint_every`
+    steps (and at the end) a checkpoint and, on the chief (`workdir` set), validation and TensorBoard logs.
+
+    A hand-written step under `strategy.run` rather than `model.fit`: Keras 3.15's `fit` fails
+    under MultiWorkerMirroredStrategy (it cannot convert a PerReplica value), and one loop then
+    serves every `distribute` setting. Each replica's loss is its frames' loss summed and divided by
+    the global batch, and Keras's `apply_gradients` sums the replicas' gradients: the update is the
+    gradient of the mean over the global batch, whatever the number of replicas.
+    """
+    optimizer, variables = model.optimizer, model.trainable_variables
+    loss_fn, batch_size = autoencoder.LOSSES[config["loss"]], config["batch_size"]
+
+    @tf.function(jit_compile=config["jit_compile"])
+    def gradients(x, y):
+        with tf.GradientTape() as tape:
+            logits = tf.cast(model(x, training=True), tf.float32)
+            loss = tf.reduce_sum(loss_fn(y, logits)) / batch_size
+        return loss, tape.gradient(loss, variables), tf.reduce_sum(_iou(y, logits))
+
+    def replica_step(x, y):
+        loss, grads, iou = gradients(x, y)
+        optimizer.apply_gradients(zip(grads, variables))
+        return loss, iou
+
+    @tf.function
+    def train_step(iterator):
+        loss, iou = strategy.run(replica_step, args=next(iterator))
+        return strategy.reduce("SUM", loss, None), strategy.reduce("SUM", iou, None) / batch_size
+
+    @tf.function
+    def eval_step(x, y):
+        logits = tf.cast(model(x, training=False), tf.float32)
+        return tf.reduce_sum(loss_fn(y, logits)), tf.reduce_sum(_iou(y, logits)), tf.shape(x)[0]
+
+    writer = tf.summary.create_file_writer(os.path.join(workdir, "logs")) if workdir else None
+    every, steps, verbose = config["checkpoint_every"], config["steps"], _verbosity(config["verbose"])
+    batches = iter(batches)
+    step = int(optimizer.iterations.numpy())
+    while step < steps:
+        length = min(every - step % every, steps - step)
+        if verbose:
+            print(f"Steps {step + 1}-{step + length} of {steps}")
+        progress = keras.utils.Progbar(length, verbose=verbose, unit_name="step")
+        losses, ious = [], []
+        for i in range(length):
+            loss, iou = train_step(batches)
+            losses.append(float(loss))
+            ious.append(float(iou))
+            progress.update(i + 1, [("loss", losses[-1]), ("iou", ious[-1])])
+        step = int(optimizer.iterations.numpy())
+        if writer:
+            logs = {"loss": np.mean(losses), "iou": np.mean(ious), "learning_rate": optimizer.learning_rate}
+            if val_batches is not None:
+                totals = np.sum([[float(v) for v in eval_step(x, y)] for x, y in val_batches], axis=0)
+                logs.update(val_loss=totals[0] / totals[2], val_iou=totals[1] / totals[2])
+                if verbose:
+                    print(f"  val_loss {logs['val_loss']:.4g}  val_iou {logs['val_iou']:.3f}")
+            x = shown.astype(np.float32) / 255.0
+            recon = tf.cast(tf.sigmoid(model(x, training=False)), tf.float32)
+            training.write_summaries(writer, step, logs,
+                                     {"held_out/original_over_reconstruction": tf.concat([x, recon], axis=1)})
+        checkpoints.save(step)
+    if writer:
+        writer.close()
+
+
+def _iou(y, logits):
+    """Per-frame foreground IoU of the decoded frame (logits >= 0) vs. the target (>= 0.5)."""
+    pred = tf.cast(logits >= 0, tf.float32)
+    true = tf.cast(y >= 0.5, tf.float32)
+    inter = tf.reduce_sum(pred * true, axis=(1, 2, 3))
+    union = tf.reduce_sum(tf.maximum(pred, true), axis=(1, 2, 3))
+    return tf.where(union > 0, inter / tf.maximum(union, 1.0), 1.0)
+
+
+def _as_float32(encoder, decoder, shape, config):
+    """Plain float32 copies for evaluation and export: they run on any CPU, bfloat16 or not, and hold
+    ordinary variables, not a distribution strategy's."""
     enc, dec = _build_pair(shape, config)
     enc.set_weights(encoder.get_weights())
     dec.set_weights(decoder.get_weights())

@@ -21,7 +21,6 @@ and TensorBoard logs (`<workdir>/tensorboard`) record the losses; the trained mo
 as a versioned SavedModel (see `rollout.py`) and kept as `<workdir>/model.keras`.
 """
 
-import json
 import os
 import statistics
 import time
@@ -30,9 +29,8 @@ import zlib
 import keras
 import numpy as np
 import tensorflow as tf
-from tensorflow.core.framework import summary_pb2
 
-from tf_dance import cli, config, data, rollout, sequence_model
+from tf_dance import cli, config, data, rollout, sequence_model, training
 from tf_dance.config import Setting
 
 
@@ -84,9 +82,11 @@ SETTINGS = {
     "seed": Setting(0, "Seed for initialisation and noise; same settings + seed -> same model.", low=0),
     "export_name": Setting("", "SavedModel name under the export dir (default dance_<model>)."),
     "jit_compile": Setting(True, "Compile the training step with XLA (about 2x faster on CPU)."),
+    "distribute": Setting("none", training.DISTRIBUTE_HELP, choices=training.DISTRIBUTE),
 }
 # Settings that may change when a run resumes (the rest must match the checkpointed run).
-_RESUMABLE = {"epochs", "export_name", "jit_compile", "patience", "rollout_temperature", "rollout_noise"}
+_RESUMABLE = {"epochs", "export_name", "jit_compile", "patience", "rollout_temperature", "rollout_noise",
+              "distribute"}
 BEST_WEIGHTS = "best_weights.npz"
 
 
@@ -183,7 +183,8 @@ def char_rnn_batches(sequence, batch_size, seq_length, clips=None):
 
 
 def train_and_evaluate(latents_path, workdir, export_dir, clips=None, **config):
-    """Trains (resuming from `workdir` if it holds a checkpoint), exports, returns a summary dict.
+    """Trains (resuming from `workdir` if it holds a checkpoint), exports, returns a summary dict
+    (None on a worker other than the chief: only the chief writes records and exports).
 
     clips: int [N], the clip of every latent (default: the ids `encode` saved beside the file,
     or one clip). The export holds the epoch with the best validation loss.
@@ -196,6 +197,9 @@ def train_and_evaluate(latents_path, workdir, export_dir, clips=None, **config):
     frames_per_second (median over epochs), train_seconds, history (one dict per epoch), config.
     """
     cfg = resolve_config(config)
+    strategy = training.strategy(cfg["distribute"])
+    chief = training.is_chief(strategy)
+    per_replica = training.replicas(strategy, cfg["batch_size"])
     latents = data.load_latents(latents_path, dim=cfg["dim"] or None)
     clips = data.load_latent_clips(latents_path, len(latents)) if clips is None else \
         data._check_clips(clips, len(latents), "clips")
@@ -214,37 +218,43 @@ def train_and_evaluate(latents_path, workdir, export_dir, clips=None, **config):
         fingerprint["clips"] = zlib.crc32(np.ascontiguousarray(clips).tobytes())
     if extra_prints:
         fingerprint["extra_latents"] = extra_prints
-    _claim_workdir(workdir, cfg, fingerprint)
+    training.claim_workdir(workdir, {k: v for k, v in cfg.items() if k not in _RESUMABLE}, fingerprint, write=chief)
 
     keras.utils.set_random_seed(cfg["seed"])
-    model = sequence_model.build_model(
-        cfg["model"], latents.shape[1], mean, std, batch_size=cfg["batch_size"], units=cfg["units"],
-        num_layers=cfg["num_layers"], fnn_hidden=cfg["fnn_hidden"], head=cfg["head"],
-        mixtures=cfg["mixtures"], init=cfg["init"], seed=cfg["seed"], dropout=cfg["dropout"])
+    with strategy.scope():
+        model = sequence_model.build_model(
+            cfg["model"], latents.shape[1], mean, std, batch_size=cfg["batch_size"], units=cfg["units"],
+            num_layers=cfg["num_layers"], fnn_hidden=cfg["fnn_hidden"], head=cfg["head"],
+            mixtures=cfg["mixtures"], init=cfg["init"], seed=cfg["seed"], dropout=cfg["dropout"])
     net = sequence_model.make_net(model)
     windows = char_rnn_batches(net.normalize(train), cfg["batch_size"], cfg["seq_length"], train_clips)
-    clip = {} if not cfg["grad_clip"] else (
-        {"clipvalue": cfg["grad_clip"]} if cfg["clip"] == "value" else {"global_clipnorm": cfg["grad_clip"]})
-    optimizer = keras.optimizers.Adam(
-        EpochDecay(cfg["learning_rate"], len(windows), cfg["lr_decay"], cfg["lr_decay_after"]), **clip)
-    optimizer.build(model.trainable_variables)
-    epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
-    manager = tf.train.CheckpointManager(
-        tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch),
-        os.path.join(workdir, "checkpoints"), max_to_keep=2)
+    with strategy.scope():  # no clipping here: the step clips the global batch's gradient (make_train_step)
+        optimizer = keras.optimizers.Adam(
+            EpochDecay(cfg["learning_rate"], len(windows), cfg["lr_decay"], cfg["lr_decay_after"]))
+        optimizer.build(model.trainable_variables)
+        epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
+    checkpoints = training.Checkpoints(workdir, tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch),
+                                       chief)
     history = []
-    if manager.latest_checkpoint:
-        manager.checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-        history = _read_json(os.path.join(workdir, "history.json"), [])[:int(epoch.numpy())]
-        print(f"Resuming from {manager.latest_checkpoint} (epoch {int(epoch.numpy())} of {cfg['epochs']}).")
+    if checkpoints.restore():
+        history = _read_history(workdir, int(epoch.numpy()))
+        print(f"Resuming from {checkpoints.manager.latest_checkpoint} "
+              f"(epoch {int(epoch.numpy())} of {cfg['epochs']}).")
 
-    train_step = make_train_step(net, optimizer, cfg)
+    distributed = cfg["distribute"] != "none"
+    train_step = make_train_step(net, optimizer, cfg, strategy if distributed else None)
+
+    def on_replicas(make):  # `make(first, count)` of each replica's streams; replica r always gets the same ones
+        if not distributed:
+            return make(0, cfg["batch_size"])
+        return strategy.experimental_distribute_values_from_function(
+            lambda ctx: make(ctx.replica_id_in_sync_group * per_replica, per_replica))
     val_loss_fn = tf.function(
         lambda x, y, warm: net.head.loss(net.window(x, net.zero_state(1))[0][:, warm - 1:], y[:, warm - 1:]),
         jit_compile=cfg["jit_compile"])
     val_parts = None if val is None else [(net.normalize(np.concatenate([context, stretch]))[None], len(context),
                                            len(stretch)) for context, stretch in val]
-    writer = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
+    writer = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard")) if chief else None
     frames_per_batch = cfg["batch_size"] * cfg["seq_length"]
     for e in range(int(epoch.numpy()), cfg["epochs"]):
         if _stalled(history, cfg["patience"]):
@@ -252,12 +262,14 @@ def train_and_evaluate(latents_path, workdir, export_dir, clips=None, **config):
         start = time.perf_counter()
         progress = keras.utils.Progbar(len(windows), unit_name="batch")
         print(f"Epoch {e + 1}/{cfg['epochs']}  (lr {float(optimizer.learning_rate):.3g})")
-        state = net.zero_state(cfg["batch_size"])
+        state = on_replicas(lambda first, count: net.zero_state(count))
         losses = []
         for b, window in enumerate(windows):
             if b and fresh[b].any():  # a stream reached a cut: its next window is a new clip
-                state = tf.where(fresh[b][:, None], 0.0, state)
-            loss, state = train_step(window, state)
+                mask = on_replicas(lambda first, count: tf.constant(fresh[b][first:first + count, None]))
+                state = strategy.run(lambda s, m: tf.where(m, 0.0, s), args=(state, mask)) if distributed else \
+                    tf.where(mask, 0.0, state)
+            loss, state = train_step(on_replicas(lambda first, count: window[first:first + count]), state)
             losses.append(float(loss))
             if not np.isfinite(losses[-1]):
                 raise cli.UserError(f"training diverged (loss {losses[-1]}) in epoch {e + 1}; "
@@ -270,17 +282,18 @@ def train_and_evaluate(latents_path, workdir, export_dir, clips=None, **config):
                   "frames_per_second": len(windows) * frames_per_batch / seconds}
         history.append(record)
         improved = _best(history) is record
-        if improved:
+        if improved and chief:
             _save_best(workdir, model, e + 1)
         print(f"  train {record['train_loss']:.5g}  val {'-' if val is None else format(record['val_loss'], '.5g')}"
               f"{'  (best so far)' if improved else ''}  {record['frames_per_second']:.0f} frames/s")
-        with writer.as_default(step=e + 1):
-            for key in ("train_loss", "val_loss", "learning_rate", "frames_per_second"):
-                if record[key] is not None:
-                    tf.summary.write(key, tf.constant(record[key], tf.float32), metadata=_SCALAR)
-        _write_json(os.path.join(workdir, "history.json"), history)
+        if chief:
+            training.write_summaries(writer, e + 1, {key: record[key] for key in (
+                "train_loss", "val_loss", "learning_rate", "frames_per_second")})
+            training.write_json(os.path.join(workdir, "history.json"), history)
         epoch.assign(e + 1)
-        manager.save(checkpoint_number=e + 1)
+        checkpoints.save(e + 1)
+    if not chief:
+        return None
     writer.close()
     best = _best(history) or history[-1]
     stopped_early = _stalled(history, cfg["patience"]) and history[-1]["epoch"] < cfg["epochs"]
@@ -296,6 +309,8 @@ def train_and_evaluate(latents_path, workdir, export_dir, clips=None, **config):
     single = sequence_model.stateful_copy(model, 1)
     with cli.atomic_output(os.path.join(workdir, "model.keras")) as tmp:
         single.save(tmp)
+    if distributed:  # plain variables, not the strategy's, in the SavedModel
+        model = sequence_model.stateful_copy(model, cfg["batch_size"])
     final = rollout.export(model, export_dir, cfg["export_name"] or f"dance_{cfg['model']}",
                            {"config": cfg, "latents": fingerprint, **_best_record(history, best),
                             "rollout": {"temperature": cfg["rollout_temperature"], "noise": cfg["rollout_noise"]}})
@@ -367,37 +382,71 @@ def _check_layout(train_clips, cfg, n):
     return fresh
 
 
-# Scalars via the core summary op plus the metadata TensorBoard reads: `tf.summary.scalar`
-# needs the tensorboard package, which is not a dependency.
-_SCALAR = summary_pb2.SummaryMetadata(plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"))
+def make_train_step(net, optimizer, cfg, strategy=None):
+    """`step(window [B, S+1, D] normalised, state) -> (loss, state)`: one optimizer update, compiled.
 
-
-def make_train_step(net, optimizer, cfg):
-    """`step(window [B, S+1, D] normalised, state) -> (loss, state)`: one optimizer update, compiled."""
+    Without a strategy the whole update, optimizer included, is one XLA program. Under a
+    `tf.distribute` strategy `window` and `state` are per-replica values (each replica's own streams
+    and their LSTM state, which never leave it) and the step runs under `strategy.run`; only the
+    gradient computation is compiled, since the replicas' all-reduce cannot run inside XLA on CPU.
+    Each replica's loss is the mean over its streams divided by the number of replicas; the summed
+    gradients are then those of the mean over the global batch, and clipping sees that sum.
+    """
     variables = net.model.trainable_variables
     if not optimizer.built:
         optimizer.build(variables)
     noise, seed, dropout = cfg["input_noise"], cfg["seed"], cfg["dropout"]
+    replicas = strategy.num_replicas_in_sync if strategy else 1
 
     @tf.function(jit_compile=cfg["jit_compile"])
-    def step(window, state):
+    def gradients(window, state, replica):
         x, y = window[:, :-1], window[:, 1:]
-        dropout_seed = tf.random.experimental.stateless_fold_in(
-            tf.stack([tf.constant(seed, tf.int64), tf.cast(optimizer.iterations, tf.int64)]), 1) if dropout else None
-        if noise:
-            x += noise * tf.random.stateless_normal(tf.shape(x), tf.stack([tf.constant(seed, tf.int64),
-                                                                          tf.cast(optimizer.iterations, tf.int64)]))
+        dropout_seed = tf.random.experimental.stateless_fold_in(tf.random.experimental.stateless_fold_in(
+            tf.stack([tf.constant(seed, tf.int64), tf.cast(optimizer.iterations, tf.int64)]), 1), replica) \
+            if dropout else None
+        if noise:  # the global batch's noise, sliced: the same whatever the number of replicas
+            n = tf.shape(x)[0]
+            full = tf.random.stateless_normal(tf.concat([[n * replicas], tf.shape(x)[1:]], 0), tf.stack(
+                [tf.constant(seed, tf.int64), tf.cast(optimizer.iterations, tf.int64)]))
+            x += noise * full[replica * n:(replica + 1) * n]
         with tf.GradientTape() as tape:
             if cfg["condition_steps"]:
                 params, state = net.conditioned_window(x, state, cfg["ground_truth_steps"], cfg["condition_steps"],
                                                        dropout_seed)
             else:
                 params, state = net.window(x, state, dropout_seed)
-            loss = net.head.loss(params, y)
-        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+            loss = net.head.loss(params, y) / replicas
+        return loss, tape.gradient(loss, variables), state
+
+    def replica_step(window, state):
+        context = tf.distribute.get_replica_context()
+        loss, grads, state = gradients(window, state, context.replica_id_in_sync_group)
+        if replicas > 1:
+            grads = context.all_reduce("SUM", grads)
+        grads = _clip(grads, cfg)
+        if replicas > 1:  # Keras's apply_gradients sums the replicas' gradients once more: each gives its share
+            grads = [g / replicas for g in grads]
+        optimizer.apply_gradients(zip(grads, variables))
         return loss, state
 
+    if strategy is None:
+        return tf.function(replica_step, jit_compile=cfg["jit_compile"])
+
+    @tf.function
+    def step(window, state):
+        loss, state = strategy.run(replica_step, args=(window, state))
+        return strategy.reduce("SUM", loss, None), state
+
     return step
+
+
+def _clip(grads, cfg):
+    """char-rnn's elementwise clamp (`clip=value`) or a rescale to a joint norm (`clip=global_norm`)."""
+    if not cfg["grad_clip"]:
+        return grads
+    if cfg["clip"] == "value":
+        return [tf.clip_by_value(g, -cfg["grad_clip"], cfg["grad_clip"]) for g in grads]
+    return tf.clip_by_global_norm(grads, cfg["grad_clip"])[0]
 
 
 def _summary(history, cfg, final):
@@ -415,30 +464,11 @@ def _summary(history, cfg, final):
             "train_seconds": elapsed, "history": history, "config": cfg}
 
 
-def _claim_workdir(workdir, cfg, fingerprint):
-    """Records the run's settings in `<workdir>/config.json`, or checks a resumed run matches them."""
-    path = os.path.join(workdir, "config.json")
-    mine = {"settings": {k: v for k, v in cfg.items() if k not in _RESUMABLE}, "latents": fingerprint}
-    theirs = _read_json(path, None)
-    if theirs is not None and os.path.isdir(os.path.join(workdir, "checkpoints")):
-        if theirs["latents"] != fingerprint:
-            raise cli.UserError(f"{workdir} holds a run trained on other latents; use another --workdir")
-        changed = sorted(k for k in mine["settings"] if theirs["settings"].get(k) != mine["settings"][k])
-        if changed:
-            diffs = ", ".join(f"{k}: {theirs['settings'].get(k)!r} -> {mine['settings'][k]!r}" for k in changed)
-            raise cli.UserError(f"{workdir} holds a run with other settings ({diffs}); resume it with the same "
-                                "settings or use another --workdir")
-    os.makedirs(workdir, exist_ok=True)
-    _write_json(path, mine)
-
-
-def _read_json(path, default):
-    if not os.path.exists(path):
-        return default
-    with open(path) as f:
-        return json.load(f)
-
-
-def _write_json(path, value):
-    with cli.atomic_output(path) as tmp, open(tmp, "w") as f:
-        json.dump(value, f, indent=2)
+def _read_history(workdir, epochs):
+    """The first `epochs` records of `<workdir>/history.json`, which a resumed run continues."""
+    history = training.read_json(os.path.join(workdir, "history.json"), [], workdir)
+    if not isinstance(history, list) or len(history) < epochs or not all(
+            isinstance(r, dict) and r.get("epoch") == i + 1 for i, r in enumerate(history[:epochs])):
+        raise cli.UserError(f"{os.path.join(workdir, 'history.json')} does not record the {epochs} checkpointed "
+                            f"epochs; delete {workdir} to start the run over, or use another --workdir")
+    return history[:epochs]

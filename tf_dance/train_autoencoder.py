@@ -17,7 +17,8 @@ FLAGS = flags.FLAGS
 
 
 def define_flags():
-    flags.DEFINE_string("data", None, "Dataset .npz (frames uint8 [N, H, W, C]) to train on.")
+    flags.DEFINE_string("data", None, "Dataset .npz (frames uint8 [N, H, W, C]) to train on, or a directory or "
+                        "glob of .npz shards (streamed, for datasets larger than memory).")
     flags.DEFINE_string("workdir", "runs/autoencoder",
                         "Run directory: checkpoints, TensorBoard logs, evaluation, .keras models. "
                         "Re-running with the same workdir resumes.")
@@ -28,11 +29,15 @@ def define_flags():
 @cli.main
 def main(argv):
     del argv
-    cli.require_file(FLAGS.data, "dataset (--data)")
+    if not FLAGS.data:
+        raise cli.UserError("no dataset (--data) given")
     cli.check_output(FLAGS.workdir, "--workdir", is_dir=True)
     cli.check_output(FLAGS.export_dir, "--export_dir", is_dir=True)
     config = {k: FLAGS[k].value for k in autoencoder_training.SETTINGS if k in FLAGS}
     result = autoencoder_training.train_and_evaluate(FLAGS.data, FLAGS.workdir, FLAGS.export_dir, **config)
+    if result is None:
+        print("Worker done; the chief evaluates and exports.")
+        return 0
     m = result["metrics"]
     print(f"held-out IoU {m['iou']:.3f}  MSE {m['mse']:.4f}  Spearman(pixel, latent) "
           f"{m['spearman_pixel_vs_latent']:.3f}  after {m['steps']} steps")

@@ -38,6 +38,9 @@ def main(argv):
     cli.check_output(FLAGS.export_dir, "--export_dir", is_dir=True)
     result = train_and_evaluate(FLAGS.latents, FLAGS.workdir, FLAGS.export_dir,
                                 **{name: FLAGS[name].value for name in SETTINGS})
+    if result is None:
+        print("Worker done; the chief exports.")
+        return 0
     val = "-" if result["val_loss"] is None else f"{result['val_loss']:.5g}"
     # A mixture head's loss is a negative log-likelihood that can go below zero: no ratio then.
     drop = (f" ({result['loss_drop']:.0f}x below the first batch)"
