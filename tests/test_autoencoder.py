@@ -325,7 +325,7 @@ def test_cli_errors(tmp_path, run_module):
         ("tf_dance.train_autoencoder", [f"--data={empty}", f"--workdir={tmp_path}/w", f"--export_dir={models}"],
          "no frames"),
         ("tf_dance.encode", [f"--data={small}", f"--encoder={tmp_path}/none", f"--out={tmp_path}/z.npy"],
-         "no complete encoder"),
+         "encoder directory not found"),
     ]
     for module, args, message in cases:
         r = _clean(run_module(module, *args))

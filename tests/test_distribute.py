@@ -13,7 +13,8 @@ import time
 import numpy as np
 import pytest
 
-from tf_dance import autoencoder_training, cli, data, sequence_training, synthesize, training
+from tf_dance import autoencoder_training, cli, data, perlin, sequence_training, training
+from tf_dance import dancer as dancer_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 AE = dict(steps=6, checkpoint_every=3, verbose=0)
@@ -33,9 +34,9 @@ def _lstm_settings(**extra):
 def small_data(tmp_path_factory):
     """(dataset .npz of 120 dancer frames, latents .npy of 300 Perlin vectors)."""
     base = tmp_path_factory.mktemp("data")
-    dancer = synthesize.dancer(120, seed=0, fps=24.0)
+    dancer = dancer_lib.dancer(120, seed=0, fps=24.0)
     latents = str(base / "z.npy")
-    np.save(latents, synthesize.perlin_vectors(300, seed=0, dim=10))
+    np.save(latents, perlin.perlin_vectors(300, seed=0, dim=10))
     return data.save_dataset(str(base / "d.npz"), dancer["frames"], 24.0), latents
 
 
@@ -174,7 +175,7 @@ def test_multi_worker_lstm_matches_one_process(small_data, tmp_path):
 def _shards(directory, sizes, shape=(54, 96, 1)):
     os.makedirs(directory, exist_ok=True)
     for i, n in enumerate(sizes):
-        frames = synthesize.dancer(n, seed=i, fps=24.0)["frames"] if shape == (54, 96, 1) else \
+        frames = dancer_lib.dancer(n, seed=i, fps=24.0)["frames"] if shape == (54, 96, 1) else \
             np.zeros((n, *shape), np.uint8)
         data.save_dataset(os.path.join(directory, f"part-{i:03d}.npz"), frames, 24.0)
     return str(directory)

@@ -72,8 +72,8 @@ def recorded_steps(monkeypatch):
     calls = []
     real = sequence_training.make_train_step
 
-    def recording(net, optimizer, cfg):
-        step = real(net, optimizer, cfg)
+    def recording(net, optimizer, cfg, strategy=None):
+        step = real(net, optimizer, cfg, strategy)
 
         def wrapped(window, state):
             calls.append((net.denormalize(np.asarray(window)), np.asarray(state)))

@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
-from tf_dance import autoencoder_training, cli, sequence_training, synthesize
+from tf_dance import autoencoder_training, cli, perlin, sequence_training
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -17,7 +17,7 @@ def lstm_run(tmp_path_factory):
     """(latents path, workdir, settings) of a finished tiny LSTM run with two checkpointed epochs."""
     base = tmp_path_factory.mktemp("lstm")
     path = str(base / "z.npy")
-    np.save(path, synthesize.perlin_vectors(300, seed=0, dim=10))
+    np.save(path, perlin.perlin_vectors(300, seed=0, dim=10))
     settings = sequence_training.flagfile_settings(os.path.join(ROOT, "flags", "tiny_lstm.flags"))
     sequence_training.train_and_evaluate(path, str(base / "work"), str(base / "saved"), **settings)
     return path, str(base / "work"), settings

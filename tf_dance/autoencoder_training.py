@@ -537,32 +537,35 @@ def _as_float32(encoder, decoder, shape, config):
 
 def evaluate(encoder, decoder, frames, seed=0, pairs=2000, sheet_path=None, batch_size=500):
     """The paper's section 5.1 checks, as numbers: IoU and MSE of reconstructions (Figure 4) and the
-    Spearman correlation of pixel distance with latent distance over random pairs (Figure 3)."""
+    Spearman correlation of pixel distance with latent distance over random pairs (Figure 3).
+
+    Works a batch at a time and keeps reconstructions as uint8, so that evaluating thousands of
+    frames costs little memory beside a large streamed training run."""
     encode = tf.function(lambda x: encoder(x, training=False))
     decode = tf.function(lambda z: decoder(z, training=False))
-    latents, recon = [], []
+    latents, recon, iou, inter, union, squared = [], [], [], 0, 0, 0.0
     for i in range(0, len(frames), batch_size):
         x = frames[i:i + batch_size].astype(np.float32) / 255.0
         z = encode(x)
+        r = decode(z).numpy()
         latents.append(z.numpy())
-        recon.append(decode(z).numpy())
-    latents, recon = np.concatenate(latents), np.concatenate(recon)
-    x = frames.astype(np.float32) / 255.0
-    iou = metrics_lib.frame_iou(x, recon)
-    fg_true, fg_pred = x >= 0.5, recon >= 0.5
-    pooled = np.logical_and(fg_true, fg_pred).sum() / max(1, np.logical_or(fg_true, fg_pred).sum())
+        recon.append(np.round(np.clip(r, 0, 1) * 255).astype(np.uint8))
+        iou.append(metrics_lib.frame_iou(x, r))
+        inter += np.logical_and(x >= 0.5, r >= 0.5).sum()
+        union += np.logical_or(x >= 0.5, r >= 0.5).sum()
+        squared += float(np.sum((r - x) ** 2, dtype=np.float64))
+    latents, recon, iou = np.concatenate(latents), np.concatenate(recon), np.concatenate(iou)
     rng = np.random.default_rng(seed)
     a, b = rng.integers(0, len(frames), (2, pairs))
     keep = a != b
     a, b = a[keep], b[keep]
-    pixel = np.abs(x[a] - x[b]).reshape(len(a), -1).mean(axis=1)
+    pixel = np.abs(frames[a].astype(np.float32) - frames[b]).reshape(len(a), -1).mean(axis=1) / 255.0
     latent = np.linalg.norm(latents[a] - latents[b], axis=1)
-    metrics = dict(iou=float(iou.mean()), iou_pooled=float(pooled), mse=float(np.mean((recon - x) ** 2)),
+    metrics = dict(iou=float(iou.mean()), iou_pooled=float(inter / max(1, union)), mse=squared / frames.size,
                    spearman_pixel_vs_latent=metrics_lib.spearman(pixel, latent) if len(a) > 2 else 0.0)
     if sheet_path:
         from tf_dance import video
         pick = np.linspace(0, len(frames) - 1, min(8, len(frames))).astype(int)
-        shown = (np.clip(recon[pick], 0, 1) * 255).round().astype(np.uint8)
-        video.contact_sheet(sheet_path, np.concatenate([frames[pick], shown]), every=1, columns=len(pick),
+        video.contact_sheet(sheet_path, np.concatenate([frames[pick], recon[pick]]), every=1, columns=len(pick),
                             scale=2)
     return metrics
