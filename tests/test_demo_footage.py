@@ -68,8 +68,7 @@ def test_rerun_reuses_every_footage_step(footage_demo, footage, run_module):
     (["--video=/no/such/clip.mp4"], "--video: /no/such/clip.mp4 is not a file"),
     (["--video=VIDEO", "--flagfile=/dev/null"], "--autoencoder_flags, --lstm_flags, --frames not set"),
     (["--video=VIDEO", "--lstm_flags=nope.flags"], "nope.flags not found"),
-    # without flags/footage_autoencoder.flags the demo falls back to the quick autoencoder's flagfile
-    (["--video=VIDEO", "--flags_dir=TMP"], "quick_autoencoder.flags not found"),
+    (["--video=VIDEO", "--flags_dir=TMP"], "footage_autoencoder.flags not found"),
 ])
 def test_bad_footage_settings_fail_before_any_step(run_module, fails_cleanly, footage, tmp_path, args, message):
     work = tmp_path / "never"
@@ -78,11 +77,10 @@ def test_bad_footage_settings_fail_before_any_step(run_module, fails_cleanly, fo
     assert not work.exists()
 
 
-def test_footage_defaults_name_the_footage_flagfiles_and_fall_back_for_the_autoencoder(tmp_path):
-    """Without --tiny the footage flagfiles are used; the LSTM one trains with the sizing's own defaults."""
+def test_footage_defaults_name_the_footage_flagfiles(tmp_path):
+    """Without --tiny the footage flagfiles are used: a staged autoencoder, an LSTM that stops at its best."""
     script = (
         "import sys; from tf_dance import demo, sequence_training as t\n"
-        "assert all(t.SETTINGS[k].default == v for k, v in demo.LSTM_DEFAULTS.items()), demo.LSTM_DEFAULTS\n"
         "print(demo.with_default_flagfile(['demo', '--video=x.mp4'])[1])\n"
         "cfg = t.resolve_config(t.flagfile_settings(sys.argv[1] + '/flags/footage_lstm.flags'))\n"
         "print(cfg['dropout'], cfg['patience'], cfg['train_frac'])\n")
@@ -95,3 +93,7 @@ def test_footage_defaults_name_the_footage_flagfiles_and_fall_back_for_the_autoe
     assert dropout > 0 and patience > 0 and train_frac < 1
     text = open(os.path.join(ROOT, "flags", "footage.flags")).read()
     assert "--autoencoder_flags=footage_autoencoder.flags" in text and "--lstm_flags=footage_lstm.flags" in text
+    from tf_dance import autoencoder_training
+    ae = autoencoder_training.check_config(
+        autoencoder_training.flagfile_settings(os.path.join(ROOT, "flags", "footage_autoencoder.flags")))
+    assert ae["stage"] and ae["augment_flip"]

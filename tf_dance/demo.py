@@ -32,15 +32,11 @@ import time
 import numpy as np
 from absl import app, flags
 
-from tf_dance import cli, data, savedmodels
+from tf_dance import cli, data, savedmodels, sequence_training
 
 FLAGS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "flags")
 DEFAULT_FLAGFILE = os.path.join(FLAGS_DIR, "quick.flags")
 FOOTAGE_FLAGFILE = os.path.join(FLAGS_DIR, "footage.flags")
-# Used while flags/footage_autoencoder.flags (the footage autoencoder setting) is not there.
-FOOTAGE_AUTOENCODER, FOOTAGE_AUTOENCODER_FALLBACK = "footage_autoencoder.flags", "quick_autoencoder.flags"
-# train_lstm's defaults of the settings `lstm_sizing` reads, for a flagfile that does not set them.
-LSTM_DEFAULTS = dict(batch_size=5, seq_length=50, train_frac=0.95)
 # Fewest optimizer updates per LSTM epoch on footage: less data gets fewer parallel streams.
 MIN_UPDATES_PER_EPOCH = 20
 # --tiny's defaults instead of quick.flags: every step in seconds (tests, CI); the dance is meaningless.
@@ -104,26 +100,9 @@ def settings():
         if not os.path.isfile(path):
             raise cli.UserError(f"--video: {path} is not a file")
     s["videos"] = [os.path.abspath(p) for p in videos]
-    s["fallback"] = None
-    if s["autoencoder_flags"] == FOOTAGE_AUTOENCODER and not _flagfile_exists(FOOTAGE_AUTOENCODER):
-        s["autoencoder_flags"] = FOOTAGE_AUTOENCODER_FALLBACK
-        s["fallback"] = f"{FOOTAGE_AUTOENCODER} is not there yet: using {FOOTAGE_AUTOENCODER_FALLBACK}"
     for key in ("autoencoder_flags", "lstm_flags"):
         s[key] = find_flagfile(s[key], key)
     return s
-
-
-def _flagfile_exists(name):
-    return os.path.isfile(name) or os.path.isfile(os.path.join(FLAGS.flags_dir, name))
-
-
-def _flagfile_values(path):
-    """The `--name=value` settings a flagfile gives (nested flagfiles expanded), last one winning."""
-    values = {}
-    for arg in flags.FlagValues().read_flags_from_files(["demo", f"--flagfile={path}"], force_gnu=True)[1:]:
-        name, _, value = arg.lstrip("-").partition("=")
-        values[name] = value
-    return values
 
 
 @functools.lru_cache(maxsize=None)
@@ -135,8 +114,8 @@ def lstm_sizing(data_path, lstm_flags, mtime):
     an epoch makes at least MIN_UPDATES_PER_EPOCH updates (never below one stream).
     """
     del mtime  # part of the cache key only: a remade dataset is sized again
-    values = _flagfile_values(lstm_flags)
-    batch, seq, frac = (type(d)(values.get(k, d)) for k, d in LSTM_DEFAULTS.items())
+    cfg = sequence_training.resolve_config(sequence_training.flagfile_settings(lstm_flags))
+    batch, seq, frac = cfg["batch_size"], cfg["seq_length"], cfg["train_frac"]
     frames, _, extras = data.load_dataset(data_path)
     bounds = data.clip_bounds(extras.get("clips", np.zeros(len(frames), np.int32)))
     train = sum(int((end - start) * frac) for start, end in bounds)
@@ -308,8 +287,6 @@ def main(argv):
     print(f"tf_dance demo in {work}: {source}, autoencoder "
           f"{os.path.relpath(s['autoencoder_flags'])}, LSTM {os.path.relpath(s['lstm_flags'])}, "
           f"{s['frames']} generated frames", flush=True)
-    if s["fallback"]:
-        print(f"  ({s['fallback']})", flush=True)
     outputs, key, start = {}, "", time.time()
     todo = plan(work, export_dir, s, seed)
     for i, (name, title, script, args_fn, flagfile, workdir, outputs_fn) in enumerate(todo, 1):
