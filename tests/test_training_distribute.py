@@ -13,7 +13,7 @@ import time
 import numpy as np
 import pytest
 
-from tf_dance import autoencoder_training, cli, data, perlin, sequence_training, training
+from tf_dance import autoencoder_training, cli, data, perlin, savedmodels, sequence_training, training
 from tf_dance import dancer as dancer_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -163,7 +163,7 @@ def test_multi_worker_lstm_matches_one_process(small_data, tmp_path):
             f"--export_dir={tmp_path}/saved"]
     chief, other = _finish(_workers("tf_dance.train_lstm", args))
     assert "Done: 2 epochs" in chief and "chief exports" in other
-    assert cli.versions(str(tmp_path / "saved" / "dance_lstm")) == [1]
+    assert savedmodels.versions(str(tmp_path / "saved" / "dance_lstm")) == [1]
     with open(tmp_path / "work" / "history.json") as f:
         history = json.load(f)
     one = sequence_training.train_and_evaluate(latents, str(tmp_path / "one"), str(tmp_path / "s1"),
