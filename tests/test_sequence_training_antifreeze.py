@@ -1,4 +1,4 @@
-"""Anti-freeze (issue 6): the demo's LSTM setting keeps dancing where the paper's recipe freezes.
+"""Anti-freeze: the demo's LSTM setting keeps dancing where the paper's recipe freezes.
 
 The paper's LSTM "settled on one pose and stayed frozen there forever" (section 5.3, Figure 7).
 Why: a model trained with MSE predicts the conditional mean of the next frame, and fed its own
