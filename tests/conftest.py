@@ -1,8 +1,10 @@
 """Shared fixtures: a tiny synthetic dataset (arrays, .npz, .mp4) and a CLI runner."""
 
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -73,3 +75,20 @@ def fails_cleanly():
         last = result.stderr.strip().splitlines()[-1]
         assert last.startswith("error: ") and message in last, result.stderr[-2000:]
     return check
+
+
+@pytest.fixture(scope="session")
+def kill_at_first_checkpoint():
+    """`kill_at_first_checkpoint(process, workdir)`: SIGKILLs a training process (no clean-up, as a crash
+    or an impatient user would stop it) as soon as it has written its first checkpoint."""
+    def kill(process, workdir, timeout=120):
+        try:
+            deadline = time.time() + timeout
+            while not os.path.exists(os.path.join(workdir, "checkpoints", "checkpoint")) and time.time() < deadline:
+                assert process.poll() is None, "training ended before it could be killed"
+                time.sleep(0.05)
+        finally:
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+    return kill
+

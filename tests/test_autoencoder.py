@@ -2,10 +2,8 @@
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -198,7 +196,7 @@ def test_saved_model_cli_runs_the_decoder(trained, tmp_path):
     assert np.abs(np.round(frames * 255) - decoded).max() <= 1
 
 
-def test_resume_after_kill_matches_unbroken_run(trained, tiny_dataset, tmp_path):
+def test_resume_after_kill_matches_unbroken_run(trained, tiny_dataset, tmp_path, kill_at_first_checkpoint):
     """SIGKILLed from outside after its first checkpoint, restarted with the same flags: it resumes
     there, stops at exactly --steps, exports once, and its weights equal an unbroken run's."""
     import keras
@@ -207,14 +205,7 @@ def test_resume_after_kill_matches_unbroken_run(trained, tiny_dataset, tmp_path)
     work, models = tmp_path / "work", str(tmp_path / "models")
     args = [f"--data={tiny_dataset}", f"--workdir={work}", f"--export_dir={models}"]
     killed = _cli(*args, "--steps=100000", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.time() + 120
-        while not os.path.exists(work / "checkpoints" / "checkpoint") and time.time() < deadline:
-            assert killed.poll() is None, "training ended before it could be killed"
-            time.sleep(0.05)
-    finally:
-        killed.send_signal(signal.SIGKILL)
-        killed.wait()
+    kill_at_first_checkpoint(killed, work)
     assert not os.path.exists(models)  # a killed run exports nothing
     done = int(tf.train.latest_checkpoint(str(work / "checkpoints")).rsplit("-", 1)[1])
     assert done % TINY["checkpoint_every"] == 0

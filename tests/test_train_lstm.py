@@ -2,10 +2,8 @@
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -77,19 +75,12 @@ def test_cli_bad_input_one_error_line_nonzero_exit_nothing_written(tmp_path, fai
     assert sorted(os.listdir(tmp_path)) == ["z.npy"]
 
 
-def test_resume_after_kill_finishes_at_the_requested_epoch_count(tmp_path):
+def test_resume_after_kill_finishes_at_the_requested_epoch_count(tmp_path, kill_at_first_checkpoint):
     path = _latents(tmp_path, frames=600)
     workdir, saved = tmp_path / "run", tmp_path / "saved"
     killed = _cli(f"--latents={path}", f"--workdir={workdir}", f"--export_dir={saved}", "--epochs=100000",
                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.time() + 120
-        while not os.path.exists(workdir / "checkpoints" / "checkpoint") and time.time() < deadline:
-            assert killed.poll() is None, "training ended before it could be killed"
-            time.sleep(0.05)
-    finally:
-        killed.send_signal(signal.SIGKILL)
-        killed.wait()
+    kill_at_first_checkpoint(killed, workdir)
     assert not os.path.exists(saved / "dance_lstm" / "1")  # a killed run exports nothing
     done = int(tf.train.latest_checkpoint(str(workdir / "checkpoints")).rsplit("-", 1)[1])
     target = done + 2

@@ -290,3 +290,37 @@ def save_array(path, array):
     with cli.atomic_output(path) as tmp:
         np.save(tmp, array)
     return path
+
+
+def dataset_paths(path):
+    """The `.npz` files of a dataset given as one file, a directory of shards, or a glob of shards."""
+    if not path:
+        raise cli.UserError("no dataset given")
+    if any(c in path for c in "*?["):
+        paths = sorted(p for p in glob.glob(path) if os.path.isfile(p))
+        if not paths:
+            raise cli.UserError(f"no dataset files match {path}")
+        return paths
+    if os.path.isdir(path):
+        paths = sorted(glob.glob(os.path.join(glob.escape(path), "*.npz")))
+        if not paths:
+            raise cli.UserError(f"dataset directory {path} holds no .npz shards")
+        return paths
+    return [cli.require_file(path, "dataset")]
+
+
+def frames_shape(path):
+    """`(N, H, W, C)` of a dataset's frames, read from the array header alone (nothing is decompressed
+    past it), so a sharded dataset can be sized without loading it."""
+    try:
+        with zipfile.ZipFile(path) as archive, archive.open("frames.npy") as f:
+            version = np.lib.format.read_magic(f)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _, dtype = read(f)
+    except KeyError:
+        raise cli.UserError(f"{path} has no 'frames' array") from None
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
+        raise cli.UserError(f"{path} is not a readable .npz dataset ({e})") from None
+    if dtype != np.uint8 or len(shape) != 4 or shape[3] not in (1, 3) or not shape[0]:
+        raise cli.UserError(f"{path}: 'frames' must be non-empty uint8 [N, H, W, 1 or 3], got {dtype} {shape}")
+    return tuple(int(d) for d in shape)
