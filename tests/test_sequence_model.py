@@ -283,7 +283,7 @@ def test_perlin_training_loss_falls_100_fold(tmp_path):
 
 
 def test_auto_conditioning_mixture_head_and_noise_train_and_sample(tmp_path):
-    """Issue 6's anti-freeze options run end to end: acLSTM, the mixture head, input and rollout noise."""
+    """The anti-freeze options run end to end: acLSTM, the mixture head, input and rollout noise."""
     seq = perlin.perlin_vectors(600, seed=1, dim=6)
     np.save(tmp_path / "perlin.npy", seq)
     result = sequence_training.train_and_evaluate(
