@@ -79,27 +79,22 @@ class StageBox(layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="tf_dance")
-class Centre(layers.Layer):
-    """[frames, box] -> the centred poses."""
+class Restage(layers.Layer):
+    """[images, box] -> the poses centred (`to_centre`), or centred poses put back where the box says."""
+
+    def __init__(self, to_centre, **kwargs):
+        super().__init__(**kwargs)
+        self.to_centre = bool(to_centre)
 
     def call(self, inputs):
-        frames, box = inputs
-        return centre(frames, box)
+        images, box = inputs
+        return (centre if self.to_centre else place)(images, box)
 
     def compute_output_shape(self, input_shapes):
         return input_shapes[0]
 
-
-@keras.saving.register_keras_serializable(package="tf_dance")
-class Place(layers.Layer):
-    """[centred poses, box] -> frames."""
-
-    def call(self, inputs):
-        posed, box = inputs
-        return place(posed, box)
-
-    def compute_output_shape(self, input_shapes):
-        return input_shapes[0]
+    def get_config(self):
+        return {**super().get_config(), "to_centre": self.to_centre}
 
 
 @keras.saving.register_keras_serializable(package="tf_dance")
@@ -124,7 +119,7 @@ def staged_encoder(encoder):
     """frames -> [the encoder's latent of the centred pose, box]: `latent` [B, D + 3]."""
     frames = keras.Input(encoder.input_shape[1:], name="frames")
     box = StageBox(name="stage_box")(frames)
-    posed = Centre(name="centre")([frames, box])
+    posed = Restage(to_centre=True, name="centre")([frames, box])
     latent = layers.Concatenate(name="staged_latent", dtype="float32")([encoder(posed), box])
     return keras.Model(frames, latent, name="staged_encoder")
 
@@ -134,7 +129,7 @@ def staged_decoder(decoder):
     d = decoder.input_shape[-1]
     latent = keras.Input((d + BOX_DIMS,), name="latent")
     posed = decoder(Columns(0, d, name="pose")(latent))
-    frames = Place(name="place")([posed, Columns(d, d + BOX_DIMS, name="box")(latent)])
+    frames = Restage(to_centre=False, name="place")([posed, Columns(d, d + BOX_DIMS, name="box")(latent)])
     return keras.Model(latent, frames, name="staged_decoder")
 
 
