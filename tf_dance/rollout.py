@@ -34,7 +34,8 @@ spread (temperature x width) while the component is still drawn at the temperatu
 `box_dims` latent dimensions (the stage box of `--stage` latents: centre x, centre y, height)
 get their own factor `box_width` (0: the chosen component's mean, no per-frame noise) and an
 exponential smoothing `box_smoothing` (each frame's box moves that fraction less than sampled
-toward its new value, so it glides instead of jumping between components).
+toward its new value, so it glides instead of jumping between components); `smoothing` does the
+same for the other dimensions.
 """
 
 import json
@@ -48,7 +49,7 @@ from tf_dance import sequence_model
 METADATA = "tf_dance.json"
 CHUNK = 32  # generated frames per compiled block: amortises the per-call cost, wastes < CHUNK steps
 # The baked-in sampling controls (see the module doc) and their defaults, which sample as before they existed.
-SAMPLING = {"width": 1.0, "box_dims": 0, "box_width": 1.0, "box_smoothing": 0.0}
+SAMPLING = {"width": 1.0, "smoothing": 0.0, "box_dims": 0, "box_width": 1.0, "box_smoothing": 0.0}
 
 
 def check_sampling(sampling, dim):
@@ -58,14 +59,14 @@ def check_sampling(sampling, dim):
     if unknown:
         raise cli.UserError(f"unknown sampling control(s) {unknown}; known: {sorted(SAMPLING)}")
     out = {**SAMPLING, **sampling}
-    for key in ("width", "box_width", "box_smoothing"):
+    for key in ("width", "smoothing", "box_width", "box_smoothing"):
         value = out[key]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 or value == float("inf"):
             raise cli.UserError(f"sampling control {key} must be a finite number >= 0, got {value!r}")
         out[key] = float(value)
-    if not out["box_smoothing"] < 1:
-        raise cli.UserError(f"sampling control box_smoothing must be < 1 (1 would never move the box), "
-                            f"got {out['box_smoothing']}")
+    for key in ("smoothing", "box_smoothing"):
+        if not out[key] < 1:
+            raise cli.UserError(f"sampling control {key} must be < 1 (1 would never move), got {out[key]}")
     box_dims = out["box_dims"]
     if isinstance(box_dims, bool) or not isinstance(box_dims, int) or not 0 <= box_dims < dim:
         raise cli.UserError(f"sampling control box_dims must be an integer in 0..{dim - 1} (the trailing stage-box "
@@ -90,7 +91,9 @@ class ServingModule(tf.Module):
         is_box = tf.constant([0.0] * (d - box) + [1.0] * box)
         width, box_width = self.sampling["width"], self.sampling["box_width"] if box else self.sampling["width"]
         self._width = None if width == box_width == 1.0 else width + (box_width - width) * is_box
-        self._smooth = self.sampling["box_smoothing"] * is_box if box and self.sampling["box_smoothing"] else None
+        smooth = self.sampling["smoothing"]
+        box_smooth = self.sampling["box_smoothing"] if box else smooth
+        self._smooth = None if smooth == box_smooth == 0.0 else smooth + (box_smooth - smooth) * is_box
         self.step = tf.function(self._step, input_signature=[
             tf.TensorSpec([None, d], tf.float32, name="frame"),
             tf.TensorSpec([None, s], tf.float32, name="state")])
@@ -143,7 +146,7 @@ class ServingModule(tf.Module):
     def _sample(self, params, previous, temperature, seed):
         """The next normalised frame from the head's `params`, with the baked-in sampling controls."""
         x = self._net.head.sample(params, temperature, seed, self._width)
-        if self._smooth is not None:  # the box moves (1 - box_smoothing) of the way to the sampled one
+        if self._smooth is not None:  # each frame moves (1 - smoothing) of the way to the sampled one
             x = x + self._smooth * (previous - x)
         return x
 

@@ -80,6 +80,9 @@ SETTINGS = {
     "rollout_width": Setting(1.0, "Mixture head: the sampled Gaussian's spread is temperature x this factor, while the "
                              "component is still drawn at the temperature (< 1: as many moves, less jitter). Baked "
                              "into the export and recorded in its recipe.", low=0.0),
+    "rollout_smoothing": Setting(0.0, "Exponential smoothing of the sampled frames (all but the box dims): each frame "
+                                 "moves only (1 - this) of the way to the sampled one (0 = none). Baked into the "
+                                 "export and recorded in its recipe.", low=0.0, high=1.0, high_open=True),
     "rollout_box_dims": Setting(0, "The last N latent dimensions are the stage box (3 for --stage latents: centre x, "
                                 "centre y, height), sampled with --rollout_box_width/--rollout_box_smoothing; "
                                 "0 = none. Baked into the export and recorded in its recipe.", low=0),
@@ -97,7 +100,8 @@ SETTINGS = {
 }
 # Settings that may change when a run resumes (the rest must match the checkpointed run).
 _RESUMABLE = {"epochs", "export_name", "jit_compile", "patience", "rollout_temperature", "rollout_noise",
-              "rollout_width", "rollout_box_dims", "rollout_box_width", "rollout_box_smoothing", "distribute"}
+              "rollout_width", "rollout_smoothing", "rollout_box_dims", "rollout_box_width", "rollout_box_smoothing",
+              "distribute"}
 BEST_WEIGHTS = "best_weights.npz"
 
 
