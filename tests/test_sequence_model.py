@@ -279,6 +279,33 @@ def test_box_controls_round_trip_and_stop_the_box_jitter(tmp_path):
     np.testing.assert_array_equal(streamed, loaded.rollout(seed, 300, random_seed=2)[0])
 
 
+def test_smoothing_filters_the_returned_frames_and_leaves_the_dance_alone(tmp_path):
+    """Smoothing is a low-pass on what the rollout returns: the model is fed its raw samples, so the smoothed
+    rollout is exactly the exponential average of the unsmoothed one (same seeds), from the seed's last frame;
+    the streamed pieces (whose state then carries the returned frame too) join to the same frames."""
+    model = _model("lstm", "mdn", batch=1, num_layers=1, seed=5)
+    seed = np.random.default_rng(9).normal(size=(1, 6, DIM)).astype(np.float32)
+
+    def roll(**sampling):
+        module = rollout.ServingModule(model, sampling=sampling)
+        return module.rollout(tf.constant(seed), tf.constant(100), tf.constant(1.0), tf.constant(0.2),
+                              tf.constant(4))["frames"].numpy()[0]
+
+    raw, smooth = roll(box_dims=2), roll(smoothing=0.5, box_dims=2, box_smoothing=0.8)
+    factor = np.array([0.5] * (DIM - 2) + [0.8] * 2, np.float32)
+    expected, previous = [], seed[0, -1]
+    for x in raw:
+        previous = x + factor * (previous - x)
+        expected.append(previous)
+    np.testing.assert_allclose(smooth, np.stack(expected), rtol=1e-4, atol=1e-4)
+    assert np.abs(np.diff(smooth, axis=0)).mean() < 0.6 * np.abs(np.diff(raw, axis=0)).mean()
+    path = rollout.export(model, str(tmp_path), "dance_lstm", recipe=dict(
+        temperature=1.0, noise=0.2, smoothing=0.5, box_dims=2, box_smoothing=0.8))
+    loaded = savedmodels.load_sequence_model(path)
+    streamed = np.concatenate(list(loaded.stream(seed, 100, random_seed=4, chunk=32)), 1)[0]
+    np.testing.assert_allclose(streamed, smooth, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("sampling,message", [
     (dict(box_dims=DIM), "box_dims must be an integer in 0..4"),
     (dict(box_dims=1.5), "box_dims must be an integer"),

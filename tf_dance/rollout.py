@@ -32,10 +32,14 @@ Sampling controls beyond the two signature inputs are baked into an export (the 
 their inputs) and recorded in its recipe (`SAMPLING`): `width` scales the mixture Gaussian's
 spread (temperature x width) while the component is still drawn at the temperature; the last
 `box_dims` latent dimensions (the stage box of `--stage` latents: centre x, centre y, height)
-get their own factor `box_width` (0: the chosen component's mean, no per-frame noise) and an
-exponential smoothing `box_smoothing` (each frame's box moves that fraction less than sampled
-toward its new value, so it glides instead of jumping between components); `smoothing` does the
-same for the other dimensions.
+get their own factor `box_width` (0: the chosen component's mean, no per-frame noise).
+`smoothing` and `box_smoothing` low-pass the frames a rollout returns (each returned frame moves
+only 1 - smoothing of the way from the previous returned frame to the new sample), so a figure
+sampled afresh every frame glides instead of jittering; the LSTM is still fed its own raw
+samples, so smoothing changes what is shown, not the dance the model makes (smoothing the
+fed-back frames instead made the model loop). With smoothing on, the opaque rollout state of
+`prime`/`continue_rollout` also carries the last returned frame (`[B, S + 2D]` instead of
+`[B, S + D]`).
 """
 
 import json
@@ -94,6 +98,7 @@ class ServingModule(tf.Module):
         smooth = self.sampling["smoothing"]
         box_smooth = self.sampling["box_smoothing"] if box else smooth
         self._smooth = None if smooth == box_smooth == 0.0 else smooth + (box_smooth - smooth) * is_box
+        carried = d if self._smooth is None else 2 * d  # the last raw sample (and the last returned frame)
         self.step = tf.function(self._step, input_signature=[
             tf.TensorSpec([None, d], tf.float32, name="frame"),
             tf.TensorSpec([None, s], tf.float32, name="state")])
@@ -110,7 +115,7 @@ class ServingModule(tf.Module):
             tf.TensorSpec([], tf.float32, name="temperature"),
             tf.TensorSpec([], tf.int32, name="random_seed")])
         self.continue_rollout = tf.function(self._continue, input_signature=[
-            tf.TensorSpec([None, s + d], tf.float32, name="state"),
+            tf.TensorSpec([None, s + carried], tf.float32, name="state"),
             tf.TensorSpec([], tf.int32, name="start"),
             tf.TensorSpec([], tf.int32, name="num_frames"),
             tf.TensorSpec([], tf.float32, name="temperature"),
@@ -132,7 +137,8 @@ class ServingModule(tf.Module):
         return {"state": self._net.zero_state(batch_size)}
 
     def _prime(self, seed, temperature, random_seed):
-        """(first generated frame, LSTM state), both normalised, after reading the seed frames."""
+        """(first generated frame, LSTM state), both normalised, after reading the seed frames; the frame is
+        packed with what it shows when smoothing is on (`_shown`)."""
         net = self._net
         with tf.control_dependencies([
                 tf.debugging.assert_positive(tf.shape(seed)[1], "seed must hold at least one frame"),
@@ -144,11 +150,19 @@ class ServingModule(tf.Module):
         return self._sample(params[:, -1], x[:, -1], temperature, _seed(random_seed, 0, 0)), state
 
     def _sample(self, params, previous, temperature, seed):
-        """The next normalised frame from the head's `params`, with the baked-in sampling controls."""
+        """The next normalised frame from the head's `params`, with the baked-in sampling controls: the raw
+        sample, or with smoothing [raw sample, returned frame] (`previous`: the last returned frame or pack)."""
         x = self._net.head.sample(params, temperature, seed, self._width)
-        if self._smooth is not None:  # each frame moves (1 - smoothing) of the way to the sampled one
-            x = x + self._smooth * (previous - x)
-        return x
+        if self._smooth is None:
+            return x
+        shown = self._shown(previous)  # each returned frame moves (1 - smoothing) of the way to the sample
+        return tf.concat([x, x + self._smooth * (shown - x)], -1)
+
+    def _raw(self, packed):
+        return packed[:, :self._net.dim]
+
+    def _shown(self, packed):
+        return packed[:, -self._net.dim:]
 
     def _blocks(self, x, state, start, blocks, temperature, noise, random_seed):
         """Frames `start` .. `start + blocks * CHUNK - 1` after frame `x`: (frames, last frame, state)."""
@@ -167,12 +181,12 @@ class ServingModule(tf.Module):
             first, state = self._prime(seed, temperature, random_seed)
         blocks = tf.maximum((num_frames - 1 + self._chunk_len - 1) // self._chunk_len, 1)
         later, _, _ = self._blocks(first, state, 1, blocks, temperature, noise, random_seed)
-        frames = tf.concat([first[:, None], later], 1)[:, :num_frames]
+        frames = tf.concat([self._shown(first)[:, None], later], 1)[:, :num_frames]
         return {"frames": net.denormalize(frames)}
 
     def _prime_signature(self, seed, temperature, random_seed):
         first, state = self._prime(seed, temperature, random_seed)
-        return {"frame": self._net.denormalize(first), "state": tf.concat([state, first], 1)}
+        return {"frame": self._net.denormalize(self._shown(first)), "state": tf.concat([state, first], 1)}
 
     def _continue(self, state, start, num_frames, temperature, noise, random_seed):
         net = self._net
@@ -196,12 +210,13 @@ class ServingModule(tf.Module):
 
         def body(t, x, state, frames):
             n = start + t
-            fed = x + noise * tf.random.stateless_normal(tf.shape(x), _seed(random_seed, n - 1, 1))
+            raw = self._raw(x)
+            fed = raw + noise * tf.random.stateless_normal(tf.shape(raw), _seed(random_seed, n - 1, 1))
             params, state = net.step(fed, state)
             x = self._sample(params, x, temperature, _seed(random_seed, n, 0))
-            return t + 1, x, state, frames.write(t, x)
+            return t + 1, x, state, frames.write(t, self._shown(x))
 
-        frames = tf.TensorArray(tf.float32, size=self._chunk_len, element_shape=x.shape)
+        frames = tf.TensorArray(tf.float32, size=self._chunk_len, element_shape=self._shown(x).shape)
         _, x, state, frames = tf.while_loop(lambda t, *_: t < self._chunk_len, body, (0, x, state, frames),
                                             maximum_iterations=self._chunk_len)
         return x, state, tf.transpose(frames.stack(), [1, 0, 2])
