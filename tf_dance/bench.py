@@ -381,14 +381,17 @@ _DANCING_PLAIN = [
     ("quick_lstm.flags, width 0.7, smoothing 0.5", "quick_lstm.flags", {}, dict(width=0.7, smoothing=0.5)),
 ]
 # Staged latents (--stage autoencoders: 128 pose + 3 box dims):
+_NO_CONTROLS = dict(width=1.0, smoothing=0.0, box_dims=0, box_width=1.0, box_smoothing=0.0)
 _DANCING_STAGED = [
-    ("quick_lstm.flags (batch 4), T=1, noise 0.3, box sampled like the pose", "quick_lstm.flags",
-     dict(batch_size=4), dict(box_dims=0, box_width=1.0, box_smoothing=0.0, smoothing=0.0, width=1.0)),
-    ("footage_lstm.flags (dropout 0.5, best epoch), same sampling", "footage_lstm.flags", {},
-     dict(box_dims=0, box_width=1.0, box_smoothing=0.0, smoothing=0.0, width=1.0)),
-    ("footage_lstm.flags with its recorded recipe", "footage_lstm.flags", {}, {}),
+    ("quick_lstm.flags (batch 4), T=1, noise 0.3 (the earlier footage setting)", "quick_lstm.flags",
+     dict(batch_size=4, dim=0), dict(_NO_CONTROLS, temperature=1.0, noise=0.3)),
+    ("footage_lstm.flags (dropout 0.5, best epoch), T=1, noise 0.3", "footage_lstm.flags", {},
+     dict(_NO_CONTROLS, temperature=1.0, noise=0.3)),
+    ("footage_lstm.flags, T=1, noise 0.5, box smoothing 0.9", "footage_lstm.flags", {},
+     dict(_NO_CONTROLS, temperature=1.0, noise=0.5, box_dims=3, box_smoothing=0.9)),
+    ("footage_lstm.flags with its recorded recipe: T=1, noise 0.8, box smoothing 0.95", "footage_lstm.flags", {}, {}),
 ]
-_DANCING_RECOMMENDED = {"plain": 0, "staged": 2}  # the rows the flagfiles record (bold in BENCHMARKS.md)
+_DANCING_RECOMMENDED = {"plain": 1, "staged": 3}  # the rows the flagfiles record (bold in BENCHMARKS.md)
 
 
 def define_dancing_flags():
@@ -461,15 +464,17 @@ def bench_dancing(repeats=REPEATS, datasets=None, staged=(), models=None, seeds=
     `frames` frames from the first 50 latents and judged on the second half by `evaluate`'s measures
     (`report.evaluate_dance` with the decoder): longest freeze, on-screen motion vs. the data's, recurring
     one-second windows (and the data's share), pose coverage, stage coverage; each as the range over the seeds
-    (all `seeds` for the recommended row, the first for the others), and whether every seed meets every goal. Each evaluation (metrics.json, report.md, the contact sheet of the
-    last frames `figure7_last_frames.png`) stays under `<workdir>/<dataset>/eval/<row>/`. `repeats` is unused."""
+    (all `seeds` for the recommended row, the first for the others), and whether every seed meets every goal.
+    footage_lstm.flags rows use the batch size the demo fits to short footage. Each evaluation (metrics.json,
+    report.md, the contact sheet of the last frames `figure7_last_frames.png`) stays under
+    `<workdir>/<dataset>/eval/row<i>/`. `repeats` is unused."""
     import tempfile
 
     import keras
     import numpy as np
 
     from tf_dance import dancer as dancer_lib
-    from tf_dance import data, report, rollout, sequence_training
+    from tf_dance import data, demo, report, rollout, sequence_training
 
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2",
                PYTHONPATH=os.pathsep.join([_ROOT, os.environ.get("PYTHONPATH", "")]))
@@ -490,7 +495,7 @@ def bench_dancing(repeats=REPEATS, datasets=None, staged=(), models=None, seeds=
             os.makedirs(where, exist_ok=True)
             start = time.perf_counter()
             decoder, latents_path = _autoencoder(name, path, where, kind == "staged", models, env)
-            out[f"{name}: autoencoder + encode seconds (0 = reused)"] = time.perf_counter() - start
+            out[f"{name}: autoencoder + encode seconds (encode only when reused)"] = time.perf_counter() - start
             _, fps, _ = data.load_dataset(path)
             latents = data.load_latents(latents_path)
             clips = data.load_latent_clips(latents_path, len(latents))
@@ -499,6 +504,9 @@ def bench_dancing(repeats=REPEATS, datasets=None, staged=(), models=None, seeds=
             for i, (label, flagfile, change, recipe) in enumerate(table):
                 print(f"  {name}: {label}", flush=True)
                 base = sequence_training.flagfile_settings(os.path.join(_ROOT, "flags", flagfile))
+                if flagfile == "footage_lstm.flags":  # as the demo fits it to short footage
+                    fitted, _ = demo.lstm_sizing(path, os.path.join(_ROOT, "flags", flagfile), os.path.getmtime(path))
+                    base["batch_size"] = int(fitted[0].split("=")[1])
                 generated, seconds = [], []
                 row_seeds = list(seeds) if i == _DANCING_RECOMMENDED[kind] else list(seeds)[:1]
                 for seed in row_seeds:
