@@ -548,7 +548,8 @@ def bench_dancing(repeats=REPEATS, datasets=None, staged=(), models=None, seeds=
         out["table"] = dancing_table(rows)
         print(out["table"])
         if workdir:
-            with cli.atomic_output(os.path.join(workdir, "dancing.json")) as tmp_json, open(tmp_json, "w") as f:
+            table_path = os.path.join(workdir, f"dancing_{'_'.join(datasets)}.json")
+            with cli.atomic_output(table_path) as tmp_json, open(tmp_json, "w") as f:
                 json.dump(rows, f, indent=2, default=float)
     return out
 
