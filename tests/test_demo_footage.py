@@ -97,3 +97,7 @@ def test_footage_defaults_name_the_footage_flagfiles(tmp_path):
     ae = autoencoder_training.check_config(
         autoencoder_training.flagfile_settings(os.path.join(ROOT, "flags", "footage_autoencoder.flags")))
     assert ae["stage"] and ae["augment_flip"]
+    from tf_dance import sequence_training, stage  # the LSTM's recipe treats the staged latents' box as a box
+    lstm_cfg = sequence_training.resolve_config(
+        sequence_training.flagfile_settings(os.path.join(ROOT, "flags", "footage_lstm.flags")))
+    assert lstm_cfg["rollout_box_dims"] == stage.BOX_DIMS and lstm_cfg["rollout_box_smoothing"] > 0

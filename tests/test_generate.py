@@ -10,7 +10,9 @@ from PIL import Image
 from tf_dance import cli, data, generation, savedmodels, video
 
 DIM = 8
-RECIPE = {"temperature": 0.7, "noise": 0.2}
+# the signatures' inputs, and sampling controls baked into the export (the last 2 dims as a "stage box")
+RECIPE = {"temperature": 0.7, "noise": 0.2, "width": 0.5, "smoothing": 0.3, "box_dims": 2, "box_width": 0.0,
+          "box_smoothing": 0.6}
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +30,7 @@ def saved_models(tmp_path_factory):
     cli.export_version(root, "decoder", lambda d: autoencoder.export_decoder(decoder, d, record))
     lstm = sequence_model.build_model("lstm", DIM, np.zeros(DIM, np.float32), np.ones(DIM, np.float32),
                                       batch_size=1, units=8, num_layers=1, head="mdn", mixtures=2)
-    rollout.export(lstm, root, "dance_lstm", {"rollout": RECIPE})
+    rollout.export(lstm, root, "dance_lstm", recipe=RECIPE)
     return root
 
 

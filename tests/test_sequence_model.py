@@ -230,6 +230,95 @@ def test_rollout_rejects_bad_arguments(exported):
             savedmodels.rollout(path, **{"seed_frames": good, "num_frames": 5, **bad})
 
 
+# ---- sampling controls baked into an export (rollout.SAMPLING)
+
+
+def test_zero_width_samples_the_chosen_components_mean():
+    """width 0 on a dimension: that dimension is the drawn component's mean, whatever the noise key;
+    the other dimensions are still sampled, and the component is still drawn at the temperature."""
+    head = _model("lstm", "mdn").get_layer("head")
+    params = tf.constant(np.random.default_rng(3).normal(size=(64, head.units)).astype(np.float32))
+    _, mu, _ = head.split(params)
+    width = tf.constant([1.0] * (DIM - 2) + [0.0, 0.0])
+    draws = [head.sample(params, 1.0, tf.constant([s, 0], tf.int64), width).numpy() for s in range(4)]
+    for x in draws:
+        k = np.argmin(np.abs(mu.numpy()[:, :, -2:] - x[:, None, -2:]).sum(-1), 1)
+        np.testing.assert_allclose(x[:, -2:], mu.numpy()[np.arange(64), k, -2:], atol=1e-6)
+        assert np.abs(x[:, :-2] - mu.numpy()[np.arange(64), k, :-2]).mean() > 0.1  # pose dims keep their spread
+    chosen = [np.argmin(np.abs(mu.numpy()[:, :, -2:] - x[:, None, -2:]).sum(-1), 1) for x in draws]
+    assert len({tuple(c) for c in chosen}) > 1  # the component choice stays random
+
+
+def test_box_controls_round_trip_and_stop_the_box_jitter(tmp_path):
+    """A stage box sampled with box_width 0 moves only when the component or the state does, and the
+    smoothing makes it glide: far less frame-to-frame box motion than plain sampling, while the pose
+    dims keep theirs. The controls are recorded in tf_dance.json and a reloaded export reproduces
+    the in-process module."""
+    model = _model("lstm", "mdn", batch=1, num_layers=1, seed=4)
+    seed = np.random.default_rng(8).normal(size=(1, 6, DIM)).astype(np.float32)
+
+    def roll(**sampling):
+        module = rollout.ServingModule(model, sampling=sampling)
+        return module.rollout(tf.constant(seed), tf.constant(300), tf.constant(1.0), tf.constant(0.0),
+                              tf.constant(2))["frames"].numpy()[0]
+
+    def box_step(x):
+        return np.abs(np.diff(x[:, -3:], axis=0)).mean()
+
+    plain, still = roll(), roll(box_dims=3, box_width=0.0, box_smoothing=0.8)
+    assert box_step(still) < 0.25 * box_step(plain)
+    assert np.abs(np.diff(still[:, :2], axis=0)).mean() > 0.5 * np.abs(np.diff(plain[:, :2], axis=0)).mean()
+    recipe = dict(temperature=1.0, noise=0.0, width=1.0, smoothing=0.0, box_dims=3, box_width=0.0, box_smoothing=0.8)
+    path = rollout.export(model, str(tmp_path), "dance_lstm", recipe=recipe)
+    with open(os.path.join(path, "tf_dance.json")) as f:
+        assert json.load(f)["rollout"] == recipe
+    loaded = savedmodels.load_sequence_model(path)
+    assert loaded.controls == dict(width=1.0, smoothing=0.0, box_dims=3, box_width=0.0, box_smoothing=0.8)
+    np.testing.assert_allclose(loaded.rollout(seed, 300, random_seed=2)[0], still, rtol=1e-5, atol=1e-5)
+    streamed = np.concatenate(list(loaded.stream(seed, 300, random_seed=2, chunk=64)), 1)[0]
+    np.testing.assert_array_equal(streamed, loaded.rollout(seed, 300, random_seed=2)[0])
+
+
+def test_smoothing_filters_the_returned_frames_and_leaves_the_dance_alone(tmp_path):
+    """Smoothing is a low-pass on what the rollout returns: the model is fed its raw samples, so the smoothed
+    rollout is exactly the exponential average of the unsmoothed one (same seeds), from the seed's last frame;
+    the streamed pieces (whose state then carries the returned frame too) join to the same frames."""
+    model = _model("lstm", "mdn", batch=1, num_layers=1, seed=5)
+    seed = np.random.default_rng(9).normal(size=(1, 6, DIM)).astype(np.float32)
+
+    def roll(**sampling):
+        module = rollout.ServingModule(model, sampling=sampling)
+        return module.rollout(tf.constant(seed), tf.constant(100), tf.constant(1.0), tf.constant(0.2),
+                              tf.constant(4))["frames"].numpy()[0]
+
+    raw, smooth = roll(box_dims=2), roll(smoothing=0.5, box_dims=2, box_smoothing=0.8)
+    factor = np.array([0.5] * (DIM - 2) + [0.8] * 2, np.float32)
+    expected, previous = [], seed[0, -1]
+    for x in raw:
+        previous = x + factor * (previous - x)
+        expected.append(previous)
+    np.testing.assert_allclose(smooth, np.stack(expected), rtol=1e-4, atol=1e-4)
+    assert np.abs(np.diff(smooth, axis=0)).mean() < 0.6 * np.abs(np.diff(raw, axis=0)).mean()
+    path = rollout.export(model, str(tmp_path), "dance_lstm", recipe=dict(
+        temperature=1.0, noise=0.2, smoothing=0.5, box_dims=2, box_smoothing=0.8))
+    loaded = savedmodels.load_sequence_model(path)
+    streamed = np.concatenate(list(loaded.stream(seed, 100, random_seed=4, chunk=32)), 1)[0]
+    np.testing.assert_allclose(streamed, smooth, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("sampling,message", [
+    (dict(box_dims=DIM), "box_dims must be an integer in 0..4"),
+    (dict(box_dims=1.5), "box_dims must be an integer"),
+    (dict(box_smoothing=1.0), "box_smoothing must be < 1"),
+    (dict(width=float("nan")), "width must be a finite number >= 0"),
+    (dict(box_width=-1.0), "box_width must be a finite number >= 0"),
+    (dict(temperature=1.0), "unknown sampling control"),
+])
+def test_bad_sampling_controls_are_one_clear_error(sampling, message):
+    with pytest.raises(cli.UserError, match=message):
+        rollout.ServingModule(_model("lstm", "mdn", batch=1, num_layers=1), sampling=sampling)
+
+
 # ---- the paper's findings, small enough for CI
 
 

@@ -46,6 +46,9 @@ def _latents(tmp_path, frames=300, dim=10, name="z.npy", bad=None):
     ({}, dict(learning_rate=float("nan")), "learning_rate must be a finite"),
     ({}, dict(clip="max"), "clip must be one of"),
     ({}, dict(unit=8), "unknown setting"),
+    ({}, dict(rollout_box_dims=10), "box_dims must be an integer in 0..9"),
+    ({}, dict(rollout_box_smoothing=1.0), "rollout_box_smoothing must be < 1"),
+    ({}, dict(rollout_box_width=-0.5), "rollout_box_width must be >= 0"),
 ])
 def test_bad_input_raises_one_clear_error_and_writes_nothing(tmp_path, latents, settings, message):
     path = _latents(tmp_path, **latents)
@@ -67,6 +70,8 @@ def _cli(*args, **popen):
 @pytest.mark.parametrize("bad,flags,message", [
     (np.nan, [], "NaN or inf"),
     (None, ["--lr_decay=0"], "--lr_decay must be > 0"),
+    (None, ["--rollout_box_dims=12"], "box_dims must be an integer in 0..9"),
+    (None, ["--rollout_box_smoothing=1"], "--rollout_box_smoothing must be >= 0.0 and must be < 1.0"),
 ])
 def test_cli_bad_input_one_error_line_nonzero_exit_nothing_written(tmp_path, fails_cleanly, bad, flags, message):
     path = _latents(tmp_path, bad=bad)

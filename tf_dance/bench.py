@@ -373,82 +373,210 @@ def bench_generate(repeats=REPEATS):
 # ---- dancing ----
 
 _DANCING_FRAMES = 18000  # the demo's data (flags/quick.flags) and the paper's dataset size
-# (name, training settings over flags/quick_lstm.flags, rollout temperature, rollout noise)
-_DANCING_VARIANTS = [
-    ("mse (paper's loss, teacher forcing)", dict(head="mse", condition_steps=0, input_noise=0.0), 0.0, 0.0),
-    ("mse + auto-conditioning 5/5", dict(head="mse", condition_steps=5, ground_truth_steps=5, input_noise=0.0),
-     0.0, 0.0),
-    ("mse + input noise 0.1 + rollout noise 0.1", dict(head="mse", condition_steps=0, input_noise=0.1), 0.0, 0.1),
-    ("mdn K=5, T=1", dict(head="mdn", mixtures=5, condition_steps=0, input_noise=0.0), 1.0, 0.0),
-    ("mdn K=5 + auto-cond 5/5 + input noise 0.1, T=1",
-     dict(head="mdn", mixtures=5, condition_steps=5, ground_truth_steps=5, input_noise=0.1), 1.0, 0.0),
-    ("mse + rollout noise 0.6", dict(head="mse", condition_steps=0, input_noise=0.0), 0.0, 0.6),
-    ("mdn K=5 + input noise 0.1, T=1.1", {}, 1.1, 0.0),
-    ("mdn K=5 + input noise 0.1 (quick_lstm.flags, with its rollout recipe)", {}, None, None),
+# Each row: (name, LSTM flagfile, training settings over it, rollout recipe over the flagfile's). Rows that
+# share a flagfile and training settings share their trainings (one per seed): only the rollout differs.
+# Plain latents (the synthetic dancer's 128-d):
+_DANCING_PLAIN = [
+    ("quick_lstm.flags, T=1, noise 0.3 (its earlier recipe)", "quick_lstm.flags", {},
+     dict(temperature=1.0, noise=0.3, width=1.0, smoothing=0.0)),
+    ("quick_lstm.flags, T=1, noise 1.2", "quick_lstm.flags", {}, dict(temperature=1.0, noise=1.2, smoothing=0.0)),
+    ("quick_lstm.flags, T=1, noise 1.2, smoothing 0.5", "quick_lstm.flags", {},
+     dict(temperature=1.0, noise=1.2, smoothing=0.5)),
 ]
+# Staged latents (--stage autoencoders: 128 pose + 3 box dims):
+_NO_CONTROLS = dict(width=1.0, smoothing=0.0, box_dims=0, box_width=1.0, box_smoothing=0.0)
+_DANCING_STAGED = [
+    ("quick_lstm.flags (batch 4), T=1, noise 0.3 (the earlier footage setting)", "quick_lstm.flags",
+     dict(batch_size=4, dim=0), dict(_NO_CONTROLS, temperature=1.0, noise=0.3)),
+    ("footage_lstm.flags (dropout 0.5, best epoch), T=1, noise 0.3", "footage_lstm.flags", {},
+     dict(_NO_CONTROLS, temperature=1.0, noise=0.3)),
+    ("footage_lstm.flags with its recorded recipe: T=1, noise 0.8, box smoothing 0.95", "footage_lstm.flags", {}, {}),
+]
+_DANCING_RECOMMENDED = {"plain": 2, "staged": 2}  # the rows the flagfiles record (bold in BENCHMARKS.md)
 
 
-@benchmark("dancing")
-def bench_dancing(repeats=REPEATS):
-    """The anti-freeze table (BENCHMARKS.md, "Keeping the dancer dancing"): 18,000 frames of the synthetic
-    dancer (the demo's), the quick autoencoder (its script, flags/quick_autoencoder.flags), then each
-    LSTM variant at the size of flags/quick_lstm.flags, rolled out for 60,000 frames from the first 50
-    latents and judged by `tf_dance.metrics` against the training latents: longest freeze (s), motion of
-    the last 1,000 frames vs. the data's, pose coverage vs. an equal length of data, share of 1-second
-    windows that are near-copies, share of 1-second windows that recur within the rollout (repetition),
-    training seconds. About 15 minutes on 2 cores (the autoencoder is 5-8). Each variant runs once
-    (`repeats` is unused: the figures are not speeds)."""
-    import subprocess
-    import sys
-    import tempfile
+def define_dancing_flags():
+    flags.DEFINE_list("dancing_data", [], "dancing: datasets as name=path.npz (default: the embedded dancer, "
+                      f"{_DANCING_FRAMES:,} frames, seed 0, as 'dancer').")
+    flags.DEFINE_list("dancing_staged", [], "dancing: names of the datasets to encode with a staged autoencoder "
+                      "(pose + 3 stage-box dims; trained with flags/footage_autoencoder.flags); the others use "
+                      "flags/quick_autoencoder.flags.")
+    flags.DEFINE_list("dancing_models", [], "dancing: name=dir of an already trained autoencoder (a saved_models "
+                      "root with encoder/ and decoder/) to use for that dataset instead of training one.")
+    flags.DEFINE_list("dancing_seeds", ["0", "1", "2"], "dancing: LSTM training seeds (one rollout each).")
+    flags.DEFINE_integer("dancing_frames", 60000, "dancing: frames per rollout (judged on the second half).",
+                         lower_bound=100)
+    flags.DEFINE_string("dancing_workdir", None, "dancing: keep autoencoders, latents, LSTMs and the evaluations "
+                        "(metrics.json, report.md, contact sheets of the last frames) here; a rerun reuses what it "
+                        "finds. Default: a temporary directory.")
+    flags.register_validator("dancing_seeds", lambda v: all(s.strip().isdigit() for s in v),
+                             "--dancing_seeds must be non-negative integers")
+    flags.register_validator("dancing_data", lambda v: all("=" in s for s in v),
+                             "--dancing_data entries must be name=path.npz")
+    flags.register_validator("dancing_models", lambda v: all("=" in s for s in v),
+                             "--dancing_models entries must be name=dir")
 
-    import numpy as np
 
-    from tf_dance import dancer as dancer_lib
-    from tf_dance import data, metrics, savedmodels, sequence_training
-
-    flagfile = os.path.join(_ROOT, "flags", "quick_lstm.flags")
-    base = sequence_training.flagfile_settings(flagfile)
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=os.pathsep.join([_ROOT, os.environ.get("PYTHONPATH", "")]))
+def _pairs(items, what):
     out = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        dancer = dancer_lib.dancer(_DANCING_FRAMES, seed=0)
-        data.save_dataset(f"{tmp}/dancer.npz", dancer["frames"], 24.0)
-        start = time.perf_counter()
-        for script, *args in [
-                ("train_autoencoder", f"--flagfile={_ROOT}/flags/quick_autoencoder.flags", "--seed=0",
-                 f"--data={tmp}/dancer.npz", f"--workdir={tmp}/ae", f"--export_dir={tmp}/saved"),
-                ("encode", f"--data={tmp}/dancer.npz", f"--encoder={tmp}/saved/encoder", f"--out={tmp}/latents.npy")]:
-            subprocess.run([sys.executable, "-m", f"tf_dance.{script}", *args], env=env, check=True,
-                           stdout=subprocess.DEVNULL)
-        out["autoencoder + encode seconds"] = time.perf_counter() - start
-        latents = np.load(f"{tmp}/latents.npy")
-        train = latents[:int(len(latents) * base.get("train_frac", sequence_training.SETTINGS["train_frac"].default))]
-        reference = metrics.Reference(train, 24.0)
-        out["data: recurring 1-s windows (%)"] = 100 * reference.repetition_report(train)["data_repeat_share"]
-        for i, (name, change, temperature, noise) in enumerate(_DANCING_VARIANTS):
-            print(f"  {name}", flush=True)
-            start = time.perf_counter()
-            result = sequence_training.train_and_evaluate(f"{tmp}/latents.npy", f"{tmp}/lstm{i}", f"{tmp}/saved",
-                                                          **{**base, **change, "seed": 0})
-            seconds = time.perf_counter() - start
-            model = savedmodels.load_sequence_model(result["export_dir"])
-            if temperature is None:  # the recipe the flagfile recorded in the export
-                temperature, noise = model.sampling()
-                name = f"{name}, T={temperature:g}, rollout noise {noise:g}"
-            generated = model.rollout(latents[:50], 60000, temperature=temperature, noise=noise, random_seed=0)
-            report = reference.evaluate(generated)
-            out[f"{name}: longest freeze (s)"] = report["freeze"]["longest_still_seconds"]
-            out[f"{name}: motion, last 1,000 frames / data"] = report["motion"]["tail_motion_ratio"]
-            out[f"{name}: pose coverage / data"] = report["coverage"]["coverage_ratio"]
-            out[f"{name}: near-copy 1-s windows (%)"] = 100 * report["novelty"]["copy_share"]
-            out[f"{name}: recurring 1-s windows, last {report['repetition']['frames']:,} frames (%)"] = (
-                100 * report["repetition"]["repeat_share"])
-            out[f"{name}: training seconds"] = seconds
-    out["load average (1 min) at end"] = os.getloadavg()[0]
+    for item in items:
+        name, _, value = item.partition("=")
+        if not name or not value:
+            raise cli.UserError(f"{what} entries must be name=value, got {item!r}")
+        out[name.strip()] = value.strip()
     return out
 
 
+def dancing_options():
+    """The --dancing_* flags as `bench_dancing` keyword arguments (defaults when the flags are not defined)."""
+    if "dancing_data" not in FLAGS:
+        return {}
+    return dict(datasets=_pairs(FLAGS.dancing_data, "--dancing_data"), staged=set(FLAGS.dancing_staged),
+                models=_pairs(FLAGS.dancing_models, "--dancing_models"), seeds=[int(s) for s in FLAGS.dancing_seeds],
+                frames=FLAGS.dancing_frames, workdir=FLAGS.dancing_workdir)
+
+
+def _autoencoder(name, path, workdir, staged, models, env):
+    """(saved_models dir with encoder/ and decoder/, latents path) for one dataset; reuses what `workdir` holds."""
+    import subprocess
+    import sys
+
+    from tf_dance import savedmodels
+    saved = models.get(name) or os.path.join(workdir, "saved")
+    latents = os.path.join(workdir, "latents.npy")
+    if name not in models and not os.path.isdir(os.path.join(saved, "decoder")):
+        flagfile = "footage_autoencoder.flags" if staged else "quick_autoencoder.flags"
+        subprocess.run([sys.executable, "-m", "tf_dance.train_autoencoder", f"--flagfile={_ROOT}/flags/{flagfile}",
+                        "--seed=0", f"--data={path}", f"--workdir={workdir}/ae", f"--export_dir={saved}"], env=env,
+                       check=True, stdout=subprocess.DEVNULL)
+    encoder, decoder = savedmodels.resolve_pair(saved, saved)
+    if not os.path.exists(latents):
+        subprocess.run([sys.executable, "-m", "tf_dance.encode", f"--data={path}", f"--encoder={encoder}",
+                        f"--out={latents}", "--noprogress"], env=env, check=True, stdout=subprocess.DEVNULL)
+    return decoder, latents
+
+
+@benchmark("dancing")
+def bench_dancing(repeats=REPEATS, datasets=None, staged=(), models=None, seeds=(0, 1, 2), frames=60000,
+                  workdir=None):
+    """The dancing table (BENCHMARKS.md, "Keeping the dancer dancing"): for each dataset (default the embedded
+    18,000-frame dancer), an autoencoder (trained, or reused from `models`/`workdir`), then every row of
+    `_DANCING_PLAIN` (or `_DANCING_STAGED` for the `staged` datasets) trained once per seed, rolled out for
+    `frames` frames from the first 50 latents and judged on the second half by `evaluate`'s measures
+    (`report.evaluate_dance` with the decoder): longest freeze, on-screen motion vs. the data's, recurring
+    one-second windows (and the data's share), pose coverage, stage coverage; each as the range over the seeds
+    (all `seeds` for the recommended row, the first for the others), and whether every seed meets every goal.
+    footage_lstm.flags rows use the batch size the demo fits to short footage. Each evaluation (metrics.json,
+    report.md, the contact sheet of the last frames `figure7_last_frames.png`) stays under
+    `<workdir>/<dataset>/eval/row<i>/`. `repeats` is unused."""
+    import tempfile
+
+    import keras
+    import numpy as np
+
+    from tf_dance import dancer as dancer_lib
+    from tf_dance import data, demo, report, rollout, sequence_training
+
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2",
+               PYTHONPATH=os.pathsep.join([_ROOT, os.environ.get("PYTHONPATH", "")]))
+    models = dict(models or {})
+    out = {"load average (1 min) at start": os.getloadavg()[0]}
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        root = workdir or tmp
+        if not datasets:
+            path = os.path.join(root, "dancer.npz")
+            if not os.path.exists(path):
+                os.makedirs(root, exist_ok=True)
+                data.save_dataset(path, dancer_lib.dancer(_DANCING_FRAMES, seed=0)["frames"], 24.0)
+            datasets = {"dancer": path}
+        for name, path in datasets.items():
+            kind = "staged" if name in staged else "plain"
+            where = os.path.join(root, name)
+            os.makedirs(where, exist_ok=True)
+            start = time.perf_counter()
+            decoder, latents_path = _autoencoder(name, path, where, kind == "staged", models, env)
+            out[f"{name}: autoencoder + encode seconds (encode only when reused)"] = time.perf_counter() - start
+            _, fps, _ = data.load_dataset(path)
+            latents = data.load_latents(latents_path)
+            clips = data.load_latent_clips(latents_path, len(latents))
+            trained = {}
+            table = _DANCING_STAGED if kind == "staged" else _DANCING_PLAIN
+            for i, (label, flagfile, change, recipe) in enumerate(table):
+                print(f"  {name}: {label}", flush=True)
+                base = sequence_training.flagfile_settings(os.path.join(_ROOT, "flags", flagfile))
+                if flagfile == "footage_lstm.flags":  # as the demo fits it to short footage
+                    fitted, _ = demo.lstm_sizing(path, os.path.join(_ROOT, "flags", flagfile), os.path.getmtime(path))
+                    base["batch_size"] = int(fitted[0].split("=")[1])
+                generated, seconds = [], []
+                row_seeds = list(seeds) if i == _DANCING_RECOMMENDED[kind] else list(seeds)[:1]
+                for seed in row_seeds:
+                    key = (flagfile, tuple(sorted(change.items())), seed)
+                    if key not in trained:
+                        t = time.perf_counter()
+                        run = os.path.join(where, f"lstm_{len(trained)}")
+                        cfg = {**base, **change, "seed": seed}
+                        sequence_training.train_and_evaluate(latents_path, run, os.path.join(run, "saved"), **cfg)
+                        trained[key] = (os.path.join(run, "model.keras"), sequence_training.resolve_config(cfg),
+                                        time.perf_counter() - t)
+                    model_path, cfg, train_seconds = trained[key]
+                    settings = {**sequence_training.rollout_recipe(cfg), **recipe}
+                    module = rollout.ServingModule(keras.models.load_model(model_path),
+                                                   sampling={k: settings[k] for k in rollout.SAMPLING})
+                    seed_frames = latents[:50][None]
+                    generated.append(module.rollout(seed_frames, frames, float(settings["temperature"]),
+                                                    float(settings["noise"]), 0)["frames"].numpy()[0])
+                    seconds.append(train_seconds)
+                result = report.evaluate_dance(np.stack(generated), latents, fps,
+                                               os.path.join(where, "eval", f"row{i}"), decoder_dir=decoder,
+                                               progress=False,
+                                               reference_options=dict(clips=clips, seed=0))
+                goals = result["goals"]
+                row = dict(dataset=name, row=label, recommended=i == _DANCING_RECOMMENDED[kind],
+                           recipe=dict(settings), seeds=row_seeds,
+                           eval_dir=os.path.join(where, "eval", f"row{i}"), train_seconds=seconds,
+                           **{k: g["values"] for k, g in goals.items()},
+                           data_recurring=goals["recurring_seconds"]["data"][0],
+                           all_goals_met=all(g["passed"] for g in goals.values()))
+                rows.append(row)
+                prefix = f"{name} | {label}"
+                out[f"{prefix}: longest freeze (s)"] = _span(row["freeze"])
+                out[f"{prefix}: on-screen motion / data"] = _span(row["on_screen_motion"])
+                out[f"{prefix}: recurring seconds (%; data {100 * row['data_recurring']:.1f}%)"] = _span(
+                    row["recurring_seconds"], 100)
+                out[f"{prefix}: pose coverage"] = _span(row["pose_coverage"])
+                out[f"{prefix}: stage coverage"] = _span(row["stage_coverage"])
+                out[f"{prefix}: every goal met (all seeds)"] = row["all_goals_met"]
+        out["load average (1 min) at end"] = os.getloadavg()[0]
+        out["table"] = dancing_table(rows)
+        print(out["table"])
+        if workdir:
+            table_path = os.path.join(workdir, f"dancing_{'_'.join(datasets)}.json")
+            with cli.atomic_output(table_path) as tmp_json, open(tmp_json, "w") as f:
+                json.dump(rows, f, indent=2, default=float)
+    return out
+
+
+def _span(values, scale=1.0):
+    values = [v for v in values if v is not None]
+    if not values:
+        return "-"
+    lo, hi = scale * min(values), scale * max(values)
+    return f"{lo:.2f}" if abs(hi - lo) < 0.005 else f"{lo:.2f}-{hi:.2f}"
+
+
+def dancing_table(rows):
+    """The BENCHMARKS.md table: one line per dataset and row, the recommended one in bold."""
+    lines = ["| data | setting | freeze (s) | on-screen motion / data | recurring seconds % (data) | pose coverage "
+             "| stage coverage | all goals |", "|---|---|---:|---:|---:|---:|---:|---|"]
+    for r in rows:
+        cells = [r["dataset"], r["row"], _span(r["freeze"]), _span(r["on_screen_motion"]),
+                 f"{_span(r['recurring_seconds'], 100)} ({100 * r['data_recurring']:.1f})", _span(r["pose_coverage"]),
+                 _span(r["stage_coverage"]), "yes" if r["all_goals_met"] else "no"]
+        if r["recommended"]:
+            cells = [f"**{c}**" for c in cells]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def run(names=None, repeats=REPEATS):
@@ -460,7 +588,7 @@ def run(names=None, repeats=REPEATS):
     results = {}
     for name in names:
         print(f"== {name}", flush=True)
-        results[name] = _BENCHES[name](repeats)
+        results[name] = _BENCHES[name](repeats, **(dancing_options() if name == "dancing" else {}))
         for key, value in results[name].items():
             print(f"  {key:48s} {value:12.1f}" if isinstance(value, float) else f"  {key:48s} {value}")
     return results
@@ -478,4 +606,5 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
+    define_dancing_flags()
     app.run(main, flags_parser=cli.parse_flags)

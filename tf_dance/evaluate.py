@@ -74,6 +74,10 @@ def _decoder_dir():
     return None
 
 
+def _controls(lstm):
+    return "".join(f", {k} {v:g}" for k, v in lstm.controls.items())
+
+
 @cli.main
 def main(argv):
     del argv
@@ -98,12 +102,13 @@ def main(argv):
         start, = generation.choose_seeds(len(train), FLAGS.seed_frames, FLAGS.seed_index, 1, FLAGS.random_seed)
         if FLAGS.progress:
             print(f"rolling out {FLAGS.frames} frames with {lstm.path} (temperature {temperature:g}, noise "
-                  f"{noise:g}), primed on latents {start}..{start + FLAGS.seed_frames - 1}", flush=True)
+                  f"{noise:g}{_controls(lstm)}), primed on latents {start}..{start + FLAGS.seed_frames - 1}", flush=True)
         generated = lstm.rollout(train[start:start + FLAGS.seed_frames], FLAGS.frames, temperature=temperature,
                                  noise=noise, random_seed=FLAGS.random_seed)
         arrays["generated"] = np.asarray(generated, np.float32)
         options = dict(model_dir=os.path.abspath(lstm.path), frames=FLAGS.frames, seed_frames=FLAGS.seed_frames,
-                       seed_index=start, random_seed=FLAGS.random_seed, temperature=temperature, noise=noise)
+                       seed_index=start, random_seed=FLAGS.random_seed, temperature=temperature, noise=noise,
+                       **lstm.controls)
     options.update(latents=os.path.abspath(FLAGS.latents), fps=fps,
                    decoder=decoder_dir and os.path.abspath(decoder_dir))
     result = report.evaluate_dance(

@@ -27,6 +27,19 @@ A version directory `saved_models/dance_lstm/<v>/` serves, with plain TensorFlow
 Frames in and out are raw latents; the standardisation is inside the graph. The export's
 `tf_dance.json` records the model's kind, sizes, block and rollout recipe; reading exports is
 `tf_dance.savedmodels`.
+
+Sampling controls beyond the two signature inputs are baked into an export (the signatures keep
+their inputs) and recorded in its recipe (`SAMPLING`): `width` scales the mixture Gaussian's
+spread (temperature x width) while the component is still drawn at the temperature; the last
+`box_dims` latent dimensions (the stage box of `--stage` latents: centre x, centre y, height)
+get their own factor `box_width` (0: the chosen component's mean, no per-frame noise).
+`smoothing` and `box_smoothing` low-pass the frames a rollout returns (each returned frame moves
+only 1 - smoothing of the way from the previous returned frame to the new sample), so a figure
+sampled afresh every frame glides instead of jittering; the LSTM is still fed its own raw
+samples, so smoothing changes what is shown, not the dance the model makes (smoothing the
+fed-back frames instead made the model loop). With smoothing on, the opaque rollout state of
+`prime`/`continue_rollout` also carries the last returned frame (`[B, S + 2D]` instead of
+`[B, S + D]`).
 """
 
 import json
@@ -39,12 +52,36 @@ from tf_dance import sequence_model
 
 METADATA = "tf_dance.json"
 CHUNK = 32  # generated frames per compiled block: amortises the per-call cost, wastes < CHUNK steps
+# The baked-in sampling controls (see the module doc) and their defaults, which sample as before they existed.
+SAMPLING = {"width": 1.0, "smoothing": 0.0, "box_dims": 0, "box_width": 1.0, "box_smoothing": 0.0}
+
+
+def check_sampling(sampling, dim):
+    """`SAMPLING` updated with `sampling` (a dict, or None), checked for a `dim`-wide model; `cli.UserError` else."""
+    sampling = dict(sampling or {})
+    unknown = sorted(set(sampling) - set(SAMPLING))
+    if unknown:
+        raise cli.UserError(f"unknown sampling control(s) {unknown}; known: {sorted(SAMPLING)}")
+    out = {**SAMPLING, **sampling}
+    for key in ("width", "smoothing", "box_width", "box_smoothing"):
+        value = out[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 or value == float("inf"):
+            raise cli.UserError(f"sampling control {key} must be a finite number >= 0, got {value!r}")
+        out[key] = float(value)
+    for key in ("smoothing", "box_smoothing"):
+        if not out[key] < 1:
+            raise cli.UserError(f"sampling control {key} must be < 1 (1 would never move), got {out[key]}")
+    box_dims = out["box_dims"]
+    if isinstance(box_dims, bool) or not isinstance(box_dims, int) or not 0 <= box_dims < dim:
+        raise cli.UserError(f"sampling control box_dims must be an integer in 0..{dim - 1} (the trailing stage-box "
+                            f"dimensions of the {dim}-d latents), got {box_dims!r}")
+    return out
 
 
 class ServingModule(tf.Module):
     """Pure-TF step/rollout functions over a trained model's variables."""
 
-    def __init__(self, model, chunk=CHUNK):
+    def __init__(self, model, chunk=CHUNK, sampling=None):
         super().__init__()
         self.model = model
         # The underlying tf.Variables, tracked directly: without them TF1-style loaders
@@ -53,6 +90,15 @@ class ServingModule(tf.Module):
         self._net = sequence_model.make_net(model)
         self._chunk_len = chunk
         d, s = self._net.dim, self._net.state_size
+        self.sampling = check_sampling(sampling, d)
+        box = self.sampling["box_dims"]
+        is_box = tf.constant([0.0] * (d - box) + [1.0] * box)
+        width, box_width = self.sampling["width"], self.sampling["box_width"] if box else self.sampling["width"]
+        self._width = None if width == box_width == 1.0 else width + (box_width - width) * is_box
+        smooth = self.sampling["smoothing"]
+        box_smooth = self.sampling["box_smoothing"] if box else smooth
+        self._smooth = None if smooth == box_smooth == 0.0 else smooth + (box_smooth - smooth) * is_box
+        carried = d if self._smooth is None else 2 * d  # the last raw sample (and the last returned frame)
         self.step = tf.function(self._step, input_signature=[
             tf.TensorSpec([None, d], tf.float32, name="frame"),
             tf.TensorSpec([None, s], tf.float32, name="state")])
@@ -69,7 +115,7 @@ class ServingModule(tf.Module):
             tf.TensorSpec([], tf.float32, name="temperature"),
             tf.TensorSpec([], tf.int32, name="random_seed")])
         self.continue_rollout = tf.function(self._continue, input_signature=[
-            tf.TensorSpec([None, s + d], tf.float32, name="state"),
+            tf.TensorSpec([None, s + carried], tf.float32, name="state"),
             tf.TensorSpec([], tf.int32, name="start"),
             tf.TensorSpec([], tf.int32, name="num_frames"),
             tf.TensorSpec([], tf.float32, name="temperature"),
@@ -91,15 +137,32 @@ class ServingModule(tf.Module):
         return {"state": self._net.zero_state(batch_size)}
 
     def _prime(self, seed, temperature, random_seed):
-        """(first generated frame, LSTM state), both normalised, after reading the seed frames."""
+        """(first generated frame, LSTM state), both normalised, after reading the seed frames; the frame is
+        packed with what it shows when smoothing is on (`_shown`)."""
         net = self._net
         with tf.control_dependencies([
                 tf.debugging.assert_positive(tf.shape(seed)[1], "seed must hold at least one frame"),
                 tf.debugging.assert_non_negative(temperature, "temperature must be >= 0"),
                 tf.debugging.assert_all_finite(seed, "seed frames must be finite")]):
             batch = tf.shape(seed)[0]
-        params, state = net.window(net.normalize(seed), net.zero_state(batch))
-        return net.head.sample(params[:, -1], temperature, _seed(random_seed, 0, 0)), state
+        x = net.normalize(seed)
+        params, state = net.window(x, net.zero_state(batch))
+        return self._sample(params[:, -1], x[:, -1], temperature, _seed(random_seed, 0, 0)), state
+
+    def _sample(self, params, previous, temperature, seed):
+        """The next normalised frame from the head's `params`, with the baked-in sampling controls: the raw
+        sample, or with smoothing [raw sample, returned frame] (`previous`: the last returned frame or pack)."""
+        x = self._net.head.sample(params, temperature, seed, self._width)
+        if self._smooth is None:
+            return x
+        shown = self._shown(previous)  # each returned frame moves (1 - smoothing) of the way to the sample
+        return tf.concat([x, x + self._smooth * (shown - x)], -1)
+
+    def _raw(self, packed):
+        return packed[:, :self._net.dim]
+
+    def _shown(self, packed):
+        return packed[:, -self._net.dim:]
 
     def _blocks(self, x, state, start, blocks, temperature, noise, random_seed):
         """Frames `start` .. `start + blocks * CHUNK - 1` after frame `x`: (frames, last frame, state)."""
@@ -118,12 +181,12 @@ class ServingModule(tf.Module):
             first, state = self._prime(seed, temperature, random_seed)
         blocks = tf.maximum((num_frames - 1 + self._chunk_len - 1) // self._chunk_len, 1)
         later, _, _ = self._blocks(first, state, 1, blocks, temperature, noise, random_seed)
-        frames = tf.concat([first[:, None], later], 1)[:, :num_frames]
+        frames = tf.concat([self._shown(first)[:, None], later], 1)[:, :num_frames]
         return {"frames": net.denormalize(frames)}
 
     def _prime_signature(self, seed, temperature, random_seed):
         first, state = self._prime(seed, temperature, random_seed)
-        return {"frame": self._net.denormalize(first), "state": tf.concat([state, first], 1)}
+        return {"frame": self._net.denormalize(self._shown(first)), "state": tf.concat([state, first], 1)}
 
     def _continue(self, state, start, num_frames, temperature, noise, random_seed):
         net = self._net
@@ -147,12 +210,13 @@ class ServingModule(tf.Module):
 
         def body(t, x, state, frames):
             n = start + t
-            fed = x + noise * tf.random.stateless_normal(tf.shape(x), _seed(random_seed, n - 1, 1))
+            raw = self._raw(x)
+            fed = raw + noise * tf.random.stateless_normal(tf.shape(raw), _seed(random_seed, n - 1, 1))
             params, state = net.step(fed, state)
-            x = net.head.sample(params, temperature, _seed(random_seed, n, 0))
-            return t + 1, x, state, frames.write(t, x)
+            x = self._sample(params, x, temperature, _seed(random_seed, n, 0))
+            return t + 1, x, state, frames.write(t, self._shown(x))
 
-        frames = tf.TensorArray(tf.float32, size=self._chunk_len, element_shape=x.shape)
+        frames = tf.TensorArray(tf.float32, size=self._chunk_len, element_shape=self._shown(x).shape)
         _, x, state, frames = tf.while_loop(lambda t, *_: t < self._chunk_len, body, (0, x, state, frames),
                                             maximum_iterations=self._chunk_len)
         return x, state, tf.transpose(frames.stack(), [1, 0, 2])
@@ -162,13 +226,21 @@ def _seed(random_seed, frame, stream):
     return tf.stack([tf.cast(random_seed, tf.int64), 2 * tf.cast(frame, tf.int64) + stream])
 
 
-def export(model, export_dir, name, metadata=None):
-    """Writes `export_dir/name/<next version>/` atomically; returns that directory."""
-    module = ServingModule(model)
+def export(model, export_dir, name, metadata=None, recipe=None):
+    """Writes `export_dir/name/<next version>/` atomically; returns that directory.
+
+    recipe: the rollout recipe, `{"temperature", "noise"}` (what callers pass to the signatures)
+    and any `SAMPLING` controls, which are baked into the graph; all of it is recorded in
+    `tf_dance.json` under "rollout"."""
+    recipe = dict(recipe or {})
+    sampling = {k: recipe.pop(k) for k in list(recipe) if k in SAMPLING}
+    module = ServingModule(model, sampling=sampling)
     net = module._net
     info = {"model": "lstm" if isinstance(net, sequence_model.LSTMNet) else "fnn",
             "head": "mdn" if isinstance(net.head, sequence_model.MixtureHead) else "mse",
             "dim": net.dim, "state_size": net.state_size, "block": module._chunk_len, **(metadata or {})}
+    if recipe or sampling:
+        info["rollout"] = {**recipe, **module.sampling}
 
     def write(tmp):
         tf.saved_model.save(module, tmp, signatures=module.signatures())

@@ -247,6 +247,8 @@ class SequenceModel:
         self._loaded = loaded
         recipe = self.record.get("rollout") or {}
         self.recipe = {"temperature": float(recipe.get("temperature", 1.0)), "noise": float(recipe.get("noise", 0.0))}
+        # sampling controls baked into the graph (rollout.SAMPLING): recorded, not passed
+        self.controls = {k: v for k, v in recipe.items() if k not in self.recipe}
         self.block = int(self.record.get("block", 32))
 
     def sampling(self, temperature=None, noise=None):

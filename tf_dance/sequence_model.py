@@ -40,8 +40,8 @@ class PointHead(keras.layers.Dense):
     def point(self, params):
         return params
 
-    def sample(self, params, temperature, seed):
-        del temperature, seed
+    def sample(self, params, temperature, seed, width=None):
+        del temperature, seed, width
         return params
 
     def get_config(self):
@@ -83,8 +83,13 @@ class MixtureHead(keras.layers.Dense):
         logits, mu, _ = self.split(params)
         return tf.gather(mu, tf.argmax(logits, -1, output_type=tf.int32), batch_dims=len(params.shape) - 1)
 
-    def sample(self, params, temperature, seed):
-        """Component from softmax(logits / T), then its mean + T * std * N(0, 1); T = 0 is `point`."""
+    def sample(self, params, temperature, seed, width=None):
+        """Component from softmax(logits / T), then its mean + T * width * std * N(0, 1); T = 0 is `point`.
+
+        width: None (1) or a per-dimension factor `[D]` on the Gaussian's spread only: the component
+        choice keeps temperature T, so width < 1 samples as many distinct moves with less jitter, and
+        width 0 on a dimension gives the chosen component's mean there (no per-frame noise).
+        """
         logits, mu, log_sigma = self.split(params)
         seeds = tf.random.experimental.stateless_split(seed, 2)
         # Gumbel-max: argmax(logits / T + Gumbel noise) ~ softmax(logits / T); XLA compiles it
@@ -93,7 +98,8 @@ class MixtureHead(keras.layers.Dense):
         k = tf.argmax(logits + temperature * gumbel, -1, output_type=tf.int32)
         mu_k = tf.gather(mu, k, batch_dims=1)
         sigma_k = tf.gather(tf.exp(log_sigma), k, batch_dims=1)
-        return mu_k + temperature * sigma_k * tf.random.stateless_normal(tf.shape(mu_k), seeds[1])
+        spread = temperature if width is None else temperature * width
+        return mu_k + spread * sigma_k * tf.random.stateless_normal(tf.shape(mu_k), seeds[1])
 
     def get_config(self):
         return {**super().get_config(), "dim": self.dim, "mixtures": self.mixtures}

@@ -77,6 +77,20 @@ SETTINGS = {
                                    "--temperature (no effect on the mse head).", low=0.0),
     "rollout_noise": Setting(0.0, "Std of the noise on each fed-back frame (training stds) this model is meant to "
                              "be rolled out with: recorded in the export, used unless --noise is given.", low=0.0),
+    "rollout_width": Setting(1.0, "Mixture head: the sampled Gaussian's spread is temperature x this factor, while the "
+                             "component is still drawn at the temperature (< 1: as many moves, less jitter). Baked "
+                             "into the export and recorded in its recipe.", low=0.0),
+    "rollout_smoothing": Setting(0.0, "Exponential smoothing of the sampled frames (all but the box dims): each frame "
+                                 "moves only (1 - this) of the way to the sampled one (0 = none). Baked into the "
+                                 "export and recorded in its recipe.", low=0.0, high=1.0, high_open=True),
+    "rollout_box_dims": Setting(0, "The last N latent dimensions are the stage box (3 for --stage latents: centre x, "
+                                "centre y, height), sampled with --rollout_box_width/--rollout_box_smoothing; "
+                                "0 = none. Baked into the export and recorded in its recipe.", low=0),
+    "rollout_box_width": Setting(1.0, "Mixture head: the box dimensions' spread factor (like --rollout_width); 0 = the "
+                                 "chosen component's mean, no per-frame noise on the box.", low=0.0),
+    "rollout_box_smoothing": Setting(0.0, "Exponential smoothing of the sampled box: each frame the box moves only "
+                                     "(1 - this) of the way to the sampled one (0 = none).", low=0.0, high=1.0,
+                                     high_open=True),
     "dim": Setting(0, "Required latent width (e.g. 128 for the encoder's latents); 0 = take it from the file.",
                    low=0),
     "seed": Setting(0, "Seed for initialisation and noise; same settings + seed -> same model.", low=0),
@@ -86,6 +100,7 @@ SETTINGS = {
 }
 # Settings that may change when a run resumes (the rest must match the checkpointed run).
 _RESUMABLE = {"epochs", "export_name", "jit_compile", "patience", "rollout_temperature", "rollout_noise",
+              "rollout_width", "rollout_smoothing", "rollout_box_dims", "rollout_box_width", "rollout_box_smoothing",
               "distribute"}
 BEST_WEIGHTS = "best_weights.npz"
 
@@ -207,6 +222,8 @@ def train_and_evaluate(latents_path, workdir, export_dir, clips=None, **config):
         raise cli.UserError("dropout applies to the lstm model only")
     if cfg["patience"] and cfg["train_frac"] == 1:
         raise cli.UserError("patience needs a validation part: set train_frac below 1")
+    recipe = rollout_recipe(cfg)
+    rollout.check_sampling({k: v for k, v in recipe.items() if k in rollout.SAMPLING}, latents.shape[1])
     train, train_clips, val = split(latents, cfg, clips)
     train, train_clips, extra_prints = _add_extra_latents(train, train_clips, cfg["extra_latents"], latents.shape[1])
     fresh = _check_layout(train_clips, cfg, len(latents))
@@ -312,10 +329,14 @@ def train_and_evaluate(latents_path, workdir, export_dir, clips=None, **config):
     if distributed:  # plain variables, not the strategy's, in the SavedModel
         model = sequence_model.stateful_copy(model, cfg["batch_size"])
     final = rollout.export(model, export_dir, cfg["export_name"] or f"dance_{cfg['model']}",
-                           {"config": cfg, "latents": fingerprint, **_best_record(history, best),
-                            "rollout": {"temperature": cfg["rollout_temperature"], "noise": cfg["rollout_noise"]}})
+                           {"config": cfg, "latents": fingerprint, **_best_record(history, best)}, recipe)
     print(f"Exported {final}")
     return dict(_summary(history, cfg, final), **_best_record(history, best), stopped_early=stopped_early)
+
+
+def rollout_recipe(cfg):
+    """The export's rollout recipe from the `rollout_*` settings (see `rollout.export`)."""
+    return {key: cfg[f"rollout_{key}"] for key in ("temperature", "noise", *rollout.SAMPLING)}
 
 
 def validation_loss(loss_fn, parts):
