@@ -1,8 +1,13 @@
-"""bench: the dancing table's formatting and its dataset flags (the measurements themselves are BENCHMARKS.md's)."""
+"""bench: table formatting and settings (the benchmarks themselves take minutes to hours and are run by hand;
+their results are BENCHMARKS.md's)."""
+
+import os
 
 import pytest
 
-from tf_dance import bench, cli
+from tf_dance import bench, cli, sequence_training
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _row(recommended, **values):
@@ -24,3 +29,20 @@ def test_dataset_pairs_need_a_name_and_a_value():
     assert bench._pairs(["a=/x.npz", " b = /y.npz"], "--dancing_data") == {"a": "/x.npz", "b": "/y.npz"}
     with pytest.raises(cli.UserError, match="name=value"):
         bench._pairs(["=/x.npz"], "--dancing_data")
+
+
+def test_faithfulness_bench_runs_the_papers_mse_recipe_at_the_quick_size():
+    def lstm(name, extra=()):
+        settings = sequence_training.flagfile_settings(f"{ROOT}/flags/{name}")
+        for flag in extra:  # "--name=value" overrides, as train_lstm reads them after the flagfile
+            key, value = flag[2:].split("=")
+            settings[key] = type(sequence_training.SETTINGS[key].default)(value)
+        return sequence_training.resolve_config(settings)
+
+    flagfile, extra = bench._FAITHFULNESS_LSTMS["paper MSE 2x256"]
+    paper, quick, resized = lstm("paper_lstm.flags"), lstm("quick_lstm.flags"), lstm(flagfile, extra)
+    assert resized["units"] == quick["units"] == 256 != paper["units"]
+    assert {k: v for k, v in resized.items() if k != "units"} == {k: v for k, v in paper.items() if k != "units"}
+    assert resized["head"] == "mse" and resized["input_noise"] == 0 and not resized["normalize"]
+    assert bench._FAITHFULNESS_LSTMS["recommended"] == (None, [])  # the dataset's own dancing flagfile
+    assert "faithfulness" in bench._BENCHES

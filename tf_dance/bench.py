@@ -301,6 +301,84 @@ def _single_threaded_rollout(path, seed, n):
 
 
 
+# ---- faithfulness ----
+
+
+_REALDANCE = os.path.join(os.path.dirname(_ROOT), "shared", "realdance")  # the development clips, if present
+_FAITHFULNESS_LSTMS = {  # name: (flagfile, extra flags); the paper's MSE recipe at the quick size (2 x 256)
+    "paper MSE 2x256": ("paper_lstm.flags", ["--units=256"]),
+    "recommended": (None, []),  # quick_lstm.flags on the dancer, footage_lstm.flags on footage
+}
+
+
+@benchmark("faithfulness")
+def bench_faithfulness(repeats=REPEATS):
+    """Issue 14's table (BENCHMARKS.md, "The ReLU code downstream"): the autoencoder with the linear and with the
+    ReLU code (`--code_activation`, otherwise identical, seed 0) on the dancer (18,000 frames, seed 0,
+    flags/quick_autoencoder.flags) and on the real clips of ../shared/realdance (prepared by `prepare_video` with
+    its defaults, flags/footage_autoencoder.flags; skipped when the clips are absent); on each one's latents the
+    paper's MSE LSTM (flags/paper_lstm.flags at 2 x 256) and the recommended setting (flags/quick_lstm.flags on the
+    dancer; flags/footage_lstm.flags at the batch size the demo fits to the clips), each rolled out for 60,000
+    frames by `generate` (random_seed 0, the export's recipe) and judged by `evaluate` on the second half. Every
+    step is its script, as a user runs it. 1.5-2 hours on 2 cores (the 8,000-step footage autoencoders dominate).
+    Runs once (`repeats` is unused: the figures are not speeds)."""
+    import json as json_lib
+    import subprocess
+    import sys
+    import tempfile
+
+    from tf_dance import dancer as dancer_lib
+    from tf_dance import data, demo
+
+    flags_dir = os.path.join(_ROOT, "flags")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=os.pathsep.join([_ROOT, os.environ.get("PYTHONPATH", "")]))
+
+    def script(name, *args):
+        subprocess.run([sys.executable, "-m", f"tf_dance.{name}", *args], env=env, check=True, stdout=subprocess.DEVNULL)
+
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        dancer = dancer_lib.dancer(18000, seed=0)  # the demo's dancer
+        data.save_dataset(f"{tmp}/dancer.npz", dancer["frames"], 24.0)
+        sets = [("dancer", f"{tmp}/dancer.npz", "quick_autoencoder.flags", "quick_lstm.flags", [])]
+        if os.path.isdir(_REALDANCE):
+            script("prepare_video", f"--video={_REALDANCE}", f"--out={tmp}/real.npz")
+            fitted, _ = demo.lstm_sizing(f"{tmp}/real.npz", os.path.join(flags_dir, "footage_lstm.flags"), 0)
+            sets.append(("real clips", f"{tmp}/real.npz", "footage_autoencoder.flags", "footage_lstm.flags", fitted))
+        for label, path, ae_flags, dancing_flags, dancing_extra in sets:
+            for code in ("linear", "relu"):
+                run = f"{tmp}/{label.replace(' ', '_')}_{code}"
+                print(f"  {label}, {code} code", flush=True)
+                script("train_autoencoder", f"--flagfile={flags_dir}/{ae_flags}", f"--code_activation={code}",
+                       "--seed=0", f"--data={path}", f"--workdir={run}/ae", f"--export_dir={run}/saved")
+                with open(f"{run}/ae/eval.json") as f:
+                    out[f"{label}, {code}: held-out IoU"] = json_lib.load(f)["metrics"]["iou"]
+                script("encode", f"--data={path}", f"--encoder={run}/saved/encoder", f"--out={run}/latents.npy",
+                       "--noprogress")
+                for name, (flagfile, extra) in _FAITHFULNESS_LSTMS.items():
+                    flagfile, extra = (flagfile, extra) if flagfile else (dancing_flags, dancing_extra)
+                    lstm = f"{run}/{name.split()[0]}"
+                    script("train_lstm", f"--flagfile={flags_dir}/{flagfile}", *extra, "--dim=0", "--seed=0",
+                           f"--latents={run}/latents.npy", f"--workdir={lstm}/work", f"--export_dir={lstm}/saved")
+                    script("generate", f"--lstm={lstm}/saved/dance_lstm", f"--encoder={run}/saved/encoder",
+                           f"--decoder={run}/saved/decoder", f"--data={path}", f"--latents={run}/latents.npy",
+                           "--frames=60000", "--seed=0", f"--out={lstm}/dance.mp4", "--noprogress")
+                    script("evaluate", f"--generated={lstm}/dance_latents.npy", f"--latents={run}/latents.npy",
+                           f"--data={path}", f"--decoder={run}/saved/decoder", "--seed=0",
+                           f"--out_dir={lstm}/eval", "--noprogress")
+                    with open(f"{lstm}/eval/metrics.json") as f:
+                        metrics = json_lib.load(f)
+                    goals, key = metrics["goals"], f"{label}, {code}, {name}"
+                    out[f"{key}: longest freeze (s)"] = goals["freeze"]["values"][0]
+                    out[f"{key}: on-screen motion / data"] = goals["on_screen_motion"]["values"][0]
+                    out[f"{key}: recurring seconds (%)"] = 100 * goals["recurring_seconds"]["values"][0]
+                    out[f"{key}: pose coverage / data"] = goals["pose_coverage"]["values"][0]
+                    out[f"{key}: stage coverage / data"] = goals["stage_coverage"]["values"][0]
+                    out[f"{key}: verdicts"] = ", ".join(k for k, v in metrics["verdicts"].items() if v) or "none"
+    out["load average (1 min) at end"] = os.getloadavg()[0]
+    return out
+
+
 # ---- generate ----
 
 
