@@ -468,9 +468,11 @@ _DANCING_STAGED = [
      dict(batch_size=4, dim=0), dict(_NO_CONTROLS, temperature=1.0, noise=0.3)),
     ("footage_lstm.flags (dropout 0.5, best epoch), T=1, noise 0.3", "footage_lstm.flags", {},
      dict(_NO_CONTROLS, temperature=1.0, noise=0.3)),
-    ("footage_lstm.flags with its recorded recipe: T=1, noise 0.8, box smoothing 0.95", "footage_lstm.flags", {}, {}),
+    ("footage_lstm.flags, T=1, noise 0.8, box smoothing 0.95 (its recipe until 2026-11-26)", "footage_lstm.flags", {},
+     dict(_NO_CONTROLS, temperature=1.0, noise=0.8, box_dims=3, box_smoothing=0.95)),
+    ("footage_lstm.flags with its recorded recipe: T=1, noise 1.2, box smoothing 0.95", "footage_lstm.flags", {}, {}),
 ]
-_DANCING_RECOMMENDED = {"plain": 2, "staged": 2}  # the rows the flagfiles record (bold in BENCHMARKS.md)
+_DANCING_RECOMMENDED = {"plain": 2, "staged": 3}  # the rows the flagfiles record (bold in BENCHMARKS.md)
 
 
 def define_dancing_flags():
