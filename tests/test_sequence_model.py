@@ -249,6 +249,13 @@ def test_zero_width_samples_the_chosen_components_mean():
     assert len({tuple(c) for c in chosen}) > 1  # the component choice stays random
 
 
+def _served_rollout(model, seed, frames, noise, random_seed, **sampling):
+    """One rollout at temperature 1 from the in-process serving module with these sampling controls."""
+    module = rollout.ServingModule(model, sampling=sampling)
+    return module.rollout(tf.constant(seed), tf.constant(frames), tf.constant(1.0), tf.constant(noise),
+                          tf.constant(random_seed))["frames"].numpy()[0]
+
+
 def test_box_controls_round_trip_and_stop_the_box_jitter(tmp_path):
     """A stage box sampled with box_width 0 moves only when the component or the state does, and the
     smoothing makes it glide: far less frame-to-frame box motion than plain sampling, while the pose
@@ -258,9 +265,7 @@ def test_box_controls_round_trip_and_stop_the_box_jitter(tmp_path):
     seed = np.random.default_rng(8).normal(size=(1, 6, DIM)).astype(np.float32)
 
     def roll(**sampling):
-        module = rollout.ServingModule(model, sampling=sampling)
-        return module.rollout(tf.constant(seed), tf.constant(300), tf.constant(1.0), tf.constant(0.0),
-                              tf.constant(2))["frames"].numpy()[0]
+        return _served_rollout(model, seed, 300, noise=0.0, random_seed=2, **sampling)
 
     def box_step(x):
         return np.abs(np.diff(x[:, -3:], axis=0)).mean()
@@ -287,9 +292,7 @@ def test_smoothing_filters_the_returned_frames_and_leaves_the_dance_alone(tmp_pa
     seed = np.random.default_rng(9).normal(size=(1, 6, DIM)).astype(np.float32)
 
     def roll(**sampling):
-        module = rollout.ServingModule(model, sampling=sampling)
-        return module.rollout(tf.constant(seed), tf.constant(100), tf.constant(1.0), tf.constant(0.2),
-                              tf.constant(4))["frames"].numpy()[0]
+        return _served_rollout(model, seed, 100, noise=0.2, random_seed=4, **sampling)
 
     raw, smooth = roll(box_dims=2), roll(smoothing=0.5, box_dims=2, box_smoothing=0.8)
     factor = np.array([0.5] * (DIM - 2) + [0.8] * 2, np.float32)
