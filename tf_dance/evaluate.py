@@ -74,10 +74,6 @@ def _decoder_dir():
     return None
 
 
-def _controls(lstm):
-    return "".join(f", {k} {v:g}" for k, v in lstm.controls.items())
-
-
 @cli.main
 def main(argv):
     del argv
@@ -102,7 +98,7 @@ def main(argv):
         start, = generation.choose_seeds(len(train), FLAGS.seed_frames, FLAGS.seed_index, 1, FLAGS.random_seed)
         if FLAGS.progress:
             print(f"rolling out {FLAGS.frames} frames with {lstm.path} (temperature {temperature:g}, noise "
-                  f"{noise:g}{_controls(lstm)}), primed on latents {start}..{start + FLAGS.seed_frames - 1}", flush=True)
+                  f"{noise:g}{lstm.controls_text()}), primed on latents {start}..{start + FLAGS.seed_frames - 1}", flush=True)
         generated = lstm.rollout(train[start:start + FLAGS.seed_frames], FLAGS.frames, temperature=temperature,
                                  noise=noise, random_seed=FLAGS.random_seed)
         arrays["generated"] = np.asarray(generated, np.float32)

@@ -90,7 +90,8 @@ def main(argv):
     _say(f"[1/2] seeding {FLAGS.num_dancers} dancer(s) with frames "
          f"{', '.join(f'{s}..{s + FLAGS.seed_frames - 1}' for s in starts)}")
     _say(f"[2/2] rolling out {FLAGS.frames} frames with {models.lstm.path} (temperature {temperature:g}, noise "
-         f"{noise:g}{''.join(f', {k} {v:g}' for k, v in models.lstm.controls.items())}), decoding with {models.decoder.path}, writing {', '.join(paths.values())}")
+         f"{noise:g}{models.lstm.controls_text()}), decoding with {models.decoder.path}, writing "
+         f"{', '.join(paths.values())}")
     chunks = generation.dance_chunks(models, seeds, FLAGS.frames, temperature, noise, FLAGS.random_seed,
                                      batch_size=FLAGS.batch_size)
     generation.write_dance(FLAGS.out, chunks, fps, scale=FLAGS.scale, frames=FLAGS.frames)

@@ -251,6 +251,10 @@ class SequenceModel:
         self.controls = {k: v for k, v in recipe.items() if k not in self.recipe}
         self.block = int(self.record.get("block", 32))
 
+    def controls_text(self):
+        """The baked-in sampling controls as ", name value" pairs, for progress lines."""
+        return "".join(f", {k} {v:g}" for k, v in self.controls.items())
+
     def sampling(self, temperature=None, noise=None):
         """(temperature, noise): the given values, or the model's recorded recipe where None."""
         temperature = self.recipe["temperature"] if temperature is None else temperature
