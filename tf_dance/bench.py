@@ -320,7 +320,7 @@ def bench_faithfulness(repeats=REPEATS):
     paper's MSE LSTM (flags/paper_lstm.flags at 2 x 256) and the recommended setting (flags/quick_lstm.flags on the
     dancer; flags/footage_lstm.flags at the batch size the demo fits to the clips), each rolled out for 60,000
     frames by `generate` (random_seed 0, the export's recipe) and judged by `evaluate` on the second half. Every
-    step is its script, as a user runs it. 1.5-2 hours on 2 cores (the 8,000-step footage autoencoders dominate).
+    step is its script, as a user runs it. 1.5-2 hours on 2 cores (the 7,000-step footage autoencoders dominate).
     Runs once (`repeats` is unused: the figures are not speeds)."""
     import json as json_lib
     import subprocess
