@@ -399,13 +399,15 @@ def bench_generate(repeats=REPEATS):
     `generation.dance_chunks` into `generation.write_dance`) for 600 and 60,000 frames, with RANDOM-INIT
     models of the demo's size (flags/quick_autoencoder.flags, flags/quick_lstm.flags): speed does not
     depend on the weights. Seeded from latents; writes mp4, GIF (first 600 frames), sheet and latents.
-    Also the share of each stage for 60,000 frames (they interleave: the dance is made in pieces)."""
+    Also the share of each stage for 60,000 frames (they interleave: the dance is made in pieces). The LSTM is
+    exported with the flagfile's rollout recipe, as the demo's is; its rollout is also timed without the
+    recipe's sampling controls (smoothing and the like cost ops on every frame)."""
     import tempfile
 
     import keras
     import numpy as np
 
-    from tf_dance import autoencoder, cli, data, generation, rollout, savedmodels, sequence_model
+    from tf_dance import autoencoder, cli, data, generation, rollout, savedmodels, sequence_model, sequence_training
 
     ae, lstm = _demo_settings()
     dim, filters = ae["latent_dim"], ae["filters"]
@@ -419,10 +421,13 @@ def bench_generate(repeats=REPEATS):
         model = sequence_model.build_model("lstm", dim, np.zeros(dim, np.float32), np.ones(dim, np.float32),
                                            batch_size=1, units=units, num_layers=layers)
         rollout.export(model, tmp, "dance_lstm")
-        models = savedmodels.load_models(tmp)
+        # The same weights exported again with the demo flagfile's rollout recipe (its sampling controls, e.g.
+        # smoothing, are baked into the graph), as generate runs the demo's model.
+        rollout.export(model, tmp, "dance_lstm", recipe=sequence_training.rollout_recipe(lstm))
+        plain, models = (savedmodels.load_models(tmp, lstm=os.path.join(tmp, "dance_lstm", str(v))) for v in (1, 2))
         seed = np.random.default_rng(0).normal(size=(50, dim)).astype(np.float32)
 
-        def run(frames):
+        def run(frames, models=models):
             timings = {}
             result = generation.write_dance(os.path.join(tmp, "out", "dance.mp4"),
                                             generation.dance_chunks(models, seed, frames, timings=timings), 24.0,
@@ -440,6 +445,10 @@ def bench_generate(repeats=REPEATS):
         out["generate 60,000 frames, warm (once, s)"] = seconds
         for stage, value in stages.items():
             out[f"  60,000 frames: {stage} (s)"] = value
+        run(600, plain)
+        out["  60,000 frames without the recipe's sampling controls: rollout (s)"] = run(60000, plain)[1]["rollout"]
+    out["rollout recipe of the timed export (flags/quick_lstm.flags)"] = ", ".join(
+        f"{k} {v:g}" for k, v in sequence_training.rollout_recipe(lstm).items())
     out["ratio 60,000 / 600 frames (warm)"] = (out["generate 60,000 frames, warm (once, s)"]
                                                / out["generate 600 frames, warm (median s)"])
     out["generated frames/s, 60,000 frames"] = 60000 / out["generate 60,000 frames, warm (once, s)"]
