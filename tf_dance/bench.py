@@ -11,6 +11,8 @@ same run, since this machine is shared.
 import json
 import os
 import statistics
+import subprocess
+import sys
 import time
 
 from absl import app, flags
@@ -20,6 +22,18 @@ from tf_dance import cli
 FLAGS = flags.FLAGS
 REPEATS = 5
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repository: flags/ lives here
+
+
+def _script_env(**extra):
+    """The environment of a child Python: this checkout first on the path, TensorFlow's start-up lines quiet."""
+    path = os.pathsep.join([_ROOT, os.environ.get("PYTHONPATH", "")])
+    return dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=path, **extra)
+
+
+def _script(name, *args):
+    """Runs `python -m tf_dance.<name> args`, as a user would, its output hidden; fails loudly."""
+    subprocess.run([sys.executable, "-m", f"tf_dance.{name}", *args], env=_script_env(), check=True,
+                   stdout=subprocess.DEVNULL)
 
 
 def define_flags():
@@ -283,16 +297,12 @@ def _single_threaded_rollout(path, seed, n):
     """The batch-1 rollout in a fresh process with TF's and XLA's thread pools at one thread: on a
     shared 2-core machine, splitting one small matrix-vector product per step over two threads
     costs more than it gains. Thread pools are fixed at start-up, hence the subprocess."""
-    import subprocess
-    import sys
-
     import numpy as np
 
     seed_path = os.path.join(os.path.dirname(path), "seed.npy")
     np.save(seed_path, seed)
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TF_NUM_INTRAOP_THREADS="1", TF_NUM_INTEROP_THREADS="1",
-               XLA_FLAGS="--xla_cpu_multi_thread_eigen=false",
-               PYTHONPATH=os.pathsep.join([_ROOT, os.environ.get("PYTHONPATH", "")]))
+    env = _script_env(TF_NUM_INTRAOP_THREADS="1", TF_NUM_INTEROP_THREADS="1",
+                      XLA_FLAGS="--xla_cpu_multi_thread_eigen=false")
     result = subprocess.run([sys.executable, "-c", _SINGLE_THREADED, path, str(n), seed_path], env=env,
                             capture_output=True, text=True, check=True)
     rate, seconds = map(float, result.stdout.split()[-2:])
@@ -323,18 +333,12 @@ def bench_faithfulness(repeats=REPEATS):
     step is its script, as a user runs it. 1.5-2 hours on 2 cores (the 7,000-step footage autoencoders dominate).
     Runs once (`repeats` is unused: the figures are not speeds)."""
     import json as json_lib
-    import subprocess
-    import sys
     import tempfile
 
     from tf_dance import dancer as dancer_lib
     from tf_dance import data, demo
 
     flags_dir = os.path.join(_ROOT, "flags")
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=os.pathsep.join([_ROOT, os.environ.get("PYTHONPATH", "")]))
-
-    def script(name, *args):
-        subprocess.run([sys.executable, "-m", f"tf_dance.{name}", *args], env=env, check=True, stdout=subprocess.DEVNULL)
 
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -342,30 +346,30 @@ def bench_faithfulness(repeats=REPEATS):
         data.save_dataset(f"{tmp}/dancer.npz", dancer["frames"], 24.0)
         sets = [("dancer", f"{tmp}/dancer.npz", "quick_autoencoder.flags", "quick_lstm.flags", [])]
         if os.path.isdir(_REALDANCE):
-            script("prepare_video", f"--video={_REALDANCE}", f"--out={tmp}/real.npz")
+            _script("prepare_video", f"--video={_REALDANCE}", f"--out={tmp}/real.npz")
             fitted, _ = demo.lstm_sizing(f"{tmp}/real.npz", os.path.join(flags_dir, "footage_lstm.flags"), 0)
             sets.append(("real clips", f"{tmp}/real.npz", "footage_autoencoder.flags", "footage_lstm.flags", fitted))
         for label, path, ae_flags, dancing_flags, dancing_extra in sets:
             for code in ("linear", "relu"):
                 run = f"{tmp}/{label.replace(' ', '_')}_{code}"
                 print(f"  {label}, {code} code", flush=True)
-                script("train_autoencoder", f"--flagfile={flags_dir}/{ae_flags}", f"--code_activation={code}",
-                       "--seed=0", f"--data={path}", f"--workdir={run}/ae", f"--export_dir={run}/saved")
+                _script("train_autoencoder", f"--flagfile={flags_dir}/{ae_flags}", f"--code_activation={code}",
+                        "--seed=0", f"--data={path}", f"--workdir={run}/ae", f"--export_dir={run}/saved")
                 with open(f"{run}/ae/eval.json") as f:
                     out[f"{label}, {code}: held-out IoU"] = json_lib.load(f)["metrics"]["iou"]
-                script("encode", f"--data={path}", f"--encoder={run}/saved/encoder", f"--out={run}/latents.npy",
-                       "--noprogress")
+                _script("encode", f"--data={path}", f"--encoder={run}/saved/encoder", f"--out={run}/latents.npy",
+                        "--noprogress")
                 for name, (flagfile, extra) in _FAITHFULNESS_LSTMS.items():
                     flagfile, extra = (flagfile, extra) if flagfile else (dancing_flags, dancing_extra)
                     lstm = f"{run}/{name.split()[0]}"
-                    script("train_lstm", f"--flagfile={flags_dir}/{flagfile}", *extra, "--dim=0", "--seed=0",
-                           f"--latents={run}/latents.npy", f"--workdir={lstm}/work", f"--export_dir={lstm}/saved")
-                    script("generate", f"--lstm={lstm}/saved/dance_lstm", f"--encoder={run}/saved/encoder",
-                           f"--decoder={run}/saved/decoder", f"--data={path}", f"--latents={run}/latents.npy",
-                           "--frames=60000", "--seed=0", f"--out={lstm}/dance.mp4", "--noprogress")
-                    script("evaluate", f"--generated={lstm}/dance_latents.npy", f"--latents={run}/latents.npy",
-                           f"--data={path}", f"--decoder={run}/saved/decoder", "--seed=0",
-                           f"--out_dir={lstm}/eval", "--noprogress")
+                    _script("train_lstm", f"--flagfile={flags_dir}/{flagfile}", *extra, "--dim=0", "--seed=0",
+                            f"--latents={run}/latents.npy", f"--workdir={lstm}/work", f"--export_dir={lstm}/saved")
+                    _script("generate", f"--lstm={lstm}/saved/dance_lstm", f"--encoder={run}/saved/encoder",
+                            f"--decoder={run}/saved/decoder", f"--data={path}", f"--latents={run}/latents.npy",
+                            "--frames=60000", "--seed=0", f"--out={lstm}/dance.mp4", "--noprogress")
+                    _script("evaluate", f"--generated={lstm}/dance_latents.npy", f"--latents={run}/latents.npy",
+                            f"--data={path}", f"--decoder={run}/saved/decoder", "--seed=0",
+                            f"--out_dir={lstm}/eval", "--noprogress")
                     with open(f"{lstm}/eval/metrics.json") as f:
                         metrics = json_lib.load(f)
                     goals, key = metrics["goals"], f"{label}, {code}, {name}"
@@ -525,23 +529,18 @@ def dancing_options():
                 frames=FLAGS.dancing_frames, workdir=FLAGS.dancing_workdir)
 
 
-def _autoencoder(name, path, workdir, staged, models, env):
+def _autoencoder(name, path, workdir, staged, models):
     """(saved_models dir with encoder/ and decoder/, latents path) for one dataset; reuses what `workdir` holds."""
-    import subprocess
-    import sys
-
     from tf_dance import savedmodels
     saved = models.get(name) or os.path.join(workdir, "saved")
     latents = os.path.join(workdir, "latents.npy")
     if name not in models and not os.path.isdir(os.path.join(saved, "decoder")):
         flagfile = "footage_autoencoder.flags" if staged else "quick_autoencoder.flags"
-        subprocess.run([sys.executable, "-m", "tf_dance.train_autoencoder", f"--flagfile={_ROOT}/flags/{flagfile}",
-                        "--seed=0", f"--data={path}", f"--workdir={workdir}/ae", f"--export_dir={saved}"], env=env,
-                       check=True, stdout=subprocess.DEVNULL)
+        _script("train_autoencoder", f"--flagfile={_ROOT}/flags/{flagfile}", "--seed=0", f"--data={path}",
+                 f"--workdir={workdir}/ae", f"--export_dir={saved}")
     encoder, decoder = savedmodels.resolve_pair(saved, saved)
     if not os.path.exists(latents):
-        subprocess.run([sys.executable, "-m", "tf_dance.encode", f"--data={path}", f"--encoder={encoder}",
-                        f"--out={latents}", "--noprogress"], env=env, check=True, stdout=subprocess.DEVNULL)
+        _script("encode", f"--data={path}", f"--encoder={encoder}", f"--out={latents}", "--noprogress")
     return decoder, latents
 
 
@@ -566,8 +565,6 @@ def bench_dancing(repeats=REPEATS, datasets=None, staged=(), models=None, seeds=
     from tf_dance import dancer as dancer_lib
     from tf_dance import data, demo, report, rollout, sequence_training
 
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2",
-               PYTHONPATH=os.pathsep.join([_ROOT, os.environ.get("PYTHONPATH", "")]))
     models = dict(models or {})
     out = {"load average (1 min) at start": os.getloadavg()[0]}
     rows = []
@@ -584,7 +581,7 @@ def bench_dancing(repeats=REPEATS, datasets=None, staged=(), models=None, seeds=
             where = os.path.join(root, name)
             os.makedirs(where, exist_ok=True)
             start = time.perf_counter()
-            decoder, latents_path = _autoencoder(name, path, where, kind == "staged", models, env)
+            decoder, latents_path = _autoencoder(name, path, where, kind == "staged", models)
             out[f"{name}: autoencoder + encode seconds (encode only when reused)"] = time.perf_counter() - start
             _, fps, _ = data.load_dataset(path)
             latents = data.load_latents(latents_path)
