@@ -46,3 +46,16 @@ def test_faithfulness_bench_runs_the_papers_mse_recipe_at_the_quick_size():
     assert resized["head"] == "mse" and resized["input_noise"] == 0 and not resized["normalize"]
     assert bench._FAITHFULNESS_LSTMS["recommended"] == (None, [])  # the dataset's own dancing flagfile
     assert "faithfulness" in bench._BENCHES
+
+
+def test_the_recommended_dancing_rows_roll_out_with_what_their_flagfile_records():
+    for kind, table in (("plain", bench._DANCING_PLAIN), ("staged", bench._DANCING_STAGED)):
+        label, flagfile, change, recipe = table[bench._DANCING_RECOMMENDED[kind]]
+        assert recipe == {} and change == {}  # no override: what the export recorded
+    settings = sequence_training.flagfile_settings(os.path.join(ROOT, "flags", "quick_lstm.flags"))
+    assert settings["calibrate_frames"] > 0  # the dancer's recipe is calibrated for each training ...
+    footage = sequence_training.flagfile_settings(os.path.join(ROOT, "flags", "footage_lstm.flags"))
+    assert not footage.get("calibrate_frames")  # ... the footage's is not, and the bench compares the two
+    calibrated = [row for row in bench._DANCING_STAGED if row[2].get("calibrate_frames")]
+    assert len(calibrated) == 1 and calibrated[0][3] == {}
+    sequence_training.resolve_config({**footage, **calibrated[0][2]})

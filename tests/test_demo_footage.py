@@ -45,6 +45,7 @@ def test_one_command_runs_every_step_on_the_footage(footage_demo, footage):
     assert "--batch_size=1 (flagfile: 4)" in out
     lstm_line = next(line for line in out.splitlines() if "-m tf_dance.train_lstm " in line)
     assert lstm_line.endswith("--batch_size=1") and "tiny_lstm.flags" in lstm_line
+    assert f"--calibrate_decoder={work}/saved_models/decoder" in lstm_line and "--calibrate_fps=" in lstm_line
     assert "Exporting epoch" in out
     assert f"dance video:  {work}/dance.mp4" in out and f"training data: {work}/footage.npz" in out
     assert "verdicts:" in out

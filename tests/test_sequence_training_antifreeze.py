@@ -64,7 +64,8 @@ def test_faithful_mse_freezes(dance, tmp_path):
 def test_demo_setting_keeps_dancing(dance, tmp_path):
     settings = sequence_training.flagfile_settings(os.path.join(ROOT, "flags", "quick_lstm.flags"))
     assert settings["rollout_noise"] > 0  # the recipe that keeps this model out of loops is a real flag
-    report = _train_and_roll(dance, tmp_path, settings)
+    assert settings["calibrate_frames"] > 0  # ... and the export's is calibrated on the trained model
+    report = _train_and_roll(dance, tmp_path, dict(settings, calibrate_frames=2400))
     assert not report["verdicts"]["frozen"], report["freeze"]
     assert report["freeze"]["longest_still_seconds"] < 1.0
     assert report["motion"]["tail_motion_ratio"] > 0.5, report["motion"]

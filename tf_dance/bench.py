@@ -471,8 +471,9 @@ _DANCING_PLAIN = [
     ("quick_lstm.flags, T=1, noise 0.3 (its earlier recipe)", "quick_lstm.flags", {},
      dict(temperature=1.0, noise=0.3, width=1.0, smoothing=0.0)),
     ("quick_lstm.flags, T=1, noise 1.2", "quick_lstm.flags", {}, dict(temperature=1.0, noise=1.2, smoothing=0.0)),
-    ("quick_lstm.flags, T=1, noise 1.2, smoothing 0.5", "quick_lstm.flags", {},
+    ("quick_lstm.flags, T=1, noise 1.2, smoothing 0.5 (its recipe until 2026-11-26)", "quick_lstm.flags", {},
      dict(temperature=1.0, noise=1.2, smoothing=0.5)),
+    ("quick_lstm.flags with the recipe calibrated for each training", "quick_lstm.flags", {}, {}),
 ]
 # Staged latents (--stage autoencoders: 128 pose + 3 box dims):
 _NO_CONTROLS = dict(width=1.0, smoothing=0.0, box_dims=0, box_width=1.0, box_smoothing=0.0)
@@ -484,8 +485,12 @@ _DANCING_STAGED = [
     ("footage_lstm.flags, T=1, noise 0.8, box smoothing 0.95 (its recipe until 2026-11-26)", "footage_lstm.flags", {},
      dict(_NO_CONTROLS, temperature=1.0, noise=0.8, box_dims=3, box_smoothing=0.95)),
     ("footage_lstm.flags with its recorded recipe: T=1, noise 1.2, box smoothing 0.95", "footage_lstm.flags", {}, {}),
+    ("footage_lstm.flags, the recipe calibrated for each training over noise 1.2/1.5/2 x smoothing 0/0.3/0.5",
+     "footage_lstm.flags", dict(calibrate_frames=12000, calibrate_noise=[1.2, 1.5, 2.0],
+                                calibrate_smoothing=[0.0, 0.3, 0.5]), {}),
 ]
-_DANCING_RECOMMENDED = {"plain": 2, "staged": 3}  # the rows the flagfiles record (bold in BENCHMARKS.md)
+# The rows the flagfiles make (bold in BENCHMARKS.md); a row with no recipe rolls out with what the export recorded.
+_DANCING_RECOMMENDED = {"plain": 3, "staged": 3}
 
 
 def define_dancing_flags():
@@ -549,10 +554,12 @@ def bench_dancing(repeats=REPEATS, datasets=None, staged=(), models=None, seeds=
                   workdir=None):
     """The dancing table (BENCHMARKS.md, "Keeping the dancer dancing"): for each dataset (default the embedded
     18,000-frame dancer), an autoencoder (trained, or reused from `models`/`workdir`), then every row of
-    `_DANCING_PLAIN` (or `_DANCING_STAGED` for the `staged` datasets) trained once per seed, rolled out for
-    `frames` frames from the first 50 latents and judged on the second half by `evaluate`'s measures
-    (`report.evaluate_dance` with the decoder): longest freeze, on-screen motion vs. the data's, recurring
-    one-second windows (and the data's share), pose coverage, stage coverage; each as the range over the seeds
+    `_DANCING_PLAIN` (or `_DANCING_STAGED` for the `staged` datasets) trained once per seed (its export's recipe
+    calibrated with the dataset's decoder where the flagfile or the row asks for it), rolled out with the row's
+    recipe (without one: the export's) for `frames` frames from the first 50 latents and judged on the second
+    half by `evaluate`'s measures (`report.evaluate_dance` with the decoder): longest freeze, on-screen motion vs.
+    the data's, recurring one-second windows (and the data's share), pose coverage, stage coverage; each as the
+    range over the seeds
     (all `seeds` for the recommended row, the first for the others), and whether every seed meets every goal.
     footage_lstm.flags rows use the batch size the demo fits to short footage. Each evaluation (metrics.json,
     report.md, the contact sheet of the last frames `figure7_last_frames.png`) stays under
@@ -563,7 +570,7 @@ def bench_dancing(repeats=REPEATS, datasets=None, staged=(), models=None, seeds=
     import numpy as np
 
     from tf_dance import dancer as dancer_lib
-    from tf_dance import data, demo, report, rollout, sequence_training
+    from tf_dance import data, demo, report, rollout, savedmodels, sequence_training
 
     models = dict(models or {})
     out = {"load average (1 min) at start": os.getloadavg()[0]}
@@ -594,19 +601,21 @@ def bench_dancing(repeats=REPEATS, datasets=None, staged=(), models=None, seeds=
                 if flagfile == "footage_lstm.flags":  # as the demo fits it to short footage
                     fitted, _ = demo.lstm_sizing(path, os.path.join(_ROOT, "flags", flagfile), os.path.getmtime(path))
                     base["batch_size"] = int(fitted[0].split("=")[1])
-                generated, seconds = [], []
+                generated, seconds, recipes = [], [], []
                 row_seeds = list(seeds) if i == _DANCING_RECOMMENDED[kind] else list(seeds)[:1]
                 for seed in row_seeds:
                     key = (flagfile, tuple(sorted(change.items())), seed)
                     if key not in trained:
                         t = time.perf_counter()
                         run = os.path.join(where, f"lstm_{len(trained)}")
-                        cfg = {**base, **change, "seed": seed}
-                        sequence_training.train_and_evaluate(latents_path, run, os.path.join(run, "saved"), **cfg)
+                        cfg = {**base, **change, "seed": seed, "calibrate_decoder": decoder, "calibrate_fps": fps}
+                        result = sequence_training.train_and_evaluate(latents_path, run, os.path.join(run, "saved"),
+                                                                      **cfg)
                         trained[key] = (os.path.join(run, "model.keras"), sequence_training.resolve_config(cfg),
-                                        time.perf_counter() - t)
-                    model_path, cfg, train_seconds = trained[key]
-                    settings = {**sequence_training.rollout_recipe(cfg), **recipe}
+                                        time.perf_counter() - t, savedmodels.record(result["export_dir"])["rollout"])
+                    model_path, cfg, train_seconds, recorded = trained[key]
+                    settings = {**sequence_training.rollout_recipe(cfg), **recipe} if recipe else dict(recorded)
+                    recipes.append(settings)
                     module = rollout.ServingModule(keras.models.load_model(model_path),
                                                    sampling={k: settings[k] for k in rollout.SAMPLING})
                     seed_frames = latents[:50][None]
@@ -619,7 +628,7 @@ def bench_dancing(repeats=REPEATS, datasets=None, staged=(), models=None, seeds=
                                                reference_options=dict(clips=clips, seed=0))
                 goals = result["goals"]
                 row = dict(dataset=name, row=label, recommended=i == _DANCING_RECOMMENDED[kind],
-                           recipe=dict(settings), seeds=row_seeds,
+                           recipes=recipes, seeds=row_seeds,
                            eval_dir=os.path.join(where, "eval", f"row{i}"), train_seconds=seconds,
                            **{k: g["values"] for k, g in goals.items()},
                            data_recurring=goals["recurring_seconds"]["data"][0],

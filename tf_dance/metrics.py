@@ -681,7 +681,7 @@ def goals(result):
         on_screen_motion=dict(value=screen, data=None if screen is None else 1.0, unit="x data",
                               passed=None if screen is None else bool(lo <= screen <= hi),
                               target=f"decoded frames change {lo:g}-{hi:g}x as much per frame as the data's"),
-        recurring_seconds=dict(value=share, data=data_share, unit="share",
+        recurring_seconds=dict(value=share, data=data_share, unit="share", limit=allowed,
                                passed=None if share is None else bool(share <= allowed),
                                target=f"<= {REPEAT_GOAL_RATIO:g}x the data's share and <= {REPEAT_GOAL:.0%}"
                                       + ("" if share is None else f": here <= {allowed:.1%}")),

@@ -13,7 +13,9 @@ Gradients are clipped elementwise at `grad_clip` (char-rnn's clamp; Keras's
 from `lr_decay_after` on. Validation runs the whole validation part as one stream, its state
 carried across it; the state is first warmed up on the `seq_length` training frames just before
 it (from zero, the first predictions would be scored against an LSTM that has seen nothing).
-The model exported is the epoch with the best validation loss (`--patience` stops early).
+The model exported is the epoch with the best validation loss (`--patience` stops early), with the
+rollout recipe of the `rollout_*` settings, or with `calibrate_frames` the one `calibration` picks
+for this trained model among candidates around it.
 
 Every epoch is checkpointed under `<workdir>/checkpoints`; a run restarted with the same
 settings resumes from the last finished epoch and stops at `epochs`. `<workdir>/history.json`
@@ -30,7 +32,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_dance import cli, config, data, rollout, sequence_model, training
+from tf_dance import calibration, cli, config, data, rollout, sequence_model, training
 from tf_dance.config import Setting
 
 
@@ -91,6 +93,27 @@ SETTINGS = {
     "rollout_box_smoothing": Setting(0.0, "Exponential smoothing of the sampled box: each frame the box moves only "
                                      "(1 - this) of the way to the sampled one (0 = none).", low=0.0, high=1.0,
                                      high_open=True),
+    "calibrate_frames": Setting(0, "Calibrate the rollout recipe before the export (beyond the paper; "
+                                "tf_dance/calibration.py): roll the trained model out twice for this many frames "
+                                "with every combination of --calibrate_noise/--calibrate_smoothing/"
+                                "--calibrate_box_smoothing over the --rollout_* recipe, judge each by evaluate's goals "
+                                "and verdicts on its second half, and record the one that falls short of their "
+                                "limits by the least (0 = off: the --rollout_* recipe as given).", low=0),
+    "calibrate_noise": Setting([], "Rollout noise values the calibration tries (empty = --rollout_noise only).",
+                               item=float, check=lambda v: all(np.isfinite(x) and x >= 0 for x in v),
+                               check_help="must be finite numbers >= 0"),
+    "calibrate_smoothing": Setting([], "Smoothing values the calibration tries (empty = --rollout_smoothing only).",
+                                   item=float, check=lambda v: all(0 <= x < 1 for x in v),
+                                   check_help="must be numbers in [0, 1)"),
+    "calibrate_box_smoothing": Setting([], "Box smoothing values the calibration tries (empty = "
+                                       "--rollout_box_smoothing only).", item=float,
+                                       check=lambda v: all(0 <= x < 1 for x in v),
+                                       check_help="must be numbers in [0, 1)"),
+    "calibrate_decoder": Setting("", "The autoencoder's decoder (a SavedModel directory): the calibration then also "
+                                 "judges on-screen motion and stage coverage from decoded frames; without it, only "
+                                 "what the latents show."),
+    "calibrate_fps": Setting(24.0, "Frames per second of the latents, for the calibration's one-second windows "
+                             "(the demo passes its dataset's).", low=0.0, low_open=True),
     "dim": Setting(0, "Required latent width (e.g. 128 for the encoder's latents); 0 = take it from the file.",
                    low=0),
     "seed": Setting(0, "Seed for initialisation and noise; same settings + seed -> same model.", low=0),
@@ -101,7 +124,8 @@ SETTINGS = {
 # Settings that may change when a run resumes (the rest must match the checkpointed run).
 _RESUMABLE = {"epochs", "export_name", "jit_compile", "patience", "rollout_temperature", "rollout_noise",
               "rollout_width", "rollout_smoothing", "rollout_box_dims", "rollout_box_width", "rollout_box_smoothing",
-              "distribute"}
+              "calibrate_frames", "calibrate_noise", "calibrate_smoothing", "calibrate_box_smoothing",
+              "calibrate_decoder", "calibrate_fps", "distribute"}
 BEST_WEIGHTS = "best_weights.npz"
 
 
@@ -223,7 +247,10 @@ def train_and_evaluate(latents_path, workdir, export_dir, clips=None, **config):
     if cfg["patience"] and cfg["train_frac"] == 1:
         raise cli.UserError("patience needs a validation part: set train_frac below 1")
     recipe = rollout_recipe(cfg)
-    rollout.check_sampling({k: v for k, v in recipe.items() if k in rollout.SAMPLING}, latents.shape[1])
+    recipes = calibration_candidates(cfg, recipe)
+    for candidate in recipes:
+        rollout.check_sampling({k: v for k, v in candidate.items() if k in rollout.SAMPLING}, latents.shape[1])
+    decoder = _calibration_decoder(cfg, latents.shape[1])
     train, train_clips, val = split(latents, cfg, clips)
     train, train_clips, extra_prints = _add_extra_latents(train, train_clips, cfg["extra_latents"], latents.shape[1])
     fresh = _check_layout(train_clips, cfg, len(latents))
@@ -328,8 +355,14 @@ def train_and_evaluate(latents_path, workdir, export_dir, clips=None, **config):
         single.save(tmp)
     if distributed:  # plain variables, not the strategy's, in the SavedModel
         model = sequence_model.stateful_copy(model, cfg["batch_size"])
+    calibrated = {}
+    if cfg["calibrate_frames"]:
+        recipe, calibrated["calibration"] = calibration.calibrate(
+            model, latents, cfg["calibrate_fps"], recipes, clips=clips, frames=cfg["calibrate_frames"],
+            random_seed=cfg["seed"], decode=decoder)
     final = rollout.export(model, export_dir, cfg["export_name"] or f"dance_{cfg['model']}",
-                           {"config": cfg, "latents": fingerprint, **_best_record(history, best)}, recipe)
+                           {"config": cfg, "latents": fingerprint, **_best_record(history, best), **calibrated},
+                           recipe)
     print(f"Exported {final}")
     return dict(_summary(history, cfg, final), **_best_record(history, best), stopped_early=stopped_early)
 
@@ -337,6 +370,26 @@ def train_and_evaluate(latents_path, workdir, export_dir, clips=None, **config):
 def rollout_recipe(cfg):
     """The export's rollout recipe from the `rollout_*` settings (see `rollout.export`)."""
     return {key: cfg[f"rollout_{key}"] for key in ("temperature", "noise", *rollout.SAMPLING)}
+
+
+def calibration_candidates(cfg, recipe):
+    """The recipes `calibrate_frames` chooses among: `recipe` alone when calibration is off."""
+    if not cfg["calibrate_frames"]:
+        return [recipe]
+    return calibration.candidates(recipe, noise=cfg["calibrate_noise"], smoothing=cfg["calibrate_smoothing"],
+                                  box_smoothing=cfg["calibrate_box_smoothing"])
+
+
+def _calibration_decoder(cfg, dim):
+    """latents -> uint8 frames with `calibrate_decoder` (checked now, before training), or None."""
+    if not (cfg["calibrate_frames"] and cfg["calibrate_decoder"]):
+        return None
+    from tf_dance import savedmodels
+    decoder = savedmodels.load_decoder(cfg["calibrate_decoder"])
+    if decoder.dim != dim:
+        raise cli.UserError(f"calibrate_decoder {cfg['calibrate_decoder']} takes {decoder.dim}-d latents but "
+                            f"these are {dim}-d")
+    return decoder
 
 
 def validation_loss(loss_fn, parts):

@@ -8,6 +8,8 @@ gradients clipped elementwise at --grad_clip (char-rnn's clamp; --clip=global_no
 global norm instead), learning rate x --lr_decay per epoch after --lr_decay_after.
 Several clips (the `_clips.npy` that `encode` writes beside the latents) are trained on without
 crossing a cut; the export is the epoch with the best validation loss (--patience stops early).
+With --calibrate_frames the export's rollout recipe is the one that measured best on this trained
+model (tf_dance/calibration.py; --calibrate_decoder adds the on-screen measures).
 Re-running with the same flags resumes from the last finished epoch in --workdir. The export
 goes to <export_dir>/dance_<model>/<next version>/ (signatures: see tf_dance/rollout.py).
 The training library (`train_and_evaluate`) lives in tf_dance/sequence_training.py.
