@@ -24,6 +24,7 @@ Models and training:
   config                one settings mechanism for both trainers: flags, checks and flagfile reading
   training              what both trainers share: tf.distribute strategies, checkpoints, workdir claims, logs
   rollout               exporting the sequence model's serving signatures: step, rollout, prime, continue
+  calibration           the rollout recipe chosen for each trained model by measuring its own dances
   generation            making a dance (make_dance) and writing it (write_dance), in pieces for any length (3.5)
 
 Evaluation and I/O:
