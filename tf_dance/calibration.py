@@ -71,7 +71,7 @@ def margins(result):
     rec = g["recurring_seconds"]
     freeze = g["freeze"]
     out = {"freeze": 1.0 - freeze["value"] / max(metrics.FREEZE_GOAL_SECONDS, freeze["data"]),
-           "latent_motion": _ratio_margin(m["tail_motion_ratio"], 0.5, 2.0),
+           "latent_motion": _ratio_margin(m["tail_motion_ratio"], metrics.SLUGGISH, metrics.HECTIC),
            "on_screen_motion": _ratio_margin(g["on_screen_motion"]["value"], *metrics.SCREEN_MOTION_GOAL)}
     if rec["value"] is not None:
         out["recurring_seconds"] = 1.0 - rec["value"] / rec["limit"]
@@ -79,11 +79,11 @@ def margins(result):
         value = g[name]["value"]
         if value is not None:
             out[name] = min(1.0, (value - goal) / (1.0 - goal))
-    inside = result["coverage"]["in_distribution_share"]  # the verdicts' limits: 90% in distribution, < 50% copies
-    out["in_distribution"] = (inside - 0.9) / 0.1
+    inside = result["coverage"]["in_distribution_share"]
+    out["in_distribution"] = (inside - metrics.IN_DISTRIBUTION) / (1.0 - metrics.IN_DISTRIBUTION)
     copies = result["novelty"]["copy_share"]
     if copies is not None:
-        out["copies"] = 1.0 - copies / 0.5
+        out["copies"] = 1.0 - copies / metrics.COPYING
     return {k: v for k, v in out.items() if v is not None}
 
 
@@ -93,7 +93,6 @@ def _row(recipe, results):
     g = [r["goals"] for r in results]
     shown = [k for k in GRID if k in recipe and (not k.startswith("box_") or recipe.get("box_dims"))]
     return dict(recipe={k: recipe[k] for k in shown},
-                misses=sum(len(p["misses"]) for p in per),
                 missed=sorted({m for p in per for m in p["misses"]}),
                 shortfall=float(sum(np.mean([min(0.0, p["margins"].get(k, 0.0)) for p in per]) for k in worst)),
                 margin=float(min(worst.values())), margins=worst,
@@ -121,7 +120,7 @@ def describe(row):
     return (f"{recipe}: on-screen motion {_fmt(row['on_screen_motion'])}x, latent {_fmt(row['latent_motion'])}x, "
             f"recurring {_fmt(row['recurring_seconds'], 100, '{:.0f}')}%, pose {_fmt(row['pose_coverage'])}, "
             f"stage {_fmt(row['stage_coverage'])} -> "
-            + (f"misses {', '.join(row['missed'])} (short by {-row['shortfall']:.2f})" if row["misses"] else
+            + (f"misses {', '.join(row['missed'])} (short by {-row['shortfall']:.2f})" if row["missed"] else
                f"all met (margin {row['margin']:.2f})"))
 
 

@@ -694,7 +694,13 @@ def goals(result):
                                    "stretch visits"))
 
 
-def verdicts(result, sluggish=0.5, hectic=2.0, narrow=0.5, off=0.9, copying=0.5, repetitive=0.5):
+SLUGGISH, HECTIC = 0.5, 2.0  # verdicts: latent motion of the last frames below / above these ratios to the data's
+IN_DISTRIBUTION = 0.9       # ... off_distribution below this share of frames near a pose cluster
+COPYING = 0.5               # ... copying at this share of near-copied one-second windows
+
+
+def verdicts(result, sluggish=SLUGGISH, hectic=HECTIC, narrow=0.5, off=IN_DISTRIBUTION, copying=COPYING,
+             repetitive=0.5):
     """Yes/no answers with the rule that produced each (thresholds are ratios to the data)."""
     m, f, c, n = result["motion"], result["freeze"], result["coverage"], result["novelty"]
     share = n.get("copy_share")

@@ -32,7 +32,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_dance import calibration, cli, config, data, rollout, sequence_model, training
+from tf_dance import calibration, cli, config, data, rollout, savedmodels, sequence_model, training
 from tf_dance.config import Setting
 
 
@@ -384,7 +384,6 @@ def _calibration_decoder(cfg, dim):
     """latents -> uint8 frames with `calibrate_decoder` (checked now, before training), or None."""
     if not (cfg["calibrate_frames"] and cfg["calibrate_decoder"]):
         return None
-    from tf_dance import savedmodels
     decoder = savedmodels.load_decoder(cfg["calibrate_decoder"])
     if decoder.dim != dim:
         raise cli.UserError(f"calibrate_decoder {cfg['calibrate_decoder']} takes {decoder.dim}-d latents but "
