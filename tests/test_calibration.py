@@ -118,6 +118,9 @@ def test_calibration_settings_are_checked_before_training(tmp_path):
     with pytest.raises(cli.UserError, match="calibrate_noise"):
         sequence_training.train_and_evaluate(str(latents), str(tmp_path / "a"), str(tmp_path / "s"),
                                              **base, calibrate_noise=[1.2, -0.5])
+    with pytest.raises(cli.UserError, match="calibrate_coherence"):
+        sequence_training.train_and_evaluate(str(latents), str(tmp_path / "a"), str(tmp_path / "s"),
+                                             **base, calibrate_coherence=[0.9, 1.0])
     with pytest.raises(cli.UserError, match="takes 5-d latents but these are 3-d"):
         sequence_training.train_and_evaluate(str(latents), str(tmp_path / "b"), str(tmp_path / "s"),
                                              **base, calibrate_decoder=_decoder(tmp_path, 5))

@@ -273,12 +273,14 @@ def test_box_controls_round_trip_and_stop_the_box_jitter(tmp_path):
     plain, still = roll(), roll(box_dims=3, box_width=0.0, box_smoothing=0.8)
     assert box_step(still) < 0.25 * box_step(plain)
     assert np.abs(np.diff(still[:, :2], axis=0)).mean() > 0.5 * np.abs(np.diff(plain[:, :2], axis=0)).mean()
-    recipe = dict(temperature=1.0, noise=0.0, width=1.0, smoothing=0.0, box_dims=3, box_width=0.0, box_smoothing=0.8)
+    recipe = dict(temperature=1.0, noise=0.0, width=1.0, smoothing=0.0, box_dims=3, box_width=0.0, box_smoothing=0.8,
+                  coherence=0.0, box_range=0.0)
     path = rollout.export(model, str(tmp_path), "dance_lstm", recipe=recipe)
     with open(os.path.join(path, "tf_dance.json")) as f:
         assert json.load(f)["rollout"] == recipe
     loaded = savedmodels.load_sequence_model(path)
-    assert loaded.controls == dict(width=1.0, smoothing=0.0, box_dims=3, box_width=0.0, box_smoothing=0.8)
+    assert loaded.controls == dict(width=1.0, smoothing=0.0, box_dims=3, box_width=0.0, box_smoothing=0.8,
+                                   coherence=0.0, box_range=0.0)
     np.testing.assert_allclose(loaded.rollout(seed, 300, random_seed=2)[0], still, rtol=1e-5, atol=1e-5)
     streamed = np.concatenate(list(loaded.stream(seed, 300, random_seed=2, chunk=64)), 1)[0]
     np.testing.assert_array_equal(streamed, loaded.rollout(seed, 300, random_seed=2)[0])
@@ -309,8 +311,71 @@ def test_smoothing_filters_the_returned_frames_and_leaves_the_dance_alone(tmp_pa
     np.testing.assert_allclose(streamed, smooth, rtol=1e-5, atol=1e-5)
 
 
+def test_given_normals_sample_the_mixture_like_drawn_ones():
+    """The normals a coherent rollout passes in are turned into the same draws: components as often as
+    softmax(logits / T) says, and the chosen Gaussian's spread."""
+    head = sequence_model.MixtureHead(DIM, 3)
+    logits = np.array([0.5, -0.3, 0.1], np.float32)
+    mu = np.random.default_rng(5).normal(size=(3, DIM)).astype(np.float32) + 20 * np.arange(3)[:, None]
+    log_sigma = np.log(np.random.default_rng(7).uniform(0.5, 2, (3, DIM))).astype(np.float32)
+    params = tf.constant(np.repeat(np.concatenate([logits, mu.ravel(), log_sigma.ravel()])[None], 20000, 0), tf.float32)
+    normal = tf.constant(np.random.default_rng(6).normal(size=(20000, head.noise_size)).astype(np.float32))
+    x = head.sample(params, 0.7, tf.constant([0, 0], tf.int64), None, normal).numpy()
+    k = np.argmin(np.abs(x[:, None, :] - mu[None]).sum(-1), 1)
+    p = np.exp(logits / 0.7) / np.exp(logits / 0.7).sum()
+    np.testing.assert_allclose(np.bincount(k, minlength=3) / len(k), p, atol=0.015)
+    top = np.argmax(p)
+    np.testing.assert_allclose(x[k == top].std(0), 0.7 * np.exp(log_sigma[top]), rtol=0.08)
+
+
+def test_coherence_keeps_consecutive_samples_close_and_round_trips(tmp_path):
+    """With coherence the sampling randomness is correlated from frame to frame: far less frame-to-frame
+    motion than fresh sampling, while the frames still spread over as much of the space (unlike smoothing,
+    which averages). Recorded in tf_dance.json; a reloaded export and its streamed pieces (whose state then
+    carries the normals) reproduce the in-process module."""
+    model = _model("lstm", "mdn", batch=1, num_layers=1, seed=6)
+    seed = np.random.default_rng(10).normal(size=(1, 6, DIM)).astype(np.float32)
+
+    def roll(**sampling):
+        return _served_rollout(model, seed, 600, noise=0.0, random_seed=3, **sampling)
+
+    def step(x):
+        return np.abs(np.diff(x, axis=0)).mean()
+
+    fresh, coherent, smoothed = roll(), roll(coherence=0.95), roll(smoothing=0.95)
+    assert step(coherent) < 0.5 * step(fresh)
+    assert coherent.std(0).mean() > 0.6 * fresh.std(0).mean() > smoothed.std(0).mean()
+    path = rollout.export(model, str(tmp_path), "dance_lstm", recipe=dict(temperature=1.0, noise=0.0,
+                                                                          coherence=0.95))
+    with open(os.path.join(path, "tf_dance.json")) as f:
+        assert json.load(f)["rollout"]["coherence"] == 0.95
+    loaded = savedmodels.load_sequence_model(path)
+    np.testing.assert_allclose(loaded.rollout(seed, 600, random_seed=3)[0], coherent, rtol=1e-5, atol=1e-5)
+    streamed = np.concatenate(list(loaded.stream(seed, 600, random_seed=3, chunk=64)), 1)[0]
+    np.testing.assert_array_equal(streamed, loaded.rollout(seed, 600, random_seed=3)[0])
+
+
+def test_box_range_keeps_the_box_on_the_stage():
+    """With box_range r, every sampled box dimension stays within r training stds of its mean (a box that would
+    wander off is fed back as kept), while the pose dims are left as sampled."""
+    model = _model("lstm", "mdn", batch=1, num_layers=1, seed=7)
+    net = sequence_model.make_net(model)
+    seed = np.random.default_rng(11).normal(size=(1, 6, DIM)).astype(np.float32)
+
+    def roll(**sampling):
+        z = _served_rollout(model, seed, 400, noise=0.5, random_seed=5, box_dims=2, coherence=0.9, **sampling)
+        return net.normalize(tf.constant(z)).numpy()
+
+    free, kept = roll(), roll(box_range=0.5)
+    assert np.abs(free[:, -2:]).max() > 0.5
+    assert np.abs(kept[:, -2:]).max() <= 0.5 + 1e-5
+    assert np.abs(kept[:, :-2]).max() > 0.5
+
+
 @pytest.mark.parametrize("sampling,message", [
     (dict(box_dims=DIM), "box_dims must be an integer in 0..4"),
+    (dict(box_range=-1.0), "box_range must be a finite number >= 0"),
+    (dict(coherence=1.0), "coherence must be < 1"),
     (dict(box_dims=1.5), "box_dims must be an integer"),
     (dict(box_smoothing=1.0), "box_smoothing must be < 1"),
     (dict(width=float("nan")), "width must be a finite number >= 0"),

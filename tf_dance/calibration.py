@@ -27,7 +27,7 @@ import numpy as np
 
 from tf_dance import cli, generation, metrics, report, rollout
 
-GRID = ("noise", "smoothing", "box_smoothing")  # the recipe entries a calibration may vary
+GRID = ("noise", "smoothing", "box_smoothing", "coherence")  # the recipe entries a calibration may vary
 SEED_OFFSET = 7919  # calibration rollouts draw their windows and noise away from the default seeds
 # Verdicts that count as misses beside the goals (the others restate a goal: looping, narrow second half,
 # stuck in place).

@@ -32,14 +32,22 @@ Sampling controls beyond the two signature inputs are baked into an export (the 
 their inputs) and recorded in its recipe (`SAMPLING`): `width` scales the mixture Gaussian's
 spread (temperature x width) while the component is still drawn at the temperature; the last
 `box_dims` latent dimensions (the stage box of `--stage` latents: centre x, centre y, height)
-get their own factor `box_width` (0: the chosen component's mean, no per-frame noise).
+get their own factor `box_width` (0: the chosen component's mean, no per-frame noise), and with
+`box_range` r > 0 each sampled box dimension is kept within r training stds of its mean (and fed back
+so), so a wandering box cannot take the dancer out of the picture.
 `smoothing` and `box_smoothing` low-pass the frames a rollout returns (each returned frame moves
 only 1 - smoothing of the way from the previous returned frame to the new sample), so a figure
 sampled afresh every frame glides instead of jittering; the LSTM is still fed its own raw
 samples, so smoothing changes what is shown, not the dance the model makes (smoothing the
-fed-back frames instead made the model loop). With smoothing on, the opaque rollout state of
-`prime`/`continue_rollout` also carries the last returned frame (`[B, S + 2D]` instead of
-`[B, S + D]`).
+fed-back frames instead made the model loop). `coherence` (rho) correlates the mixture head's
+sampling randomness from frame to frame: each frame's standard normals (one per component for its
+choice, one per dimension for its spread) are rho x the last frame's + sqrt(1 - rho^2) x fresh ones,
+so every frame is still a sample of the model's mixture, but consecutive samples stay close and the
+chosen component rarely flips. Sampling independently every frame made a figure trained on little
+footage jitter (the mixture's spread is wide there); smoothing the returned frames calmed it by
+averaging poses away, coherence keeps them. The opaque rollout state of `prime`/`continue_rollout`
+carries, after the LSTM state, the last raw sample, then the last returned frame (with smoothing) and
+the last normals (with coherence): `[B, S + D]`, `[B, S + 2D]`, or wider.
 """
 
 import json
@@ -53,7 +61,8 @@ from tf_dance import sequence_model
 METADATA = "tf_dance.json"
 CHUNK = 32  # generated frames per compiled block: amortises the per-call cost, wastes < CHUNK steps
 # The baked-in sampling controls (see the module doc) and their defaults, which sample as before they existed.
-SAMPLING = {"width": 1.0, "smoothing": 0.0, "box_dims": 0, "box_width": 1.0, "box_smoothing": 0.0}
+SAMPLING = {"width": 1.0, "smoothing": 0.0, "box_dims": 0, "box_width": 1.0, "box_smoothing": 0.0, "coherence": 0.0,
+            "box_range": 0.0}
 
 
 def check_sampling(sampling, dim):
@@ -63,12 +72,12 @@ def check_sampling(sampling, dim):
     if unknown:
         raise cli.UserError(f"unknown sampling control(s) {unknown}; known: {sorted(SAMPLING)}")
     out = {**SAMPLING, **sampling}
-    for key in ("width", "smoothing", "box_width", "box_smoothing"):
+    for key in ("width", "smoothing", "box_width", "box_smoothing", "coherence", "box_range"):
         value = out[key]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 or value == float("inf"):
             raise cli.UserError(f"sampling control {key} must be a finite number >= 0, got {value!r}")
         out[key] = float(value)
-    for key in ("smoothing", "box_smoothing"):
+    for key in ("smoothing", "box_smoothing", "coherence"):
         if not out[key] < 1:
             raise cli.UserError(f"sampling control {key} must be < 1 (1 would never move), got {out[key]}")
     box_dims = out["box_dims"]
@@ -98,7 +107,16 @@ class ServingModule(tf.Module):
         smooth = self.sampling["smoothing"]
         box_smooth = self.sampling["box_smoothing"] if box else smooth
         self._smooth = None if smooth == box_smooth == 0.0 else smooth + (box_smooth - smooth) * is_box
-        carried = d if self._smooth is None else 2 * d  # the last raw sample (and the last returned frame)
+        self._coherence = self.sampling["coherence"] if self._net.head.noise_size else 0.0
+        self._box_range = self.sampling["box_range"] if box else 0.0
+        # The rollout carries from frame to frame: the last raw sample, the last returned frame (with
+        # smoothing) and the last sample's normals (with coherence).
+        self._parts = {"raw": d}
+        if self._smooth is not None:
+            self._parts["shown"] = d
+        if self._coherence:
+            self._parts["normal"] = self._net.head.noise_size
+        carried = sum(self._parts.values())
         self.step = tf.function(self._step, input_signature=[
             tf.TensorSpec([None, d], tf.float32, name="frame"),
             tf.TensorSpec([None, s], tf.float32, name="state")])
@@ -147,22 +165,43 @@ class ServingModule(tf.Module):
             batch = tf.shape(seed)[0]
         x = net.normalize(seed)
         params, state = net.window(x, net.zero_state(batch))
-        return self._sample(params[:, -1], x[:, -1], temperature, _seed(random_seed, 0, 0)), state
+        return self._sample(params[:, -1], None, temperature, _seed(random_seed, 0, 0), x[:, -1]), state
 
-    def _sample(self, params, previous, temperature, seed):
-        """The next normalised frame from the head's `params`, with the baked-in sampling controls: the raw
-        sample, or with smoothing [raw sample, returned frame] (`previous`: the last returned frame or pack)."""
-        x = self._net.head.sample(params, temperature, seed, self._width)
-        if self._smooth is None:
-            return x
-        shown = self._shown(previous)  # each returned frame moves (1 - smoothing) of the way to the sample
-        return tf.concat([x, x + self._smooth * (shown - x)], -1)
+    def _sample(self, params, previous, temperature, seed, last_seed_frame=None):
+        """The next normalised frame from the head's `params`, with the baked-in sampling controls, packed
+        with what the next frame needs (`_parts`). `previous`: the last pack, or None for the first frame
+        (after the seed's `last_seed_frame`)."""
+        head, normal = self._net.head, None
+        if self._coherence:  # each frame's normals: rho x the last frame's + sqrt(1 - rho^2) x fresh ones
+            normal = tf.random.stateless_normal([tf.shape(params)[0], head.noise_size], seed)
+            if previous is not None:
+                rho = self._coherence
+                normal = rho * self._part(previous, "normal") + (1.0 - rho * rho) ** 0.5 * normal
+        x = head.sample(params, temperature, seed, self._width, normal)
+        if self._box_range:  # the box stays within box_range training stds of its mean, fed back as kept
+            box, r = self.sampling["box_dims"], self._box_range
+            x = tf.concat([x[:, :-box], tf.clip_by_value(x[:, -box:], -r, r)], -1)
+        parts = [x]
+        if self._smooth is not None:  # each returned frame moves (1 - smoothing) of the way to the sample
+            shown = last_seed_frame if previous is None else self._shown(previous)
+            parts.append(x + self._smooth * (shown - x))
+        if normal is not None:
+            parts.append(normal)
+        return tf.concat(parts, -1) if len(parts) > 1 else x
+
+    def _part(self, packed, name):
+        start = 0
+        for key, size in self._parts.items():
+            if key == name:
+                return packed[:, start:start + size]
+            start += size
+        raise KeyError(name)
 
     def _raw(self, packed):
-        return packed[:, :self._net.dim]
+        return self._part(packed, "raw")
 
     def _shown(self, packed):
-        return packed[:, -self._net.dim:]
+        return self._part(packed, "shown" if "shown" in self._parts else "raw")
 
     def _blocks(self, x, state, start, blocks, temperature, noise, random_seed):
         """Frames `start` .. `start + blocks * CHUNK - 1` after frame `x`: (frames, last frame, state)."""

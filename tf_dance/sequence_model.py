@@ -40,8 +40,10 @@ class PointHead(keras.layers.Dense):
     def point(self, params):
         return params
 
-    def sample(self, params, temperature, seed, width=None):
-        del temperature, seed, width
+    noise_size = 0  # a point prediction draws no randomness
+
+    def sample(self, params, temperature, seed, width=None, normal=None):
+        del temperature, seed, width, normal
         return params
 
     def get_config(self):
@@ -83,23 +85,36 @@ class MixtureHead(keras.layers.Dense):
         logits, mu, _ = self.split(params)
         return tf.gather(mu, tf.argmax(logits, -1, output_type=tf.int32), batch_dims=len(params.shape) - 1)
 
-    def sample(self, params, temperature, seed, width=None):
+    @property
+    def noise_size(self):
+        """Standard normals one sample draws: one per component (its choice) and one per dimension."""
+        return self.mixtures + self.dim
+
+    def sample(self, params, temperature, seed, width=None, normal=None):
         """Component from softmax(logits / T), then its mean + T * width * std * N(0, 1); T = 0 is `point`.
 
         width: None (1) or a per-dimension factor `[D]` on the Gaussian's spread only: the component
         choice keeps temperature T, so width < 1 samples as many distinct moves with less jitter, and
         width 0 on a dimension gives the chosen component's mean there (no per-frame noise).
+        normal: None (drawn from `seed`) or the `[B, noise_size]` standard normals to sample with, so
+        that a caller can correlate them from frame to frame without changing what one frame's sample
+        is distributed as.
         """
         logits, mu, log_sigma = self.split(params)
-        seeds = tf.random.experimental.stateless_split(seed, 2)
+        if normal is None:
+            seeds = tf.random.experimental.stateless_split(seed, 2)
+            uniform = tf.random.stateless_uniform(tf.shape(logits), seeds[0], minval=1e-20, maxval=1.0)
+            gauss = tf.random.stateless_normal(tf.shape(mu[..., 0, :]), seeds[1])
+        else:  # the same two draws, made from the given normals (a normal's CDF is uniform)
+            uniform = tf.clip_by_value(0.5 * tf.math.erfc(-normal[..., :self.mixtures] / math.sqrt(2.0)), 1e-20, 1.0 - 1e-7)
+            gauss = normal[..., self.mixtures:]
         # Gumbel-max: argmax(logits / T + Gumbel noise) ~ softmax(logits / T); XLA compiles it
-        uniform = tf.random.stateless_uniform(tf.shape(logits), seeds[0], minval=1e-20, maxval=1.0)
         gumbel = -tf.math.log(-tf.math.log(uniform))
         k = tf.argmax(logits + temperature * gumbel, -1, output_type=tf.int32)
         mu_k = tf.gather(mu, k, batch_dims=1)
         sigma_k = tf.gather(tf.exp(log_sigma), k, batch_dims=1)
         spread = temperature if width is None else temperature * width
-        return mu_k + spread * sigma_k * tf.random.stateless_normal(tf.shape(mu_k), seeds[1])
+        return mu_k + spread * sigma_k * gauss
 
     def get_config(self):
         return {**super().get_config(), "dim": self.dim, "mixtures": self.mixtures}

@@ -93,12 +93,22 @@ SETTINGS = {
     "rollout_box_smoothing": Setting(0.0, "Exponential smoothing of the sampled box: each frame the box moves only "
                                      "(1 - this) of the way to the sampled one (0 = none).", low=0.0, high=1.0,
                                      high_open=True),
+    "rollout_coherence": Setting(0.0, "Mixture head: correlation of each frame's sampling randomness with the last "
+                                 "frame's (0 = fresh every frame). Each frame is still sampled from the model's "
+                                 "mixture, but consecutive samples stay close, so the figure moves instead of "
+                                 "jittering without being averaged into fewer poses. Baked into the export and "
+                                 "recorded in its recipe.", low=0.0, high=1.0, high_open=True),
+    "rollout_box_range": Setting(0.0, "Keep the sampled stage box within this many training stds of its mean, each "
+                                 "dimension (0 = unbounded): a box that wanders is fed back as kept, so the dancer "
+                                 "cannot walk out of the picture. Baked into the export and recorded in its "
+                                 "recipe.", low=0.0),
     "calibrate_frames": Setting(0, "Calibrate the rollout recipe before the export (beyond the paper; "
                                 "tf_dance/calibration.py): roll the trained model out twice for this many frames "
                                 "with every combination of --calibrate_noise/--calibrate_smoothing/"
-                                "--calibrate_box_smoothing over the --rollout_* recipe, judge each by evaluate's goals "
-                                "and verdicts on its second half, and record the one that falls short of their "
-                                "limits by the least (0 = off: the --rollout_* recipe as given).", low=0),
+                                "--calibrate_box_smoothing/--calibrate_coherence over the --rollout_* recipe, judge "
+                                "each by evaluate's goals and verdicts on its second half, and record the one that "
+                                "falls short of their limits by the least (0 = off: the --rollout_* recipe as "
+                                "given).", low=0),
     "calibrate_noise": Setting([], "Rollout noise values the calibration tries (empty = --rollout_noise only).",
                                item=float, check=lambda v: all(np.isfinite(x) and x >= 0 for x in v),
                                check_help="must be finite numbers >= 0"),
@@ -109,6 +119,9 @@ SETTINGS = {
                                        "--rollout_box_smoothing only).", item=float,
                                        check=lambda v: all(0 <= x < 1 for x in v),
                                        check_help="must be numbers in [0, 1)"),
+    "calibrate_coherence": Setting([], "Coherence values the calibration tries (empty = --rollout_coherence only).",
+                                   item=float, check=lambda v: all(0 <= x < 1 for x in v),
+                                   check_help="must be numbers in [0, 1)"),
     "calibrate_decoder": Setting("", "The autoencoder's decoder (a SavedModel directory): the calibration then also "
                                  "judges on-screen motion and stage coverage from decoded frames; without it, only "
                                  "what the latents show."),
@@ -124,8 +137,8 @@ SETTINGS = {
 # Settings that may change when a run resumes (the rest must match the checkpointed run).
 _RESUMABLE = {"epochs", "export_name", "jit_compile", "patience", "rollout_temperature", "rollout_noise",
               "rollout_width", "rollout_smoothing", "rollout_box_dims", "rollout_box_width", "rollout_box_smoothing",
-              "calibrate_frames", "calibrate_noise", "calibrate_smoothing", "calibrate_box_smoothing",
-              "calibrate_decoder", "calibrate_fps", "distribute"}
+              "rollout_coherence", "rollout_box_range", "calibrate_frames", "calibrate_noise", "calibrate_smoothing",
+              "calibrate_box_smoothing", "calibrate_coherence", "calibrate_decoder", "calibrate_fps", "distribute"}
 BEST_WEIGHTS = "best_weights.npz"
 
 
@@ -376,8 +389,7 @@ def calibration_candidates(cfg, recipe):
     """The recipes `calibrate_frames` chooses among: `recipe` alone when calibration is off."""
     if not cfg["calibrate_frames"]:
         return [recipe]
-    return calibration.candidates(recipe, noise=cfg["calibrate_noise"], smoothing=cfg["calibrate_smoothing"],
-                                  box_smoothing=cfg["calibrate_box_smoothing"])
+    return calibration.candidates(recipe, **{name: cfg[f"calibrate_{name}"] for name in calibration.GRID})
 
 
 def _calibration_decoder(cfg, dim):
