@@ -490,8 +490,8 @@ _DANCING_STAGED = [
      _FOOTAGE_BEFORE_COHERENCE),
     ("footage_lstm.flags with its recorded recipe: T=1.4, noise 1.6, coherence 0.96, box smoothing 0.95, box range 3",
      "footage_lstm.flags", {}, {}),
-    ("footage_lstm.flags, T=1.4, noise 1.6, coherence 0.96, box smoothing 0.95, no box range", "footage_lstm.flags",
-     {}, dict(_NO_CONTROLS, temperature=1.4, noise=1.6, coherence=0.96, box_dims=3, box_smoothing=0.95)),
+    ("footage_lstm.flags, T=1.5, noise 1.6, coherence 0.97, box smoothing 0.95, no box range", "footage_lstm.flags",
+     {}, dict(_NO_CONTROLS, temperature=1.5, noise=1.6, coherence=0.97, box_dims=3, box_smoothing=0.95)),
     ("footage_lstm.flags before coherence, the recipe calibrated for each training over noise 1.2/1.5/2 x "
      "smoothing 0/0.3/0.5", "footage_lstm.flags",
      dict(calibrate_frames=12000, calibrate_noise=[1.2, 1.5, 2.0], calibrate_smoothing=[0.0, 0.3, 0.5],
