@@ -102,4 +102,4 @@ def test_footage_defaults_name_the_footage_flagfiles(tmp_path):
     lstm_cfg = sequence_training.resolve_config(
         sequence_training.flagfile_settings(os.path.join(ROOT, "flags", "footage_lstm.flags")))
     assert lstm_cfg["rollout_box_dims"] == stage.BOX_DIMS and lstm_cfg["rollout_box_smoothing"] > 0
-    assert lstm_cfg["rollout_coherence"] > 0 and lstm_cfg["rollout_box_range"] > 0
+    assert lstm_cfg["rollout_coherence"] > 0 and lstm_cfg["rollout_box_in_picture"]

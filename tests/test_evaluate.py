@@ -179,9 +179,13 @@ def test_stage_coverage_and_screen_motion_of_the_second_half(tmp_path):
     train = travelling_latents(3000)
     stuck = train[:1200].copy()
     stuck[:, 0] = 0.5  # the same moves and sizes, never leaving the middle of the stage
-    result = report.evaluate_dance(np.stack([train[:1200], stuck]), train, FPS, str(tmp_path / "eval"),
+    gone = train[:1200].copy()
+    gone[600:, 0] = np.where(np.arange(600) // 50 % 2 == 0, 1.5, gone[600:, 0])  # off the right edge half the time
+    result = report.evaluate_dance(np.stack([train[:1200], stuck, gone]), train, FPS, str(tmp_path / "eval"),
                                    progress=False, decode=box_decoder)
-    replay, still = result["dancers"]
+    replay, still, wandered = result["dancers"]
+    assert not replay["verdicts"]["out_of_picture"] and not still["verdicts"]["out_of_picture"]
+    assert wandered["verdicts"]["out_of_picture"] and wandered["second_half"]["stage"]["empty_share"] > 0.3
     assert replay["second_half"]["stage"]["stage_coverage"] >= 0.8
     assert 0.5 <= replay["second_half"]["screen"]["screen_motion_ratio"] <= 2.0
     assert replay["goals"]["stage_coverage"]["passed"] and replay["goals"]["on_screen_motion"]["passed"]

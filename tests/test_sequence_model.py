@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_dance import cli, perlin, rollout, savedmodels, sequence_model, sequence_training
+from tf_dance import cli, perlin, rollout, savedmodels, sequence_model, sequence_training, stage
 
 DIM = 5
 
@@ -274,13 +274,13 @@ def test_box_controls_round_trip_and_stop_the_box_jitter(tmp_path):
     assert box_step(still) < 0.25 * box_step(plain)
     assert np.abs(np.diff(still[:, :2], axis=0)).mean() > 0.5 * np.abs(np.diff(plain[:, :2], axis=0)).mean()
     recipe = dict(temperature=1.0, noise=0.0, width=1.0, smoothing=0.0, box_dims=3, box_width=0.0, box_smoothing=0.8,
-                  coherence=0.0, box_range=0.0)
+                  coherence=0.0, box_in_picture=False)
     path = rollout.export(model, str(tmp_path), "dance_lstm", recipe=recipe)
     with open(os.path.join(path, "tf_dance.json")) as f:
         assert json.load(f)["rollout"] == recipe
     loaded = savedmodels.load_sequence_model(path)
     assert loaded.controls == dict(width=1.0, smoothing=0.0, box_dims=3, box_width=0.0, box_smoothing=0.8,
-                                   coherence=0.0, box_range=0.0)
+                                   coherence=0.0, box_in_picture=False)
     np.testing.assert_allclose(loaded.rollout(seed, 300, random_seed=2)[0], still, rtol=1e-5, atol=1e-5)
     streamed = np.concatenate(list(loaded.stream(seed, 300, random_seed=2, chunk=64)), 1)[0]
     np.testing.assert_array_equal(streamed, loaded.rollout(seed, 300, random_seed=2)[0])
@@ -355,26 +355,26 @@ def test_coherence_keeps_consecutive_samples_close_and_round_trips(tmp_path):
     np.testing.assert_array_equal(streamed, loaded.rollout(seed, 600, random_seed=3)[0])
 
 
-def test_box_range_keeps_the_box_on_the_stage():
-    """With box_range r, every sampled box dimension stays within r training stds of its mean (a box that would
-    wander off is fed back as kept), while the pose dims are left as sampled."""
+def test_box_in_picture_keeps_the_dancer_in_the_frame():
+    """With box_in_picture the stage box's centre stays inside the frame and its height within the stage's limits
+    (a box that would wander off is fed back as kept), while the pose dims are left as sampled."""
     model = _model("lstm", "mdn", batch=1, num_layers=1, seed=7)
-    net = sequence_model.make_net(model)
     seed = np.random.default_rng(11).normal(size=(1, 6, DIM)).astype(np.float32)
 
     def roll(**sampling):
-        z = _served_rollout(model, seed, 400, noise=0.5, random_seed=5, box_dims=2, coherence=0.9, **sampling)
-        return net.normalize(tf.constant(z)).numpy()
+        return _served_rollout(model, seed, 400, noise=0.5, random_seed=5, box_dims=3, coherence=0.9, **sampling)
 
-    free, kept = roll(), roll(box_range=0.5)
-    assert np.abs(free[:, -2:]).max() > 0.5
-    assert np.abs(kept[:, -2:]).max() <= 0.5 + 1e-5
-    assert np.abs(kept[:, :-2]).max() > 0.5
+    free, kept = roll(), roll(box_in_picture=True)
+    assert (free[:, -3:-1] < 0).any() and (free[:, -3:-1] > 1).any()
+    assert kept[:, -3:-1].min() >= -1e-5 and kept[:, -3:-1].max() <= 1 + 1e-5
+    assert stage.MIN_HEIGHT - 1e-5 <= kept[:, -1].min() and kept[:, -1].max() <= stage.MAX_HEIGHT + 1e-5
+    assert np.abs(kept[:, :-3]).max() > 1.0
 
 
 @pytest.mark.parametrize("sampling,message", [
     (dict(box_dims=DIM), "box_dims must be an integer in 0..4"),
-    (dict(box_range=-1.0), "box_range must be a finite number >= 0"),
+    (dict(box_in_picture=1), "box_in_picture must be true or false"),
+    (dict(box_in_picture=True, box_dims=2), "box_in_picture needs box_dims=3"),
     (dict(coherence=1.0), "coherence must be < 1"),
     (dict(box_dims=1.5), "box_dims must be an integer"),
     (dict(box_smoothing=1.0), "box_smoothing must be < 1"),

@@ -50,7 +50,7 @@ def _latents(tmp_path, frames=300, dim=10, name="z.npy", bad=None):
     ({}, dict(rollout_box_smoothing=1.0), "rollout_box_smoothing must be < 1"),
     ({}, dict(rollout_box_width=-0.5), "rollout_box_width must be >= 0"),
     ({}, dict(rollout_coherence=1.0), "rollout_coherence must be < 1"),
-    ({}, dict(rollout_box_range=-1.0), "rollout_box_range must be >= 0"),
+    ({}, dict(rollout_box_in_picture=True), "box_in_picture needs box_dims=3"),
 ])
 def test_bad_input_raises_one_clear_error_and_writes_nothing(tmp_path, latents, settings, message):
     path = _latents(tmp_path, **latents)

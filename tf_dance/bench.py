@@ -477,7 +477,7 @@ _DANCING_PLAIN = [
 ]
 # Staged latents (--stage autoencoders: 128 pose + 3 box dims):
 _NO_CONTROLS = dict(width=1.0, smoothing=0.0, box_dims=0, box_width=1.0, box_smoothing=0.0, coherence=0.0,
-                    box_range=0.0)
+                    box_in_picture=False)
 _FOOTAGE_BEFORE_COHERENCE = dict(_NO_CONTROLS, temperature=1.0, noise=1.2, box_dims=3, box_smoothing=0.95)
 _DANCING_STAGED = [
     ("quick_lstm.flags (batch 4), T=1, noise 0.3 (the earlier footage setting)", "quick_lstm.flags",
@@ -488,10 +488,10 @@ _DANCING_STAGED = [
      dict(_NO_CONTROLS, temperature=1.0, noise=0.8, box_dims=3, box_smoothing=0.95)),
     ("footage_lstm.flags, T=1, noise 1.2, box smoothing 0.95 (its recipe before coherence)", "footage_lstm.flags", {},
      _FOOTAGE_BEFORE_COHERENCE),
-    ("footage_lstm.flags with its recorded recipe: T=1.4, noise 1.6, coherence 0.96, box smoothing 0.95, box range 3",
-     "footage_lstm.flags", {}, {}),
-    ("footage_lstm.flags, T=1.5, noise 1.6, coherence 0.97, box smoothing 0.95, no box range", "footage_lstm.flags",
-     {}, dict(_NO_CONTROLS, temperature=1.5, noise=1.6, coherence=0.97, box_dims=3, box_smoothing=0.95)),
+    ("footage_lstm.flags with its recorded recipe: T=1.4, noise 1.6, coherence 0.96, box smoothing 0.95, box kept "
+     "in the picture", "footage_lstm.flags", {}, {}),
+    ("footage_lstm.flags, the same recipe without keeping the box in the picture", "footage_lstm.flags", {},
+     dict(_NO_CONTROLS, temperature=1.4, noise=1.6, coherence=0.96, box_dims=3, box_smoothing=0.95)),
     ("footage_lstm.flags before coherence, the recipe calibrated for each training over noise 1.2/1.5/2 x "
      "smoothing 0/0.3/0.5", "footage_lstm.flags",
      dict(calibrate_frames=12000, calibrate_noise=[1.2, 1.5, 2.0], calibrate_smoothing=[0.0, 0.3, 0.5],

@@ -31,7 +31,7 @@ GRID = ("noise", "smoothing", "box_smoothing", "coherence")  # the recipe entrie
 SEED_OFFSET = 7919  # calibration rollouts draw their windows and noise away from the default seeds
 # Verdicts that count as misses beside the goals (the others restate a goal: looping, narrow second half,
 # stuck in place).
-VERDICTS = ("frozen", "sluggish", "hectic", "narrow", "off_distribution", "copying", "repetitive")
+VERDICTS = ("frozen", "sluggish", "hectic", "narrow", "off_distribution", "copying", "repetitive", "out_of_picture")
 
 
 def candidates(recipe, **values):
@@ -52,7 +52,7 @@ def candidates(recipe, **values):
 def misses(result):
     """The goals a rollout's `Reference.evaluate` result misses and the verdicts it earns."""
     failed = [name for name, g in result["goals"].items() if g["passed"] is False]
-    return failed + [name for name in VERDICTS if result["verdicts"][name]]
+    return failed + [name for name in VERDICTS if result["verdicts"].get(name)]
 
 
 def _ratio_margin(ratio, lo, hi):

@@ -603,6 +603,7 @@ class Stage:
             b = self.data_bins[:, axis]
             share = np.bincount(b[b >= 0], minlength=len(self.edges[axis]) + 1) / valid.sum()
             self.occupied.append(share >= min_share)
+        self.data_empty_share = float(1.0 - valid.mean())
         self.data_position_range = [float(v) for v in np.percentile(data_track[valid, 0], [1, 99])]
         self.data_size_range = [float(v) for v in np.percentile(data_track[valid, 1], [1, 99])]
 
@@ -641,6 +642,7 @@ class Stage:
         data_low = float(np.percentile(np.min(excerpts[:, axes] / data[axes], axis=1), 10)) if axes else None
         valid = np.all(np.isfinite(track), axis=1)
         return dict(samples=int(len(track)), empty_share=float(1.0 - valid.mean()) if len(track) else None,
+                    data_empty_share=self.data_empty_share,
                     position_bins_occupied=int(self.occupied[0].sum()), size_bins_occupied=int(self.occupied[1].sum()),
                     positions_visited=visited[0], data_positions_visited=float(data[0]),
                     sizes_visited=visited[1], data_sizes_visited=float(data[1]),
@@ -661,6 +663,7 @@ REPEAT_GOAL_FLOOR = 0.01    # (2x a share near 0 would flag a single chance recu
                             # pair of seconds is never a loop either, however short the rollout)
 POSE_COVERAGE_GOAL = 0.8
 STAGE_COVERAGE_GOAL = 0.8
+OUT_OF_PICTURE = 0.01       # frames without a dancer, beyond the data's own share, that a verdict tolerates
 
 
 def goals(result):
@@ -739,6 +742,11 @@ def verdicts(result, sluggish=SLUGGISH, hectic=HECTIC, narrow=0.5, off=IN_DISTRI
             rules["stuck_in_place"] = (f"second half: visits < {limit:.2g}x the stage positions (or silhouette sizes) "
                                        f"an equally long data stretch visits ({STAGE_COVERAGE_GOAL:g}x, or less where "
                                        "a tenth of the data's own stretches visit less)")
+        if stage and stage.get("empty_share") is not None:
+            allowed = stage.get("data_empty_share", 0.0) + OUT_OF_PICTURE
+            out["out_of_picture"] = bool(stage["empty_share"] > allowed)
+            rules["out_of_picture"] = (f"second half: > {allowed:.1%} of the decoded frames show no dancer (the "
+                                       f"data's share + {OUT_OF_PICTURE:.0%}): the dancer walked out of the picture")
     out["rules"] = rules
     return out
 

@@ -33,8 +33,8 @@ their inputs) and recorded in its recipe (`SAMPLING`): `width` scales the mixtur
 spread (temperature x width) while the component is still drawn at the temperature; the last
 `box_dims` latent dimensions (the stage box of `--stage` latents: centre x, centre y, height)
 get their own factor `box_width` (0: the chosen component's mean, no per-frame noise), and with
-`box_range` r > 0 each sampled box dimension is kept within r training stds of its mean (and fed back
-so), so a wandering box cannot take the dancer out of the picture.
+`box_in_picture` each sampled box keeps its centre inside the frame and its height within the
+stage's limits (and is fed back so), so a wandering box cannot take the dancer out of the picture.
 `smoothing` and `box_smoothing` low-pass the frames a rollout returns (each returned frame moves
 only 1 - smoothing of the way from the previous returned frame to the new sample), so a figure
 sampled afresh every frame glides instead of jittering; the LSTM is still fed its own raw
@@ -57,12 +57,13 @@ import tensorflow as tf
 
 from tf_dance import cli
 from tf_dance import sequence_model
+from tf_dance import stage
 
 METADATA = "tf_dance.json"
 CHUNK = 32  # generated frames per compiled block: amortises the per-call cost, wastes < CHUNK steps
 # The baked-in sampling controls (see the module doc) and their defaults, which sample as before they existed.
 SAMPLING = {"width": 1.0, "smoothing": 0.0, "box_dims": 0, "box_width": 1.0, "box_smoothing": 0.0, "coherence": 0.0,
-            "box_range": 0.0}
+            "box_in_picture": False}
 
 
 def check_sampling(sampling, dim):
@@ -72,7 +73,7 @@ def check_sampling(sampling, dim):
     if unknown:
         raise cli.UserError(f"unknown sampling control(s) {unknown}; known: {sorted(SAMPLING)}")
     out = {**SAMPLING, **sampling}
-    for key in ("width", "smoothing", "box_width", "box_smoothing", "coherence", "box_range"):
+    for key in ("width", "smoothing", "box_width", "box_smoothing", "coherence"):
         value = out[key]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 or value == float("inf"):
             raise cli.UserError(f"sampling control {key} must be a finite number >= 0, got {value!r}")
@@ -84,6 +85,11 @@ def check_sampling(sampling, dim):
     if isinstance(box_dims, bool) or not isinstance(box_dims, int) or not 0 <= box_dims < dim:
         raise cli.UserError(f"sampling control box_dims must be an integer in 0..{dim - 1} (the trailing stage-box "
                             f"dimensions of the {dim}-d latents), got {box_dims!r}")
+    if not isinstance(out["box_in_picture"], bool):
+        raise cli.UserError(f"sampling control box_in_picture must be true or false, got {out['box_in_picture']!r}")
+    if out["box_in_picture"] and box_dims != stage.BOX_DIMS:
+        raise cli.UserError(f"sampling control box_in_picture needs box_dims={stage.BOX_DIMS} (the stage box of "
+                            f"--stage latents: centre x, centre y, height), got box_dims={box_dims}")
     return out
 
 
@@ -108,7 +114,12 @@ class ServingModule(tf.Module):
         box_smooth = self.sampling["box_smoothing"] if box else smooth
         self._smooth = None if smooth == box_smooth == 0.0 else smooth + (box_smooth - smooth) * is_box
         self._coherence = self.sampling["coherence"] if self._net.head.noise_size else 0.0
-        self._box_range = self.sampling["box_range"] if box else 0.0
+        self._picture = None
+        if self.sampling["box_in_picture"]:  # the box's limits, normalised: centre inside the frame, a sane height
+            low = [0.0] * (d - box) + [0.0, 0.0, stage.MIN_HEIGHT]
+            high = [0.0] * (d - box) + [1.0, 1.0, stage.MAX_HEIGHT]
+            self._picture = [tf.constant(self._net.normalize(tf.constant([v], tf.float32))[0, -box:])
+                             for v in (low, high)]
         # The rollout carries from frame to frame: the last raw sample, the last returned frame (with
         # smoothing) and the last sample's normals (with coherence).
         self._parts = {"raw": d}
@@ -178,9 +189,9 @@ class ServingModule(tf.Module):
                 rho = self._coherence
                 normal = rho * self._part(previous, "normal") + (1.0 - rho * rho) ** 0.5 * normal
         x = head.sample(params, temperature, seed, self._width, normal)
-        if self._box_range:  # the box stays within box_range training stds of its mean, fed back as kept
-            box, r = self.sampling["box_dims"], self._box_range
-            x = tf.concat([x[:, :-box], tf.clip_by_value(x[:, -box:], -r, r)], -1)
+        if self._picture is not None:  # a box that would leave the picture is fed back as kept
+            box = self.sampling["box_dims"]
+            x = tf.concat([x[:, :-box], tf.clip_by_value(x[:, -box:], *self._picture)], -1)
         parts = [x]
         if self._smooth is not None:  # each returned frame moves (1 - smoothing) of the way to the sample
             shown = last_seed_frame if previous is None else self._shown(previous)

@@ -98,10 +98,10 @@ SETTINGS = {
                                  "mixture, but consecutive samples stay close, so the figure moves instead of "
                                  "jittering without being averaged into fewer poses. Baked into the export and "
                                  "recorded in its recipe.", low=0.0, high=1.0, high_open=True),
-    "rollout_box_range": Setting(0.0, "Keep the sampled stage box within this many training stds of its mean, each "
-                                 "dimension (0 = unbounded): a box that wanders is fed back as kept, so the dancer "
-                                 "cannot walk out of the picture. Baked into the export and recorded in its "
-                                 "recipe.", low=0.0),
+    "rollout_box_in_picture": Setting(False, "Keep the sampled stage box's centre inside the frame (and its height "
+                                      "within the stage's limits), feeding it back as kept, so a dancer who wanders "
+                                      "cannot walk out of the picture (needs --rollout_box_dims=3). Baked into the "
+                                      "export and recorded in its recipe."),
     "calibrate_frames": Setting(0, "Calibrate the rollout recipe before the export (beyond the paper; "
                                 "tf_dance/calibration.py): roll the trained model out twice for this many frames "
                                 "with every combination of --calibrate_noise/--calibrate_smoothing/"
@@ -137,7 +137,7 @@ SETTINGS = {
 # Settings that may change when a run resumes (the rest must match the checkpointed run).
 _RESUMABLE = {"epochs", "export_name", "jit_compile", "patience", "rollout_temperature", "rollout_noise",
               "rollout_width", "rollout_smoothing", "rollout_box_dims", "rollout_box_width", "rollout_box_smoothing",
-              "rollout_coherence", "rollout_box_range", "calibrate_frames", "calibrate_noise", "calibrate_smoothing",
+              "rollout_coherence", "rollout_box_in_picture", "calibrate_frames", "calibrate_noise", "calibrate_smoothing",
               "calibrate_box_smoothing", "calibrate_coherence", "calibrate_decoder", "calibrate_fps", "distribute"}
 BEST_WEIGHTS = "best_weights.npz"
 
