@@ -12,7 +12,7 @@ from tf_dance import cli, data, generation, savedmodels, video
 DIM = 8
 # the signatures' inputs, and sampling controls baked into the export (the last 2 dims as a "stage box")
 RECIPE = {"temperature": 0.7, "noise": 0.2, "width": 0.5, "smoothing": 0.3, "box_dims": 2, "box_width": 0.0,
-          "box_smoothing": 0.6, "coherence": 0.5}
+          "box_smoothing": 0.6, "coherence": 0.5, "box_in_picture": False}
 
 
 @pytest.fixture(scope="module")
