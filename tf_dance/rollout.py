@@ -167,7 +167,7 @@ class ServingModule(tf.Module):
 
     def _prime(self, seed, temperature, random_seed):
         """(first generated frame, LSTM state), both normalised, after reading the seed frames; the frame is
-        packed with what it shows when smoothing is on (`_shown`)."""
+        packed with what the next frame needs (`_parts`)."""
         net = self._net
         with tf.control_dependencies([
                 tf.debugging.assert_positive(tf.shape(seed)[1], "seed must hold at least one frame"),

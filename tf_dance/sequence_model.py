@@ -29,6 +29,8 @@ _LOG_SIGMA_RANGE = (-7.0, 3.0)
 class PointHead(keras.layers.Dense):
     """Linear next-vector regression trained with MSE (the paper's head)."""
 
+    noise_size = 0  # a point prediction draws no randomness
+
     def __init__(self, dim, **kwargs):
         kwargs.pop("units", None)
         super().__init__(dim, **kwargs)
@@ -39,8 +41,6 @@ class PointHead(keras.layers.Dense):
 
     def point(self, params):
         return params
-
-    noise_size = 0  # a point prediction draws no randomness
 
     def sample(self, params, temperature, seed, width=None, normal=None):
         del temperature, seed, width, normal
@@ -106,7 +106,8 @@ class MixtureHead(keras.layers.Dense):
             uniform = tf.random.stateless_uniform(tf.shape(logits), seeds[0], minval=1e-20, maxval=1.0)
             gauss = tf.random.stateless_normal(tf.shape(mu[..., 0, :]), seeds[1])
         else:  # the same two draws, made from the given normals (a normal's CDF is uniform)
-            uniform = tf.clip_by_value(0.5 * tf.math.erfc(-normal[..., :self.mixtures] / math.sqrt(2.0)), 1e-20, 1.0 - 1e-7)
+            uniform = 0.5 * tf.math.erfc(-normal[..., :self.mixtures] / math.sqrt(2.0))
+            uniform = tf.clip_by_value(uniform, 1e-20, 1.0 - 1e-7)
             gauss = normal[..., self.mixtures:]
         # Gumbel-max: argmax(logits / T + Gumbel noise) ~ softmax(logits / T); XLA compiles it
         gumbel = -tf.math.log(-tf.math.log(uniform))

@@ -137,8 +137,9 @@ SETTINGS = {
 # Settings that may change when a run resumes (the rest must match the checkpointed run).
 _RESUMABLE = {"epochs", "export_name", "jit_compile", "patience", "rollout_temperature", "rollout_noise",
               "rollout_width", "rollout_smoothing", "rollout_box_dims", "rollout_box_width", "rollout_box_smoothing",
-              "rollout_coherence", "rollout_box_in_picture", "calibrate_frames", "calibrate_noise", "calibrate_smoothing",
-              "calibrate_box_smoothing", "calibrate_coherence", "calibrate_decoder", "calibrate_fps", "distribute"}
+              "rollout_coherence", "rollout_box_in_picture", "calibrate_frames", "calibrate_noise",
+              "calibrate_smoothing", "calibrate_box_smoothing", "calibrate_coherence", "calibrate_decoder",
+              "calibrate_fps", "distribute"}
 BEST_WEIGHTS = "best_weights.npz"
 
 
