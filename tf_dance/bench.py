@@ -612,7 +612,7 @@ def bench_dancing(repeats=REPEATS, datasets=None, staged=(), models=None, seeds=
                 generated, seconds, recipes = [], [], []
                 row_seeds = list(seeds) if i == _DANCING_RECOMMENDED[kind] else list(seeds)[:1]
                 for seed in row_seeds:
-                    key = (flagfile, tuple(sorted(change.items())), seed)
+                    key = _training_key(flagfile, change, seed)
                     if key not in trained:
                         t = time.perf_counter()
                         run = os.path.join(where, f"lstm_{len(trained)}")
@@ -658,6 +658,11 @@ def bench_dancing(repeats=REPEATS, datasets=None, staged=(), models=None, seeds=
             with cli.atomic_output(table_path) as tmp_json, open(tmp_json, "w") as f:
                 json.dump(rows, f, indent=2, default=float)
     return out
+
+
+def _training_key(flagfile, change, seed):
+    """Rows whose LSTM trains the same way share one training (changes may hold lists, hence JSON)."""
+    return flagfile, json.dumps(change, sort_keys=True), seed
 
 
 def _span(values, scale=1.0):
