@@ -56,6 +56,14 @@ def test_misses_and_margins_pass_a_replay_and_catch_a_loop_and_a_freeze():
     assert {"recurring_seconds", "repetitive"} <= set(calibration.misses(loop))
     assert calibration.margins(loop)["recurring_seconds"] < 0
 
+    stage = metrics.Stage(np.stack([np.linspace(0.2, 0.8, 3000), np.full(3000, 0.6)], 1))
+    track = np.stack([np.linspace(0.2, 0.8, 600), np.full(600, 0.6)], 1)
+    track[::2] = np.nan  # the dancer is out of the picture every other frame
+    gone = reference.evaluate(walk[3000:], stage=stage.report(track))
+    assert "out_of_picture" in calibration.misses(gone)
+    assert "out_of_picture" not in calibration.misses(reference.evaluate(walk[3000:], stage=stage.report(
+        np.stack([np.linspace(0.2, 0.8, 600), np.full(600, 0.6)], 1))))
+
     frozen = reference.evaluate(np.repeat(train[700:701], 1200, axis=0) + 1e-4)
     assert {"freeze", "frozen", "sluggish"} <= set(calibration.misses(frozen))
     assert calibration.margins(frozen)["latent_motion"] < 0 and calibration.margins(frozen)["freeze"] < 0
