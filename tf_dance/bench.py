@@ -405,7 +405,8 @@ def bench_generate(repeats=REPEATS):
     depend on the weights. Seeded from latents; writes mp4, GIF (first 600 frames), sheet and latents.
     Also the share of each stage for 60,000 frames (they interleave: the dance is made in pieces). The LSTM is
     exported with the flagfile's rollout recipe, as the demo's is; its rollout is also timed without the
-    recipe's sampling controls (smoothing and the like cost ops on every frame)."""
+    recipe's sampling controls (smoothing and the like cost ops on every frame) and with coherence added (the
+    footage recipe's: correlated normals carried from frame to frame)."""
     import tempfile
 
     import keras
@@ -423,12 +424,15 @@ def bench_generate(repeats=REPEATS):
         cli.export_version(tmp, "decoder", lambda d: autoencoder.export_decoder(
             autoencoder.build_decoder(data.HEIGHT, data.WIDTH, 1, filters, latent_dim=dim), d))
         model = sequence_model.build_model("lstm", dim, np.zeros(dim, np.float32), np.ones(dim, np.float32),
-                                           batch_size=1, units=units, num_layers=layers)
+                                           batch_size=1, units=units, num_layers=layers, head=lstm["head"],
+                                           mixtures=lstm["mixtures"])
         rollout.export(model, tmp, "dance_lstm")
         # The same weights exported again with the demo flagfile's rollout recipe (its sampling controls, e.g.
         # smoothing, are baked into the graph), as generate runs the demo's model.
         rollout.export(model, tmp, "dance_lstm", recipe=sequence_training.rollout_recipe(lstm))
-        plain, models = (savedmodels.load_models(tmp, lstm=os.path.join(tmp, "dance_lstm", str(v))) for v in (1, 2))
+        rollout.export(model, tmp, "dance_lstm", recipe=dict(sequence_training.rollout_recipe(lstm), coherence=0.96))
+        plain, models, coherent = (savedmodels.load_models(tmp, lstm=os.path.join(tmp, "dance_lstm", str(v)))
+                                   for v in (1, 2, 3))
         seed = np.random.default_rng(0).normal(size=(50, dim)).astype(np.float32)
 
         def run(frames, models=models):
@@ -451,6 +455,8 @@ def bench_generate(repeats=REPEATS):
             out[f"  60,000 frames: {stage} (s)"] = value
         run(600, plain)
         out["  60,000 frames without the recipe's sampling controls: rollout (s)"] = run(60000, plain)[1]["rollout"]
+        run(600, coherent)
+        out["  60,000 frames with coherence 0.96 added: rollout (s)"] = run(60000, coherent)[1]["rollout"]
     out["rollout recipe of the timed export (flags/quick_lstm.flags)"] = ", ".join(
         f"{k} {v:g}" for k, v in sequence_training.rollout_recipe(lstm).items())
     out["ratio 60,000 / 600 frames (warm)"] = (out["generate 60,000 frames, warm (once, s)"]
