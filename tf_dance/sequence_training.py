@@ -37,6 +37,12 @@ from tf_dance.config import Setting
 
 
 # Defaults reproduce the paper's final model (2 x 600 units, batch 5, MSE) with char-rnn's schedule.
+def _fractions(what, single):
+    """A calibration list setting of values in [0, 1)."""
+    return Setting([], f"{what} values the calibration tries (empty = --{single} only).", item=float,
+                   check=lambda v: all(0 <= x < 1 for x in v), check_help="must be numbers in [0, 1)")
+
+
 SETTINGS = {
     "model": Setting("lstm", "lstm: the paper's stateful LSTM; fnn: its failed baseline (previous two frames "
                      "-> hidden -> next frame).", choices=sequence_model.MODELS),
@@ -112,16 +118,9 @@ SETTINGS = {
     "calibrate_noise": Setting([], "Rollout noise values the calibration tries (empty = --rollout_noise only).",
                                item=float, check=lambda v: all(np.isfinite(x) and x >= 0 for x in v),
                                check_help="must be finite numbers >= 0"),
-    "calibrate_smoothing": Setting([], "Smoothing values the calibration tries (empty = --rollout_smoothing only).",
-                                   item=float, check=lambda v: all(0 <= x < 1 for x in v),
-                                   check_help="must be numbers in [0, 1)"),
-    "calibrate_box_smoothing": Setting([], "Box smoothing values the calibration tries (empty = "
-                                       "--rollout_box_smoothing only).", item=float,
-                                       check=lambda v: all(0 <= x < 1 for x in v),
-                                       check_help="must be numbers in [0, 1)"),
-    "calibrate_coherence": Setting([], "Coherence values the calibration tries (empty = --rollout_coherence only).",
-                                   item=float, check=lambda v: all(0 <= x < 1 for x in v),
-                                   check_help="must be numbers in [0, 1)"),
+    "calibrate_smoothing": _fractions("Smoothing", "rollout_smoothing"),
+    "calibrate_box_smoothing": _fractions("Box smoothing", "rollout_box_smoothing"),
+    "calibrate_coherence": _fractions("Coherence", "rollout_coherence"),
     "calibrate_decoder": Setting("", "The autoencoder's decoder (a SavedModel directory): the calibration then also "
                                  "judges on-screen motion and stage coverage from decoded frames; without it, only "
                                  "what the latents show."),
@@ -134,12 +133,10 @@ SETTINGS = {
     "jit_compile": Setting(True, "Compile the training step with XLA (about 2x faster on CPU)."),
     "distribute": Setting("none", training.DISTRIBUTE_HELP, choices=training.DISTRIBUTE),
 }
-# Settings that may change when a run resumes (the rest must match the checkpointed run).
-_RESUMABLE = {"epochs", "export_name", "jit_compile", "patience", "rollout_temperature", "rollout_noise",
-              "rollout_width", "rollout_smoothing", "rollout_box_dims", "rollout_box_width", "rollout_box_smoothing",
-              "rollout_coherence", "rollout_box_in_picture", "calibrate_frames", "calibrate_noise",
-              "calibrate_smoothing", "calibrate_box_smoothing", "calibrate_coherence", "calibrate_decoder",
-              "calibrate_fps", "distribute"}
+# Settings that may change when a run resumes (the rest must match the checkpointed run): how the trained model
+# is exported (its rollout recipe and its calibration) and how the run is driven.
+_RESUMABLE = {"epochs", "export_name", "jit_compile", "patience", "distribute",
+              *(k for k in SETTINGS if k.startswith(("rollout_", "calibrate_")))}
 BEST_WEIGHTS = "best_weights.npz"
 
 
