@@ -114,6 +114,18 @@ def test_rollout_of_an_untrained_lstm_is_frozen(run_module, files, tiny_models):
     assert np.load(out / "generated.npy").shape == (300, DIM)
 
 
+def test_rollout_is_primed_inside_one_clip(run_module, fails_cleanly, files, tiny_models, tmp_path):
+    latents = tmp_path / "two.npy"
+    np.save(latents, np.load(files["train"]))
+    np.save(tmp_path / "two_clips.npy", np.repeat(np.int32([0, 1]), 1500))
+    args = [f"--model_dir={tiny_models}/dance_lstm", f"--latents={latents}", "--frames=50", "--seed_frames=20"]
+    across = run_module("tf_dance.evaluate", *args, "--seed_index=1490", f"--out_dir={tmp_path / 'across'}")
+    fails_cleanly(across, "choose a window inside one clip")
+    inside = run_module("tf_dance.evaluate", *args, "--seed_index=1480", f"--out_dir={tmp_path / 'inside'}")
+    assert inside.returncode == 0, inside.stderr
+    assert json.loads((tmp_path / "inside" / "metrics.json").read_text())["options"]["seed_index"] == 1480
+
+
 def test_decoded_pictures(files, tiny_models, tmp_path):
     from tf_dance import savedmodels
     train, frozen = np.load(files["train"]), np.load(files["frozen"])

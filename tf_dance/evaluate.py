@@ -95,7 +95,8 @@ def main(argv):
     else:
         lstm = savedmodels.load_sequence_model(FLAGS.model_dir)
         temperature, noise = lstm.sampling(FLAGS.temperature, FLAGS.noise)
-        start, = generation.choose_seeds(len(train), FLAGS.seed_frames, FLAGS.seed_index, 1, FLAGS.random_seed)
+        start, = generation.choose_seeds(len(train), FLAGS.seed_frames, FLAGS.seed_index, 1, FLAGS.random_seed,
+                                          clips=clips)
         if FLAGS.progress:
             print(f"rolling out {FLAGS.frames} frames with {lstm.path} (temperature {temperature:g}, noise "
                   f"{noise:g}{lstm.controls_text()}), primed on latents {start}..{start + FLAGS.seed_frames - 1}", flush=True)
