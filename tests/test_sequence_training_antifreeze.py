@@ -73,7 +73,7 @@ def test_demo_setting_keeps_dancing(dance, tmp_path):
 
 
 def test_dancing_flagfile_matches_a_real_setting():
-    for name in ("quick_lstm.flags", "dancing.flags"):
+    for name in ("quick_lstm.flags", "footage_lstm.flags"):
         settings = sequence_training.flagfile_settings(os.path.join(ROOT, "flags", name))
         sequence_training.resolve_config(settings)  # raises on unknown names or bad values
         assert settings.get("head") == "mdn" or settings.get("condition_steps", 0) > 0 \
