@@ -541,7 +541,10 @@ def footage(frames, clips, seed=0, fps=24.0, height=data.HEIGHT, width=data.WIDT
         noise = GradientNoise([clip_seed, 4])
         seconds = np.arange(n) / fps
         size = height * rng.uniform(0.5, 0.85) * near * (1 + 0.05 * noise.noise1(seconds / 3.0 + 0.5))
-        caps = _gait(_capsules(params, body), body, yaw, _steps(centre, size, width, fps))
+        phase, swing = _steps(centre, size, width, fps)
+        if song is not None:
+            phase = np.pi * song["beats"] + np.pi / 2  # a step on every beat
+        caps = _gait(_capsules(params, body), body, yaw, (phase, swing))
         caps[..., 1] -= np.minimum(0.0, (caps[..., 1] - radii).min((1, 2)))[:, None, None]  # thick feet
         caps, px_radii, x, size = _fit(caps, radii, params, size, width * centre, height, width,
                                        margin)

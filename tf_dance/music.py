@@ -35,6 +35,7 @@ NAMES = ("onset", "beat", "beat_sin", "beat_cos", "tempo") + BAND_NAMES
 MIN_BPM, MAX_BPM, PRIOR_BPM = 50.0, 240.0, 120.0
 _FLOOR = 1e-8  # -80 dB below a full-scale sine
 _CHUNK = 4096
+_LEAD = 0.015  # s: the flux of a centred window peaks this much before a sharp onset
 
 
 def check_waveform(waveform, sample_rate):
@@ -109,7 +110,8 @@ def local_tempo(envelope, window_s=8.0, step_s=0.5):
     peak of the envelope over `window_s` around it, weighted by a one-octave prior at 120 BPM."""
     e = envelope.astype(np.float64)
     n, width, step = len(e), int(window_s * RATE), int(step_s * RATE)
-    detrended = e - np.convolve(e, np.ones(RATE) / RATE, mode="same")
+    detrended = e - np.convolve(np.pad(e, (RATE // 2, RATE - RATE // 2 - 1), mode="edge"),
+                                np.ones(RATE) / RATE, mode="valid")
     centres = np.arange(0, n, step)
     padded = np.pad(detrended, (width // 2, width - width // 2))
     segments = np.lib.stride_tricks.sliding_window_view(padded, width)[centres] * np.hanning(width)
@@ -150,7 +152,7 @@ def track_beats(envelope, tempo, tightness=100.0):
         if cand[k] > 0:
             score[t] += cand[k]
             back[t] = prev[k]
-    tail = int(round(period[-1]))
+    tail = min(len(local), int(round(period[-1])))
     t = len(local) - tail + int(np.argmax(score[-tail:]))
     beats = []
     while t >= 0:
@@ -168,7 +170,7 @@ def analyse(waveform, sample_rate=SAMPLE_RATE):
     envelope, bands = _spectra(y)
     tempo = local_tempo(envelope)
     return dict(envelope=envelope, bands=bands, tempo=tempo,
-                beats=track_beats(envelope, tempo) / RATE)
+                beats=track_beats(envelope, tempo) / RATE + _LEAD)
 
 
 def features(waveform, fps, frames=None, sample_rate=SAMPLE_RATE):
@@ -205,10 +207,16 @@ def features(waveform, fps, frames=None, sample_rate=SAMPLE_RATE):
     return np.column_stack([onset, beat, sin, cos, tempo, bands]).astype(np.float32)
 
 
-def beat_frames(music, names, threshold=0.5):
-    """Frame indices of the beats in a dataset's `music` features (its `beat` column)."""
-    column = list(np.asarray(names)).index("beat")
-    return np.flatnonzero(np.asarray(music)[:, column] > threshold)
+def beat_frames(music, names):
+    """Beat times in frames (float: frame k at k) from a dataset's `music` features: where the
+    beat phase (`beat_sin`, `beat_cos`) wraps round, interpolated between the two frames."""
+    names = list(np.asarray(names))
+    music = np.asarray(music, np.float64)
+    phase = np.mod(np.arctan2(music[:, names.index("beat_sin")], music[:, names.index("beat_cos")])
+                   / (2 * np.pi), 1.0)
+    k = np.flatnonzero(np.diff(phase) < -0.5)
+    step = phase[k + 1] + 1.0 - phase[k]
+    return k + (1.0 - phase[k]) / step
 
 
 # ---------------------------------------------------------------------------------------------
@@ -228,6 +236,8 @@ def read_audio(path, start=0.0, duration=None, sample_rate=SAMPLE_RATE):
             "-ar", str(int(sample_rate)), "-f", "f32le", "pipe:1"]
     proc = subprocess.run(cmd, capture_output=True, stdin=subprocess.DEVNULL)
     message = proc.stderr.decode("utf-8", "replace")
+    if proc.returncode != 0 and "does not contain any stream" in message:
+        return None  # the optional map `0:a:0?` found no audio stream
     if proc.returncode != 0:
         raise cli.UserError(f"cannot decode the audio of {path}: {video._last_line(message, first=True)}")
     y = np.frombuffer(proc.stdout, np.float32, len(proc.stdout) // 4)
