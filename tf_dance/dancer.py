@@ -134,86 +134,45 @@ def choreography(frames, seed=0, fps=24.0, song=None):
     Moves follow a seeded Markov chain (the first is a T-pose, as real footage often starts),
     each lasting 1.6-4.2 s at its own tempo, amplitude and side; a global tempo wobble varies
     the speed within a move, and neighbouring moves cross-fade over half a second.
-    song: a `soundtrack.song` to dance to (see `_danced`); None dances to nothing.
+
+    song: a `soundtrack.song` to dance to. Each move then starts on a bar line and lasts one or
+    two bars; its phase runs with the song's beats (1/2, 1/4 or 1/8 cycle per beat, the nearest
+    to the move's own pace), placed so that its extremes fall on beats; accents swell it.
     """
-    if song is not None:
-        return _danced(frames, seed, fps, song)
-    rng = np.random.default_rng([seed, 1])
+    rng = np.random.default_rng([seed, 1] if song is None else [seed, 8])
     noise = GradientNoise([seed, 2])
     seconds = np.arange(frames) / fps
-    musical_time = np.concatenate([[0.0], np.cumsum(1.0 + 0.2 * noise.noise1(seconds / 8.0))[:-1]])
-    musical_time /= fps
     fade = max(2, int(round(0.5 * fps)))
 
     starts, kinds = [0], [MOVES.index("tpose")]
-    while True:
-        length = max(fade + 1, int(round(rng.uniform(1.6, 4.2) * fps)))
-        if starts[-1] + length >= frames:
-            break
-        starts.append(starts[-1] + length)
-        weights = np.array([0.3 if m == "tpose" else 1.0 for m in MOVES])
-        weights[kinds[-1]] = 0.0
-        kinds.append(int(rng.choice(len(MOVES), p=weights / weights.sum())))
+    if song is None:
+        musical_time = np.concatenate([[0.0], np.cumsum(1.0 + 0.2 * noise.noise1(seconds / 8.0))[:-1]])
+        musical_time /= fps
+        while True:
+            length = max(fade + 1, int(round(rng.uniform(1.6, 4.2) * fps)))
+            if starts[-1] + length >= frames:
+                break
+            starts.append(starts[-1] + length)
+            kinds.append(_next_move(rng, kinds[-1]))
+    else:
+        beats, swell = song["beats"], 1.0 + 0.35 * song["accent_envelope"]
+        bar_starts = np.searchsorted(beats, np.arange(0.0, beats[-1] + 1e-9, 4.0))
+        bar = 0
+        while True:
+            bar += int(rng.integers(1, 3))
+            if bar >= len(bar_starts) or bar_starts[bar] + fade >= frames:
+                break
+            starts.append(int(bar_starts[bar]))
+            kinds.append(_next_move(rng, kinds[-1]))
     bounds = starts + [frames]
 
-    params = np.zeros((frames, len(_MOVE_PARAMS)))
-    moves = np.zeros(frames, np.int32)
-    for s, kind in enumerate(kinds):
-        tempo = _MOVE_HZ[MOVES[kind]] * rng.uniform(0.7, 1.4)
-        amp, side = rng.uniform(0.65, 1.1), rng.choice([-1, 1])
-        begin, end = bounds[s], bounds[s + 1]
-        lo, hi = max(0, begin - fade // 2), min(frames, end + fade - fade // 2)
-        t = np.arange(lo, hi)
-        weight = np.ones(hi - lo)
-        if s > 0:
-            weight *= _smoothstep((t - begin + fade / 2) / fade)
-        if s < len(kinds) - 1:
-            weight *= _smoothstep((end - t + fade / 2) / fade)
-        phase = 2 * np.pi * tempo * (musical_time[lo:hi] - musical_time[begin])
-        pose = dict(_NEUTRAL, **_MOVE_FNS[MOVES[kind]](phase, amp, side))
-        params[lo:hi] += weight[:, None] * np.stack(
-            [np.broadcast_to(pose[k], phase.shape) for k in _MOVE_PARAMS], axis=1)
-        moves[begin:end] = kind
-
-    for j in range(len(_ANGLES)):
-        params[:, j] += 0.04 * noise.noise1(seconds / 1.5 + 17.0 * (j + 1))
-    return params, moves
-
-
-def _danced(frames, seed, fps, song):
-    """`choreography` to music: each move starts on a bar line and lasts one or two bars; its
-    phase runs with the song's beats (1/2, 1/4 or 1/8 cycle per beat, the nearest to the move's
-    own pace), placed so that its extremes fall on beats; accents swell its amplitude."""
-    rng = np.random.default_rng([seed, 8])
-    noise = GradientNoise([seed, 2])
-    seconds = np.arange(frames) / fps
-    beats = song["beats"]
-    fade = max(2, int(round(0.5 * fps)))
-    bar_starts = np.searchsorted(beats, np.arange(0.0, beats[-1] + 1e-9, 4.0))
-
-    starts, kinds = [0], [MOVES.index("tpose")]
-    bar = 0
-    while True:
-        bar += int(rng.integers(1, 3))
-        if bar >= len(bar_starts) or bar_starts[bar] + fade >= frames:
-            break
-        starts.append(int(bar_starts[bar]))
-        weights = np.array([0.3 if m == "tpose" else 1.0 for m in MOVES])
-        weights[kinds[-1]] = 0.0
-        kinds.append(int(rng.choice(len(MOVES), p=weights / weights.sum())))
-    bounds = starts + [frames]
-
-    swell = 1.0 + 0.35 * song["accent_envelope"]
     params = np.zeros((frames, len(_MOVE_PARAMS)))
     moves = np.zeros(frames, np.int32)
     for s, kind in enumerate(kinds):
         name = MOVES[kind]
-        begin, end = bounds[s], bounds[s + 1]
-        offset, harmonic = _MOVE_BEAT[name]
-        pace = _MOVE_HZ[name] * rng.uniform(0.7, 1.4) * 60.0 / song["bpm"][begin]
-        ladder = 1.0 / (2 * harmonic) / np.array([1.0, 2.0, 4.0])
-        cycles = ladder[np.argmin(np.abs(np.log2(ladder / pace)))]
+        tempo = _MOVE_HZ[name] * rng.uniform(0.7, 1.4)
         amp, side = rng.uniform(0.65, 1.1), rng.choice([-1, 1])
+        begin, end = bounds[s], bounds[s + 1]
         lo, hi = max(0, begin - fade // 2), min(frames, end + fade - fade // 2)
         t = np.arange(lo, hi)
         weight = np.ones(hi - lo)
@@ -221,8 +180,15 @@ def _danced(frames, seed, fps, song):
             weight *= _smoothstep((t - begin + fade / 2) / fade)
         if s < len(kinds) - 1:
             weight *= _smoothstep((end - t + fade / 2) / fade)
-        phase = 2 * np.pi * cycles * (beats[lo:hi] - np.round(beats[begin])) + offset
-        pose = dict(_NEUTRAL, **_MOVE_FNS[name](phase, amp * swell[lo:hi], side))
+        if song is None:
+            phase = 2 * np.pi * tempo * (musical_time[lo:hi] - musical_time[begin])
+        else:
+            offset, harmonic = _MOVE_BEAT[name]
+            ladder = 1.0 / (2 * harmonic) / np.array([1.0, 2.0, 4.0])
+            cycles = ladder[np.argmin(np.abs(np.log2(ladder * song["bpm"][begin] / 60.0 / tempo)))]
+            phase = 2 * np.pi * cycles * (beats[lo:hi] - np.round(beats[begin])) + offset
+            amp = amp * swell[lo:hi]
+        pose = dict(_NEUTRAL, **_MOVE_FNS[name](phase, amp, side))
         params[lo:hi] += weight[:, None] * np.stack(
             [np.broadcast_to(pose[k], phase.shape) for k in _MOVE_PARAMS], axis=1)
         moves[begin:end] = kind
@@ -230,6 +196,12 @@ def _danced(frames, seed, fps, song):
     for j in range(len(_ANGLES)):
         params[:, j] += 0.04 * noise.noise1(seconds / 1.5 + 17.0 * (j + 1))
     return params, moves
+
+
+def _next_move(rng, previous):
+    weights = np.array([0.3 if m == "tpose" else 1.0 for m in MOVES])
+    weights[previous] = 0.0
+    return int(rng.choice(len(MOVES), p=weights / weights.sum()))
 
 
 # ---------------------------------------------------------------------------------------------
