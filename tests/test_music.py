@@ -231,8 +231,8 @@ def test_the_dancers_movement_tempo_follows_a_tempo_step():
     assert abs((after / before) / 1.2 - 1) < 0.1
 
 
-def test_footage_clips_have_songs_of_their_own():
-    d = dancer.footage(int(12 * FPS), 2, seed=2, music=True)
+def test_footage_clips_have_songs_of_their_own_and_dance_to_them():
+    d = dancer.footage(int(40 * FPS), 2, seed=2, music=True)
     n = len(d["frames"])
     assert d["music"].shape == (n, len(music.NAMES)) and len(d["bpm"]) == n
     assert abs(len(d["audio"]) - n / FPS * d["sample_rate"]) <= 2
@@ -240,6 +240,10 @@ def test_footage_clips_have_songs_of_their_own():
     assert np.isclose(d["beat_times"][d["beat_times"] >= first / FPS][0], first / FPS, atol=1e-3)
     kinematic = metrics.kinematic_beats(d["frames"], FPS, d["clips"])
     assert np.all(d["clips"][np.floor(kinematic).astype(int)] == d["clips"][np.ceil(kinematic).astype(int)])
+    other = dancer.footage(int(40 * FPS), 2, seed=12, music=True)
+    aligned = metrics.beat_alignment(kinematic, music.beat_frames(d["music"], d["music_names"]), FPS)
+    assert aligned >= 0.1 + metrics.beat_alignment(
+        kinematic, music.beat_frames(other["music"], other["music_names"]), FPS)
 
 
 def test_synthesize_music_writes_features_and_a_video_with_sound(tmp_path, run_module):

@@ -398,14 +398,15 @@ def _ease(knots_t, knots_v, n):
     return knots_v[seg] + u * (knots_v[seg + 1] - knots_v[seg])
 
 
-def _travel(n, rng, fps):
+def _travel(n, rng, fps, beats=None):
     """Centre (fraction of the width), yaw (radians) and nearness per frame: dwell, move, ...
 
     Most moves cross to the other side of the frame (3-6 s per width, turned towards profile on
     the way), coming nearer or going further (nearness alternates above and below 1: the
     apparent size); some are short steps; while dwelling the dancer faces the camera, turns
     partly or shows its back. Yaw 0 faces the camera, pi/2 is profile facing right (-pi/2
-    left), pi the back.
+    left), pi the back. beats: the song's beat position per frame; every start and end of a
+    turn or a crossing then falls on a beat.
     """
     times, centres, yaws, near = [0.0], [rng.uniform(0.0, 1.0)], [0.0], [rng.uniform(0.8, 1.2)]
     while times[-1] < n:
@@ -430,7 +431,19 @@ def _travel(n, rng, fps):
         after = rng.uniform(0.78, 0.95) if near[-1] > 1.0 else rng.uniform(1.05, 1.22)
         near += [near[-1] + (after - near[-1]) * t for t in (0.1, 0.9, 1.0)]
     times = np.array(times)
+    if beats is not None:
+        times = _on_beats(times, beats)
     return tuple(_ease(times, np.array(v), n) for v in (centres, yaws, near))
+
+
+def _on_beats(times, beats):
+    """Knot times (frames) moved to whole beats, each at least one beat after the one before;
+    past the clip the beats go on at its last tempo."""
+    frames = np.arange(len(beats), dtype=np.float64)
+    rate = beats[-1] - beats[-2] if len(beats) > 1 else 1.0
+    b = np.round(np.interp(times, frames, beats) + np.maximum(times - frames[-1], 0) * rate)
+    b = np.maximum.accumulate(b - np.arange(len(b))) + np.arange(len(b))
+    return np.interp(b, beats, frames) + np.maximum(b - beats[-1], 0) / rate
 
 
 # Where each joint sits among the capsule endpoints `[segment, end]` of `_capsules`.
@@ -504,7 +517,7 @@ def footage(frames, clips, seed=0, fps=24.0, height=data.HEIGHT, width=data.WIDT
         song = soundtrack.song(n, fps, clip_seed) if music else None
         songs.append(song)
         params, moves = choreography(n, clip_seed, fps, song)
-        centre, yaw, near = _travel(n, rng, fps)
+        centre, yaw, near = _travel(n, rng, fps, None if song is None else song["beats"])
         params[:, facing] *= np.cos(yaw)
         body, radii = _build(rng)
         radii = np.repeat(radii[None], n, axis=0)
