@@ -8,8 +8,9 @@ that local period) and log power in a few frequency bands. Each video frame `k` 
 seconds from the clip's start) gets one row of `NAMES`:
 
 - `onset`: the strongest onset strength (dB of spectral flux) within the frame;
-- `beat`: 1 when a beat falls within the frame, else 0;
-- `beat_sin`, `beat_cos`: the phase between the surrounding beats (0 on a beat), 0 in silence;
+- `beat`: 1 on the frame nearest each beat, else 0;
+- `beat_sin`, `beat_cos`: the phase between the surrounding beats (0 on a beat; `beat_frames`
+  recovers beat times between frames from it), both 0 where no beats were found;
 - `tempo`: the local tempo in beats per minute (0 in silence);
 - `band_*`: log10 of the mean power in each band (relative to a full-scale sine).
 
@@ -284,19 +285,20 @@ def write_wav(path, waveform, sample_rate=SAMPLE_RATE):
     return path
 
 
-def mux(video_path, waveform, sample_rate=SAMPLE_RATE):
-    """Adds `waveform` as the soundtrack (AAC) of the mp4 at `video_path`, replacing it atomically;
-    the video stream is copied, not re-encoded."""
+def mux(video_path, waveform, sample_rate=SAMPLE_RATE, out=None):
+    """The mp4 at `video_path` with `waveform` as its soundtrack (AAC), written atomically to
+    `out` (default: over `video_path`); the video stream is copied, not re-encoded."""
+    out_path = out or video_path
     with tempfile.TemporaryDirectory() as tmp:
         wav = write_wav(os.path.join(tmp, "soundtrack.wav"), waveform, sample_rate)
-        with cli.atomic_output(video_path) as out:
+        with cli.atomic_output(out_path) as tmp_out:
             proc = subprocess.run(
                 [video._ffmpeg(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
                  "-i", "file:" + os.path.abspath(video_path), "-i", "file:" + wav, "-map", "0:v:0",
                  "-map", "1:a:0", "-c:v", "copy", "-c:a", "aac", "-b:a", "96k", "-shortest",
-                 "-movflags", "+faststart", "file:" + os.path.abspath(out)],
+                 "-movflags", "+faststart", "file:" + os.path.abspath(tmp_out)],
                 capture_output=True, stdin=subprocess.DEVNULL)
             if proc.returncode != 0:
-                raise cli.UserError(f"ffmpeg could not add the soundtrack to {video_path}: "
+                raise cli.UserError(f"ffmpeg could not add the soundtrack to {out_path}: "
                                     f"{video._last_line(proc.stderr.decode('utf-8', 'replace'), first=True)}")
-    return video_path
+    return out_path

@@ -16,6 +16,7 @@ the .mp4 preview its sound. The library code is `tf_dance.dancer`, `tf_dance.sou
 
 import functools
 import os
+import tempfile
 import time
 
 import numpy as np
@@ -90,10 +91,12 @@ def define_flags(fv=FLAGS):
 def _write_preview(path, frames, fps, scale, sound=None):
     if path.endswith(".gif"):
         video.write_gif(path, frames, fps, scale=scale)
-    else:
+    elif sound is None:
         video.write_video(path, frames, fps, scale=scale)
-        if sound is not None:
-            music.mux(path, *sound)
+    else:
+        with tempfile.TemporaryDirectory(dir=os.path.dirname(os.path.abspath(path))) as tmp:
+            silent = video.write_video(os.path.join(tmp, "silent.mp4"), frames, fps, scale=scale)
+            music.mux(silent, *sound, out=path)
 
 
 def _publish(out, write, preview=None):
