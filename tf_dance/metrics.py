@@ -805,12 +805,14 @@ def spearman(x, y):
 BEAT_TOLERANCE_S = 0.1
 
 
-def speed(sequence):
-    """Per-step speed `[T-1]` of latents `[T, D]` or frames `[T, H, W, C]` (pixel change, 0..1)."""
+def speed(sequence, chunk=1024):
+    """Per-step speed `[T-1]` of latents `[T, D]` or frames `[T, H, W, C]` (pixel change, 0..1),
+    converted to float `chunk` frames at a time."""
     x = np.asarray(sequence)
-    if x.ndim > 2:
-        x = x.reshape(len(x), -1).astype(np.float32) / (255.0 if x.dtype == np.uint8 else 1.0)
-    return motion(x)
+    x = x.reshape(len(x), -1)
+    scale = 255.0 if x.dtype == np.uint8 else 1.0
+    return np.concatenate([motion(x[c0:c0 + chunk + 1].astype(np.float32) / scale)
+                           for c0 in range(0, max(1, len(x) - 1), chunk)])
 
 
 def _smooth(values, sigma):
