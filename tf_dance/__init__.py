@@ -33,6 +33,8 @@ Evaluation and I/O:
   savedmodels           the one client for exported models: find, load once, encode, decode, step, roll out
   data                  the dataset format shared by every step: .npz with uint8 frames and fps
   dancer                the procedural silhouette dancer, the stand-in for the paper's footage
+  soundtrack            the procedural song the dancer can dance to: changing tempo, accents, drums, bass
+  music                 a soundtrack's per-frame music features: onset, beats, tempo, spectral bands
   perlin                Perlin noise and the paper's 10-d Perlin sanity set (section 5.3)
   video                 video in and out: ffmpeg decoding, mp4/GIF writers, contact sheets
   cli                   the scripts' plumbing: one-line errors, atomic outputs, versioned exports

@@ -10,7 +10,7 @@ against the truth.
 
 import numpy as np
 
-from tf_dance import cli, data, video
+from tf_dance import cli, data, music, soundtrack, video
 from tf_dance.perlin import GradientNoise
 
 # ---------------------------------------------------------------------------------------------
@@ -95,7 +95,7 @@ def _kick(p, a, side):
 
 
 def _turn(p, a, side):
-    return dict(facing=1.0 - 0.7 * min(a, 1.0) * (1 - np.cos(p)) / 2,
+    return dict(facing=1.0 - 0.7 * np.minimum(a, 1.0) * (1 - np.cos(p)) / 2,
                 l_shoulder=0.9 + 0.25 * np.sin(2 * p), r_shoulder=0.9 - 0.25 * np.sin(2 * p),
                 l_elbow=0.9 + 0 * p, r_elbow=0.9 + 0 * p)
 
@@ -115,40 +115,62 @@ _MOVE_HZ = dict(tpose=0.3, sway=0.8, arm_wave=1.0, arms_up=0.7, squat=0.5, jump=
                 side_step=0.7, kick=0.5, turn=0.35, shimmy=0.9)
 
 
+# With music: (phase offset, harmonic) that put each move's extremes (where it slows and turns:
+# its kinematic beats) on the beat; a harmonic of 2 turns twice per cycle of its phase.
+_MOVE_BEAT = dict(tpose=(np.pi / 2, 1), sway=(np.pi / 2, 1), arm_wave=(np.pi / 2 + 0.5, 1),
+                  arms_up=(np.pi / 2, 1), squat=(0.0, 1), jump=(np.pi / 2, 1),
+                  side_step=(np.pi / 2, 1), kick=(np.pi / 2, 2), turn=(np.pi / 4, 2),
+                  shimmy=(np.pi / 4, 2))
+
+
 def _smoothstep(x):
     x = np.clip(x, 0.0, 1.0)
     return x * x * (3.0 - 2.0 * x)
 
 
-def choreography(frames, seed=0, fps=24.0):
+def choreography(frames, seed=0, fps=24.0, song=None):
     """Move parameters `[frames, 13]` (the first 13 of POSE_NAMES) and the move of each frame.
 
     Moves follow a seeded Markov chain (the first is a T-pose, as real footage often starts),
     each lasting 1.6-4.2 s at its own tempo, amplitude and side; a global tempo wobble varies
     the speed within a move, and neighbouring moves cross-fade over half a second.
+
+    song: a `soundtrack.song` to dance to. Each move then starts on a bar line and lasts one or
+    two bars; its phase runs with the song's beats (1/2, 1/4 or 1/8 cycle per beat, the nearest
+    to the move's own pace), placed so that its extremes fall on beats; accents swell it.
     """
-    rng = np.random.default_rng([seed, 1])
+    rng = np.random.default_rng([seed, 1] if song is None else [seed, 8])
     noise = GradientNoise([seed, 2])
     seconds = np.arange(frames) / fps
-    musical_time = np.concatenate([[0.0], np.cumsum(1.0 + 0.2 * noise.noise1(seconds / 8.0))[:-1]])
-    musical_time /= fps
     fade = max(2, int(round(0.5 * fps)))
 
     starts, kinds = [0], [MOVES.index("tpose")]
-    while True:
-        length = max(fade + 1, int(round(rng.uniform(1.6, 4.2) * fps)))
-        if starts[-1] + length >= frames:
-            break
-        starts.append(starts[-1] + length)
-        weights = np.array([0.3 if m == "tpose" else 1.0 for m in MOVES])
-        weights[kinds[-1]] = 0.0
-        kinds.append(int(rng.choice(len(MOVES), p=weights / weights.sum())))
+    if song is None:
+        musical_time = np.concatenate([[0.0], np.cumsum(1.0 + 0.2 * noise.noise1(seconds / 8.0))[:-1]])
+        musical_time /= fps
+        while True:
+            length = max(fade + 1, int(round(rng.uniform(1.6, 4.2) * fps)))
+            if starts[-1] + length >= frames:
+                break
+            starts.append(starts[-1] + length)
+            kinds.append(_next_move(rng, kinds[-1]))
+    else:
+        beats, swell = song["beats"], 1.0 + 0.35 * song["accent_envelope"]
+        bar_starts = np.searchsorted(beats, np.arange(0.0, beats[-1] + 1e-9, 4.0))
+        bar = 0
+        while True:
+            bar += int(rng.integers(1, 3))
+            if bar >= len(bar_starts) or bar_starts[bar] + fade >= frames:
+                break
+            starts.append(int(bar_starts[bar]))
+            kinds.append(_next_move(rng, kinds[-1]))
     bounds = starts + [frames]
 
     params = np.zeros((frames, len(_MOVE_PARAMS)))
     moves = np.zeros(frames, np.int32)
     for s, kind in enumerate(kinds):
-        tempo = _MOVE_HZ[MOVES[kind]] * rng.uniform(0.7, 1.4)
+        name = MOVES[kind]
+        tempo = _MOVE_HZ[name] * rng.uniform(0.7, 1.4)
         amp, side = rng.uniform(0.65, 1.1), rng.choice([-1, 1])
         begin, end = bounds[s], bounds[s + 1]
         lo, hi = max(0, begin - fade // 2), min(frames, end + fade - fade // 2)
@@ -158,8 +180,15 @@ def choreography(frames, seed=0, fps=24.0):
             weight *= _smoothstep((t - begin + fade / 2) / fade)
         if s < len(kinds) - 1:
             weight *= _smoothstep((end - t + fade / 2) / fade)
-        phase = 2 * np.pi * tempo * (musical_time[lo:hi] - musical_time[begin])
-        pose = dict(_NEUTRAL, **_MOVE_FNS[MOVES[kind]](phase, amp, side))
+        if song is None:
+            phase = 2 * np.pi * tempo * (musical_time[lo:hi] - musical_time[begin])
+        else:
+            offset, harmonic = _MOVE_BEAT[name]
+            ladder = 1.0 / (2 * harmonic) / np.array([1.0, 2.0, 4.0])
+            cycles = ladder[np.argmin(np.abs(np.log2(ladder * song["bpm"][begin] / 60.0 / tempo)))]
+            phase = 2 * np.pi * cycles * (beats[lo:hi] - np.round(beats[begin])) + offset
+            amp = amp * swell[lo:hi]
+        pose = dict(_NEUTRAL, **_MOVE_FNS[name](phase, amp, side))
         params[lo:hi] += weight[:, None] * np.stack(
             [np.broadcast_to(pose[k], phase.shape) for k in _MOVE_PARAMS], axis=1)
         moves[begin:end] = kind
@@ -167,6 +196,12 @@ def choreography(frames, seed=0, fps=24.0):
     for j in range(len(_ANGLES)):
         params[:, j] += 0.04 * noise.noise1(seconds / 1.5 + 17.0 * (j + 1))
     return params, moves
+
+
+def _next_move(rng, previous):
+    weights = np.array([0.3 if m == "tpose" else 1.0 for m in MOVES])
+    weights[previous] = 0.0
+    return int(rng.choice(len(MOVES), p=weights / weights.sum()))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -302,10 +337,25 @@ def render(caps, radii, height, width, progress=None, chunk=128):
     return out
 
 
+def _with_music(result, song, fps):
+    """Adds the song and its features (computed as `prepare_video` computes them from a video's
+    soundtrack) to a dancer's result."""
+    result.update(audio=song["audio"], sample_rate=song["sample_rate"], bpm=song["bpm"],
+                  beat_times=song["beat_times"], music_names=np.array(music.NAMES),
+                  music=music.features(song["audio"], fps, len(song["bpm"]), song["sample_rate"]))
+    return result
+
+
 def dancer(frames, seed=0, fps=24.0, height=data.HEIGHT, width=data.WIDTH, channels=1, margin=2,
-           progress=False):
-    """The procedural dancer: dict(frames uint8 [N,H,W,C], poses float32 [N,15], moves [N])."""
-    params, moves = choreography(frames, seed, fps)
+           progress=False, music=False, bpm=None):
+    """The procedural dancer: dict(frames uint8 [N,H,W,C], poses float32 [N,15], moves [N]).
+
+    music: dance to a procedural song (`soundtrack.song`; bpm: its tempo per frame, which
+    implies music); the result then also holds `audio` float32 [T] at `sample_rate`, the true
+    `bpm` [N] and `beat_times` [K], and `music` float32 [N, F] with `music_names` [F].
+    """
+    song = soundtrack.song(frames, fps, seed, bpm) if music or bpm is not None else None
+    params, moves = choreography(frames, seed, fps, song)
     body, radii = _body(seed)
     caps, px_radii, x, size = _place(_capsules(params, body), radii, params, seed, fps, height,
                                      width, margin)
@@ -314,7 +364,8 @@ def dancer(frames, seed=0, fps=24.0, height=data.HEIGHT, width=data.WIDTH, chann
     if channels == 3:
         frames_ = np.repeat(frames_, 3, axis=-1)
     poses = np.concatenate([params, x[:, None], size[:, None]], axis=1).astype(np.float32)
-    return dict(frames=frames_, poses=poses, moves=moves)
+    result = dict(frames=frames_, poses=poses, moves=moves)
+    return result if song is None else _with_music(result, song, fps)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -347,14 +398,15 @@ def _ease(knots_t, knots_v, n):
     return knots_v[seg] + u * (knots_v[seg + 1] - knots_v[seg])
 
 
-def _travel(n, rng, fps):
+def _travel(n, rng, fps, beats=None):
     """Centre (fraction of the width), yaw (radians) and nearness per frame: dwell, move, ...
 
     Most moves cross to the other side of the frame (3-6 s per width, turned towards profile on
     the way), coming nearer or going further (nearness alternates above and below 1: the
     apparent size); some are short steps; while dwelling the dancer faces the camera, turns
     partly or shows its back. Yaw 0 faces the camera, pi/2 is profile facing right (-pi/2
-    left), pi the back.
+    left), pi the back. beats: the song's beat position per frame; every start and end of a
+    turn or a crossing then falls on a beat.
     """
     times, centres, yaws, near = [0.0], [rng.uniform(0.0, 1.0)], [0.0], [rng.uniform(0.8, 1.2)]
     while times[-1] < n:
@@ -379,7 +431,19 @@ def _travel(n, rng, fps):
         after = rng.uniform(0.78, 0.95) if near[-1] > 1.0 else rng.uniform(1.05, 1.22)
         near += [near[-1] + (after - near[-1]) * t for t in (0.1, 0.9, 1.0)]
     times = np.array(times)
+    if beats is not None:
+        times = _on_beats(times, beats)
     return tuple(_ease(times, np.array(v), n) for v in (centres, yaws, near))
+
+
+def _on_beats(times, beats):
+    """Knot times (frames) moved to whole beats, each at least one beat after the one before;
+    past the clip the beats go on at its last tempo."""
+    frames = np.arange(len(beats), dtype=np.float64)
+    rate = beats[-1] - beats[-2] if len(beats) > 1 else 1.0
+    b = np.round(np.interp(times, frames, beats) + np.maximum(times - frames[-1], 0) * rate)
+    b = np.maximum.accumulate(b - np.arange(len(b))) + np.arange(len(b))
+    return np.interp(b, beats, frames) + np.maximum(b - beats[-1], 0) / rate
 
 
 # Where each joint sits among the capsule endpoints `[segment, end]` of `_capsules`.
@@ -433,23 +497,27 @@ def _clip_lengths(frames, clips, fps, rng):
 
 
 def footage(frames, clips, seed=0, fps=24.0, height=data.HEIGHT, width=data.WIDTH, channels=1,
-            margin=2, progress=False):
+            margin=2, progress=False, music=False):
     """The dancer as footage: `clips` clips with cuts between them, `frames` frames in all.
 
     Each clip is its own dancer (limb lengths, widths, thickness and apparent height of its
     own) with its own choreography, who travels across the whole width of the frame, turns
     towards profile (the silhouette narrows: limbs foreshorten across, the torso to its depth)
     and comes nearer and goes further (apparent size). Returns `dancer`'s dict plus
-    `clips` int32 [N], the clip of every frame.
+    `clips` int32 [N], the clip of every frame. music: every clip dances to a song of its own,
+    the songs following each other as the clips do (the result as `dancer`'s with music).
     """
     lengths = _clip_lengths(frames, clips, fps, np.random.default_rng([seed, 5]))
     facing = _MOVE_PARAMS.index("facing")
     all_caps, all_radii, all_params, all_moves, all_x, all_size = [], [], [], [], [], []
+    songs = []
     for k, n in enumerate(lengths):
         rng = np.random.default_rng([seed, 6, k])
         clip_seed = int(rng.integers(2 ** 31))
-        params, moves = choreography(n, clip_seed, fps)
-        centre, yaw, near = _travel(n, rng, fps)
+        song = soundtrack.song(n, fps, clip_seed) if music else None
+        songs.append(song)
+        params, moves = choreography(n, clip_seed, fps, song)
+        centre, yaw, near = _travel(n, rng, fps, None if song is None else song["beats"])
         params[:, facing] *= np.cos(yaw)
         body, radii = _build(rng)
         radii = np.repeat(radii[None], n, axis=0)
@@ -458,7 +526,10 @@ def footage(frames, clips, seed=0, fps=24.0, height=data.HEIGHT, width=data.WIDT
         noise = GradientNoise([clip_seed, 4])
         seconds = np.arange(n) / fps
         size = height * rng.uniform(0.5, 0.85) * near * (1 + 0.05 * noise.noise1(seconds / 3.0 + 0.5))
-        caps = _gait(_capsules(params, body), body, yaw, _steps(centre, size, width, fps))
+        phase, swing = _steps(centre, size, width, fps)
+        if song is not None:
+            phase = np.pi * song["beats"] + np.pi / 2  # a step on every beat
+        caps = _gait(_capsules(params, body), body, yaw, (phase, swing))
         caps[..., 1] -= np.minimum(0.0, (caps[..., 1] - radii).min((1, 2)))[:, None, None]  # thick feet
         caps, px_radii, x, size = _fit(caps, radii, params, size, width * centre, height, width,
                                        margin)
@@ -473,5 +544,21 @@ def footage(frames, clips, seed=0, fps=24.0, height=data.HEIGHT, width=data.WIDT
         frames_ = np.repeat(frames_, 3, axis=-1)
     poses = np.concatenate([params, np.concatenate(all_x)[:, None],
                             np.concatenate(all_size)[:, None]], axis=1).astype(np.float32)
-    return dict(frames=frames_, poses=poses, moves=np.concatenate(all_moves),
-                clips=np.repeat(np.arange(clips, dtype=np.int32), lengths))
+    result = dict(frames=frames_, poses=poses, moves=np.concatenate(all_moves),
+                  clips=np.repeat(np.arange(clips, dtype=np.int32), lengths))
+    return result if not music else _joined(result, songs, fps)
+
+
+def _joined(result, songs, fps):
+    """The clips' songs one after another, each cut to its clip, with their features."""
+    audio, beat_times, features, at = [], [], [], 0.0
+    for song in songs:
+        n = len(song["bpm"])
+        audio.append(song["audio"][:int(round(n / fps * song["sample_rate"]))])
+        beat_times.append(song["beat_times"] + at)
+        features.append(music.features(song["audio"], fps, n, song["sample_rate"]))
+        at += len(audio[-1]) / song["sample_rate"]
+    result.update(audio=np.concatenate(audio), sample_rate=songs[0]["sample_rate"],
+                  bpm=np.concatenate([s["bpm"] for s in songs]), beat_times=np.concatenate(beat_times),
+                  music=np.concatenate(features), music_names=np.array(music.NAMES))
+    return result

@@ -4,7 +4,9 @@
 `fps`: scalar frame rate. Optional extras ride along (e.g. the synthetic dancer's `poses`).
 Several videos share one dataset through `clips`: int32 `[N]`, the clip of every frame (one
 contiguous run per clip, numbered from 0), with optional `clip_names` (unicode `[K]`). A file
-without `clips` is one clip. Loaded with `allow_pickle=False`: a dataset is data, never code.
+without `clips` is one clip. A soundtrack rides along as `music`: float32 `[N, F]` per-frame
+features (`tf_dance.music`), named by `music_names` (unicode `[F]`); absent without audio.
+Loaded with `allow_pickle=False`: a dataset is data, never code.
 """
 
 import glob
@@ -34,6 +36,9 @@ def save_dataset(path, frames, fps, clips=None, clip_names=None, **extras):
         if clips is None:
             raise cli.UserError(f"{path}: clip_names given without clips")
         extras["clip_names"] = _check_clip_names(clip_names, extras["clips"], path)
+    if "music" in extras or "music_names" in extras:
+        extras["music"], extras["music_names"] = _check_music(
+            extras.get("music"), extras.get("music_names"), len(frames), path)
     with cli.atomic_output(path) as tmp, open(tmp, "wb") as f:
         np.savez_compressed(f, frames=frames, fps=np.float32(fps), **extras)
     return path
@@ -73,6 +78,9 @@ def load_dataset(path, height=None, width=None, channels=None):
                          else np.zeros(n, np.int32))
     if "clip_names" in contents:
         contents["clip_names"] = _check_clip_names(contents["clip_names"], contents["clips"], path)
+    if "music" in contents or "music_names" in contents:
+        contents["music"], contents["music_names"] = _check_music(
+            contents.get("music"), contents.get("music_names"), n, path)
     return frames, fps, contents
 
 
@@ -96,6 +104,25 @@ def _check_clip_names(names, clips, path):
         raise cli.UserError(f"{path}: 'clip_names' must be {count} strings (one per clip), "
                             f"got {names.dtype} {names.shape}")
     return names
+
+
+def _check_music(music, names, n, path):
+    """float32 `[n, F]` finite music features and their F names, or `cli.UserError`."""
+    if music is None or names is None:
+        raise cli.UserError(f"{path}: 'music' and 'music_names' go together (found only "
+                            f"'{'music' if names is None else 'music_names'}')")
+    music, names = np.asarray(music), np.asarray(names)
+    if music.ndim != 2 or len(music) != n or not music.shape[1] or music.dtype.kind != "f":
+        raise cli.UserError(f"{path}: 'music' must be float [{n}, F] (one row per frame), "
+                            f"got {music.dtype} {music.shape}")
+    if names.dtype.kind != "U" or names.shape != (music.shape[1],):
+        raise cli.UserError(f"{path}: 'music_names' must be {music.shape[1]} strings (one per "
+                            f"feature), got {names.dtype} {names.shape}")
+    with np.errstate(over="ignore"):
+        music = music.astype(np.float32)
+    if not np.all(np.isfinite(music)):
+        raise cli.UserError(f"{path}: 'music' holds NaN or inf values")
+    return music, names
 
 
 def clip_bounds(clips):

@@ -797,3 +797,73 @@ def spearman(x, y):
     ry -= ry.mean()
     denom = np.sqrt((rx * rx).sum() * (ry * ry).sum())
     return float((rx * ry).sum() / denom) if denom > 0 else 0.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Dancing to music: kinematic beats against music beats
+
+BEAT_TOLERANCE_S = 0.1
+
+
+def speed(sequence, chunk=1024):
+    """Per-step speed `[T-1]` of latents `[T, D]` or frames `[T, H, W, C]` (pixel change, 0..1),
+    converted to float `chunk` frames at a time."""
+    x = np.asarray(sequence)
+    x = x.reshape(len(x), -1)
+    scale = 255.0 if x.dtype == np.uint8 else 1.0
+    return np.concatenate([motion(x[c0:c0 + chunk + 1].astype(np.float32) / scale)
+                           for c0 in range(0, max(1, len(x) - 1), chunk)])
+
+
+def _smooth(values, sigma):
+    radius = max(1, int(math.ceil(3 * sigma)))
+    kernel = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+    padded = np.pad(np.asarray(values, np.float64), radius, mode="edge")
+    return np.convolve(padded, kernel / kernel.sum(), mode="valid")
+
+
+def kinematic_beats(sequence, fps, clips=None, smooth_s=0.04):
+    """Frame times (float, frame k at k) of a dance's kinematic beats: local minima of its speed,
+    where it slows to turn, as in the dance-generation literature's beat alignment score.
+
+    The speed between frames k and k+1 (at time k + 1/2) is smoothed by a Gaussian of
+    `smooth_s` seconds; minima are never taken across a cut between clips.
+    """
+    s = speed(sequence)
+    clips = check_clips(clips, len(s) + 1)
+    beats = []
+    for start, end in clip_segments(clips):
+        if end - start < 4:
+            continue
+        v = _smooth(s[start:end - 1], max(0.5, smooth_s * fps))
+        inner = np.flatnonzero((v[1:-1] < v[:-2]) & (v[1:-1] <= v[2:])) + 1
+        beats.append(start + inner + 0.5)
+    return np.concatenate(beats) if beats else np.zeros(0)
+
+
+def beat_alignment(kinematic, music_beats, fps, tolerance_s=BEAT_TOLERANCE_S):
+    """Beat alignment score: the share of kinematic beats (frame times) within `tolerance_s` of a
+    music beat (frame times); nan without kinematic or music beats."""
+    kinematic = np.asarray(kinematic, np.float64)
+    music_beats = np.sort(np.asarray(music_beats, np.float64))
+    if not len(kinematic) or not len(music_beats):
+        return float("nan")
+    i = np.clip(np.searchsorted(music_beats, kinematic), 1, max(1, len(music_beats) - 1))
+    gap = np.minimum(np.abs(kinematic - music_beats[i - 1]), np.abs(kinematic - music_beats[i]))
+    return float(np.mean(gap <= tolerance_s * fps))
+
+
+def movement_tempo(sequence, fps, clips=None, low_bpm=50.0, high_bpm=240.0):
+    """Movement tempo (BPM) of a stretch of dance at a steady tempo: the tempo whose beat grid its
+    kinematic beats fit best, i.e. where the mean of `exp(2 pi i t tempo / 60)` over their times
+    `t` is largest (a beat on every second grid line lowers it, so half and double tempi lose to
+    the true one; ties go to the slower). nan with fewer than 4 kinematic beats."""
+    times = kinematic_beats(sequence, fps, clips) / fps
+    if len(times) < 4:
+        return float("nan")
+    grid = np.arange(low_bpm, high_bpm + 1e-9, 0.25)
+    fit = np.zeros(len(grid))
+    for c0 in range(0, len(grid), 64):
+        phase = 2 * np.pi * times[None, :] * grid[c0:c0 + 64, None] / 60.0
+        fit[c0:c0 + 64] = np.hypot(np.cos(phase).mean(1), np.sin(phase).mean(1))
+    return float(grid[np.argmax(fit * (1.0 - 1e-3 * np.log2(grid / low_bpm)))])

@@ -9,17 +9,20 @@ r"""Turns real dance footage into a dataset: `frames` uint8 [N, H, W, C] and `fp
 The paper's data were 96x54 grayscale silhouettes of one dancer (18,000 frames from 30
 minutes, i.e. 10 fps). ffmpeg does all resampling in one pass (see `video.read_video`).
 Several videos become one dataset whose `clips` says which video each frame came from, every
-clip resampled to one frame rate, so that later steps never run across a cut.
+clip resampled to one frame rate, so that later steps never run across a cut. A soundtrack is
+kept as per-frame music features (`music`, `music_names`; see `tf_dance.music`), each clip's
+from its own audio over the same frames.
 """
 
 import math
 import os
+import sys
 import time
 
 import numpy as np
 from absl import app, flags
 
-from tf_dance import cli, data, video
+from tf_dance import cli, data, music, video
 
 FLAGS = flags.FLAGS
 
@@ -59,6 +62,9 @@ def define_flags(fv=FLAGS):
     flags.DEFINE_float("end", None, "End time in seconds (of every clip); default: its end.", **d)
     flags.DEFINE_integer("max_frames", None, "Keep at most this many frames (of every clip).",
                          lower_bound=1, **d)
+    flags.DEFINE_boolean("music", True, "Keep each clip's soundtrack as per-frame music features "
+                         "(onset, beat, tempo, spectral bands) beside the frames; --nomusic drops it.",
+                         **d)
     flags.DEFINE_boolean("progress", True, "Show a progress bar.", **d)
 
     flags.register_validator("fps", lambda v: v is None or (math.isfinite(v) and v > 0),
@@ -96,12 +102,20 @@ def main(argv):
             print(f"clip {k + 1}/{len(paths)} {path}: {len(clip)} frames", flush=True)
         frames, clips, fps = video.read_videos(paths, fps=FLAGS.fps, report=report, **options)
         extras = dict(clips=clips, clip_names=np.array([os.path.basename(p) for p in paths]))
+    if FLAGS.music:
+        found, silent = music.soundtracks(paths, extras.get("clips", np.zeros(len(frames), np.int32)),
+                                          fps, FLAGS.start)
+        extras.update(found)
+        if silent:
+            print(f"note: no audio track in {', '.join(silent)}: " + (
+                "their music features are those of silence" if found else
+                "the dataset has no music features"), file=sys.stderr)
     seconds = time.perf_counter() - t0
     try:
         data.save_dataset(FLAGS.out, frames, fps, **extras)
     except OSError as e:
         raise cli.UserError(f"cannot write {FLAGS.out}: {e.strerror or e}") from None
-    what = f" in {len(paths)} clips" if len(paths) > 1 else ""
+    what = (f" in {len(paths)} clips" if len(paths) > 1 else "") + (" with music" if "music" in extras else "")
     print(f"wrote {FLAGS.out}: {len(frames)} frames {FLAGS.width}x{FLAGS.height}x{FLAGS.channels} "
           f"at {fps:g} fps{what} ({len(frames) / seconds:.0f} frames/s)")
     return 0

@@ -4,20 +4,25 @@ r"""Writes the embedded datasets: the procedural dancer and the paper's Perlin s
         [--video=runs/dancer.mp4]
     python -m tf_dance.synthesize --kind=dancer --clips=8 --out=runs/footage.npz  # 4,000 frames
     python -m tf_dance.synthesize --kind=perlin --frames=18000 --out=runs/perlin.npz
+    python -m tf_dance.synthesize --music --out=runs/music.npz --video=runs/music.mp4
 
 `--clips=K` (K > 1) is the footage-like dancer: K cuts between dancers of different builds who
 travel across the whole frame, turn towards profile and change apparent size; the dataset then
-holds `clips` and `clip_names`. The library code is `tf_dance.dancer` and `tf_dance.perlin`.
+holds `clips` and `clip_names`. `--music` makes the dancer dance to a procedural song (each
+clip its own): the dataset gains the song's per-frame `music` features and `music_names`, and
+the .mp4 preview its sound. The library code is `tf_dance.dancer`, `tf_dance.soundtrack` and
+`tf_dance.perlin`.
 """
 
 import functools
 import os
+import tempfile
 import time
 
 import numpy as np
 from absl import app, flags
 
-from tf_dance import cli, dancer, data, perlin, video
+from tf_dance import cli, dancer, data, music, perlin, video
 
 FLAGS = flags.FLAGS
 MAX_FPS = 1000.0
@@ -37,6 +42,10 @@ def define_flags(fv=FLAGS):
                          "many clips with cuts, each a dancer of its own build who travels across the "
                          "frame, turns towards profile and changes apparent size.", lower_bound=1,
                          upper_bound=1000, **d)
+    flags.DEFINE_boolean("music", False, "dancer: dance to a procedural soundtrack (a 4/4 beat "
+                         "whose tempo changes from section to section, accents, drums and bass), "
+                         "moves and accents following it; the dataset gains per-frame music features "
+                         "(`music`, `music_names`) and an .mp4 preview the sound.", **d)
     flags.DEFINE_integer("seed", 0, "Random seed: the same flags and seed give the same file.",
                          lower_bound=0, **d)
     flags.DEFINE_string("out", None, "Output .npz path.", **d)
@@ -71,13 +80,23 @@ def define_flags(fv=FLAGS):
     flags.register_multi_flags_validator(
         ["kind", "clips"], lambda f: f["kind"] == "dancer" or f["clips"] == 1,
         "--clips applies to --kind=dancer only", flag_values=fv)
+    flags.register_multi_flags_validator(
+        ["kind", "music"], lambda f: f["kind"] == "dancer" or not f["music"],
+        "--music applies to --kind=dancer only", flag_values=fv)
+    flags.register_multi_flags_validator(
+        ["video", "music"], lambda f: not (f["music"] and f["video"] and f["video"].endswith(".gif")),
+        "--music needs an .mp4 --video (a GIF has no sound)", flag_values=fv)
 
 
-def _write_preview(path, frames, fps, scale):
+def _write_preview(path, frames, fps, scale, sound=None):
     if path.endswith(".gif"):
         video.write_gif(path, frames, fps, scale=scale)
-    else:
+    elif sound is None:
         video.write_video(path, frames, fps, scale=scale)
+    else:
+        with tempfile.TemporaryDirectory(dir=os.path.dirname(os.path.abspath(path))) as tmp:
+            silent = video.write_video(os.path.join(tmp, "silent.mp4"), frames, fps, scale=scale)
+            music.mux(silent, *sound, out=path)
 
 
 def _publish(out, write, preview=None):
@@ -125,22 +144,28 @@ def main(argv):
             args = (FLAGS.seed, FLAGS.fps, FLAGS.height, FLAGS.width, int(FLAGS.channels),
                     FLAGS.margin)
             if FLAGS.clips == 1:
-                result = dancer.dancer(frames, *args, progress=FLAGS.progress)
-                clips = {}
+                result = dancer.dancer(frames, *args, progress=FLAGS.progress, music=FLAGS.music)
+                extras = {}
             else:
-                result = dancer.footage(frames, FLAGS.clips, *args, progress=FLAGS.progress)
-                clips = dict(clips=result["clips"],
-                             clip_names=np.array([f"clip{k}" for k in range(FLAGS.clips)]))
+                result = dancer.footage(frames, FLAGS.clips, *args, progress=FLAGS.progress,
+                                        music=FLAGS.music)
+                extras = dict(clips=result["clips"],
+                              clip_names=np.array([f"clip{k}" for k in range(FLAGS.clips)]))
+            sound = None
+            if FLAGS.music:
+                extras.update(music=result["music"], music_names=result["music_names"])
+                sound = (result["audio"], result["sample_rate"])
             if FLAGS.video:
                 preview = functools.partial(_write_preview, FLAGS.video, result["frames"],
-                                            FLAGS.fps, FLAGS.video_scale)
+                                            FLAGS.fps, FLAGS.video_scale, sound)
             _publish(FLAGS.out, lambda tmp: data.save_dataset(
                 tmp, result["frames"], FLAGS.fps, poses=result["poses"], moves=result["moves"],
                 pose_names=np.array(dancer.POSE_NAMES), move_names=np.array(dancer.MOVES),
-                seed=np.int64(FLAGS.seed), **clips), preview)
+                seed=np.int64(FLAGS.seed), **extras), preview)
             what = (f"{frames} frames {FLAGS.width}x{FLAGS.height}"
                     f"{f' in {FLAGS.clips} clips' if FLAGS.clips > 1 else ''}, "
-                    f"{len(np.unique(result['moves']))} distinct moves")
+                    f"{len(np.unique(result['moves']))} distinct moves"
+                    f"{', with music' if FLAGS.music else ''}")
     except OSError as e:
         raise cli.UserError(f"cannot write {e.filename2 or e.filename or FLAGS.out}: "
                             f"{e.strerror or e}") from None
