@@ -13,7 +13,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def _row(recommended, **values):
     row = dict(dataset="real2", row="a setting", recommended=recommended, freeze=[0.0, 0.0],
                on_screen_motion=[1.234, 1.9], recurring_seconds=[0.05, 0.081], data_recurring=0.042,
-               pose_coverage=[0.8, 0.9], stage_coverage=[None, 0.5], all_goals_met=False)
+               pose_coverage=[0.8, 0.9], stage_coverage=[None, 0.5], stage_range=[0.7, 0.95], clip_balance=[1.5, 0.4],
+               all_goals_met=False)
     row.update(values)
     return row
 
@@ -21,7 +22,8 @@ def _row(recommended, **values):
 def test_dancing_table_gives_ranges_over_seeds_and_bolds_the_recommended_row():
     lines = bench.dancing_table([_row(False), _row(True, row="the one", all_goals_met=True)]).splitlines()
     assert len(lines) == 4 and lines[0].startswith("| data | setting |")
-    assert lines[2] == "| real2 | a setting | 0.00 | 1.23-1.90 | 5.00-8.10 (4.2) | 0.80-0.90 | 0.50 | no |"
+    assert lines[2] == ("| real2 | a setting | 0.00 | 1.23-1.90 | 5.00-8.10 (4.2) | 0.80-0.90 | 0.50 | 0.70-0.95 "
+                        "| 0.40-1.50 | no |")
     assert lines[3].startswith("| **real2** | **the one** |") and lines[3].endswith("| **yes** |")
 
 

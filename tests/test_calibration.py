@@ -64,6 +64,19 @@ def test_misses_and_margins_pass_a_replay_and_catch_a_loop_and_a_freeze():
     assert "out_of_picture" not in calibration.misses(reference.evaluate(walk[3000:], stage=stage.report(
         np.stack([np.linspace(0.2, 0.8, 600), np.full(600, 0.6)], 1))))
 
+    sway = lambda n, reach: np.stack([0.5 + reach * np.sin(np.arange(n) / 10.0), np.full(n, 0.6)], 1)  # noqa: E731
+    stage = metrics.Stage(sway(3000, 0.3))
+    across = reference.evaluate(walk[3000:], stage=stage.report(sway(600, 0.3)))
+    middle = reference.evaluate(walk[3000:], stage=stage.report(sway(600, 0.15)))  # half as far out
+    assert "stage_range" not in calibration.misses(across) and calibration.margins(across)["stage_range"] > 0.9
+    assert "stage_range" in calibration.misses(middle) and calibration.margins(middle)["stage_range"] < 0
+    assert calibration.margins(replay)["clip_balance"] == 1.0
+
+    two = metrics.Reference(train, 24.0, clips=np.repeat([0, 1], 1500), seed=0)
+    assert "clip_balance" not in calibration.misses(two.evaluate(np.concatenate([train, train])))
+    settled = two.evaluate(np.concatenate([train[:1500], train[:1500]]))  # the first clip's moves only
+    assert "clip_balance" in calibration.misses(settled) and calibration.margins(settled)["clip_balance"] < 0
+
     frozen = reference.evaluate(np.repeat(train[700:701], 1200, axis=0) + 1e-4)
     assert {"freeze", "frozen", "sluggish"} <= set(calibration.misses(frozen))
     assert calibration.margins(frozen)["latent_motion"] < 0 and calibration.margins(frozen)["freeze"] < 0

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tf_dance import dancer, report
+from tf_dance import dancer, demo, report
 
 FPS = 24.0
 DIM = 16
@@ -167,7 +167,13 @@ def test_cli_reads_clip_ids_beside_the_latents(run_module, tmp_path):
     # the jump between the clips is no motion: a replay of one clip moves exactly as the data does
     assert metrics["dancers"][0]["motion"]["motion_ratio"] == pytest.approx(1.0, abs=0.05)
     assert metrics["goals"]["stage_coverage"]["passed"] is None  # nothing decoded
-    assert "## Goals" in (tmp_path / "eval" / "report.md").read_text()
+    assert metrics["goals"]["stage_range"]["passed"] is None
+    # a replay of the second clip alone dances one of the two clips' styles
+    assert metrics["goals"]["clip_balance"]["passed"] is False and metrics["goals"]["clip_balance"]["values"] == [0.0]
+    assert "goals (second half): freeze: met" in result.stdout and "clip_balance: MISSED" in result.stdout
+    text = (tmp_path / "eval" / "report.md").read_text()
+    assert "## Goals" in text and "| clip balance (x data) |" in text
+    assert "| 2nd half: share of frames nearest to clip 1 | 1 | 0.5 |" in text
 
 
 def box_decoder(latents):
@@ -248,3 +254,27 @@ def test_cli_never_deletes_the_working_directory_or_its_inputs(files, fails_clea
     shutil.copy(tmp_path / "train.npy", tmp_path / "eval" / "train.npy")  # an input inside evaluate's own output
     fails_cleanly(evaluate("eval", latents="eval/train.npy"), "holds the input")
     assert (tmp_path / "eval" / "train.npy").exists() and (tmp_path / "eval" / "metrics.json").exists()
+
+
+def test_stage_range_of_the_second_half(tmp_path):
+    train = travelling_latents(3000)
+    middle = train[:2400].copy()
+    middle[:, 0] = 0.5 + 0.7 * (middle[:, 0] - 0.5)  # the same moves, never as far out as the data goes
+    result = report.evaluate_dance(np.stack([train[:2400], middle]), train, FPS, str(tmp_path / "eval"),
+                                   progress=False, decode=box_decoder)
+    replay, centred = result["dancers"]
+    assert replay["goals"]["stage_range"]["passed"] and replay["goals"]["stage_range"]["value"] >= 0.85
+    assert centred["goals"]["stage_coverage"]["passed"]  # the six position bins are all still visited
+    assert centred["goals"]["stage_range"]["passed"] is False
+    assert centred["second_half"]["stage"]["position_span_ratio"] < 0.85
+    assert centred["second_half"]["stage"]["outer_shares"] == [0.0, 0.0]
+    assert min(centred["second_half"]["stage"]["data_outer_shares"]) > 0.02
+    assert result["goals"]["stage_range"]["passed"] is False
+    saved = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert saved["goals"]["stage_range"]["values"] == [replay["goals"]["stage_range"]["value"],
+                                                       centred["goals"]["stage_range"]["value"]]
+    assert saved["goals"]["clip_balance"]["passed"]  # one clip
+    text = (tmp_path / "eval" / "report.md").read_text()
+    assert "| stage range (x data) |" in text and "frames in the outer tenth of the data's positions" in text
+    lines = demo.verdict_lines(str(tmp_path / "eval" / "metrics.json"))
+    assert any(line.startswith("  goals (second half): MISSED stage_range") for line in lines)

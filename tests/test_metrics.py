@@ -285,3 +285,41 @@ def test_spearman_and_frame_iou():
     b[0, :1] = 1  # IoU 1/2
     a[1, 0, 0] = 1  # IoU 0
     np.testing.assert_allclose(metrics.frame_iou(a, b), [0.5, 0.0, 1.0])
+
+
+def _sweep(frames, reach=1.0):
+    """A stage track crossing the stage (centre 0.15-0.85) and changing size; `reach` < 1 keeps it nearer the middle."""
+    t = np.arange(frames) / FPS
+    return np.stack([0.5 + reach * 0.35 * np.sin(2 * np.pi * t / 20.0), 0.6 + 0.2 * np.sin(2 * np.pi * t / 7.0)], 1)
+
+
+def test_stage_range_catches_a_dancer_who_stays_nearer_the_middle():
+    stage = metrics.Stage(_sweep(4800))
+    replay = stage.report(_sweep(2400))
+    assert replay["stage_range"] == pytest.approx(1.0, abs=0.05) and replay["position_span"] > 0.6
+    assert min(replay["outer_shares"]) > 0.05 and min(replay["data_outer_shares"]) > 0.05
+    middle = stage.report(_sweep(2400, reach=0.7))
+    # every bin is still visited, so stage coverage cannot see it; the span and the edges can
+    assert middle["stage_coverage"] == 1.0
+    assert middle["position_span_ratio"] == pytest.approx(0.7, abs=0.05)
+    assert middle["size_span_ratio"] == pytest.approx(1.0, abs=0.05) and middle["stage_range"] < 0.85
+    assert middle["outer_shares"] == [0.0, 0.0]
+    blank = stage.report(np.full((100, 2), np.nan))
+    assert blank["stage_range"] == 0.0 and blank["outer_shares"] == [None, None]
+
+
+def test_clip_balance_catches_a_dance_settled_in_one_clips_style():
+    a, b = dance_latents(3000, seed=0), dance_latents(3000, seed=1) + 3.0  # two styles far apart
+    train = np.concatenate([a, b])
+    two = metrics.Reference(train, FPS, clips=np.repeat([0, 1], 3000), seed=0)
+    balanced = two.evaluate(np.concatenate([train, train]))  # second half: both clips, as the data
+    assert balanced["second_half"]["balance"]["shares"] == pytest.approx([0.5, 0.5], abs=0.01)
+    assert balanced["goals"]["clip_balance"]["passed"]
+    mostly_a = np.concatenate([a, a[:2400], b[:600]])  # second half: 80% in the first style
+    settled = two.evaluate(mostly_a)
+    assert settled["second_half"]["balance"]["shares"] == pytest.approx([0.8, 0.2], abs=0.01)
+    assert settled["goals"]["clip_balance"]["value"] == pytest.approx(0.4, abs=0.02)
+    assert settled["goals"]["clip_balance"]["passed"] is False
+    one = metrics.Reference(train, FPS, seed=0)  # one clip: every dance is balanced
+    alone = one.evaluate(np.concatenate([a, a]))
+    assert alone["goals"]["clip_balance"]["passed"] and alone["second_half"]["balance"]["share_ratios"] == [1.0]

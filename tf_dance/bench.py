@@ -655,6 +655,8 @@ def bench_dancing(repeats=REPEATS, datasets=None, staged=(), models=None, seeds=
                     row["recurring_seconds"], 100)
                 out[f"{prefix}: pose coverage"] = _span(row["pose_coverage"])
                 out[f"{prefix}: stage coverage"] = _span(row["stage_coverage"])
+                out[f"{prefix}: stage range"] = _span(row["stage_range"])
+                out[f"{prefix}: clip balance (worst clip's share / data's)"] = _span(row["clip_balance"])
                 out[f"{prefix}: every goal met (all seeds)"] = row["all_goals_met"]
         out["load average (1 min) at end"] = os.getloadavg()[0]
         out["table"] = dancing_table(rows)
@@ -682,11 +684,13 @@ def _span(values, scale=1.0):
 def dancing_table(rows):
     """The BENCHMARKS.md table: one line per dataset and row, the recommended one in bold."""
     lines = ["| data | setting | freeze (s) | on-screen motion / data | recurring seconds % (data) | pose coverage "
-             "| stage coverage | all goals |", "|---|---|---:|---:|---:|---:|---:|---|"]
+             "| stage coverage | stage range | clip balance | all goals |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
         cells = [r["dataset"], r["row"], _span(r["freeze"]), _span(r["on_screen_motion"]),
                  f"{_span(r['recurring_seconds'], 100)} ({100 * r['data_recurring']:.1f})", _span(r["pose_coverage"]),
-                 _span(r["stage_coverage"]), "yes" if r["all_goals_met"] else "no"]
+                 _span(r["stage_coverage"]), _span(r.get("stage_range", [])), _span(r.get("clip_balance", [])),
+                 "yes" if r["all_goals_met"] else "no"]
         if r["recommended"]:
             cells = [f"**{c}**" for c in cells]
         lines.append("| " + " | ".join(cells) + " |")

@@ -75,10 +75,12 @@ def margins(result):
            "on_screen_motion": _ratio_margin(g["on_screen_motion"]["value"], *metrics.SCREEN_MOTION_GOAL)}
     if rec["value"] is not None:
         out["recurring_seconds"] = 1.0 - rec["value"] / rec["limit"]
-    for name, goal in (("pose_coverage", metrics.POSE_COVERAGE_GOAL), ("stage_coverage", metrics.STAGE_COVERAGE_GOAL)):
+    for name, goal in (("pose_coverage", metrics.POSE_COVERAGE_GOAL), ("stage_coverage", metrics.STAGE_COVERAGE_GOAL),
+                       ("stage_range", metrics.STAGE_RANGE_GOAL)):
         value = g[name]["value"]
         if value is not None:
             out[name] = min(1.0, (value - goal) / (1.0 - goal))
+    out["clip_balance"] = _ratio_margin(g["clip_balance"]["value"], *metrics.CLIP_BALANCE_GOAL)
     inside = result["coverage"]["in_distribution_share"]
     out["in_distribution"] = (inside - metrics.IN_DISTRIBUTION) / (1.0 - metrics.IN_DISTRIBUTION)
     copies = result["novelty"]["copy_share"]
@@ -100,7 +102,9 @@ def _row(recipe, results):
                 latent_motion=[r["motion"]["tail_motion_ratio"] for r in results],
                 recurring_seconds=[x["recurring_seconds"]["value"] for x in g],
                 pose_coverage=[x["pose_coverage"]["value"] for x in g],
-                stage_coverage=[x["stage_coverage"]["value"] for x in g])
+                stage_coverage=[x["stage_coverage"]["value"] for x in g],
+                stage_range=[x["stage_range"]["value"] for x in g],
+                clip_balance=[x["clip_balance"]["value"] for x in g])
 
 
 def choose(rows):
@@ -119,7 +123,8 @@ def describe(row):
     recipe = ", ".join(f"{k} {v:g}" for k, v in row["recipe"].items())
     return (f"{recipe}: on-screen motion {_fmt(row['on_screen_motion'])}x, latent {_fmt(row['latent_motion'])}x, "
             f"recurring {_fmt(row['recurring_seconds'], 100, '{:.0f}')}%, pose {_fmt(row['pose_coverage'])}, "
-            f"stage {_fmt(row['stage_coverage'])} -> "
+            f"stage {_fmt(row['stage_coverage'])}, range {_fmt(row['stage_range'])}, "
+            f"balance {_fmt(row['clip_balance'])}x -> "
             + (f"misses {', '.join(row['missed'])} (short by {-row['shortfall']:.2f})" if row["missed"] else
                f"all met (margin {row['margin']:.2f})"))
 

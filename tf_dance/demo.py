@@ -261,7 +261,7 @@ def _exports(name, export_dir):
 
 
 def verdict_lines(metrics_path):
-    """A few lines from the evaluation: is the dance frozen, how much does it move."""
+    """A few lines from the evaluation: is the dance frozen, how much does it move, which goals it misses."""
     try:
         with open(metrics_path) as f:
             m = json.load(f)
@@ -278,6 +278,14 @@ def verdict_lines(metrics_path):
                      f"{dancer.get('seconds', 0):.1f} s (frozen: longer than {freeze['freeze_seconds']:.1f} s)")
     if motion.get("motion_ratio") is not None:
         lines.append(f"  motion per frame vs. the data: {motion['motion_ratio']:.2f}x")
+    goals = m.get("goals", {})
+    if goals:
+        value = lambda g: next((f" {v:.2f}" for v in g.get("values", []) if v is not None), "")  # noqa: E731
+        missed = [f"{k}{value(g)}" for k, g in goals.items() if g.get("passed") is False]
+        unmeasured = [k for k, g in goals.items() if g.get("passed") is None]
+        lines.append(f"  goals (second half): {'all measured met' if not missed else 'MISSED ' + ', '.join(missed)}"
+                     + (f"; not measured: {', '.join(unmeasured)}" if unmeasured else "")
+                     + f" (checked: {', '.join(goals)})")
     return lines
 
 

@@ -30,6 +30,13 @@ synthetic dancer, real footage, 10-d Perlin vectors or any other latent size:
 - stage coverage: where on the stage the silhouette goes (horizontal centre, height), binned on
   the data's own range; the bins the rollout visits against those an equally long stretch of the
   data visits. A dancer who wobbles on one spot visits one or two positions.
+- stage range: how far the silhouette travels, finer than the bins: the 5th-95th percentile span
+  of its horizontal centre and of its height against equally long stretches of the data, and
+  the share of frames in the outer tenths of the data's range of positions. Six bins count a
+  dancer who never reaches the outer sixth of the stage as covering it.
+- clip balance: each second-half frame's nearest training latent names a clip; every clip's
+  share of the rollout against its share of the data. A dance that settles into one clip's
+  style while the data holds two scores far from 1 (one clip: always 1).
 
 Clips: with `clips` (one id per training frame), nothing that compares consecutive frames
 (motion, one-second windows, spreads, excerpts, novelty windows) spans two clips, so the cut
@@ -43,6 +50,8 @@ import math
 import numpy as np
 
 _CHUNK_ELEMENTS = 1 << 23  # distance-matrix entries per chunk: 32 MB of float32
+BALANCE_SAMPLES = 3000     # clip balance: at most this many evenly spaced frames of the second half ...
+BALANCE_BANK = 50000       # ... each matched against at most this many evenly spaced training latents
 
 
 # ---------------------------------------------------------------------------------------------
@@ -482,14 +491,35 @@ class Reference:
                     worst_block_repeat_share=max(shares) if shares else None, data_repeat_share=data_share,
                     repeat_ratio=None if share is None or not data_share else share / data_share)
 
+    def balance_report(self, generated):
+        """Each clip's share of the frames (by the clip of each frame's nearest training latent) against its
+        share of the data; the worst ratio is the one furthest from 1 (by factor)."""
+        ids, counts = np.unique(self.clips, return_counts=True)
+        data_share = counts / len(self.clips)
+        step = max(1, math.ceil(len(generated) / BALANCE_SAMPLES))
+        samples = generated[::step]
+        if len(ids) == 1:
+            share = np.ones(1)
+        else:
+            bank_step = max(1, math.ceil(len(self.train) / BALANCE_BANK))
+            _, j = nearest(samples, self.train[::bank_step])
+            which = np.searchsorted(ids, self.clips[::bank_step][j])
+            share = np.bincount(which, minlength=len(ids)) / len(samples)
+        ratio = share / data_share
+        worst = ratio[np.argmax(np.abs(np.log(np.maximum(ratio, 1e-12))))]
+        return dict(samples=int(len(samples)), clips=[int(i) for i in ids], shares=[float(v) for v in share],
+                    data_shares=[float(v) for v in data_share], share_ratios=[float(v) for v in ratio],
+                    worst_share_ratio=float(worst))
+
     def second_half_report(self, generated, tail=1000):
-        """Freezing, motion, pose coverage and repetition of the rollout's second half alone."""
+        """Freezing, motion, pose coverage, repetition and clip balance of the rollout's second half alone."""
         half = generated[len(generated) // 2:]
         if len(half) < 2:
             half = generated
         return dict(start_frame=int(len(generated) - len(half)), frames=int(len(half)),
                     motion=self.motion_report(half, tail), freeze=self.freeze_report(half),
-                    coverage=self.coverage_report(half), repetition=self.blocks_repetition_report(half))
+                    coverage=self.coverage_report(half), repetition=self.blocks_repetition_report(half),
+                    balance=self.balance_report(half))
 
     def evaluate(self, generated, tail=1000, stage=None, screen=None):
         """Every measure, the verdicts and the goals for one rollout `[T, D]` (JSON-ready except arrays).
@@ -576,6 +606,11 @@ class Stage:
     much its height changes, and an axis the data never varies along (one bin) counts as covered.
     Both tracks must be sampled at the same stride (the caller's choice).
 
+    The range is finer: per axis, the 5th-95th percentile span of the rollout's track over the mean
+    span of equally long data stretches (the stage range is the lower of the two), and the share of
+    frames whose centre lies in the outer tenth (`outer`) of the data's 1st-99th percentile
+    positions on either side, against the data's share.
+
     Args:
       data_track: `stage_track` of the data's frames `[N, 2]`.
       clips: optional clip id of every data frame: the data's stretches lie inside clips where
@@ -583,7 +618,8 @@ class Stage:
       position_bins, size_bins: bins along each axis.
     """
 
-    def __init__(self, data_track, clips=None, position_bins=6, size_bins=3, min_share=0.005, excerpts=32):
+    def __init__(self, data_track, clips=None, position_bins=6, size_bins=3, min_share=0.005, excerpts=32,
+                 outer=0.1):
         data_track = np.asarray(data_track, np.float64)
         if data_track.ndim != 2 or data_track.shape[1] != 2:
             raise ValueError(f"a stage track is [N, 2], got shape {data_track.shape}")
@@ -606,6 +642,17 @@ class Stage:
         self.data_empty_share = float(1.0 - valid.mean())
         self.data_position_range = [float(v) for v in np.percentile(data_track[valid, 0], [1, 99])]
         self.data_size_range = [float(v) for v in np.percentile(data_track[valid, 1], [1, 99])]
+        lo, hi = self.data_position_range
+        self.outer_edges = (lo + outer * (hi - lo), hi - outer * (hi - lo))
+        self.data_outer_shares = self.outer_shares(data_track)
+
+    def outer_shares(self, track):
+        """[left, right]: the share of the frames showing a dancer whose centre lies in the outer positions."""
+        x = np.asarray(track, np.float64)[:, 0]
+        x = x[np.isfinite(x)]
+        if len(x) == 0 or self.outer_edges[0] >= self.outer_edges[1]:
+            return [None, None]
+        return [float(np.mean(x < self.outer_edges[0])), float(np.mean(x > self.outer_edges[1]))]
 
     def assign(self, track):
         """`[T, 2]` bin of each frame along each axis; -1 for a frame without a silhouette."""
@@ -641,6 +688,11 @@ class Stage:
         axes = [axis for axis in range(2) if data[axis] > 0]
         data_low = float(np.percentile(np.min(excerpts[:, axes] / data[axes], axis=1), 10)) if axes else None
         valid = np.all(np.isfinite(track), axis=1)
+        spans = _spans(track)
+        excerpt_spans = np.array([_spans(self.data_track[s:s + n]) for s in starts])
+        data_spans = [float(np.mean(v[np.isfinite(v)])) if np.isfinite(v).any() else np.nan for v in excerpt_spans.T]
+        span_ratio = [None if not d > 0 else (0.0 if np.isnan(v) else v / d) for v, d in zip(spans, data_spans)]
+        known_spans = [r for r in span_ratio if r is not None]
         return dict(samples=int(len(track)), empty_share=float(1.0 - valid.mean()) if len(track) else None,
                     data_empty_share=self.data_empty_share,
                     position_bins_occupied=int(self.occupied[0].sum()), size_bins_occupied=int(self.occupied[1].sum()),
@@ -649,7 +701,26 @@ class Stage:
                     position_coverage=ratio[0], size_coverage=ratio[1],
                     stage_coverage=min(known) if known else None, data_stage_coverage_p10=data_low,
                     position_range=[float(v) for v in np.percentile(track[valid, 0], [1, 99])] if valid.any() else None,
-                    data_position_range=self.data_position_range, data_size_range=self.data_size_range)
+                    data_position_range=self.data_position_range, data_size_range=self.data_size_range,
+                    position_span=_finite(spans[0]), data_position_span=_finite(data_spans[0]),
+                    size_span=_finite(spans[1]), data_size_span=_finite(data_spans[1]),
+                    position_span_ratio=span_ratio[0], size_span_ratio=span_ratio[1],
+                    stage_range=min(known_spans) if known_spans else None,
+                    outer_shares=self.outer_shares(track), data_outer_shares=self.data_outer_shares)
+
+
+def _spans(track, low=5, high=95):
+    """[2]: the `low`-`high` percentile span of each axis over the frames showing a dancer (NaN: none do)."""
+    track = np.asarray(track, np.float64)
+    track = track[np.all(np.isfinite(track), axis=1)]
+    if len(track) == 0:
+        return np.full(2, np.nan)
+    lo, hi = np.percentile(track, [low, high], axis=0)
+    return hi - lo
+
+
+def _finite(value):
+    return float(value) if np.isfinite(value) else None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -663,6 +734,8 @@ REPEAT_GOAL_FLOOR = 0.01    # (2x a share near 0 would flag a single chance recu
                             # pair of seconds is never a loop either, however short the rollout)
 POSE_COVERAGE_GOAL = 0.8
 STAGE_COVERAGE_GOAL = 0.8
+STAGE_RANGE_GOAL = 0.85     # 5th-95th percentile span of the centre and the height: at least this times the data's
+CLIP_BALANCE_GOAL = (0.5, 2.0)  # every clip's share of the frames: within these multiples of its share of the data
 OUT_OF_PICTURE = 0.01       # frames without a dancer, beyond the data's own share, that a verdict tolerates
 
 
@@ -676,6 +749,9 @@ def goals(result):
     allowed = min(REPEAT_GOAL, max(REPEAT_GOAL_RATIO * (data_share or 0.0), REPEAT_GOAL_FLOOR))
     allowed = max(allowed, 2.0 / max(rep["windows_per_block"], 1))
     stage = (h.get("stage") or {}).get("stage_coverage")
+    span = (h.get("stage") or {}).get("stage_range")
+    balance = h["balance"]
+    b_lo, b_hi = CLIP_BALANCE_GOAL
     lo, hi = SCREEN_MOTION_GOAL
     return dict(
         freeze=dict(value=still, data=data_still, unit="s",
@@ -694,7 +770,15 @@ def goals(result):
         stage_coverage=dict(value=stage, data=None if stage is None else 1.0, unit="x data",
                             passed=None if stage is None else bool(stage >= STAGE_COVERAGE_GOAL),
                             target=f">= {STAGE_COVERAGE_GOAL:g}x the stage positions and sizes an equally long data "
-                                   "stretch visits"))
+                                   "stretch visits"),
+        stage_range=dict(value=span, data=None if span is None else 1.0, unit="x data",
+                         passed=None if span is None else bool(span >= STAGE_RANGE_GOAL),
+                         target=f">= {STAGE_RANGE_GOAL:g}x the 5th-95th percentile span of the dancer's horizontal "
+                                "centre and of its height in an equally long data stretch"),
+        clip_balance=dict(value=balance["worst_share_ratio"], data=1.0, unit="x data",
+                          passed=all(b_lo <= r <= b_hi for r in balance["share_ratios"]),
+                          target=f"every clip's share of the frames (by nearest training frame) {b_lo:g}-{b_hi:g}x "
+                                 "its share of the data"))
 
 
 SLUGGISH, HECTIC = 0.5, 2.0  # verdicts: latent motion of the last frames below / above these ratios to the data's

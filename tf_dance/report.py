@@ -244,8 +244,8 @@ def evaluate_dance(generated, train, fps, out_dir, *, decoder_dir=None, data_fra
     out_dir receives metrics.json, report.md and PNG figures (the decoded ones only with
     `decoder_dir`). `options` (e.g. how the rollout was made) are recorded in the JSON;
     `arrays` ({name: array}) are saved beside it as name.npy. `decode` (latents -> uint8
-    frames; default: the decoder at `decoder_dir`) gives on-screen motion and stage coverage
-    of the second half. Returns the JSON dict.
+    frames; default: the decoder at `decoder_dir`) gives on-screen motion, stage coverage and
+    stage range of the second half. Returns the JSON dict.
     """
     generated = np.asarray(generated, np.float32)
     if generated.ndim == 2:
@@ -466,6 +466,19 @@ def _second_half_rows(h):
                       st["sizes_visited"], st["data_sizes_visited"]),
                  _row("2nd half: stage coverage (lower of the two ratios; data: 10th percentile)",
                       st["stage_coverage"], st["data_stage_coverage_p10"])]
+        if "stage_range" in st:
+            outer = lambda v: "-" if None in v else f"{100 * v[0]:.1f}% / {100 * v[1]:.1f}%"  # noqa: E731
+            rows += [_row("2nd half: horizontal span of the centre (5th-95th percentile, fraction of the width)",
+                          st["position_span"], st["data_position_span"]),
+                     _row("2nd half: span of the silhouette's height (5th-95th percentile)",
+                          st["size_span"], st["data_size_span"]),
+                     _row("2nd half: stage range (lower of the two span ratios)", st["stage_range"], 1.0),
+                     _row("2nd half: frames in the outer tenth of the data's positions (left / right)",
+                          outer(st["outer_shares"]), outer(st["data_outer_shares"]))]
+    b = h.get("balance")
+    if b and len(b["clips"]) > 1:
+        rows += [_row(f"2nd half: share of frames nearest to clip {c}", share, data)
+                 for c, share, data in zip(b["clips"], b["shares"], b["data_shares"])]
     return rows
 
 
@@ -529,11 +542,11 @@ one pose and stayed frozen there forever".
     if "last_frames" in figs:
         out.append(f"\nThe last frames of the rollout (every 4th): a frozen dance shows one pose repeated.\n\n"
                    f"![last frames]({figs['last_frames']})\n")
-    out.append("""
+    out.append(f"""
 **Second half and goals.** A rollout starts from real frames, so its first stretch can look like the data
-whatever the model learned. Freezing, motion, pose coverage, recurring seconds and, with a decoder, on-screen
-motion and stage coverage are measured again on the second half alone, each against equally long stretches of
-the data (inside clips: a cut between two videos is never counted as motion or as a second of dance), and the
+whatever the model learned. Freezing, motion, pose coverage, recurring seconds, clip balance and, with a
+decoder, on-screen motion, stage coverage and stage range are measured again on the second half alone, each
+against equally long stretches of the data (inside clips: a cut between two videos is never counted as motion or as a second of dance), and the
 goals table judges only that half. Recurring seconds there are counted in back-to-back blocks as long as the data
 allows (at most 6,000 frames) over the whole half.
 
@@ -543,6 +556,17 @@ height (the rows holding the middle 98% of its pixels). Each is cut into equal b
 data uses that it visits, over the number an equally long stretch of data visits, per axis; the stage coverage
 is the lower of the two. A dancer who wobbles on one spot visits one position. *stuck in place* below 0.8, or
 below the 10th percentile of the data's own stretches where shorter stretches of the data often stay on one side.
+
+**Stage range.** How far the dancer travels, finer than the bins: the span between the 5th and 95th
+percentiles of the silhouette's horizontal centre, and of its height, over the span an equally long stretch of
+the (decoded) data covers; the stage range is the lower of the two ratios (goal: at least
+{metrics.STAGE_RANGE_GOAL:g}). Beside it, the share of frames whose centre lies in the outer tenth of the data's
+positions on either side: a dancer who never reaches the edges of the stage the data's dancers reach has none.
+
+**Clip balance.** Every second-half frame (up to {metrics.BALANCE_SAMPLES:,} evenly spaced) is matched with its
+nearest training latent, which belongs to one clip; each clip's share of the matches against its share of the
+data (goal: every clip within {metrics.CLIP_BALANCE_GOAL[0]:g}-{metrics.CLIP_BALANCE_GOAL[1]:g}x). A dance that
+settles into one clip's style while the data holds several misses it; with one clip it is always met.
 """)
     out.append(f"""
 **Pose coverage.** The training latents are grouped into {d['clusters']} poses by k-means; a dance that
