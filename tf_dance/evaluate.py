@@ -8,8 +8,8 @@
 Writes <out_dir>/metrics.json (every number, the yes/no verdicts: frozen, sluggish, hectic,
 narrow, off-distribution, copying, repetitive, and on the rollout's second half looping, narrow,
 stuck in place; and the `goals` block with pass/fail per goal), report.md with the figures and
-what each measure means, and the figures as PNGs (the decoded ones, on-screen motion and stage
-coverage when a decoder is available). The training latents' clip ids (X_clips.npy beside
+what each measure means, and the figures as PNGs (the decoded ones, on-screen motion, stage
+coverage and stage range when a decoder is available). The training latents' clip ids (X_clips.npy beside
 X.npy) keep every measure from counting a cut as motion. The library code is `tf_dance.metrics`
 (numbers) and `tf_dance.report` (figures and report).
 """

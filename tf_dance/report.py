@@ -546,9 +546,9 @@ one pose and stayed frozen there forever".
 **Second half and goals.** A rollout starts from real frames, so its first stretch can look like the data
 whatever the model learned. Freezing, motion, pose coverage, recurring seconds, clip balance and, with a
 decoder, on-screen motion, stage coverage and stage range are measured again on the second half alone, each
-against equally long stretches of the data (inside clips: a cut between two videos is never counted as motion or as a second of dance), and the
-goals table judges only that half. Recurring seconds there are counted in back-to-back blocks as long as the data
-allows (at most 6,000 frames) over the whole half.
+against equally long stretches of the data (inside clips: a cut between two videos is never counted as motion
+or as a second of dance), and the goals table judges only that half. Recurring seconds there are counted in
+back-to-back blocks as long as the data allows (at most 6,000 frames) over the whole half.
 
 **Stage coverage.** Where the dancer goes: in each decoded frame the silhouette's horizontal centre and its
 height (the rows holding the middle 98% of its pixels). Each is cut into equal bins between the data's 1st and
