@@ -24,9 +24,9 @@ synthetic dancer, real footage, 10-d Perlin vectors or any other latent size:
   dancer stuck in a short loop scores near 1. Judged on the rollout's last `repeat_frames` and
   against equally long excerpts of the data, since real dances repeat their moves too.
 - second half: a rollout starts from real frames, so its first stretch can look like the data
-  whatever the model learned; freezing, motion, pose coverage, repetition and (from decoded
-  frames) on-screen motion and stage coverage are measured again on the second half alone, and
-  the `goals` block judges only that half.
+  whatever the model learned; freezing, motion, pose coverage, repetition, clip balance and (from
+  decoded frames) on-screen motion, stage coverage and stage range are measured again on the
+  second half alone, and the `goals` block judges only that half.
 - stage coverage: where on the stage the silhouette goes (horizontal centre, height), binned on
   the data's own range; the bins the rollout visits against those an equally long stretch of the
   data visits. A dancer who wobbles on one spot visits one or two positions.
