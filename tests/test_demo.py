@@ -21,7 +21,7 @@ def demo(run_module, tmp_path_factory):
 
 def _mtimes(work):
     return {os.path.join(d, f): os.path.getmtime(os.path.join(d, f))
-            for d, _, files in os.walk(work) for f in files if f != "steps.json"}
+            for d, _, files in os.walk(work) for f in files if f not in ("steps.json", ".demo.lock")}
 
 
 def test_tiny_demo_runs_every_step_and_writes_the_dance(demo):
@@ -82,3 +82,41 @@ def test_bad_settings_fail_before_any_step(run_module, fails_cleanly, tmp_path, 
     work = tmp_path / "never"
     fails_cleanly(run_module("tf_dance.demo", f"--workdir={work}", *args), message)
     assert not work.exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--noise=nan"], "--noise must be a finite number"),
+    (["--temperature=inf"], "--temperature must be a finite number"),
+    (["--frames=100000000"], "frames"),
+    (["--dancer_frames=100000000"], "dancer_frames"),
+])
+def test_bad_demo_flags_fail_before_step_one(run_module, fails_cleanly, tmp_path, args, message):
+    work = tmp_path / "never"
+    result = run_module("tf_dance.demo", "--tiny", f"--workdir={work}", *args)
+    fails_cleanly(result, message)
+    assert "[1/6]" not in result.stdout and not work.exists()
+
+
+def test_the_demo_never_clears_a_folder_it_did_not_write(run_module, fails_cleanly, tmp_path):
+    """A user's own W/ae (or W/lstm) is refused before any step, even with --force, and a stale lock left by a
+    killed demo (its pid gone, no lock held) does not stand in the way of that message."""
+    work = tmp_path / "w"
+    (work / "ae").mkdir(parents=True)
+    (work / "ae" / "thesis.txt").write_text("mine")
+    (work / ".demo.lock").write_text("999999999\n")
+    for extra in ([], ["--force"]):
+        result = run_module("tf_dance.demo", "--tiny", f"--workdir={work}", *extra)
+        fails_cleanly(result, f"{work}/ae holds files the demo did not write")
+        assert "[1/6]" not in result.stdout
+    assert (work / "ae" / "thesis.txt").read_text() == "mine"
+    assert sorted(os.listdir(work)) == [".demo.lock", "ae"]
+
+
+def test_a_second_demo_on_one_workdir_is_refused(run_module, fails_cleanly, tmp_path):
+    from tf_dance import demo
+    work = tmp_path / "w"
+    work.mkdir()
+    with demo.workdir_lock(str(work)):
+        fails_cleanly(run_module("tf_dance.demo", "--tiny", f"--workdir={work}"),
+                      f"another demo (pid {os.getpid()}) is running in {work}")
+    assert os.listdir(work) == [".demo.lock"]

@@ -39,8 +39,9 @@ def main(argv):
     del argv
     cli.require_file(FLAGS.latents, "latents file (--latents)")
     cli.check_output(FLAGS.workdir, "--workdir", is_dir=True)
-    for name in ("", FLAGS.export_name or f"dance_{FLAGS.model}"):  # where the export goes, before training
-        cli.check_output(os.path.join(FLAGS.export_dir, name), "--export_dir", is_dir=True)
+    cli.check_output(FLAGS.export_dir, "--export_dir", is_dir=True)
+    cli.check_output(os.path.join(FLAGS.export_dir, FLAGS.export_name or f"dance_{FLAGS.model}"), "--export_dir",
+                     is_dir=True)  # where the export goes, before training
     result = train_and_evaluate(FLAGS.latents, FLAGS.workdir, FLAGS.export_dir,
                                 **{name: FLAGS[name].value for name in SETTINGS})
     if result is None:
