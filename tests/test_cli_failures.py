@@ -170,12 +170,12 @@ def test_a_read_only_export_directory_is_refused_before_training(inputs, tmp_pat
     export = tmp_path / "export"
     module, args = _args(name, tmp_path)
     args = [a for a in args if not a.startswith(("--export_dir", "--workdir"))]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
     for read_only in (export, export / ("encoder" if name == "train_autoencoder" else "dance_lstm")):
         read_only.mkdir(parents=True, exist_ok=True)
         result = subprocess.run([sys.executable, "-c", DENY, str(read_only), module, *args,
                                  f"--workdir={tmp_path}/work", f"--export_dir={export}"], cwd=inputs,
-                                capture_output=True, text=True, timeout=300,
-                                env=dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")])))
+                                capture_output=True, text=True, timeout=300, env=env)
         assert f"{read_only}: it is not writable" in _only_line(result)
         assert "Epoch" not in result.stdout and "step" not in result.stdout.lower()
         assert not (tmp_path / "work").exists()

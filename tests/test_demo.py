@@ -2,11 +2,15 @@
 
 import json
 import os
+import signal
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = ["synthesize", "autoencoder", "encode", "lstm", "generate", "evaluate"]
 
 
@@ -98,12 +102,19 @@ def test_bad_demo_flags_fail_before_step_one(run_module, fails_cleanly, tmp_path
 
 
 def test_the_demo_never_clears_a_folder_it_did_not_write(run_module, fails_cleanly, tmp_path):
-    """A user's own W/ae (or W/lstm) is refused before any step, even with --force, and a stale lock left by a
-    killed demo (its pid gone, no lock held) does not stand in the way of that message."""
+    """A user's own W/ae (or W/lstm) is refused before any step, even with --force; the lock of a demo that
+    was killed does not stand in the way."""
     work = tmp_path / "w"
     (work / "ae").mkdir(parents=True)
     (work / "ae" / "thesis.txt").write_text("mine")
-    (work / ".demo.lock").write_text("999999999\n")
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom tf_dance import demo\nwith "
+                               "demo.workdir_lock(sys.argv[1]):\n    print('locked', flush=True)\n    time.sleep(300)",
+                               str(work)], stdout=subprocess.PIPE, text=True,
+                              env=dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")])))
+    assert holder.stdout.readline().strip() == "locked"
+    holder.send_signal(signal.SIGKILL)  # a demo killed while it held the workdir
+    holder.wait()
+    holder.stdout.close()
     for extra in ([], ["--force"]):
         result = run_module("tf_dance.demo", "--tiny", f"--workdir={work}", *extra)
         fails_cleanly(result, f"{work}/ae holds files the demo did not write")
@@ -118,5 +129,5 @@ def test_a_second_demo_on_one_workdir_is_refused(run_module, fails_cleanly, tmp_
     work.mkdir()
     with demo.workdir_lock(str(work)):
         fails_cleanly(run_module("tf_dance.demo", "--tiny", f"--workdir={work}"),
-                      f"another demo (pid {os.getpid()}) is running in {work}")
+                      f"another demo (pid {os.getpid()}) or a step it started is still running in {work}")
     assert os.listdir(work) == [".demo.lock"]

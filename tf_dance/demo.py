@@ -253,8 +253,8 @@ def workdir_lock(work):
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
-            raise cli.UserError(f"another demo (pid {holder}) is running in {work}; wait for it to finish or "
-                                "use another --workdir") from None
+            raise cli.UserError(f"another demo (pid {holder}) or a step it started is still running in {work}; "
+                                "wait for it to finish or use another --workdir") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield fd

@@ -44,8 +44,9 @@ def define_flags():
     flags.DEFINE_float("fps", None, "Frames per second of the latents (default: the --data dataset's, else 24).",
                        lower_bound=1e-3)
     flags.DEFINE_string("data", None, "Dataset .npz: its fps, and its average frame for Figure 5.")
-    flags.DEFINE_string("decoder", None, "Decoder (SavedModels root, decoder root or version) for the pictures; "
-                        "default: <model_dir>/decoder when present.")
+    flags.DEFINE_string("decoder", None, "Decoder (SavedModels root, decoder root or version) for the pictures, of "
+                        "the autoencoder training the LSTM (or --latents) came from; default: that training's under "
+                        "<model_dir>/decoder when present.")
     flags.DEFINE_string("out_dir", None, "Directory to write metrics.json, report.md and the figures into "
                         "(replaced atomically).")
     flags.DEFINE_integer("clusters", 32, "k of the pose k-means (coverage).", lower_bound=2, upper_bound=1024)

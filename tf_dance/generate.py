@@ -30,8 +30,10 @@ def define_flags():
                         "(the latest complete LSTM, and the encoder and decoder of the autoencoder training it "
                         "learnt from).")
     flags.DEFINE_string("lstm", None, "Sequence model (dance_lstm root or version dir); default <model_dir>/dance_lstm.")
-    flags.DEFINE_string("encoder", None, "Encoder (root or version dir); default <model_dir>/encoder.")
-    flags.DEFINE_string("decoder", None, "Decoder (root or version dir); default <model_dir>/decoder.")
+    flags.DEFINE_string("encoder", None, "Encoder (root or version dir) of the LSTM's autoencoder training; default: "
+                        "that training's under <model_dir>/encoder.")
+    flags.DEFINE_string("decoder", None, "Decoder (root or version dir) of the LSTM's autoencoder training; default: "
+                        "that training's under <model_dir>/decoder.")
     flags.DEFINE_string("data", None, "Dataset .npz whose frames seed the LSTM and whose fps the video plays at.")
     flags.DEFINE_string("latents", None, "Encoded latents of --data (.npy): seed from these instead of running the "
                         "encoder (then --data is optional).")
