@@ -222,3 +222,16 @@ def test_a_version_folder_named_with_other_digits_is_not_a_version(root, tmp_pat
         _copy_version(one, models, name)
     assert savedmodels.versions(models) == [1] and savedmodels.resolve(models, "decoder") == one
     assert cli.export_version(str(tmp_path), "decoder", lambda d: None) == os.path.join(models, "2")
+
+
+def test_the_lstm_calibrates_with_the_decoder_of_its_latents_training(retrained):
+    from tf_dance import sequence_training
+    models, _, first = retrained
+    cfg = {"calibrate_frames": 100, "calibrate_decoder": models}
+    source = {"training_id": first, "encoder": os.path.join(models, "encoder", "1")}
+    with pytest.raises(cli.UserError, match=f"--calibrate_decoder={os.path.join(models, 'decoder', '1')}"):
+        sequence_training._calibration_decoder(cfg, DIM, source)
+    cfg["calibrate_decoder"] = os.path.join(models, "decoder", "1")
+    assert sequence_training._calibration_decoder(cfg, DIM, source).path == os.path.abspath(cfg["calibrate_decoder"])
+    assert "allow_mismatch" not in str(pytest.raises(cli.UserError, sequence_training._calibration_decoder,
+                                                     dict(cfg, calibrate_decoder=models), DIM, source).value)

@@ -23,8 +23,8 @@ import contextlib
 import fcntl
 import functools
 import hashlib
-import math
 import json
+import math
 import os
 import shlex
 import shutil

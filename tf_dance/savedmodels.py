@@ -17,6 +17,7 @@ a model is loaded.
 import dataclasses
 import functools
 import json
+import math
 import os
 import re
 
@@ -287,6 +288,14 @@ class Decoder:
 DEFAULT_BLOCK = 32  # the block of exports that record none
 
 
+def _finite(value):
+    """A JSON number (bools included) that a float holds and that is finite."""
+    try:
+        return isinstance(value, (int, float)) and math.isfinite(value)
+    except OverflowError:  # an integer beyond float's range
+        return False
+
+
 def _recipe(record, version_dir):
     """(recipe {temperature, noise}, baked-in controls, recorded?) from an export's record, checked: a rollout
     block that is not an object of finite numbers is a damaged model. An export without one rolls out with
@@ -298,11 +307,10 @@ def _recipe(record, version_dir):
         raise cli.UserError(f"the model at {version_dir} is damaged: its {METADATA} rollout recipe is "
                             f"{type(recipe).__name__}, not an object")
     for key, value in recipe.items():
-        if not isinstance(value, (int, float)) or not np.isfinite(value) or (key in ("temperature", "noise") and (
-                isinstance(value, bool) or value < 0)):
+        number = key in ("temperature", "noise")
+        if not _finite(value) or (number and (isinstance(value, bool) or value < 0)):
             raise cli.UserError(f"the model at {version_dir} is damaged: its {METADATA} rollout recipe holds "
-                                f"{key}={value!r}, not a finite number" + (" >= 0" if key in ("temperature", "noise")
-                                                                            else ""))
+                                f"{key}={repr(value)[:40]}, not a finite number" + (" >= 0" if number else ""))
     sampling = {"temperature": float(recipe.get("temperature", 1.0)), "noise": float(recipe.get("noise", 0.0))}
     # sampling controls baked into the graph (rollout.SAMPLING): recorded, not passed
     return sampling, {k: v for k, v in recipe.items() if k not in sampling}, True

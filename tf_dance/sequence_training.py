@@ -403,7 +403,7 @@ def _calibration_decoder(cfg, dim, source):
     training = source.get("training_id")
     decoder = savedmodels.load_decoder(savedmodels.pick(
         cfg["calibrate_decoder"], "decoder", savedmodels.DECODER, training, explicit=True,
-        learner=f"{latents_path} (encoded by {source.get('encoder')})", flag="calibrate_decoder", override=None))
+        learner=f"the latents (encoded by {source.get('encoder')})", flag="calibrate_decoder", override=None))
     if decoder.dim != dim:
         raise cli.UserError(f"calibrate_decoder {cfg['calibrate_decoder']} takes {decoder.dim}-d latents but "
                             f"these are {dim}-d")
