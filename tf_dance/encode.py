@@ -5,7 +5,8 @@
 Writes float32 `[N, 128]` in frame order: the paper's `.npy` that the LSTM trains on, and beside
 it `<out>_clips.npy` (the clip of every latent) and `<out>_encoder.json` (which encoder, of which
 autoencoder training, made them: the LSTM records it, and generate and evaluate refuse to mix
-trainings). The library code is `tf_dance.savedmodels.encode_frames` (and `decode_latents` for the way back).
+trainings). The library code is `tf_dance.savedmodels.encode_frames` (and `decode_latents` for
+the way back).
 """
 
 import numpy as np

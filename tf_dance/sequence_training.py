@@ -396,8 +396,8 @@ def calibration_candidates(cfg, recipe):
 
 
 def _calibration_decoder(cfg, dim, source):
-    """latents -> uint8 frames with `calibrate_decoder` (checked now, before training), or None; a root gives
-    the decoder of the autoencoder training that made the latents (their `source` record)."""
+    """latents -> uint8 frames with `calibrate_decoder` (checked now, before training), or None; the decoder
+    must be of the autoencoder training that made the latents (their `source` record), when it is known."""
     if not (cfg["calibrate_frames"] and cfg["calibrate_decoder"]):
         return None
     training = source.get("training_id")
