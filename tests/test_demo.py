@@ -40,6 +40,11 @@ def test_tiny_demo_runs_every_step_and_writes_the_dance(demo):
     assert sorted(steps) == sorted(STEPS)
     for name in ("encoder", "decoder", "dance_lstm"):
         assert os.listdir(work / "saved_models" / name) == ["1"]
+    from tf_dance import savedmodels  # the LSTM records the autoencoder training whose latents it learnt
+    training = savedmodels.training_id(str(work / "saved_models" / "decoder" / "1"))
+    assert training and savedmodels.learnt_from(savedmodels.record(str(work / "saved_models" / "dance_lstm" / "1"))) \
+        == training == json.loads((work / "latents_encoder.json").read_text())["training_id"]
+    assert (work / "ae" / ".written-by-tf_dance").read_text() == "demo\n"
     latents = np.load(work / "dance_latents.npy")
     assert latents.shape == (60, 128) and np.all(np.isfinite(latents))
     assert Image.open(work / "dance.gif").size == (192, 108)
