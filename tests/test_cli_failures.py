@@ -137,3 +137,71 @@ def test_concurrent_exports_get_distinct_complete_versions(tmp_path):
         finals = list(pool.map(lambda _: cli.export_version(str(tmp_path), "model", write), range(8)))
     assert sorted(int(os.path.basename(f)) for f in finals) == list(range(1, 9))
     assert savedmodels.versions(str(tmp_path / "model")) == list(range(1, 9)) and _no_temp_left(tmp_path)
+
+
+def _deny_writing(monkeypatch, *paths):
+    """os.access says these directories are not writable (the tests may run as root, whom chmod does not stop)."""
+    denied, real = {os.path.abspath(p) for p in paths}, os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if mode & os.W_OK and os.path.abspath(p) in denied
+                        else real(p, mode, **kw))
+
+
+def test_writability_is_judged_by_the_directory_itself(tmp_path, monkeypatch):
+    locked = tmp_path / "locked"
+    (locked / "mine").mkdir(parents=True)
+    (tmp_path / "read_only").mkdir()
+    _deny_writing(monkeypatch, locked, tmp_path / "read_only")
+    assert cli.check_output(str(locked / "mine"), "--export_dir", is_dir=True)  # its parent does not matter
+    for path in (tmp_path / "read_only", tmp_path / "read_only" / "encoder"):
+        with pytest.raises(cli.UserError, match=f"{tmp_path / 'read_only'}.* not writable"):
+            cli.check_output(str(path), "--export_dir", is_dir=True)
+    with pytest.raises(cli.UserError, match="not writable"):  # a new entry, or a file replaced beside itself
+        cli.check_output(str(locked / "new"), "--workdir", is_dir=True)
+
+
+# os.access as `_deny_writing` has it, then the script run as __main__: `python -c DENY <dir> <module> <args>`
+DENY = ("import os, runpy, sys\ndenied, real = os.path.abspath(sys.argv[1]), os.access\n"
+        "os.access = lambda p, m, **k: False if m & os.W_OK and os.path.abspath(p) == denied else real(p, m, **k)\n"
+        "sys.argv = sys.argv[2:]\nrunpy.run_module(sys.argv[0], run_name='__main__', alter_sys=True)\n")
+
+
+@pytest.mark.parametrize("name", ["train_autoencoder", "train_lstm"])
+def test_a_read_only_export_directory_is_refused_before_training(inputs, tmp_path, name):
+    export = tmp_path / "export"
+    module, args = _args(name, tmp_path)
+    args = [a for a in args if not a.startswith(("--export_dir", "--workdir"))]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
+    for read_only in (export, export / ("encoder" if name == "train_autoencoder" else "dance_lstm")):
+        read_only.mkdir(parents=True, exist_ok=True)
+        result = subprocess.run([sys.executable, "-c", DENY, str(read_only), module, *args,
+                                 f"--workdir={tmp_path}/work", f"--export_dir={export}"], cwd=inputs,
+                                capture_output=True, text=True, timeout=300, env=env)
+        assert f"{read_only}: it is not writable" in _only_line(result)
+        assert "Epoch" not in result.stdout and "step" not in result.stdout.lower()
+        assert not (tmp_path / "work").exists()
+
+
+def test_temporaries_of_a_killed_writer_are_removed_by_the_next_write(tmp_path):
+    """A run SIGKILLed while it writes (synthesize's dataset, evaluate's report directory) leaves its temporary;
+    the next write of the same output removes it, and nothing that is not a dead writer's temporary of it."""
+    code = ("import sys, time\nfrom tf_dance import cli\nwith cli.atomic_output(sys.argv[1], sys.argv[2] == 'dir', "
+            "'evaluate') as tmp:\n    print(tmp, flush=True)\n    time.sleep(120)\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
+    left = []
+    for out, kind in ((tmp_path / "dancer.npz", "file"), (tmp_path / "eval", "dir")):
+        writer = subprocess.Popen([sys.executable, "-c", code, str(out), kind], stdout=subprocess.PIPE, text=True,
+                                  env=env)
+        left.append(writer.stdout.readline().strip())
+        writer.send_signal(signal.SIGKILL)
+        writer.wait()
+        writer.stdout.close()
+    assert all(os.path.exists(p) for p in left) and all(os.path.dirname(p) == str(tmp_path) for p in left)
+    kept = [f".tmp-dancer-{os.getpid()}-abcd1234.npz",  # a live writer's
+            ".tmp-dancer-notes.npz", ".tmp-eval-notes",  # not a temporary of ours
+            f".tmp-dancer-2-{os.path.basename(left[0]).split('-')[2]}-abcd1234.npz"]  # dancer-2.npz's
+    for name in kept:
+        (tmp_path / name).write_text("keep")
+    data.save_dataset(str(tmp_path / "dancer.npz"), np.zeros((2, 8, 8, 1), np.uint8), 24.0)
+    with cli.atomic_output(str(tmp_path / "eval"), is_dir=True, owner="evaluate"):
+        pass
+    assert sorted(os.listdir(tmp_path)) == sorted(kept + ["dancer.npz", "eval"])

@@ -2,11 +2,15 @@
 
 import json
 import os
+import signal
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = ["synthesize", "autoencoder", "encode", "lstm", "generate", "evaluate"]
 
 
@@ -21,7 +25,7 @@ def demo(run_module, tmp_path_factory):
 
 def _mtimes(work):
     return {os.path.join(d, f): os.path.getmtime(os.path.join(d, f))
-            for d, _, files in os.walk(work) for f in files if f != "steps.json"}
+            for d, _, files in os.walk(work) for f in files if f not in ("steps.json", ".demo.lock")}
 
 
 def test_tiny_demo_runs_every_step_and_writes_the_dance(demo):
@@ -36,6 +40,11 @@ def test_tiny_demo_runs_every_step_and_writes_the_dance(demo):
     assert sorted(steps) == sorted(STEPS)
     for name in ("encoder", "decoder", "dance_lstm"):
         assert os.listdir(work / "saved_models" / name) == ["1"]
+    from tf_dance import savedmodels  # the LSTM records the autoencoder training whose latents it learnt
+    training = savedmodels.training_id(str(work / "saved_models" / "decoder" / "1"))
+    assert training and savedmodels.learnt_from(savedmodels.record(str(work / "saved_models" / "dance_lstm" / "1"))) \
+        == training == json.loads((work / "latents_encoder.json").read_text())["training_id"]
+    assert (work / "ae" / ".written-by-tf_dance").read_text() == "demo\n"
     latents = np.load(work / "dance_latents.npy")
     assert latents.shape == (60, 128) and np.all(np.isfinite(latents))
     assert Image.open(work / "dance.gif").size == (192, 108)
@@ -82,3 +91,48 @@ def test_bad_settings_fail_before_any_step(run_module, fails_cleanly, tmp_path, 
     work = tmp_path / "never"
     fails_cleanly(run_module("tf_dance.demo", f"--workdir={work}", *args), message)
     assert not work.exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--noise=nan"], "--noise must be a finite number"),
+    (["--temperature=inf"], "--temperature must be a finite number"),
+    (["--frames=100000000"], "frames"),
+    (["--dancer_frames=100000000"], "dancer_frames"),
+])
+def test_bad_demo_flags_fail_before_step_one(run_module, fails_cleanly, tmp_path, args, message):
+    work = tmp_path / "never"
+    result = run_module("tf_dance.demo", "--tiny", f"--workdir={work}", *args)
+    fails_cleanly(result, message)
+    assert "[1/6]" not in result.stdout and not work.exists()
+
+
+def test_the_demo_never_clears_a_folder_it_did_not_write(run_module, fails_cleanly, tmp_path):
+    """A user's own W/ae (or W/lstm) is refused before any step, even with --force; the lock of a demo that
+    was killed does not stand in the way."""
+    work = tmp_path / "w"
+    (work / "ae").mkdir(parents=True)
+    (work / "ae" / "thesis.txt").write_text("mine")
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom tf_dance import demo\nwith "
+                               "demo.workdir_lock(sys.argv[1]):\n    print('locked', flush=True)\n    time.sleep(300)",
+                               str(work)], stdout=subprocess.PIPE, text=True,
+                              env=dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")])))
+    assert holder.stdout.readline().strip() == "locked"
+    holder.send_signal(signal.SIGKILL)  # a demo killed while it held the workdir
+    holder.wait()
+    holder.stdout.close()
+    for extra in ([], ["--force"]):
+        result = run_module("tf_dance.demo", "--tiny", f"--workdir={work}", *extra)
+        fails_cleanly(result, f"{work}/ae holds files the demo did not write")
+        assert "[1/6]" not in result.stdout
+    assert (work / "ae" / "thesis.txt").read_text() == "mine"
+    assert sorted(os.listdir(work)) == [".demo.lock", "ae"]
+
+
+def test_a_second_demo_on_one_workdir_is_refused(run_module, fails_cleanly, tmp_path):
+    from tf_dance import demo
+    work = tmp_path / "w"
+    work.mkdir()
+    with demo.workdir_lock(str(work)):
+        fails_cleanly(run_module("tf_dance.demo", "--tiny", f"--workdir={work}"),
+                      f"another demo (pid {os.getpid()}) or a step it started is still running in {work}")
+    assert os.listdir(work) == [".demo.lock"]

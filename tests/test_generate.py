@@ -255,3 +255,68 @@ def test_cli_rejects_bad_input_cleanly(run_module, fails_cleanly, saved_models, 
     out = tmp_path / "bad" / "dance.mp4"
     fails_cleanly(run_module("tf_dance.generate", *args, "--seed_frames=10", f"--out={out}"), message)
     assert not out.parent.exists() or os.listdir(out.parent) == []
+
+
+def _lstm_with_record(saved_models, tmp_path, **changes):
+    """A copy of the fixture's dance_lstm/1 (as `<tmp>/models/dance_lstm/1`) with fields of its tf_dance.json
+    changed (None: the value null; `...`: the field removed)."""
+    import shutil
+    root = tmp_path / "models" / "dance_lstm"
+    version = str(root / "1")
+    shutil.copytree(os.path.join(saved_models, "dance_lstm", "1"), version)
+    with open(os.path.join(version, "tf_dance.json")) as f:
+        info = json.load(f)
+    info.update(changes)
+    with open(os.path.join(version, "tf_dance.json"), "w") as f:
+        json.dump({k: v for k, v in info.items() if v is not ...}, f)
+    return version
+
+
+@pytest.mark.parametrize("changes, message", [
+    (dict(rollout="hot"), "rollout recipe is str, not an object"),
+    (dict(rollout=None), "rollout recipe is NoneType"),
+    (dict(rollout=[0.7, 0.2]), "rollout recipe is list"),
+    (dict(rollout={"temperature": "hot", "noise": 0.1}), "temperature='hot'"),
+    (dict(rollout={"temperature": 0.7, "noise": -1}), "noise=-1"),
+    (dict(rollout={"temperature": 0.7, "noise": 0.1, "width": None}), "width=None"),
+    (dict(block=0), "block 0"),
+    (dict(block="32"), "block '32'"),
+])
+def test_a_damaged_recipe_or_block_is_one_error(saved_models, tmp_path, changes, message):
+    version = _lstm_with_record(saved_models, tmp_path, **changes)
+    with pytest.raises(cli.UserError, match="damaged") as error:
+        savedmodels.load_sequence_model(version)
+    assert message in str(error.value) and version in str(error.value)
+
+
+def test_damaged_records_fail_generate_and_evaluate_in_one_line(saved_models, tmp_path, run_module, fails_cleanly):
+    """A block the graph does not roll out in surfaces at the first continuation call: one line, nothing written."""
+    version = _lstm_with_record(saved_models, tmp_path, block=7)
+    latents = str(tmp_path / "z.npy")
+    np.save(latents, np.zeros((40, DIM), np.float32))
+    out = tmp_path / "out" / "dance.mp4"
+    fails_cleanly(run_module("tf_dance.generate", f"--lstm={version}", f"--decoder={saved_models}",
+                             f"--latents={latents}", "--frames=40", "--seed_frames=4", f"--out={out}"),
+                  "says block 7 but its graph rolls out in blocks of 32")
+    assert not out.parent.exists() or os.listdir(out.parent) == []
+    other = _lstm_with_record(saved_models, tmp_path / "list", rollout=[1, 2])
+    fails_cleanly(run_module("tf_dance.evaluate", f"--model_dir={other}", f"--latents={latents}", "--frames=40",
+                             "--seed_frames=4", f"--out_dir={tmp_path}/eval"), "rollout recipe is list")
+    assert not (tmp_path / "eval").exists()
+
+
+def test_an_export_without_a_recipe_says_so_instead_of_hiding_its_controls(saved_models, tmp_path):
+    """Exports record their whole recipe; one whose record lacks it (edited, or older) rolls out with temperature
+    1 and noise 0 and says that any controls baked into its graph are unknown."""
+    recorded = savedmodels.load_sequence_model(os.path.join(saved_models, "dance_lstm", "1"))
+    assert recorded.recorded and "width 0.5" in recorded.controls_text()
+    bare = savedmodels.load_sequence_model(_lstm_with_record(saved_models, tmp_path, rollout=...))
+    assert not bare.recorded and bare.recipe == {"temperature": 1.0, "noise": 0.0} and bare.controls == {}
+    assert "records no rollout recipe" in bare.controls_text() and "unknown" in bare.controls_text()
+    import keras
+    from tf_dance import rollout, sequence_model
+    keras.utils.set_random_seed(0)
+    plain = sequence_model.build_model("lstm", DIM, np.zeros(DIM, np.float32), np.ones(DIM, np.float32),
+                                       batch_size=1, units=4, num_layers=1)
+    info = savedmodels.record(rollout.export(plain, str(tmp_path / "plain"), "dance_lstm"))
+    assert info["rollout"] == {"temperature": 1.0, "noise": 0.0, **rollout.SAMPLING}

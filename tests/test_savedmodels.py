@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from tf_dance import cli, savedmodels
+from tf_dance import cli, data, savedmodels
 
 DIM = 8
 
@@ -139,3 +139,99 @@ def test_stale_temporary_exports_are_removed_but_not_one_in_use(tmp_path):
     os.utime(root / ".tmp-export-oldstyle", (old, old))
     cli.export_version(str(tmp_path), "encoder", lambda d: open(os.path.join(d, "saved_model.pb"), "w").close())
     assert sorted(os.listdir(root)) == [f".tmp-export-{os.getpid()}-x2", ".tmp-export-fresh", "1"]
+
+
+def _record(version, **changes):
+    """Rewrites fields of a version's tf_dance.json (None removes the field)."""
+    path = os.path.join(version, savedmodels.METADATA)
+    with open(path) as f:
+        info = json.load(f)
+    info.update(changes)
+    info = {k: v for k, v in info.items() if v is not None}
+    with open(path, "w") as f:
+        json.dump(info, f)
+    return version
+
+
+@pytest.fixture
+def retrained(root, tmp_path):
+    """saved_models whose autoencoder was retrained (encoder/2, decoder/2 of training "retrain") after the LSTM
+    learnt the latents of encoder/1 (dance_lstm/1 records that training): (models, lstm, first training)."""
+    models = str(tmp_path / "models")
+    shutil.copytree(root, models)
+    first = savedmodels.training_id(os.path.join(models, "decoder", "1"))
+    for name in ("encoder", "decoder"):
+        _copy_version(os.path.join(models, name, "1"), os.path.join(models, name), "2", training_id="retrain")
+    lstm = _record(os.path.join(models, "dance_lstm", "1"), autoencoder={"training_id": first})
+    return models, lstm, first
+
+
+def test_an_lstm_is_served_with_the_autoencoder_it_learnt_from(retrained):
+    models, lstm, first = retrained
+    picked = savedmodels.load_models(models, need_encoder=True)
+    assert picked.decoder.path == os.path.abspath(os.path.join(models, "decoder", "1"))  # not the newest, 2
+    assert picked.encoder.path == os.path.abspath(os.path.join(models, "encoder", "1"))
+    for decoder in (os.path.join(models, "decoder", "2"), models):  # pinned, or a root whose newest is another
+        with pytest.raises(cli.UserError) as error:
+            savedmodels.load_models(models, decoder=decoder)
+        message = str(error.value)
+        assert first in message and "retrain" in message and "--allow_mismatch" in message, message
+        assert f"--decoder={os.path.join(models, 'decoder', '1')}" in message, message
+    with pytest.raises(cli.UserError, match="training retrain"):
+        savedmodels.load_models(models, encoder=os.path.join(models, "encoder", "2"), need_encoder=True)
+    forced = savedmodels.load_models(models, decoder=models, allow_mismatch=True)
+    assert forced.decoder.path == os.path.abspath(os.path.join(models, "decoder", "2"))
+    _record(lstm, autoencoder=None)  # an LSTM that records no training: the newest pair, as before
+    savedmodels._sequence_model.cache_clear()
+    assert savedmodels.load_models(models).decoder.path == os.path.abspath(os.path.join(models, "decoder", "2"))
+
+
+def test_the_scripts_refuse_another_trainings_decoder_or_latents(retrained, tmp_path, run_module, fails_cleanly):
+    models, lstm, first = retrained
+    latents = str(tmp_path / "z.npy")
+    z = np.random.default_rng(0).normal(size=(40, DIM)).astype(np.float32)
+    np.save(latents, z)
+    out = f"--out={tmp_path}/out/dance.mp4"
+    result = run_module("tf_dance.generate", f"--lstm={lstm}", f"--decoder={models}/decoder/2", f"--latents={latents}",
+                        "--frames=5", "--seed_frames=4", out)
+    fails_cleanly(result, f"belongs to autoencoder training {first}, but decoder")
+    assert "training retrain" in result.stderr and "--allow_mismatch" in result.stderr
+    evaluate = ["tf_dance.evaluate", f"--model_dir={models}", f"--latents={latents}", f"--out_dir={tmp_path}/eval",
+                "--frames=40", "--seed_frames=4"]
+    fails_cleanly(run_module(*evaluate, f"--decoder={models}"), f"--decoder={models}/decoder/1")
+    data.save_latent_source(latents, z, os.path.join(models, "encoder", "2"), "retrain")  # as encode writes it
+    fails_cleanly(run_module("tf_dance.generate", f"--model_dir={models}", f"--latents={latents}", "--frames=5",
+                             "--seed_frames=4", out), "was encoded by autoencoder training retrain")
+    assert not os.path.exists(tmp_path / "out")
+    fails_cleanly(run_module(*evaluate), "was encoded by autoencoder training retrain")
+    fails_cleanly(run_module("tf_dance.evaluate", f"--generated={latents}", f"--decoder={models}/decoder/1",
+                             f"--latents={latents}", f"--out_dir={tmp_path}/eval"),
+                  f"comes from training {first}")
+    assert not os.path.exists(tmp_path / "eval")
+    os.remove(data.latent_source_path(latents))
+    forced = run_module("tf_dance.generate", f"--lstm={lstm}", f"--decoder={models}/decoder/2",
+                        f"--latents={latents}", "--frames=5", "--seed_frames=4", "--allow_mismatch", out)
+    assert forced.returncode == 0, forced.stderr[-2000:]
+    assert f"decoding with {os.path.abspath(models)}/decoder/2" in forced.stdout
+
+
+def test_a_version_folder_named_with_other_digits_is_not_a_version(root, tmp_path):
+    models = str(tmp_path / "decoder")
+    one = _copy_version(os.path.join(root, "decoder", "1"), models, "1")
+    for name in ("\u0663", "\uff12", "7\n", "\u00b2"):  # Arabic-Indic 3, fullwidth 2, a trailing newline, superscript 2
+        _copy_version(one, models, name)
+    assert savedmodels.versions(models) == [1] and savedmodels.resolve(models, "decoder") == one
+    assert cli.export_version(str(tmp_path), "decoder", lambda d: None) == os.path.join(models, "2")
+
+
+def test_the_lstm_calibrates_with_the_decoder_of_its_latents_training(retrained):
+    from tf_dance import sequence_training
+    models, _, first = retrained
+    cfg = {"calibrate_frames": 100, "calibrate_decoder": models}
+    source = {"training_id": first, "encoder": os.path.join(models, "encoder", "1")}
+    with pytest.raises(cli.UserError, match=f"--calibrate_decoder={os.path.join(models, 'decoder', '1')}"):
+        sequence_training._calibration_decoder(cfg, DIM, source)
+    cfg["calibrate_decoder"] = os.path.join(models, "decoder", "1")
+    assert sequence_training._calibration_decoder(cfg, DIM, source).path == os.path.abspath(cfg["calibrate_decoder"])
+    assert "allow_mismatch" not in str(pytest.raises(cli.UserError, sequence_training._calibration_decoder,
+                                                     dict(cfg, calibrate_decoder=models), DIM, source).value)

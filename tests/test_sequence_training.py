@@ -271,3 +271,28 @@ def test_cli_bad_new_flags_give_one_error_line(tmp_path, run_module, fails_clean
     fails_cleanly(run_module("tf_dance.train_lstm", *common, "--dropout=1.5"), "--dropout")
     fails_cleanly(run_module("tf_dance.train_lstm", *common, f"--extra_latents={tmp_path}/nope.npy"), "nope.npy")
     assert sorted(os.listdir(tmp_path)) == ["z.npy"]
+
+
+def test_the_export_records_the_autoencoder_training_and_normalization_it_learnt(tmp_path):
+    """The latents' record (written by encode) goes into the export, so that generate/evaluate pick that
+    training's encoder and decoder; extra latents of another training are refused before training."""
+    latents, clips = _two_clips()
+    z = str(tmp_path / "z.npy")
+    np.save(z, latents)
+    np.save(tmp_path / "z_clips.npy", clips)
+    data.save_latent_source(z, latents, str(tmp_path / "models" / "encoder" / "1"), "first")
+    extra = str(tmp_path / "extra.npy")
+    np.save(extra, latents[:100])
+    data.save_latent_source(extra, latents[:100], str(tmp_path / "models" / "encoder" / "2"), "second")
+    with pytest.raises(cli.UserError, match="encoded by autoencoder training second.*belongs to training first"):
+        sequence_training.train_and_evaluate(z, str(tmp_path / "run"), str(tmp_path / "saved"),
+                                             **dict(TINY, epochs=1, extra_latents=[extra]))
+    assert not (tmp_path / "run").exists()
+    result = sequence_training.train_and_evaluate(z, str(tmp_path / "run"), str(tmp_path / "saved"),
+                                                  **dict(TINY, epochs=1))
+    info = savedmodels.record(result["export_dir"])
+    assert info["autoencoder"] == {"training_id": "first", "encoder": str(tmp_path / "models" / "encoder" / "1")}
+    assert savedmodels.learnt_from(info) == "first" and info["dim"] == 3
+    net = sequence_model.make_net(keras.models.load_model(tmp_path / "run" / "model.keras"))
+    np.testing.assert_allclose(info["normalization"]["mean"], np.asarray(net.mean).reshape(-1), rtol=1e-6)
+    np.testing.assert_allclose(info["normalization"]["std"], np.asarray(net.std).reshape(-1), rtol=1e-6)

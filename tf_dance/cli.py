@@ -181,7 +181,9 @@ def _io_failure_message(e):
 
 def check_output(path, what, is_dir=False):
     """Refuses early, before any work, an output path that cannot be created: a file where a
-    directory must go (or the reverse), or a parent that is a file or not writable."""
+    directory must go (or the reverse), a directory (written into) that is not writable, or, for
+    a path still to be made or a file (replaced through a sibling), a parent that is a file or not
+    writable. A writable directory is accepted whatever its parent."""
     if not path:
         raise UserError(f"no {what} given")
     if os.path.exists(path):
@@ -189,6 +191,10 @@ def check_output(path, what, is_dir=False):
             raise UserError(f"{what} {path} is a file, not a directory")
         if not is_dir and os.path.isdir(path):
             raise UserError(f"{what} {path} is a directory, not a file")
+    if is_dir and os.path.isdir(path):
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise UserError(f"cannot write {what} {path}: it is not writable")
+        return path
     parent = os.path.dirname(os.path.abspath(path))
     while not os.path.exists(parent):
         parent = os.path.dirname(parent)
@@ -223,15 +229,48 @@ def require_file(path, what="file"):
 
 
 def _temp_sibling(path, is_dir):
+    """`.tmp-<name>-<pid>-XXXXXXXX` beside `path` (a file keeps its extension), after removing those that
+    runs now dead left for the same `path` (killed before they could clean up)."""
     parent = os.path.dirname(os.path.abspath(path)) or "."
     os.makedirs(parent, exist_ok=True)
-    base = os.path.basename(path)
-    stem, ext = os.path.splitext(base)
+    base = os.path.basename(os.path.normpath(path))
+    stem, ext = (base, "") if is_dir else os.path.splitext(base)
+    _clean_stale_siblings(parent, stem, ext)
     if is_dir:
-        return tempfile.mkdtemp(prefix=f".tmp-{base}-", dir=parent)
-    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{stem}-", suffix=ext, dir=parent)
+        return tempfile.mkdtemp(prefix=f".tmp-{base}-{os.getpid()}-", dir=parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{stem}-{os.getpid()}-", suffix=ext, dir=parent)
     os.close(fd)
     return tmp
+
+
+def _clean_stale_siblings(parent, stem, ext):
+    """Removes `_temp_sibling`'s temporaries for `<stem><ext>` whose writer is gone: exactly that name with a
+    pid and tempfile's 8-character suffix (so another output's temporaries never match), and a dead pid; those
+    of older code, without a pid, once they are a day old."""
+    with_pid = re.compile(rf"\.tmp-{re.escape(stem)}-([0-9]+)-[a-z0-9_]{{8}}{re.escape(ext)}")
+    without = re.compile(rf"\.tmp-{re.escape(stem)}-[a-z0-9_]{{8}}{re.escape(ext)}")
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return
+    for name in names:
+        match = with_pid.fullmatch(name)
+        path = os.path.join(parent, name)
+        try:
+            stale = (not _alive(int(match.group(1))) if match else
+                     without.fullmatch(name) is not None and time.time() - os.lstat(path).st_mtime > STALE_SECONDS)
+        except OSError:
+            continue
+        if stale:
+            _remove(path)
+
+
+def _remove(path):
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(OSError):
+            os.remove(path)
 
 
 @contextlib.contextmanager
@@ -277,7 +316,7 @@ def _reason(e):
     return e.strerror or f"{e} (is the disk full?)"
 
 
-_MARKER = ".written-by-tf_dance"
+MARKER = _MARKER = ".written-by-tf_dance"  # in a directory output: which writer owns it
 
 
 def _inside(child, parent):
@@ -325,14 +364,14 @@ def _default_permissions(path, is_dir):
     os.chmod(path, (0o777 if is_dir else 0o666) & ~umask)
 
 
-_VERSION = re.compile(r"^\d+$")
+_VERSION = re.compile(r"[0-9]+")  # ASCII digits only (fullmatch): what TF Serving reads as a version
 STALE_SECONDS = 24 * 3600  # a temporary entry without a readable pid is abandoned after a day
 
 
 def _alive(pid):
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):
         return False
     except OSError:
         return True  # exists, owned by someone else
@@ -353,15 +392,12 @@ def clean_stale(parent, prefix):
         pid = name[len(prefix):].split("-", 1)[0]
         path = os.path.join(parent, name)
         try:
-            stale = not _alive(int(pid)) if pid.isdigit() else time.time() - os.lstat(path).st_mtime > STALE_SECONDS
+            stale = (not _alive(int(pid)) if _VERSION.fullmatch(pid) else
+                     time.time() - os.lstat(path).st_mtime > STALE_SECONDS)
         except OSError:
             continue
         if stale:
-            if os.path.isdir(path) and not os.path.islink(path):
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                with contextlib.suppress(OSError):
-                    os.remove(path)
+            _remove(path)
 
 
 def temp_dir(parent, prefix):
@@ -392,7 +428,7 @@ def export_version(export_dir, name, write):
             raise UserError(f"cannot write {root}: {_reason(e)}") from None
         _default_permissions(tmp, True)
         while True:
-            taken = [int(n) for n in os.listdir(root) if _VERSION.match(n)]
+            taken = [int(n) for n in os.listdir(root) if _VERSION.fullmatch(n)]
             final = os.path.join(root, str(max(taken, default=0) + 1))
             try:
                 os.mkdir(final)

@@ -10,9 +10,11 @@ Loaded with `allow_pickle=False`: a dataset is data, never code.
 """
 
 import glob
+import json
 import os
 import resource
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -159,6 +161,40 @@ def load_latent_clips(latents_path, n):
         raise cli.UserError(f"{path} has {len(clips)} clip ids but {latents_path} has {n} latents: "
                             "re-run encode to write both")
     return _check_clips(clips, n, path)
+
+
+def latent_source_path(latents_path):
+    """`X.npy` → `X_encoder.json`: which encoder, of which autoencoder training, `encode` made X with."""
+    return os.path.splitext(latents_path)[0] + "_encoder.json"
+
+
+def _checksum(latents):
+    return zlib.crc32(np.ascontiguousarray(latents, np.float32).tobytes())
+
+
+def save_latent_source(latents_path, latents, encoder_dir, training_id):
+    """Writes `latent_source_path(latents_path)`: the encoder, its training id and a checksum of `latents`."""
+    record = {"encoder": os.path.abspath(encoder_dir), "training_id": training_id, "frames": int(len(latents)),
+              "dim": int(np.shape(latents)[1]), "crc32": _checksum(latents)}
+    with cli.atomic_output(latent_source_path(latents_path)) as tmp, open(tmp, "w") as f:
+        json.dump(record, f, indent=2)
+
+
+def latent_source(latents_path, latents):
+    """The record `encode` wrote beside the latents at `latents_path` (`save_latent_source`), or {} when
+    there is none or it describes other latents (the file was replaced since)."""
+    path = latent_source_path(latents_path)
+    if not os.path.isfile(path):
+        return {}
+    try:
+        with open(path) as f:
+            record = json.load(f)
+    except (OSError, ValueError) as e:
+        raise cli.UserError(f"{path} (which encoder made {latents_path}) is unreadable ({e}); delete it or "
+                            "re-run encode") from None
+    if not isinstance(record, dict) or record.get("crc32") != _checksum(latents):
+        return {}
+    return record
 
 
 def _check_frames(frames, path):

@@ -19,9 +19,12 @@ instead of the dancer, the defaults come from flags/footage.flags, and the LSTM 
 size is fitted to the footage's size (`lstm_sizing`; the demo prints what it picked and why).
 """
 
+import contextlib
+import fcntl
 import functools
 import hashlib
 import json
+import math
 import os
 import shlex
 import shutil
@@ -54,17 +57,21 @@ def define_flags():
     flags.DEFINE_bool("tiny", False, f"Seconds-long smoke run for tests: the defaults are {TINY} instead of "
                       "flags/quick.flags (flags given still override them); the dance will not be good.")
     flags.DEFINE_integer("seed", 0, "Seed passed to every step.", lower_bound=0)
-    flags.DEFINE_integer("dancer_frames", None, "Frames of the synthetic dancer to train on (24 fps).", lower_bound=100)
+    flags.DEFINE_integer("dancer_frames", None, "Frames of the synthetic dancer to train on (24 fps).", lower_bound=100,
+                         upper_bound=10_000_000)
     flags.DEFINE_multi_string("video", None, "Your own footage instead of the dancer: a video file (anything ffmpeg "
                               "reads); repeat for several clips. Defaults then come from flags/footage.flags.")
     flags.DEFINE_string("autoencoder_flags", None, "Flagfile for `tf_dance.train_autoencoder` (a name in "
                         "--flags_dir, or a path).")
     flags.DEFINE_string("lstm_flags", None, "Flagfile for `tf_dance.train_lstm` (a name in --flags_dir, or a path).")
-    flags.DEFINE_integer("frames", None, "Frames of dance to generate (the paper: 600).", lower_bound=1)
+    flags.DEFINE_integer("frames", None, "Frames of dance to generate (the paper: 600).", lower_bound=1,
+                         upper_bound=10_000_000)
     flags.DEFINE_float("noise", None, "`generate --noise`: noise on each fed-back frame (beyond the paper). "
                        "Default: the LSTM's recorded recipe (its flagfile's --rollout_noise).", lower_bound=0.0)
     flags.DEFINE_float("temperature", None, "`generate --temperature` for a mixture-head model (beyond the paper). "
                        "Default: the LSTM's recorded recipe.", lower_bound=0.0)
+    for name in ("noise", "temperature"):  # the bounds let NaN through; inf would fail only at step 5
+        flags.register_validator(name, lambda v: v is None or math.isfinite(v), f"--{name} must be a finite number")
     flags.DEFINE_string("flags_dir", FLAGS_DIR, "Where flagfile names without a directory are looked up.")
 
 
@@ -176,20 +183,46 @@ def step_key(previous, args, flagfile=None):
     return h.hexdigest()[:16]
 
 
-def run(script, args):
+def run(script, args, keep_fds=()):
     cmd = [sys.executable, "-m", f"tf_dance.{script}", *args]
     print("$ python " + " ".join(shlex.quote(c) for c in cmd[1:]), flush=True)
     package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
                PYTHONPATH=os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p))
-    result = subprocess.run(cmd, env=env)
+    result = subprocess.run(cmd, env=env, pass_fds=keep_fds)
     if result.returncode != 0:
         raise cli.UserError(f"step `{script}` failed with exit code {result.returncode} (see its message above)")
 
 
+OWNER = "demo"  # the marker (cli's) in every step folder the demo made: only those are ever cleared
+
+
+def _owned(path):
+    """Whether the step folder `path` is the demo's: marked by it, or stamped by an older demo (`<path>.key`)."""
+    try:
+        with open(os.path.join(path, cli.MARKER)) as f:
+            return f.read().strip() == OWNER
+    except OSError:
+        return os.path.isfile(path + ".key")
+
+
+def check_step_folders(paths):
+    """Refuses, before any step, a step folder that exists with files the demo did not write: a rerun may
+    clear its step folders, and never deletes what a user put there."""
+    for path in paths:
+        if os.path.lexists(path) and not os.path.isdir(path):
+            raise cli.UserError(f"{path} is a file, but the demo keeps a training run there; move it or use another "
+                                "--workdir")
+        if os.path.isdir(path) and os.listdir(path) and not _owned(path):
+            raise cli.UserError(f"{path} holds files the demo did not write; the demo keeps a training run there "
+                                "and may clear it, so move them or use another --workdir")
+
+
 def fresh_workdir(path, key, force):
-    """A training step resumes an interrupted run of the same key; any other run's workdir is cleared
-    (the training scripts refuse to resume a run with different settings)."""
+    """A training step resumes an interrupted run of the same key; any other run of the demo's is cleared
+    (the training scripts refuse to resume a run with different settings). The folder is marked as the
+    demo's; one it did not write is refused (`check_step_folders`), never cleared."""
+    check_step_folders([path])
     stamp = path + ".key"
     old = None
     if os.path.exists(stamp):
@@ -197,8 +230,36 @@ def fresh_workdir(path, key, force):
             old = f.read().strip()
     if force or old != key:
         shutil.rmtree(path, ignore_errors=True)
+    os.makedirs(path, exist_ok=True)
+    with open(os.path.join(path, cli.MARKER), "w") as f:
+        f.write(f"{OWNER}\n")
     with open(stamp, "w") as f:
         f.write(key)
+
+
+LOCK = ".demo.lock"
+
+
+@contextlib.contextmanager
+def workdir_lock(work):
+    """Holds `<work>/.demo.lock` (an flock) while the demo runs, so a second demo on the same workdir stops
+    with one line instead of training over the first one's models. The kernel drops the lock when the
+    holder dies (a killed demo never blocks the next), and the steps inherit it, so a step left running by
+    a killed demo still holds it."""
+    path = os.path.join(work, LOCK)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            raise cli.UserError(f"another demo (pid {holder}) or a step it started is still running in {work}; "
+                                "wait for it to finish or use another --workdir") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield fd
+    finally:
+        os.close(fd)
 
 
 def new_version(root, before, script):
@@ -295,7 +356,14 @@ def main(argv):
     s = settings()
     work = os.path.abspath(FLAGS.workdir)
     export_dir = os.path.abspath(FLAGS.export_dir or os.path.join(work, "saved_models"))
+    cli.check_output(work, "--workdir", is_dir=True)
+    cli.check_output(export_dir, "--export_dir", is_dir=True)
     os.makedirs(work, exist_ok=True)
+    with workdir_lock(work) as lock:
+        return _run_steps(s, work, export_dir, lock)
+
+
+def _run_steps(s, work, export_dir, lock):
     steps = Steps(work, FLAGS.force)
     seed = f"--seed={FLAGS.seed}"
     source = f"your footage ({len(s['videos'])} video(s))" if s["videos"] else f"{s['dancer_frames']} dancer frames"
@@ -304,6 +372,7 @@ def main(argv):
           f"{s['frames']} generated frames", flush=True)
     outputs, key, start = {}, "", time.time()
     todo = plan(work, export_dir, s, seed)
+    check_step_folders([workdir for *_, workdir, _ in todo if workdir])
     for i, (name, title, script, args_fn, flagfile, workdir, outputs_fn) in enumerate(todo, 1):
         args = args_fn(outputs)
         key = step_key(key, [script, *args], flagfile)
@@ -321,10 +390,10 @@ def main(argv):
             fresh_workdir(workdir, key, FLAGS.force)
             roots = _exports(name, export_dir)
             before = {k: set(savedmodels.version_dirs(r)) for k, r in roots.items()}
-            run(script, args)
+            run(script, args, (lock,))
             made = {k: new_version(r, before[k], script) for k, r in roots.items()}
         else:
-            run(script, args)
+            run(script, args, (lock,))
             made = outputs_fn(outputs)
             missing = [p for p in made.values() if not os.path.exists(p)]
             if missing:

@@ -44,8 +44,9 @@ def define_flags():
     flags.DEFINE_float("fps", None, "Frames per second of the latents (default: the --data dataset's, else 24).",
                        lower_bound=1e-3)
     flags.DEFINE_string("data", None, "Dataset .npz: its fps, and its average frame for Figure 5.")
-    flags.DEFINE_string("decoder", None, "Decoder (SavedModels root, decoder root or version) for the pictures; "
-                        "default: <model_dir>/decoder when present.")
+    flags.DEFINE_string("decoder", None, "Decoder (SavedModels root, decoder root or version) for the pictures, of "
+                        "the autoencoder training the LSTM (or --latents) came from; default: that training's under "
+                        "<model_dir>/decoder when present.")
     flags.DEFINE_string("out_dir", None, "Directory to write metrics.json, report.md and the figures into "
                         "(replaced atomically).")
     flags.DEFINE_integer("clusters", 32, "k of the pose k-means (coverage).", lower_bound=2, upper_bound=1024)
@@ -57,6 +58,10 @@ def define_flags():
                        "fraction of the data's own median nearest-window distance.", lower_bound=0.0)
     flags.DEFINE_float("window_seconds", 1.0, "Length of the novelty windows.", lower_bound=0.05)
     flags.DEFINE_boolean("progress", True, "Print progress.")
+    flags.DEFINE_boolean("allow_mismatch", False, "Use the --decoder/--latents given even when they come from another "
+                         "autoencoder training than the LSTM's (or than each other); for deliberate experiments only. "
+                         "By default the decoder of the LSTM's (or the latents') training is picked and any other "
+                         "refused.")
     flags.mark_flag_as_required("latents")
     flags.mark_flag_as_required("out_dir")
     flags.register_validator("seed_index", lambda v: v == "random" or (v.isdigit()),
@@ -66,12 +71,15 @@ def define_flags():
         "give exactly one of --model_dir (roll out a dance) and --generated (evaluate an existing one)")
 
 
-def _decoder_dir():
+def _decoder_dir(training, learner):
+    """The decoder of autoencoder training `training` (see `savedmodels.pick`), or None without one."""
     if FLAGS.decoder:
-        return savedmodels.resolve(FLAGS.decoder, "decoder", savedmodels.DECODER)
-    if FLAGS.model_dir and os.path.isdir(os.path.join(FLAGS.model_dir, savedmodels.DECODER)):
-        return savedmodels.resolve(FLAGS.model_dir, "decoder", savedmodels.DECODER)
-    return None
+        path, explicit = FLAGS.decoder, True
+    elif FLAGS.model_dir and os.path.isdir(os.path.join(FLAGS.model_dir, savedmodels.DECODER)):
+        path, explicit = FLAGS.model_dir, False
+    else:
+        return None
+    return savedmodels.pick(path, "decoder", savedmodels.DECODER, training, explicit, learner, FLAGS.allow_mismatch)
 
 
 @cli.main
@@ -86,14 +94,21 @@ def main(argv):
         frames, data_fps, _ = data.load_dataset(FLAGS.data)
         fps = fps or data_fps
     fps = fps or 24.0
-    decoder_dir = _decoder_dir()
+    source = data.latent_source(FLAGS.latents, train)
     arrays = {}
     if FLAGS.generated:
+        decoder_dir = _decoder_dir(source.get("training_id"), f"{FLAGS.latents} (encoded by {source.get('encoder')})")
         data.check_fits(cli.require_file(FLAGS.generated, "generated latents file"))
         generated = report.load_generated(FLAGS.generated)
         options = dict(generated=os.path.abspath(FLAGS.generated))
     else:
         lstm = savedmodels.load_sequence_model(FLAGS.model_dir)
+        training = savedmodels.learnt_from(lstm.record)
+        savedmodels.check_latent_source(source, training, f"the sequence model {lstm.path}", FLAGS.latents,
+                                        FLAGS.allow_mismatch)
+        decoder_dir = _decoder_dir(training or source.get("training_id"),
+                                   f"the sequence model {lstm.path} (trained on its latents)" if training else
+                                   f"{FLAGS.latents} (encoded by {source.get('encoder')})")
         temperature, noise = lstm.sampling(FLAGS.temperature, FLAGS.noise)
         start, = generation.choose_seeds(len(train), FLAGS.seed_frames, FLAGS.seed_index, 1, FLAGS.random_seed,
                                           clips=clips)

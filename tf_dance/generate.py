@@ -27,10 +27,13 @@ FLAGS = flags.FLAGS
 def define_flags():
     """The script's flags, defined only when it runs (importing the module defines none)."""
     flags.DEFINE_string("model_dir", "saved_models", "SavedModels root holding dance_lstm/, decoder/ and encoder/ "
-                        "(the latest complete version of each is used).")
+                        "(the latest complete LSTM, and the encoder and decoder of the autoencoder training it "
+                        "learnt from).")
     flags.DEFINE_string("lstm", None, "Sequence model (dance_lstm root or version dir); default <model_dir>/dance_lstm.")
-    flags.DEFINE_string("encoder", None, "Encoder (root or version dir); default <model_dir>/encoder.")
-    flags.DEFINE_string("decoder", None, "Decoder (root or version dir); default <model_dir>/decoder.")
+    flags.DEFINE_string("encoder", None, "Encoder (root or version dir) of the LSTM's autoencoder training; default: "
+                        "that training's under <model_dir>/encoder.")
+    flags.DEFINE_string("decoder", None, "Decoder (root or version dir) of the LSTM's autoencoder training; default: "
+                        "that training's under <model_dir>/decoder.")
     flags.DEFINE_string("data", None, "Dataset .npz whose frames seed the LSTM and whose fps the video plays at.")
     flags.DEFINE_string("latents", None, "Encoded latents of --data (.npy): seed from these instead of running the "
                         "encoder (then --data is optional).")
@@ -53,6 +56,10 @@ def define_flags():
     flags.DEFINE_alias("seed", "random_seed")
     flags.DEFINE_integer("batch_size", 500, "Frames decoded per batch.", lower_bound=1)
     flags.DEFINE_boolean("progress", True, "Print progress.")
+    flags.DEFINE_boolean("allow_mismatch", False, "Use the --encoder/--decoder/--latents given even when they come "
+                         "from another autoencoder training than the one the LSTM learnt from (the dance is then "
+                         "usually noise); for deliberate experiments only. By default the LSTM's own training is "
+                         "picked and any other refused.")
     flags.register_validator("seed_index", lambda v: v == "random" or v.isdigit(),
                              "--seed_index must be 'random' or a non-negative integer")
     flags.register_validator("out", lambda v: bool(v) and v.lower().endswith(".mp4"), "--out must end in .mp4")
@@ -84,7 +91,12 @@ def main(argv):
     starts = generation.choose_seeds(len(source), FLAGS.seed_frames, FLAGS.seed_index, FLAGS.num_dancers,
                                      FLAGS.random_seed, clips=clips)
     models = savedmodels.load_models(FLAGS.model_dir, lstm=FLAGS.lstm, decoder=FLAGS.decoder, encoder=FLAGS.encoder,
-                                     need_encoder=latents is None)
+                                     need_encoder=latents is None, allow_mismatch=FLAGS.allow_mismatch)
+    if latents is not None:
+        training = savedmodels.learnt_from(models.lstm.record) or savedmodels.training_id(models.decoder.path)
+        savedmodels.check_latent_source(data.latent_source(FLAGS.latents, latents), training,
+                                        f"{models.lstm.path} (and {models.decoder.path})", FLAGS.latents,
+                                        FLAGS.allow_mismatch)
     temperature, noise = models.lstm.sampling(FLAGS.temperature, FLAGS.noise)
     seeds = np.stack([source[s:s + FLAGS.seed_frames] for s in starts])
     _say(f"[1/2] seeding {FLAGS.num_dancers} dancer(s) with frames "

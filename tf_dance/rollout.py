@@ -281,7 +281,7 @@ def export(model, export_dir, name, metadata=None, recipe=None):
 
     recipe: the rollout recipe, `{"temperature", "noise"}` (what callers pass to the signatures)
     and any `SAMPLING` controls, which are baked into the graph; all of it is recorded in
-    `tf_dance.json` under "rollout"."""
+    `tf_dance.json` under "rollout" (temperature 1 and noise 0 where not given)."""
     recipe = dict(recipe or {})
     sampling = {k: recipe.pop(k) for k in list(recipe) if k in SAMPLING}
     module = ServingModule(model, sampling=sampling)
@@ -289,8 +289,7 @@ def export(model, export_dir, name, metadata=None, recipe=None):
     info = {"model": "lstm" if isinstance(net, sequence_model.LSTMNet) else "fnn",
             "head": "mdn" if isinstance(net.head, sequence_model.MixtureHead) else "mse",
             "dim": net.dim, "state_size": net.state_size, "block": module._chunk_len, **(metadata or {})}
-    if recipe or sampling:
-        info["rollout"] = {**recipe, **module.sampling}
+    info["rollout"] = {"temperature": 1.0, "noise": 0.0, **recipe, **module.sampling}
 
     def write(tmp):
         tf.saved_model.save(module, tmp, signatures=module.signatures())

@@ -7,13 +7,17 @@ holding `<name>/`. A version folder is read as TF Serving reads it, as a number:
 version 7 (two folders for one number are refused as ambiguous); a folder without
 `saved_model.pb` is an unfinished export and is skipped. Each version directory is loaded once
 per process. An autoencoder's encoder and decoder carry the id of the training that made
-them, and a pair from two trainings is refused. Every failure is a `cli.UserError` that
-names the model directory. TensorFlow is imported only when a model is loaded.
+them, and a pair from two trainings is refused; a sequence model records the id of the
+autoencoder training whose latents it learnt, and is served with that training's encoder and
+decoder (`load_models`, `pick`), since another training's latents mean nothing to it. Every
+failure is a `cli.UserError` that names the model directory. TensorFlow is imported only when
+a model is loaded.
 """
 
 import dataclasses
 import functools
 import json
+import math
 import os
 import re
 
@@ -24,7 +28,7 @@ from tf_dance import cli
 METADATA = "tf_dance.json"
 ENCODER, DECODER, LSTM = "encoder", "decoder", "dance_lstm"  # the default folder names under saved_models
 STREAM_CHUNK = 4096  # frames per continuation call when a rollout is streamed
-_DIGITS = re.compile(r"^\d+$")
+_DIGITS = re.compile(r"[0-9]+")  # ASCII digits only (fullmatch), as TF Serving reads version folders
 
 
 # ---- finding a version
@@ -41,7 +45,7 @@ def version_dirs(model_root):
     found = {}
     for name in os.listdir(model_root):
         full = os.path.join(model_root, name)
-        if _DIGITS.match(name) and is_version(full):
+        if _DIGITS.fullmatch(name) and is_version(full):
             number = int(name)
             if number in found:
                 raise cli.UserError(f"{model_root} holds two folders for version {number} "
@@ -72,7 +76,7 @@ def candidates(path, what, name=None):
     path = _root(path, what, name)
     if is_version(path):
         return [path]
-    if _DIGITS.match(os.path.basename(os.path.normpath(path))):
+    if _DIGITS.fullmatch(os.path.basename(os.path.normpath(path))):
         raise cli.UserError(f"{what} at {path} is incomplete (no saved_model.pb)")
     found = version_dirs(path)
     if not found:
@@ -124,6 +128,54 @@ def resolve_pair(encoder, decoder):
     raise cli.UserError(f"encoder {e} (training {training_id(e)}) and decoder {d} (training {training_id(d)}) "
                         "come from different trainings, and no version pairs up; give a matching "
                         "--encoder/--decoder or retrain the autoencoder")
+
+
+def learnt_from(lstm_record):
+    """The autoencoder training id a sequence model's record says its latents came from (None: not recorded)."""
+    source = lstm_record.get("autoencoder")
+    return source.get("training_id") if isinstance(source, dict) else None
+
+
+def pick(path, what, name, training, explicit=False, learner=None, allow_mismatch=False, flag=None,
+         override="--allow_mismatch"):
+    """The version directory of `what` (encoder or decoder) under `path` made by autoencoder training
+    `training` (None: the newest, as `resolve`).
+
+    By default (`explicit` False: `path` is the saved_models root the user did not name for this part)
+    the newest version of that training is taken, not merely the newest. A version directory, or a
+    root named explicitly, must itself be of that training; otherwise, as when no version of it exists,
+    a `cli.UserError` names both ids and a matching version to give. `learner` names what belongs to
+    `training`, `flag` the option that gives this part and `override` the one that allows a mismatch (for the
+    message); exports without a training id match anything; `allow_mismatch` takes the newest whatever its
+    training."""
+    found = candidates(path, what, name)
+    if training is None or allow_mismatch:
+        return found[0]
+    match = next((c for c in found if training_id(c) in (None, training)), None)
+    if match is not None and (match == found[0] or not explicit):
+        return match
+    got, flag = found[0], flag or what
+    if match is None and len(found) == 1:  # a version directory given: a sibling of that training to suggest
+        siblings = version_dirs(os.path.dirname(os.path.normpath(got)))[::-1]
+        match = next((c for c in siblings if training_id(c) == training), None)
+    how = (f"give --{flag}={match} (of that training)" if match else
+           f"no {what} of that training is under {path}: give --{flag}=<a {what} version of training {training}>"
+           " or retrain on this autoencoder's latents")
+    anyway = f", or pass {override} to use it anyway" if override else ""
+    raise cli.UserError(f"{learner or 'the model'} belongs to autoencoder training {training}, but "
+                        f"{what} {got} comes from training {training_id(got)}; {how}{anyway}")
+
+
+def check_latent_source(source, training, learner, latents_path, allow_mismatch=False, override="--allow_mismatch"):
+    """Refuses latents whose `data.latent_source` record says another autoencoder training made them
+    than the one `learner` (a sequence model or decoder) belongs to."""
+    made_by = source.get("training_id") if isinstance(source, dict) else None
+    if allow_mismatch or training is None or made_by is None or made_by == training:
+        return
+    anyway = f", or pass {override} to use them anyway" if override else ""
+    raise cli.UserError(f"{latents_path} was encoded by autoencoder training {made_by} ({source.get('encoder')}), "
+                        f"but {learner} belongs to training {training}; encode the data with that training's "
+                        f"encoder (or pick models of the latents' training){anyway}")
 
 
 # ---- loading once
@@ -233,6 +285,37 @@ class Decoder:
         return np.concatenate(out) if out else np.zeros((0, *self.frame_shape), np.uint8)
 
 
+DEFAULT_BLOCK = 32  # the block of exports that record none
+
+
+def _finite(value):
+    """A JSON number (bools included) that a float holds and that is finite."""
+    try:
+        return isinstance(value, (int, float)) and math.isfinite(value)
+    except OverflowError:  # an integer beyond float's range
+        return False
+
+
+def _recipe(record, version_dir):
+    """(recipe {temperature, noise}, baked-in controls, recorded?) from an export's record, checked: a rollout
+    block that is not an object of finite numbers is a damaged model. An export without one rolls out with
+    temperature 1 and noise 0, the signatures' neutral values, and says so (`controls_text`)."""
+    if "rollout" not in record:
+        return {"temperature": 1.0, "noise": 0.0}, {}, False
+    recipe = record["rollout"]
+    if not isinstance(recipe, dict):
+        raise cli.UserError(f"the model at {version_dir} is damaged: its {METADATA} rollout recipe is "
+                            f"{type(recipe).__name__}, not an object")
+    for key, value in recipe.items():
+        number = key in ("temperature", "noise")
+        if not _finite(value) or (number and (isinstance(value, bool) or value < 0)):
+            raise cli.UserError(f"the model at {version_dir} is damaged: its {METADATA} rollout recipe holds "
+                                f"{key}={repr(value)[:40]}, not a finite number" + (" >= 0" if number else ""))
+    sampling = {"temperature": float(recipe.get("temperature", 1.0)), "noise": float(recipe.get("noise", 0.0))}
+    # sampling controls baked into the graph (rollout.SAMPLING): recorded, not passed
+    return sampling, {k: v for k, v in recipe.items() if k not in sampling}, True
+
+
 class SequenceModel:
     """An exported dance LSTM/FNN: its recorded rollout recipe, the stateless step and the rollout."""
 
@@ -245,14 +328,18 @@ class SequenceModel:
         loaded = _load(version_dir)
         self._streams = "prime" in loaded.signatures and "continue_rollout" in loaded.signatures
         self._loaded = loaded
-        recipe = self.record.get("rollout") or {}
-        self.recipe = {"temperature": float(recipe.get("temperature", 1.0)), "noise": float(recipe.get("noise", 0.0))}
-        # sampling controls baked into the graph (rollout.SAMPLING): recorded, not passed
-        self.controls = {k: v for k, v in recipe.items() if k not in self.recipe}
-        self.block = int(self.record.get("block", 32))
+        self.recipe, self.controls, self.recorded = _recipe(self.record, version_dir)
+        self.block = self.record.get("block", DEFAULT_BLOCK)
+        if isinstance(self.block, bool) or not isinstance(self.block, int) or not 1 <= self.block <= 2**16:
+            raise cli.UserError(f"the model at {version_dir} is damaged: {METADATA} holds block {self.block!r}, "
+                                "not a positive integer")
 
     def controls_text(self):
-        """The baked-in sampling controls as ", name value" pairs, for progress lines."""
+        """The baked-in sampling controls as ", name value" pairs, for progress lines; an export that records
+        no recipe says so (its temperature and noise are then defaults, and what its graph bakes in is unknown)."""
+        if not self.recorded:
+            return (f"; its {METADATA} records no rollout recipe: temperature 1 and noise 0 are defaults, and any "
+                    "controls baked into its graph are unknown")
         return "".join(f", {k} {v:g}" for k, v in self.controls.items())
 
     def sampling(self, temperature=None, noise=None):
@@ -315,9 +402,16 @@ class SequenceModel:
         step = max(self.block, chunk // self.block * self.block)
         while done < num_frames:
             want = min(step, -(-(num_frames - done) // self.block) * self.block)
-            out = self._loaded.signatures["continue_rollout"](
-                state=state, start=tf.constant(done, tf.int32), num_frames=tf.constant(want, tf.int32),
-                temperature=t, noise=n, random_seed=s)
+            try:
+                out = self._loaded.signatures["continue_rollout"](
+                    state=state, start=tf.constant(done, tf.int32), num_frames=tf.constant(want, tf.int32),
+                    temperature=t, noise=n, random_seed=s)
+            except tf.errors.InvalidArgumentError as e:
+                graph_block = re.search(r"must be a multiple of (\d+)", str(e))
+                if graph_block is None:
+                    raise
+                raise cli.UserError(f"the model at {self.path} is damaged: its {METADATA} says block {self.block} but "
+                                    f"its graph rolls out in blocks of {graph_block.group(1)}") from None
             state = out["state"]
             frames = out["frames"].numpy()[:, :num_frames - done]
             done += frames.shape[1]
@@ -348,6 +442,19 @@ def _decoder(version_dir):
 @functools.lru_cache(maxsize=16)
 def _sequence_model(version_dir):
     return SequenceModel(version_dir)
+
+
+def resolve_encoder(path):
+    """The encoder to encode with: a version directory as given; from a root (or a saved_models root), the
+    newest whose training also exported its decoder beside it (`<root>/../decoder`, paired as by
+    `resolve_pair`), so that an encoder left by a training killed before its decoder export is not taken."""
+    root = _root(path, "encoder", ENCODER)
+    if is_version(root):
+        return root
+    decoders = os.path.join(os.path.dirname(os.path.abspath(root)), DECODER)
+    if not versions(decoders):
+        return resolve(root, "encoder")
+    return resolve_pair(root, decoders)[0]
 
 
 def load_encoder(path):
@@ -385,10 +492,22 @@ class Models:
     encoder: Encoder = None
 
 
-def load_models(model_dir="saved_models", lstm=None, decoder=None, encoder=None, need_encoder=False):
-    """`Models` from a saved_models root, each part overridable by a root or version directory; the
-    encoder (when needed) and decoder are paired from one training."""
+def load_models(model_dir="saved_models", lstm=None, decoder=None, encoder=None, need_encoder=False,
+                allow_mismatch=False):
+    """`Models` from a saved_models root, each part overridable by a root or version directory.
+
+    The encoder (when needed) and decoder are those of the autoencoder training the sequence model
+    learnt from (`pick`); a part given that comes from another training is refused unless
+    `allow_mismatch`. A sequence model without that record gets an encoder and decoder paired from
+    one training, the newest."""
     lstm_model = load_sequence_model(lstm or model_dir)
+    training = learnt_from(lstm_model.record)
+    if training is not None and not allow_mismatch:
+        learner = f"the sequence model {lstm_model.path} (trained on its latents)"
+        decoder_dir = pick(decoder or model_dir, "decoder", DECODER, training, bool(decoder), learner)
+        encoder_dir = need_encoder and pick(encoder or model_dir, "encoder", ENCODER, training, bool(encoder), learner)
+        return Models(lstm_model, _decoder(os.path.abspath(decoder_dir)),
+                      _encoder(os.path.abspath(encoder_dir)) if need_encoder else None)
     if need_encoder:
         encoder_dir, decoder_dir = resolve_pair(encoder or model_dir, decoder or model_dir)
         return Models(lstm_model, _decoder(os.path.abspath(decoder_dir)), _encoder(os.path.abspath(encoder_dir)))

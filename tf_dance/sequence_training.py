@@ -261,9 +261,11 @@ def train_and_evaluate(latents_path, workdir, export_dir, clips=None, **config):
     recipes = calibration_candidates(cfg, recipe)
     for candidate in recipes:
         rollout.check_sampling({k: v for k, v in candidate.items() if k in rollout.SAMPLING}, latents.shape[1])
-    decoder = _calibration_decoder(cfg, latents.shape[1])
+    source = data.latent_source(latents_path, latents)
+    decoder = _calibration_decoder(cfg, latents.shape[1], source)
     train, train_clips, val = split(latents, cfg, clips)
-    train, train_clips, extra_prints = _add_extra_latents(train, train_clips, cfg["extra_latents"], latents.shape[1])
+    train, train_clips, extra_prints = _add_extra_latents(train, train_clips, cfg["extra_latents"], latents.shape[1],
+                                                          source, latents_path)
     fresh = _check_layout(train_clips, cfg, len(latents))
     mean, std = sequence_model.standardizer(train) if cfg["normalize"] else (
         np.zeros(latents.shape[1], np.float32), np.ones(latents.shape[1], np.float32))
@@ -371,9 +373,12 @@ def train_and_evaluate(latents_path, workdir, export_dir, clips=None, **config):
         recipe, calibrated["calibration"] = calibration.calibrate(
             model, latents, cfg["calibrate_fps"], recipes, clips=clips, frames=cfg["calibrate_frames"],
             random_seed=cfg["seed"], decode=decoder)
+    learnt = {"latents": fingerprint, "normalization": {"mean": np.asarray(mean).tolist(),
+                                                        "std": np.asarray(std).tolist()}}
+    if source.get("training_id"):
+        learnt["autoencoder"] = {k: source.get(k) for k in ("training_id", "encoder")}
     final = rollout.export(model, export_dir, cfg["export_name"] or f"dance_{cfg['model']}",
-                           {"config": cfg, "latents": fingerprint, **_best_record(history, best), **calibrated},
-                           recipe)
+                           {"config": cfg, **learnt, **_best_record(history, best), **calibrated}, recipe)
     print(f"Exported {final}")
     return dict(_summary(history, cfg, final), **_best_record(history, best), stopped_early=stopped_early)
 
@@ -390,11 +395,15 @@ def calibration_candidates(cfg, recipe):
     return calibration.candidates(recipe, **{name: cfg[f"calibrate_{name}"] for name in calibration.GRID})
 
 
-def _calibration_decoder(cfg, dim):
-    """latents -> uint8 frames with `calibrate_decoder` (checked now, before training), or None."""
+def _calibration_decoder(cfg, dim, source):
+    """latents -> uint8 frames with `calibrate_decoder` (checked now, before training), or None; the decoder
+    must be of the autoencoder training that made the latents (their `source` record), when it is known."""
     if not (cfg["calibrate_frames"] and cfg["calibrate_decoder"]):
         return None
-    decoder = savedmodels.load_decoder(cfg["calibrate_decoder"])
+    training = source.get("training_id")
+    decoder = savedmodels.load_decoder(savedmodels.pick(
+        cfg["calibrate_decoder"], "decoder", savedmodels.DECODER, training, explicit=True,
+        learner=f"the latents (encoded by {source.get('encoder')})", flag="calibrate_decoder", override=None))
     if decoder.dim != dim:
         raise cli.UserError(f"calibrate_decoder {cfg['calibrate_decoder']} takes {decoder.dim}-d latents but "
                             f"these are {dim}-d")
@@ -442,11 +451,14 @@ def _restore_best(workdir, model, epoch):
             v.assign(saved[f"w{i}"])
 
 
-def _add_extra_latents(train, train_clips, paths, dim):
-    """Extra training clips appended after the split ones; returns them with each file's fingerprint."""
+def _add_extra_latents(train, train_clips, paths, dim, source, latents_path):
+    """Extra training clips appended after the split ones; returns them with each file's fingerprint. Files
+    encoded by another autoencoder training than the main latents (`source`) are refused."""
     prints = []
     for path in paths:
         extra = data.load_latents(path, dim=dim)
+        savedmodels.check_latent_source(data.latent_source(path, extra), source.get("training_id"),
+                                        f"the encoder of {latents_path}", path, override=None)
         ids = data.load_latent_clips(path, len(extra))
         train = np.concatenate([train, extra])
         train_clips = np.concatenate([train_clips, ids + train_clips[-1] + 1])

@@ -33,6 +33,8 @@ def main(argv):
         raise cli.UserError("no dataset (--data) given")
     cli.check_output(FLAGS.workdir, "--workdir", is_dir=True)
     cli.check_output(FLAGS.export_dir, "--export_dir", is_dir=True)
+    for name in ("encoder", "decoder"):  # the directories the exports are written into, before training
+        cli.check_output(os.path.join(FLAGS.export_dir, name), "--export_dir", is_dir=True)
     config = {k: FLAGS[k].value for k in autoencoder_training.SETTINGS if k in FLAGS}
     result = autoencoder_training.train_and_evaluate(FLAGS.data, FLAGS.workdir, FLAGS.export_dir, **config)
     if result is None:

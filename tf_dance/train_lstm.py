@@ -16,6 +16,8 @@ The training library (`train_and_evaluate`) lives in tf_dance/sequence_training.
 """
 
 
+import os
+
 from absl import app, flags
 
 from tf_dance import cli, sequence_training
@@ -38,6 +40,8 @@ def main(argv):
     cli.require_file(FLAGS.latents, "latents file (--latents)")
     cli.check_output(FLAGS.workdir, "--workdir", is_dir=True)
     cli.check_output(FLAGS.export_dir, "--export_dir", is_dir=True)
+    cli.check_output(os.path.join(FLAGS.export_dir, FLAGS.export_name or f"dance_{FLAGS.model}"), "--export_dir",
+                     is_dir=True)  # where the export goes, before training
     result = train_and_evaluate(FLAGS.latents, FLAGS.workdir, FLAGS.export_dir,
                                 **{name: FLAGS[name].value for name in SETTINGS})
     if result is None:
