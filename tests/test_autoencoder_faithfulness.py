@@ -1,4 +1,4 @@
-"""The readings where the paper is silent (README "Faithfulness"): each source's choice, pinned.
+"""The readings where the paper is silent (docs/faithfulness.md): each source's choice, pinned.
 
 Also the autoencoder's input pipeline for small footage: augmentation keyed by (seed, step), and
 held-out stretches that lie inside clips.

@@ -1,7 +1,7 @@
 """A rollout recipe chosen for each trained model by measuring its own dances (beyond the paper).
 
 Why: one flagfile's sampling setting keeps one training dancing and lets another of the same
-flagfile loop or jitter (BENCHMARKS.md, "Keeping the dancer dancing": the training seed moved the
+flagfile loop or jitter (docs/experiments, the sampling controls on three datasets: the training seed moved the
 recurring seconds from 1% to 25% at one noise level, more than any setting did). So before the
 export, the trained model is rolled out with each candidate recipe, every rollout is judged by
 `evaluate`'s own measures against the training latents (the second-half goals and the verdicts),
@@ -9,8 +9,8 @@ and the recipe that falls short of the limits by the least in all, then whose wo
 furthest inside its limit, is the one recorded. Every measure's margin is scaled so that 1 is ideal,
 0 at its limit and below 0 a miss, so a recipe that misses one goal slightly beats one that misses
 another badly, or two. The candidates are every combination of a few values per control over the flagfile's
-recipe, which comes first and wins ties. Measured (BENCHMARKS.md, "The recipe calibrated for each
-training"): on the synthetic dancer it met every long-rollout goal on three trainings where the fixed
+recipe, which comes first and wins ties. Measured (docs/experiments, the recipe calibrated per
+training): on the synthetic dancer it met every long-rollout goal on three trainings where the fixed
 recipe missed one; on footage it traded one missed goal for another, so the footage flagfile does not use it.
 
 The calibration rollouts start from their own data windows with their own random seed (`SEED_OFFSET`
