@@ -12,7 +12,6 @@ Several videos become one dataset whose `clips` says which video each frame came
 clip resampled to one frame rate, so that later steps never run across a cut.
 """
 
-import math
 import os
 import time
 
@@ -61,8 +60,8 @@ def define_flags(fv=FLAGS):
                          lower_bound=1, **d)
     flags.DEFINE_boolean("progress", True, "Show a progress bar.", **d)
 
-    flags.register_validator("fps", lambda v: v is None or (math.isfinite(v) and v > 0),
-                             "--fps must be positive", flag_values=fv)
+    flags.register_validator("fps", lambda v: v is None or data.MIN_FPS <= v <= data.MAX_FPS,
+                             f"--fps must be in {data.MIN_FPS:g}..{data.MAX_FPS:g}", flag_values=fv)
     flags.register_validator("out", lambda v: v is None or v.endswith(".npz"),
                              "--out must end in .npz", flag_values=fv)
     flags.register_validator("crop", _valid(video.parse_crop), flag_values=fv)
