@@ -303,9 +303,10 @@ class ServingModule(tf.Module):
 
 
 def _require(condition, message, *values):
-    """A run-time check whose failure names what was wrong in the client's words (tf.debugging's own
-    checks are skipped where the traced shape already looks right, but a loaded signature is fed any shape)."""
-    return tf.debugging.Assert(condition, [message, *values])
+    """A run-time check whose failure names what was wrong in the client's words. The bare Assert op:
+    tf.debugging's checks are skipped where the traced shape looks right (a loaded signature is fed any
+    shape), and `tf.debugging.Assert` wraps float data in a cond that made each step call 50% slower."""
+    return tf.raw_ops.Assert(condition=condition, data=[message, *values], summarize=8)
 
 
 def _checked(checks, *tensors):
