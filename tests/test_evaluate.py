@@ -103,7 +103,7 @@ def test_cli_rejects_bad_input_cleanly(run_module, fails_cleanly, files, args, m
 
 def test_a_dance_too_long_to_measure_is_refused_before_it_is_made(monkeypatch):
     monkeypatch.setattr(data, "available_memory", lambda: 4 << 30)
-    with pytest.raises(cli.UserError, match=r"measuring 1 x 10000000 frames of 128-d latents needs about 85.8 GiB, "
+    with pytest.raises(cli.UserError, match=r"measuring 1 x 10000000 frames of 128-d latents would take 85.8 GiB, "
                                             r"more than the 4.0 GiB of memory available; lower --frames"):
         report.check_memory(1, 10_000_000, 128)
     report.check_memory(2, 60_000, 128)

@@ -154,8 +154,8 @@ def test_a_preview_too_big_for_memory_is_refused_before_any_output(tmp_path, mon
     RGB chunks) would not fit; refused before anything big is allocated or written."""
     monkeypatch.setattr(data, "available_memory", lambda: 100 << 20)
     latents, pictures = np.zeros((16, 8, DIM), np.float32), np.zeros((16, 8, 54, 96, 1), np.uint8)
-    with pytest.raises(cli.UserError, match=r"16 dancer\(s\) at scale 20 make a 8-frame GIF preview of 7800x4440 "
-                                            r"that needs about 660.6 MiB, more than the 100.0 MiB"):
+    with pytest.raises(cli.UserError, match=r"the 8-frame GIF preview of 16 dancer\(s\) at scale 20 \(7800x4440\) "
+                                            r"would take 660.6 MiB, more than the 100.0 MiB"):
         generation.write_dance(str(tmp_path / "dance.mp4"), (latents, pictures), fps=24.0, scale=20)
     assert os.listdir(tmp_path) == []
 

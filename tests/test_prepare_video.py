@@ -117,13 +117,13 @@ def test_frames_too_big_for_memory_are_refused_before_decoding(tiny_video, monke
         raise AssertionError("ffmpeg was started before the size was checked")
     with monkeypatch.context() as m:
         m.setattr(video.subprocess, "Popen", no_decoding)
-        with pytest.raises(cli.UserError, match=r"240 frames of 8192x8192x3 need 90.0 GiB, more than the 1.9 MiB "
+        with pytest.raises(cli.UserError, match=r"240 frames of 8192x8192x3 would take 90.0 GiB, more than the 1.9 MiB "
                                                 r"of memory available; lower --fps"):
             video.read_video(tiny_video, width=8192, height=8192, channels=3, progress=False)
-        with pytest.raises(cli.UserError, match="2 videos: 480 frames of 96x54x1 need 4.7 MiB"):
+        with pytest.raises(cli.UserError, match="2 videos: 480 frames of 96x54x1 would take 4.7 MiB"):
             video.read_videos([tiny_video, tiny_video], progress=False)
     monkeypatch.setattr(video, "probe", lambda path: dict(probed, duration=None))
-    with pytest.raises(cli.UserError, match="frames of 96x54x1 need .* more than the 1.9 MiB"):
+    with pytest.raises(cli.UserError, match="frames of 96x54x1 would take .* more than the 1.9 MiB"):
         video.read_video(tiny_video, progress=False)  # 240 frames: 2.4 MiB held twice
 
 

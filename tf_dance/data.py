@@ -297,6 +297,16 @@ def check_fits(path):
     return needed
 
 
+def require_memory(needed, what, advice, available=None):
+    """Refuses `what` when it would take more than the memory available (or `available`) with one line ending in
+    `advice`; returns the memory available (None: unknown)."""
+    available = available_memory() if available is None else available
+    if available is not None and needed > available:
+        raise cli.UserError(f"{what} would take {_size(needed)}, more than the {_size(available)} of memory "
+                            f"available; {advice}")
+    return available
+
+
 def check_batch(batch_size, train_frames, frame_shape):
     """Refuses a training batch larger than the training frames (each batch would repeat frames)
     or whose float32 input and target alone would not fit in memory, before TensorFlow tries."""

@@ -84,12 +84,9 @@ def check_memory(dancers, frames, frame_shape, scale):
     h, w, c = frame_shape
     _, height, width, _ = tile(np.zeros((dancers, 1, h, w, c), np.uint8)).shape
     height, width, count = height * scale, width * scale, min(frames, GIF_MAX_FRAMES)
-    needed = int(2.5 * count * height * width * c)
-    available = data.available_memory()
-    if available is not None and needed > available:
-        raise cli.UserError(f"{dancers} dancer(s) at scale {scale} make a {count}-frame GIF preview of {width}x{height} "
-                            f"that needs about {data._size(needed)}, more than the {data._size(available)} of memory "
-                            "available; lower --scale or --num_dancers")
+    data.require_memory(int(2.5 * count * height * width * c),
+                        f"the {count}-frame GIF preview of {dancers} dancer(s) at scale {scale} ({width}x{height})",
+                        "lower --scale or --num_dancers")
 
 
 def output_paths(out_path):

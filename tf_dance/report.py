@@ -232,12 +232,8 @@ MEASURE_FACTOR, MEASURE_OVERHEAD = 16, 1024
 
 def check_memory(dancers, frames, dim):
     """Refuses, before it is rolled out, a dance too long to measure in the memory available."""
-    needed = dancers * frames * (MEASURE_FACTOR * 4 * dim + MEASURE_OVERHEAD)
-    available = data.available_memory()
-    if available is not None and needed > available:
-        raise cli.UserError(f"measuring {dancers} x {frames} frames of {dim}-d latents needs about "
-                            f"{data._size(needed)}, more than the {data._size(available)} of memory available; "
-                            "lower --frames")
+    data.require_memory(dancers * frames * (MEASURE_FACTOR * 4 * dim + MEASURE_OVERHEAD),
+                        f"measuring {dancers} x {frames} frames of {dim}-d latents", "lower --frames")
 
 
 def load_generated(path):

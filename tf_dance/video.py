@@ -299,13 +299,10 @@ def _expected_frames(src, fps, start, end, max_frames):
 def check_memory(what, frames, width, height, channels, available=None):
     """Refuses, before decoding, `frames` frames that would not fit in memory (twice: the decoded pieces and
     the joined array); returns the memory available (None: unknown)."""
-    available = data.available_memory() if available is None else available
-    needed = 2 * frames * width * height * channels
-    if available is not None and needed > available:
-        raise cli.UserError(f"{what}: {frames} frames of {width}x{height}x{channels} need {data._size(needed)}, more "
-                            f"than the {data._size(available)} of memory available; lower --fps, --width/--height "
-                            "or --channels, or keep fewer frames (--start/--end/--max_frames)")
-    return available
+    return data.require_memory(2 * frames * width * height * channels,
+                               f"{what}: {frames} frames of {width}x{height}x{channels}",
+                               "lower --fps, --width/--height or --channels, or keep fewer frames "
+                               "(--start/--end/--max_frames)", available)
 
 
 def read_videos(paths, fps=None, report=None, **kwargs):
