@@ -295,7 +295,8 @@ class SequenceModel:
         return seed, single
 
     def rollout(self, seed_frames, num_frames, temperature=None, noise=None, random_seed=0):
-        """`num_frames` latents after priming on `seed_frames` (`[T, D]` or `[B, T, D]`), in one call.
+        """`num_frames` latents after priming on `seed_frames` (`[T, D]` or `[B, T, D]`), in one call (in
+        pieces, joined, past the export's `max_frames` per call).
 
         Returns `[num_frames, D]` (or `[B, num_frames, D]`) float32; temperature/noise default to the
         model's recipe."""
