@@ -261,6 +261,42 @@ def test_zip_bomb_is_refused_before_inflating(tmp_path, monkeypatch):
         data.load_dataset(str(path))
 
 
+def test_zip_bomb_in_an_entry_without_the_npy_suffix_is_counted(tmp_path, monkeypatch):
+    """numpy loads an entry of any name (as an array, or as raw bytes): every entry counts, not only `*.npy`."""
+    import zipfile
+    for name, payload in [("junk", b"\0" * 10_000_000),
+                          ("poses", _npy_bytes((10_000_000,), np.uint8, b"\0" * 10_000_000))]:
+        path = tmp_path / f"{name}.npz"
+        np.savez(path, frames=np.zeros((2, 54, 96, 1), np.uint8), fps=np.float32(24))
+        with zipfile.ZipFile(path, "a", compression=zipfile.ZIP_DEFLATED) as z:
+            z.writestr(name, payload)
+        assert path.stat().st_size < 100_000
+        monkeypatch.setattr(data, "available_memory", lambda: 1_000_000)
+        with monkeypatch.context() as m:
+            _no_loading(m)
+            with pytest.raises(cli.UserError, match=r"arrays of 9.5 MiB, more than the 976.6 KiB of memory"):
+                data.load_dataset(str(path))
+
+
+@pytest.mark.parametrize("fps", [1e-30, 0.05, 1001, 3e38])
+def test_fps_outside_the_range_is_refused_on_save_and_load(tmp_path, fps):
+    with pytest.raises(cli.UserError, match=r"fps must be in 0.1..1000"):
+        data.save_dataset(str(tmp_path / "d.npz"), _frames(), fps)
+    path = _write_npz(tmp_path / "bad.npz", frames=np.zeros((2, 54, 96, 1), np.uint8), fps=np.float32(fps))
+    with pytest.raises(cli.UserError, match=r"bad.npz: fps must be in 0.1..1000"):
+        data.load_dataset(path)
+
+
+def test_huge_but_finite_latents_are_refused(tmp_path):
+    """Latents of about 1e30 used to train a model on nothing (the standardised latents were all 0)."""
+    path = str(tmp_path / "huge.npy")
+    np.save(path, np.random.default_rng(0).normal(size=(300, 8)).astype(np.float32) * 1e30)
+    with pytest.raises(cli.UserError, match=r"huge.npy: latent values reach .*e\+30, beyond the 1e\+06 accepted"):
+        data.load_latents(path)
+    np.save(path, np.full((300, 8), 1e6, np.float32))
+    assert data.load_latents(path).shape == (300, 8)
+
+
 def test_latents_that_overflow_float32_are_named(tmp_path):
     path = str(tmp_path / "big.npy")
     np.save(path, np.full((300, 8), 1e39))

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tf_dance import dancer, demo, report
+from tf_dance import cli, dancer, data, demo, report
 
 FPS = 24.0
 DIM = 16
@@ -27,12 +27,15 @@ def files(tmp_path_factory):
     frozen = np.concatenate([train[100:148], np.repeat(train[148:149], 400, axis=0)])
     paths = dict(root=root, train=str(root / "train.npy"), frozen=str(root / "frozen.npy"),
                  dancers=str(root / "dancers.npy"), wrong=str(root / "wrong.npy"),
-                 badclips=str(root / "badclips.npy"))
+                 badclips=str(root / "badclips.npy"), huge=str(root / "huge.npy"),
+                 huge_generated=str(root / "huge_generated.npy"))
     np.save(paths["train"], train)
     np.save(paths["frozen"], frozen)
     np.save(paths["dancers"], np.stack([dance_latents(400, seed=s) for s in (3, 4)]))
     np.save(paths["wrong"], np.zeros((100, DIM + 1), np.float32))
     np.save(paths["badclips"], train)
+    np.save(paths["huge"], train * np.float32(1e30))  # finite, but beyond what can be measured or learnt
+    np.save(paths["huge_generated"], frozen * np.float32(1e30))
     np.save(root / "badclips_clips.npy", np.zeros(len(train) - 1, np.int32))  # one id short
     return paths
 
@@ -81,6 +84,13 @@ def test_cli_on_a_frozen_rollout(run_module, files):
     (["--model_dir=/nonexistent"], "not found"),
     (["--generated={frozen}", "--latents=/nonexistent.npy"], "not found"),
     (["--generated={frozen}", "--latents={badclips}"], "has 2999 clip ids but"),
+    (["--generated={frozen}", "--copy_fraction=nan"], "--copy_fraction must be a finite number, got nan"),
+    (["--generated={frozen}", "--freeze_fraction=nan"], "--freeze_fraction must be a finite number, got nan"),
+    (["--generated={frozen}", "--min_freeze_seconds=nan"], "--min_freeze_seconds must be a finite number"),
+    (["--generated={frozen}", "--window_seconds=inf"], "--window_seconds must be a finite number, got inf"),
+    (["--generated={frozen}", "--fps=1e-30"], "--fps"),
+    (["--generated={frozen}", "--latents={huge}"], "huge.npy: latent values reach"),
+    (["--generated={huge_generated}"], "generated latents (the rollout diverged): latent values reach"),
 ])
 def test_cli_rejects_bad_input_cleanly(run_module, fails_cleanly, files, args, message):
     out = files["root"] / "eval_bad"
@@ -89,6 +99,14 @@ def test_cli_rejects_bad_input_cleanly(run_module, fails_cleanly, files, args, m
         args.append(f"--latents={files['train']}")
     fails_cleanly(run_module("tf_dance.evaluate", *args, f"--out_dir={out}"), message)
     assert not out.exists() and _no_temp_left(files["root"])
+
+
+def test_a_dance_too_long_to_measure_is_refused_before_it_is_made(monkeypatch):
+    monkeypatch.setattr(data, "available_memory", lambda: 4 << 30)
+    with pytest.raises(cli.UserError, match=r"measuring 1 x 10000000 frames of 128-d latents would take 85.8 GiB, "
+                                            r"more than the 4.0 GiB of memory available; lower --frames"):
+        report.check_memory(1, 10_000_000, 128)
+    report.check_memory(2, 60_000, 128)
 
 
 def test_report_for_several_dancers(files, tmp_path):

@@ -149,6 +149,17 @@ def test_the_four_outputs_change_together_or_not_at_all(run_module, fails_cleanl
     assert not [n for n in os.listdir(tmp_path) if n.startswith(".tmp")]
 
 
+def test_a_preview_too_big_for_memory_is_refused_before_any_output(tmp_path, monkeypatch):
+    """16 dancers at scale 20 tile into 7800x4440 frames: their GIF preview (and, before, the video's 64-frame
+    RGB chunks) would not fit; refused before anything big is allocated or written."""
+    monkeypatch.setattr(data, "available_memory", lambda: 100 << 20)
+    latents, pictures = np.zeros((16, 8, DIM), np.float32), np.zeros((16, 8, 54, 96, 1), np.uint8)
+    with pytest.raises(cli.UserError, match=r"the 8-frame GIF preview of 16 dancer\(s\) at scale 20 \(7800x4440\) "
+                                            r"would take 660.6 MiB, more than the 100.0 MiB"):
+        generation.write_dance(str(tmp_path / "dance.mp4"), (latents, pictures), fps=24.0, scale=20)
+    assert os.listdir(tmp_path) == []
+
+
 def test_stale_temporary_outputs_are_removed_but_not_one_in_use(saved_models, tmp_path):
     import subprocess
     import sys

@@ -105,6 +105,28 @@ def test_read_video_rejects_bad_arguments(tiny_video, kwargs, message):
         video.read_video(tiny_video, progress=False, **kwargs)
 
 
+def test_frames_too_big_for_memory_are_refused_before_decoding(tiny_video, monkeypatch):
+    """8192x8192 RGB frames of a 10 s clip (96.6 GB) used to end in a MemoryError: now the size is checked
+    against the memory available before ffmpeg starts, and a clip whose probed duration is unknown (or lies)
+    is stopped once what it decoded would not fit."""
+    monkeypatch.setattr(data, "available_memory", lambda: 2_000_000)
+    probed = video.probe(tiny_video)
+    monkeypatch.setattr(video, "probe", lambda path: probed)
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("ffmpeg was started before the size was checked")
+    with monkeypatch.context() as m:
+        m.setattr(video.subprocess, "Popen", no_decoding)
+        with pytest.raises(cli.UserError, match=r"240 frames of 8192x8192x3 would take 90.0 GiB, more than the 1.9 MiB "
+                                                r"of memory available; lower --fps"):
+            video.read_video(tiny_video, width=8192, height=8192, channels=3, progress=False)
+        with pytest.raises(cli.UserError, match="2 videos: 480 frames of 96x54x1 would take 4.7 MiB"):
+            video.read_videos([tiny_video, tiny_video], progress=False)
+    monkeypatch.setattr(video, "probe", lambda path: dict(probed, duration=None))
+    with pytest.raises(cli.UserError, match="frames of 96x54x1 would take .* more than the 1.9 MiB"):
+        video.read_video(tiny_video, progress=False)  # 240 frames: 2.4 MiB held twice
+
+
 # ---- several videos, one dataset
 
 
@@ -208,7 +230,8 @@ def bad_inputs(tmp_path_factory, tiny_video):
     ("good", ["--crop=1,2,3"], "X,Y,W,H"),
     ("good", ["--threshold=300"], "1..255"),
     ("good", ["--start=5", "--end=2"], "--end must be after --start"),
-    ("good", ["--fps=-2"], "--fps must be positive"),
+    ("good", ["--fps=-2"], "--fps must be in 0.1..1000"),
+    ("good", ["--fps=100000"], "--fps must be in 0.1..1000"),
     ("good", ["--channels=2"], "--channels"),
     ("good", ["--out=NOEXT"], "--out must end in .npz"),
     (None, [], "--video is required"),

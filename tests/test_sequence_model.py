@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -228,6 +229,83 @@ def test_rollout_rejects_bad_arguments(exported):
                 dict(noise=float("inf")), dict(random_seed=2**40)]:
         with pytest.raises(cli.UserError):
             savedmodels.rollout(path, **{"seed_frames": good, "num_frames": 5, **bad})
+
+
+_GOOD = dict(seed=np.zeros((1, 3, DIM)), num_frames=5, temperature=1.0, noise=0.0, random_seed=0, start=1)
+_REFUSED = [  # (signature, inputs changed from good ones, what the refusal says)
+    ("rollout", dict(num_frames=2**31 - 1), "at most 1048576 frames"),
+    ("rollout", dict(num_frames=10**8), "at most 1048576 frames"),
+    ("rollout", dict(seed=np.zeros((2, 3, DIM)), num_frames=2**19 + 1), "at most 1048576 frames"),
+    ("rollout", dict(num_frames=0), "num_frames must be >= 1"),
+    ("rollout", dict(noise=np.inf), "noise must be a finite number"),
+    ("rollout", dict(noise=np.nan), "noise must be a finite number"),
+    ("rollout", dict(temperature=np.inf), "temperature must be a finite number"),
+    ("rollout", dict(temperature=-1.0), "temperature must be a finite number"),
+    ("rollout", dict(seed=np.zeros((1, 0, DIM))), "seed must hold at least one frame"),
+    ("rollout", dict(seed=np.zeros((3, DIM))), f"seed must have shape [batch, frames, {DIM}]"),
+    ("rollout", dict(seed=np.zeros((1, 3, DIM + 1))), f"seed must have shape [batch, frames, {DIM}]"),
+    ("rollout", dict(seed=np.full((1, 3, DIM), np.nan)), "seed must hold only finite values"),
+    ("prime", dict(temperature=np.inf), "temperature must be a finite number"),
+    ("prime", dict(seed=np.zeros((1, 2, 3, DIM))), f"seed must have shape [batch, frames, {DIM}]"),
+    ("prime", dict(seed=np.zeros((1, 2, 1, DIM))), f"seed [1,2,1,{DIM}] is not compatible with expected shape"),
+    ("rollout", dict(seed=np.zeros((0, 3, DIM + 1))), f"seed [0,3,{DIM + 1}] is not compatible with expected shape"),
+    ("continue_rollout", dict(noise=np.inf), "noise must be a finite number"),
+    ("continue_rollout", dict(temperature=np.nan), "temperature must be a finite number"),
+    ("continue_rollout", dict(state="nan"), "state must hold only finite values"),
+    ("continue_rollout", dict(state="wide"), "state must have shape [batch, "),
+    ("continue_rollout", dict(num_frames=2**31 - 32), "at most 1048576 frames"),
+    ("continue_rollout", dict(num_frames=33), "multiple of 32"),
+    ("continue_rollout", dict(start=2**31 - 10, num_frames=32), "start + num_frames must be below 2**31"),
+    ("serving_default", dict(frame=np.zeros((1, DIM))), "frame and state must hold the same batch"),
+    ("serving_default", dict(frame=np.full((2, DIM), np.inf)), "frame must hold only finite values"),
+    ("serving_default", dict(state="nan"), "state must hold only finite values"),
+    ("serving_default", dict(state="wide"), "state must have shape [batch, "),
+    ("initial_state", dict(batch_size=2**31 - 1), "batch_size must be in 0..65536"),
+]
+
+
+def test_served_signatures_refuse_what_they_cannot_serve_in_words(exported):
+    """Plain TensorFlow, as a client or `saved_model_cli run` calls them: each bad input is refused by a
+    check naming it, before any work (a rollout of 2**31 - 1 frames used to return 33, noise=inf NaN frames,
+    a NaN state NaN frames, a frame batch of 1 with a state batch of 2 was served)."""
+    _, path = exported["lstm_mdn"]
+    assert json.load(open(os.path.join(path, rollout.METADATA)))["max_frames"] == rollout.MAX_FRAMES == 2**20
+    loaded = tf.saved_model.load(path)
+    primed = loaded.signatures["prime"](seed=tf.constant(_GOOD["seed"], tf.float32), temperature=tf.constant(1.0),
+                                        random_seed=tf.constant(0))["state"].numpy()
+    step_state = loaded.signatures["initial_state"](batch_size=tf.constant(2))["state"].numpy()
+    states = {"continue_rollout": primed, "serving_default": step_state}
+    inputs = {"rollout": ["seed", "num_frames", "temperature", "noise", "random_seed"],
+              "prime": ["seed", "temperature", "random_seed"],
+              "continue_rollout": ["state", "start", "num_frames", "temperature", "noise", "random_seed"],
+              "serving_default": ["frame", "state"], "initial_state": ["batch_size"]}
+    for name, change, message in _REFUSED:
+        state = states.get(name)
+        given = {**_GOOD, "num_frames": 32 if name == "continue_rollout" else 5, "state": state,
+                 "frame": np.zeros((2, DIM)), "batch_size": 2, **change}
+        if isinstance(given["state"], str):
+            given["state"] = (np.full_like(state, np.nan) if given["state"] == "nan"
+                              else np.zeros((len(state), state.shape[1] + 1)))
+        signature = loaded.signatures[name]
+        specs = signature.structured_input_signature[1]
+        feed = {k: tf.constant(given[k], specs[k].dtype) for k in inputs[name]}
+        with pytest.raises(tf.errors.InvalidArgumentError, match=re.escape(message)):
+            signature(**feed)
+
+
+def test_client_streams_past_the_per_call_bound_and_quotes_refusals(exported, monkeypatch):
+    """`savedmodels` rolls a dance longer than the export's `max_frames` out in pieces (the same frames), and
+    an input the graph refuses is one `cli.UserError` quoting the check."""
+    _, path = exported["lstm_mdn"]
+    seed = np.random.default_rng(4).normal(size=(2, 3, DIM)).astype(np.float32)
+    whole = savedmodels.rollout(path, seed, 100, temperature=1.0, noise=0.2, random_seed=5)
+    model = savedmodels.load_sequence_model(path)
+    monkeypatch.setattr(model, "max_frames", 64)
+    np.testing.assert_allclose(model.rollout(seed, 100, 1.0, 0.2, 5), whole, rtol=1e-5, atol=1e-5)
+    with pytest.raises(cli.UserError, match=r"refused the rollout call: assertion failed: \[temperature must be"):
+        model.rollout(seed, 5, temperature=1e4)
+    with pytest.raises(cli.UserError, match=r"refused the step call: assertion failed: \[frame and state must"):
+        model.step(np.zeros((1, DIM)), model.initial_state(2))
 
 
 # ---- sampling controls baked into an export (rollout.SAMPLING)

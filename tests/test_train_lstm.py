@@ -39,6 +39,7 @@ def _latents(tmp_path, frames=300, dim=10, name="z.npy", bad=None):
 @pytest.mark.parametrize("latents,settings,message", [
     (dict(bad=np.nan), {}, "NaN or inf"),
     (dict(bad=np.inf), {}, "NaN or inf"),
+    (dict(bad=1e30), {}, r"latent values reach 1e\+30, beyond the 1e\+06 accepted"),
     (dict(dim=10), dict(dim=128), "10-d but the model needs 128-d"),
     (dict(frames=80), dict(batch_size=4, seq_length=20), "too few"),
     ({}, dict(units=0), "units must be >= 1"),
@@ -71,6 +72,9 @@ def _cli(*args, **popen):
 
 @pytest.mark.parametrize("bad,flags,message", [
     (np.nan, [], "NaN or inf"),
+    (1e30, [], "latent values reach 1e+30, beyond the 1e+06 accepted"),
+    (None, ["--input_noise=nan"], "--input_noise must be a finite number, got nan"),
+    (None, ["--rollout_noise=inf"], "--rollout_noise=inf: inf is not a number in the range [0.0, 1000.0]"),
     (None, ["--lr_decay=0"], "--lr_decay must be > 0"),
     (None, ["--rollout_box_dims=12"], "box_dims must be an integer in 0..9"),
     (None, ["--rollout_box_smoothing=1"], "--rollout_box_smoothing must be >= 0.0 and must be < 1.0"),

@@ -13,6 +13,7 @@ import functools
 import importlib.abc
 import importlib.util
 import logging
+import math
 import os
 import re
 import shutil
@@ -209,10 +210,16 @@ def parse_flags(argv):
     """absl's flag parser for `app.run(main, flags_parser=cli.parse_flags)`.
 
     A bad flag value, unknown flag or unreadable flagfile ends the run with one `error: ...`
-    line and exit code 1, like every other bad input.
+    line and exit code 1, like every other bad input. So does a NaN or infinite number flag:
+    absl's bounds let NaN through, and no setting here means anything by it.
     """
     try:
-        return flags.FLAGS(argv)
+        argv = flags.FLAGS(argv)
+        for name in flags.FLAGS:
+            value = flags.FLAGS[name].value
+            if isinstance(value, float) and not math.isfinite(value):
+                raise flags.IllegalFlagValueError(f"--{name} must be a finite number, got {value}")
+        return argv
     except flags.Error as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)

@@ -21,6 +21,18 @@ import numpy as np
 from tf_dance import cli
 
 HEIGHT, WIDTH = 54, 96
+# Frame rates a dataset may have: ffmpeg writes a rate with two decimals, and beyond 1000 fps no dance is filmed.
+MIN_FPS, MAX_FPS = 0.1, 1000.0
+# Latent values beyond this are refused: an encoder's are a few units, and far larger ones overflow float32 in the
+# statistics of training and evaluation (at 1e30 the standardised latents were all 0: a model trained on nothing).
+MAX_LATENT = 1e6
+
+
+def check_fps(fps, what):
+    """`fps` as a float, or `cli.UserError` naming `what` unless it is in MIN_FPS..MAX_FPS."""
+    if not MIN_FPS <= fps <= MAX_FPS:  # NaN fails too
+        raise cli.UserError(f"{what}: fps must be in {MIN_FPS:g}..{MAX_FPS:g}, got {fps:g}")
+    return float(fps)
 
 
 def save_dataset(path, frames, fps, clips=None, clip_names=None, **extras):
@@ -30,8 +42,7 @@ def save_dataset(path, frames, fps, clips=None, clip_names=None, **extras):
     """
     frames = np.asarray(frames)
     _check_frames(frames, path)
-    if not np.isfinite(fps) or fps <= 0:
-        raise cli.UserError(f"fps must be positive, got {fps}")
+    check_fps(fps, path)
     if clips is not None:
         extras["clips"] = _check_clips(clips, len(frames), path)
     if clip_names is not None:
@@ -66,9 +77,7 @@ def load_dataset(path, height=None, width=None, channels=None):
     fps = np.asarray(contents.pop("fps", 0.0))
     if fps.size != 1 or fps.dtype.kind not in "iuf":
         raise cli.UserError(f"{path}: 'fps' must be one number, got a {fps.dtype} array of shape {fps.shape}")
-    fps = float(fps.reshape(-1)[0])
-    if not np.isfinite(fps) or fps <= 0:
-        raise cli.UserError(f"{path} has no valid positive 'fps'")
+    fps = check_fps(float(fps.reshape(-1)[0]), path)
     n, h, w, c = frames.shape
     if (height and h != height) or (width and w != width):
         raise cli.UserError(
@@ -246,7 +255,17 @@ def load_latents(path, dim=None):
     if not np.all(np.isfinite(z32)):
         raise cli.UserError(f"{path}: latent values up to {float(np.max(np.abs(z))):.3g} do not fit float32 "
                             f"(largest {float(np.finfo(np.float32).max):.3g}); rescale them")
+    check_latent_range(z32, path)
     return z32
+
+
+def check_latent_range(z, what):
+    """`cli.UserError` naming `what` when a value of `z` exceeds `MAX_LATENT` in magnitude."""
+    peak = float(np.max(np.abs(z), initial=0.0))
+    if peak > MAX_LATENT:
+        raise cli.UserError(f"{what}: latent values reach {peak:.3g}, beyond the {MAX_LATENT:g} accepted (an encoder's "
+                            "are a few units; far larger ones overflow float32 in training's and evaluation's "
+                            "statistics, leaving nothing to learn); rescale them")
 
 
 def available_memory():
@@ -283,19 +302,24 @@ def _size(n):
 def array_headers(path):
     """`{name: (shape, dtype)}` of the arrays in a `.npy` (name "") or `.npz`, read from their
     headers without loading or inflating any data; a header that claims more data than the
-    file holds is refused."""
+    file holds is refused. An `.npz` entry that is not an array (numpy would load it as bytes,
+    whatever its name) counts as the bytes its zip entry inflates to."""
     try:
         if zipfile.is_zipfile(path):
             headers = {}
             with zipfile.ZipFile(path) as z:
                 for info in z.infolist():
-                    if not info.filename.endswith(".npy"):
+                    name = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+                    with z.open(info) as f:
+                        is_array = f.read(len(np.lib.format.MAGIC_PREFIX)) == np.lib.format.MAGIC_PREFIX
+                    if not is_array:
+                        headers[name] = ((info.file_size,), np.dtype(np.uint8))
                         continue
                     with z.open(info) as f:
                         shape, dtype, offset = _npy_header(f)
-                    headers[info.filename[:-4]] = (shape, dtype)
+                    headers[name] = (shape, dtype)
                     if offset + _nbytes(shape, dtype) > info.file_size:
-                        raise cli.UserError(f"{path}: '{info.filename[:-4]}' claims {_size(_nbytes(shape, dtype))} "
+                        raise cli.UserError(f"{path}: '{name}' claims {_size(_nbytes(shape, dtype))} "
                                             f"but its zip entry holds {_size(info.file_size)}; the file is damaged")
             return headers
         with open(path, "rb") as f:
@@ -334,6 +358,16 @@ def check_fits(path):
         raise cli.UserError(f"{path} holds arrays of {_size(needed)}, more than the {_size(available)} of memory "
                             "available")
     return needed
+
+
+def require_memory(needed, what, advice, available=None):
+    """Refuses `what` when it would take more than the memory available (or `available`) with one line ending in
+    `advice`; returns the memory available (None: unknown)."""
+    available = available_memory() if available is None else available
+    if available is not None and needed > available:
+        raise cli.UserError(f"{what} would take {_size(needed)}, more than the {_size(available)} of memory "
+                            f"available; {advice}")
+    return available
 
 
 def check_batch(batch_size, train_frames, frame_shape):

@@ -42,7 +42,7 @@ def define_flags():
     flags.DEFINE_float("noise", None, "Std of Gaussian noise added to each fed-back frame, in units of the "
                        "training std (beyond the paper). Default: the model's recorded recipe.", lower_bound=0.0)
     flags.DEFINE_float("fps", None, "Frames per second of the latents (default: the --data dataset's, else 24).",
-                       lower_bound=1e-3)
+                       lower_bound=data.MIN_FPS, upper_bound=data.MAX_FPS)
     flags.DEFINE_string("data", None, "Dataset .npz: its fps, and its average frame for Figure 5.")
     flags.DEFINE_string("decoder", None, "Decoder (SavedModels root, decoder root or version) for the pictures, of "
                         "the autoencoder training the LSTM (or --latents) came from; default: that training's under "
@@ -100,6 +100,7 @@ def main(argv):
         decoder_dir = _decoder_dir(source.get("training_id"), f"{FLAGS.latents} (encoded by {source.get('encoder')})")
         data.check_fits(cli.require_file(FLAGS.generated, "generated latents file"))
         generated = report.load_generated(FLAGS.generated)
+        report.check_memory(*(generated.shape if generated.ndim == 3 else (1, *generated.shape)))
         options = dict(generated=os.path.abspath(FLAGS.generated))
     else:
         lstm = savedmodels.load_sequence_model(FLAGS.model_dir)
@@ -110,14 +111,18 @@ def main(argv):
                                    f"the sequence model {lstm.path} (trained on its latents)" if training else
                                    f"{FLAGS.latents} (encoded by {source.get('encoder')})")
         temperature, noise = lstm.sampling(FLAGS.temperature, FLAGS.noise)
+        report.check_memory(1, FLAGS.frames, lstm.dim)
         start, = generation.choose_seeds(len(train), FLAGS.seed_frames, FLAGS.seed_index, 1, FLAGS.random_seed,
                                           clips=clips)
         if FLAGS.progress:
             print(f"rolling out {FLAGS.frames} frames with {lstm.path} (temperature {temperature:g}, noise "
                   f"{noise:g}{lstm.controls_text()}), primed on latents {start}..{start + FLAGS.seed_frames - 1}", flush=True)
-        generated = lstm.rollout(train[start:start + FLAGS.seed_frames], FLAGS.frames, temperature=temperature,
-                                 noise=noise, random_seed=FLAGS.random_seed)
-        arrays["generated"] = np.asarray(generated, np.float32)
+        generated, done = np.empty((FLAGS.frames, lstm.dim), np.float32), 0
+        for piece in lstm.stream(train[start:start + FLAGS.seed_frames], FLAGS.frames, temperature=temperature,
+                                 noise=noise, random_seed=FLAGS.random_seed):
+            generated[done:done + piece.shape[1]] = piece[0]
+            done += piece.shape[1]
+        arrays["generated"] = generated
         options = dict(model_dir=os.path.abspath(lstm.path), frames=FLAGS.frames, seed_frames=FLAGS.seed_frames,
                        seed_index=start, random_seed=FLAGS.random_seed, temperature=temperature, noise=noise,
                        **lstm.controls)

@@ -45,7 +45,8 @@ def define_flags():
                         "different window for each dancer, drawn with --random_seed).")
     flags.DEFINE_integer("num_dancers", 1, "Dances generated in one batch and tiled side by side.", lower_bound=1,
                          upper_bound=64)
-    flags.DEFINE_float("fps", None, "Frame rate of the video (default: the dataset's, else 24).", lower_bound=1e-3)
+    flags.DEFINE_float("fps", None, "Frame rate of the video (default: the dataset's, else 24).",
+                       lower_bound=data.MIN_FPS, upper_bound=data.MAX_FPS)
     flags.DEFINE_integer("scale", 1, "Integer upscaling of each pixel for viewing.", lower_bound=1, upper_bound=20)
     flags.DEFINE_float("temperature", None, "Sampling temperature of a mixture-head model (a step beyond the paper; "
                        "no effect on its MSE model). Default: the model's recorded recipe.", lower_bound=0.0)

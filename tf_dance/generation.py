@@ -78,6 +78,17 @@ def tile(dances, columns=None, gap=2, gap_value=64):
     return out
 
 
+def check_memory(dancers, frames, frame_shape, scale):
+    """Refuses, before the big pictures are made, a dance whose GIF preview (the largest thing held at once:
+    its first frames tiled and upscaled, with the encoder's copies) would not fit in memory."""
+    h, w, c = frame_shape
+    _, height, width, _ = tile(np.zeros((dancers, 1, h, w, c), np.uint8)).shape
+    height, width, count = height * scale, width * scale, min(frames, GIF_MAX_FRAMES)
+    data.require_memory(int(2.5 * count * height * width * c),
+                        f"the {count}-frame GIF preview of {dancers} dancer(s) at scale {scale} ({width}x{height})",
+                        "lower --scale or --num_dancers")
+
+
 def output_paths(out_path):
     """dance.mp4 → dance.mp4, dance.gif, dance_sheet.png, dance_latents.npy."""
     stem = out_path[:-4] if out_path.lower().endswith(".mp4") else out_path
@@ -222,6 +233,7 @@ def write_dance(out_path, dance, fps, scale=1, frames=None):
                 movie = tile(pictures)
                 if latents_file is None:
                     dancers = latents.shape[0]
+                    check_memory(dancers, int(frames), pictures.shape[2:], scale)
                     latents_file = stack.enter_context(
                         _LatentsFile(staged["latents"], dancers, int(frames), latents.shape[-1]))
                     write_movie = stack.enter_context(

@@ -14,7 +14,6 @@ kept as per-frame music features (`music`, `music_names`; see `tf_dance.music`),
 from its own audio over the same frames.
 """
 
-import math
 import os
 import sys
 import time
@@ -67,8 +66,8 @@ def define_flags(fv=FLAGS):
                          **d)
     flags.DEFINE_boolean("progress", True, "Show a progress bar.", **d)
 
-    flags.register_validator("fps", lambda v: v is None or (math.isfinite(v) and v > 0),
-                             "--fps must be positive", flag_values=fv)
+    flags.register_validator("fps", lambda v: v is None or data.MIN_FPS <= v <= data.MAX_FPS,
+                             f"--fps must be in {data.MIN_FPS:g}..{data.MAX_FPS:g}", flag_values=fv)
     flags.register_validator("out", lambda v: v is None or v.endswith(".npz"),
                              "--out must end in .npz", flag_values=fv)
     flags.register_validator("crop", _valid(video.parse_crop), flag_values=fv)

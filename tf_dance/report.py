@@ -16,7 +16,7 @@ import time
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from tf_dance import cli, metrics
+from tf_dance import cli, data, metrics
 
 STRIP_FRAMES = 128       # Figure 2 / 7 strips: every 4th of 128 frames = 32 tiles
 AVERAGE_FRAMES = 2000    # Figure 5 averages at most this many evenly spaced decoded frames
@@ -225,6 +225,17 @@ def _evenly(n, count):
 # The report
 
 
+# What measuring a dance holds per frame, beyond its own latents (measured: about 12 x the float32 latents for
+# 128-d, and about 1.4 KB a frame for 5-d ones), so that a too long dance is refused before it is made.
+MEASURE_FACTOR, MEASURE_OVERHEAD = 16, 1024
+
+
+def check_memory(dancers, frames, dim):
+    """Refuses, before it is rolled out, a dance too long to measure in the memory available."""
+    data.require_memory(dancers * frames * (MEASURE_FACTOR * 4 * dim + MEASURE_OVERHEAD),
+                        f"measuring {dancers} x {frames} frames of {dim}-d latents", "lower --frames")
+
+
 def load_generated(path):
     """A rollout saved by generate/evaluate: `.npy` float `[T, D]` or `[K, T, D]`."""
     cli.require_file(path, "generated latents file")
@@ -259,6 +270,7 @@ def evaluate_dance(generated, train, fps, out_dir, *, decoder_dir=None, data_fra
         raise cli.UserError("generated latents need at least 2 frames to measure motion")
     if not np.all(np.isfinite(generated)):
         raise cli.UserError("generated latents contain NaN or inf (the rollout diverged)")
+    data.check_latent_range(generated, "generated latents (the rollout diverged)")
     if decode is None and decoder_dir:
         decode = _saved_decoder(decoder_dir)
     steps = 3 + bool(decode) + bool(decoder_dir)

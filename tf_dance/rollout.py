@@ -24,6 +24,16 @@ A version directory `saved_models/dance_lstm/<v>/` serves, with plain TensorFlow
   from. `num_frames` must be a multiple of the block recorded in `tf_dance.json` (32). Pieces
   joined equal one `rollout` call.
 
+Every signature checks its inputs once per call and refuses, with an InvalidArgumentError whose
+"assertion failed: [...]" text says what was wrong, what it cannot serve: seeds, frames and states
+of the wrong shape or width (`[batch, frames, D]`, `[batch, D]`, `[batch, S]`), a frame batch
+unlike its state's, NaN or inf in any of them, a temperature or noise that is not a finite number
+in 0..`MAX_CONTROL`, `num_frames` < 1, and more than `MAX_FRAMES` (1,048,576) generated frames in
+one call, all dancers together (batch x num_frames): a longer dance is made in pieces with
+`prime`/`continue_rollout`, whose `start + num_frames` must stay below 2**31.
+`initial_state` makes at most `MAX_BATCH` (65,536) states. Both bounds are recorded in
+`tf_dance.json` (`max_frames`, `max_batch`).
+
 Frames in and out are raw latents; the standardisation is inside the graph. The export's
 `tf_dance.json` records the model's kind, sizes, block and rollout recipe; reading exports is
 `tf_dance.savedmodels`.
@@ -61,6 +71,10 @@ from tf_dance import stage
 
 METADATA = "tf_dance.json"
 CHUNK = 32  # generated frames per compiled block: amortises the per-call cost, wastes < CHUNK steps
+# What one call may ask for: generated frames (all dancers together; 512 MiB of 128-d float32) and zero states.
+MAX_FRAMES = 2**20
+MAX_BATCH = 2**16
+MAX_CONTROL = 1e3  # temperature and noise: far beyond any useful setting, and the arithmetic stays finite
 # The baked-in sampling controls (see the module doc) and their defaults, which sample as before they existed.
 SAMPLING = {"width": 1.0, "smoothing": 0.0, "box_dims": 0, "box_width": 1.0, "box_smoothing": 0.0, "coherence": 0.0,
             "box_in_picture": False}
@@ -158,22 +172,30 @@ class ServingModule(tf.Module):
 
     def _step(self, frame, state):
         net = self._net
+        frame, state = _shaped(frame, "frame", [None, net.dim]), _shaped(state, "state", [None, net.state_size])
+        frame, state = _checked([
+            _require(tf.equal(tf.shape(frame)[0], tf.shape(state)[0]),
+                     "frame and state must hold the same batch; got batches", tf.shape(frame)[0], tf.shape(state)[0]),
+            _finite(frame, "frame"), _finite(state, "state")], frame, state)
         params, state = net.step(net.normalize(frame), state)
         return {"next_frame": net.denormalize(net.head.point(params)), "state": state}
 
     def _initial_state(self, batch_size):
-        tf.debugging.assert_non_negative(batch_size, "batch_size must be >= 0")
+        batch_size, = _checked([_require((batch_size >= 0) & (batch_size <= MAX_BATCH),
+                                         f"batch_size must be in 0..{MAX_BATCH}; got", batch_size)], batch_size)
         return {"state": self._net.zero_state(batch_size)}
+
+    def _check_seed(self, seed, temperature):
+        seed = _shaped(seed, "seed", [None, None, self._net.dim])
+        return _checked([
+            _require(tf.shape(seed)[1] >= 1, "seed must hold at least one frame; got shape", tf.shape(seed)),
+            _finite(seed, "seed"), _control(temperature, "temperature")], seed, temperature)
 
     def _prime(self, seed, temperature, random_seed):
         """(first generated frame, LSTM state), both normalised, after reading the seed frames; the frame is
         packed with what the next frame needs (`_parts`)."""
         net = self._net
-        with tf.control_dependencies([
-                tf.debugging.assert_positive(tf.shape(seed)[1], "seed must hold at least one frame"),
-                tf.debugging.assert_non_negative(temperature, "temperature must be >= 0"),
-                tf.debugging.assert_all_finite(seed, "seed frames must be finite")]):
-            batch = tf.shape(seed)[0]
+        batch = tf.shape(seed)[0]
         x = net.normalize(seed)
         params, state = net.window(x, net.zero_state(batch))
         return self._sample(params[:, -1], None, temperature, _seed(random_seed, 0, 0), x[:, -1]), state
@@ -227,26 +249,34 @@ class ServingModule(tf.Module):
 
     def _rollout(self, seed, num_frames, temperature, noise, random_seed):
         net = self._net
-        with tf.control_dependencies([tf.debugging.assert_positive(num_frames, "num_frames must be >= 1")]):
-            first, state = self._prime(seed, temperature, random_seed)
+        seed, temperature = self._check_seed(seed, temperature)
+        num_frames, noise = _checked([*_length_checks(tf.shape(seed)[0], num_frames), _control(noise, "noise")],
+                                     num_frames, noise)
+        first, state = self._prime(seed, temperature, random_seed)
         blocks = tf.maximum((num_frames - 1 + self._chunk_len - 1) // self._chunk_len, 1)
         later, _, _ = self._blocks(first, state, 1, blocks, temperature, noise, random_seed)
         frames = tf.concat([self._shown(first)[:, None], later], 1)[:, :num_frames]
         return {"frames": net.denormalize(frames)}
 
     def _prime_signature(self, seed, temperature, random_seed):
+        seed, temperature = self._check_seed(seed, temperature)
         first, state = self._prime(seed, temperature, random_seed)
         return {"frame": self._net.denormalize(self._shown(first)), "state": tf.concat([state, first], 1)}
 
     def _continue(self, state, start, num_frames, temperature, noise, random_seed):
         net = self._net
-        with tf.control_dependencies([
-                tf.debugging.assert_positive(num_frames, "num_frames must be >= 1"),
-                tf.debugging.assert_equal(num_frames % self._chunk_len, 0,
-                                          f"num_frames must be a multiple of {self._chunk_len}"),
-                tf.debugging.assert_positive(start, "start must be >= 1 (frame 0 comes from prime)"),
-                tf.debugging.assert_non_negative(temperature, "temperature must be >= 0")]):
-            lstm_state, x = state[:, :net.state_size], state[:, net.state_size:]
+        width = net.state_size + sum(self._parts.values())
+        state = _shaped(state, "state", [None, width])
+        state, start, num_frames = _checked([
+            _finite(state, "state"),
+            *_length_checks(tf.shape(state)[0], num_frames),
+            _require(tf.equal(num_frames % self._chunk_len, 0), f"num_frames must be a multiple of {self._chunk_len}; "
+                     "got", num_frames),
+            _require(start >= 1, "start must be >= 1 (frame 0 comes from prime); got", start),
+            _require(tf.cast(start, tf.int64) + tf.cast(num_frames, tf.int64) < 2**31,
+                     "start + num_frames must be below 2**31; got", start, num_frames),
+            _control(temperature, "temperature"), _control(noise, "noise")], state, start, num_frames)
+        lstm_state, x = state[:, :net.state_size], state[:, net.state_size:]
         frames, x, lstm_state = self._blocks(x, lstm_state, start, num_frames // self._chunk_len, temperature,
                                              noise, random_seed)
         return {"frames": net.denormalize(frames), "state": tf.concat([lstm_state, x], 1)}
@@ -272,6 +302,52 @@ class ServingModule(tf.Module):
         return x, state, tf.transpose(frames.stack(), [1, 0, 2])
 
 
+def _require(condition, message, *values):
+    """A run-time check whose failure names what was wrong in the client's words. The bare Assert op:
+    tf.debugging's checks are skipped where the traced shape looks right (a loaded signature is fed any
+    shape), and `tf.debugging.Assert` wraps float data in a cond that made each step call 50% slower."""
+    return tf.raw_ops.Assert(condition=condition, data=[message, *values], summarize=8)
+
+
+def _checked(checks, *tensors):
+    """`tensors`, available only after every check has passed."""
+    with tf.control_dependencies(checks):
+        return [tf.identity(t) for t in tensors]
+
+
+def _shaped(x, name, shape):
+    """`x` after a check that it is `shape` (None: any size). The element count is compared with the product
+    of the expected sizes, which the graph cannot know in advance (a check of the rank would be folded away
+    by the traced shape); EnsureShape then catches what a zero-size batch hides."""
+    dims = tf.shape(x, out_type=tf.int64)
+    padded = tf.concat([dims, tf.ones([len(shape)], tf.int64)], 0)  # a lower rank indexes no further than its end
+    expected = tf.constant(1, tf.int64)
+    for i, size in enumerate(shape):
+        expected *= padded[i] if size is None else size
+    wanted = "[" + ", ".join(("batch", "frames")[i] if size is None else str(size)
+                             for i, size in enumerate(shape)) + "]"
+    ok = tf.equal(tf.size(x, out_type=tf.int64), expected)
+    with tf.control_dependencies([_require(ok, f"{name} must have shape {wanted}; got shape", dims)]):
+        return tf.ensure_shape(x, shape)
+
+
+def _finite(x, name):
+    return _require(tf.reduce_all(tf.math.is_finite(x)), f"{name} must hold only finite values (no NaN or inf)")
+
+
+def _control(value, name):
+    return _require(tf.math.is_finite(value) & (value >= 0) & (value <= MAX_CONTROL),
+                    f"{name} must be a finite number in 0..{MAX_CONTROL:g}; got", value)
+
+
+def _length_checks(batch, num_frames):
+    frames = tf.cast(batch, tf.int64) * tf.cast(num_frames, tf.int64)
+    return [_require(num_frames >= 1, "num_frames must be >= 1; got", num_frames),
+            _require(frames <= MAX_FRAMES, f"one call generates at most {MAX_FRAMES} frames (batch x num_frames); "
+                     "make a longer dance in pieces with prime and continue_rollout; got batch", batch,
+                     "num_frames", num_frames)]
+
+
 def _seed(random_seed, frame, stream):
     return tf.stack([tf.cast(random_seed, tf.int64), 2 * tf.cast(frame, tf.int64) + stream])
 
@@ -288,7 +364,8 @@ def export(model, export_dir, name, metadata=None, recipe=None):
     net = module._net
     info = {"model": "lstm" if isinstance(net, sequence_model.LSTMNet) else "fnn",
             "head": "mdn" if isinstance(net.head, sequence_model.MixtureHead) else "mse",
-            "dim": net.dim, "state_size": net.state_size, "block": module._chunk_len, **(metadata or {})}
+            "dim": net.dim, "state_size": net.state_size, "block": module._chunk_len, "max_frames": MAX_FRAMES,
+            "max_batch": MAX_BATCH, **(metadata or {})}
     info["rollout"] = {"temperature": 1.0, "noise": 0.0, **recipe, **module.sampling}
 
     def write(tmp):

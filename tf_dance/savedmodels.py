@@ -333,6 +333,16 @@ class SequenceModel:
         if isinstance(self.block, bool) or not isinstance(self.block, int) or not 1 <= self.block <= 2**16:
             raise cli.UserError(f"the model at {version_dir} is damaged: {METADATA} holds block {self.block!r}, "
                                 "not a positive integer")
+        self.max_frames = self.record.get("max_frames")  # generated frames one call may return (batch x frames)
+
+    def _call(self, signature, name, **inputs):
+        """The signature's outputs; an input its in-graph checks refuse is a `cli.UserError` quoting them."""
+        tf = _tf()
+        try:
+            return signature(**inputs)
+        except tf.errors.InvalidArgumentError as e:
+            lines = [ln.strip() for ln in str(e).splitlines() if "assertion failed:" in ln] or [_first_line(e)]
+            raise cli.UserError(f"{self.path} refused the {name} call: {lines[0][:300]}") from None
 
     def controls_text(self):
         """The baked-in sampling controls as ", name value" pairs, for progress lines; an export that records
@@ -372,16 +382,22 @@ class SequenceModel:
         return seed, single
 
     def rollout(self, seed_frames, num_frames, temperature=None, noise=None, random_seed=0):
-        """`num_frames` latents after priming on `seed_frames` (`[T, D]` or `[B, T, D]`), in one call.
+        """`num_frames` latents after priming on `seed_frames` (`[T, D]` or `[B, T, D]`), in one call (in
+        pieces, joined, past the export's `max_frames` per call).
 
         Returns `[num_frames, D]` (or `[B, num_frames, D]`) float32; temperature/noise default to the
         model's recipe."""
         tf = _tf()
         seed, single = self._check(seed_frames, num_frames, random_seed)
         temperature, noise = self.sampling(temperature, noise)
-        frames = self._rollout(seed=tf.constant(seed), num_frames=tf.constant(int(num_frames), tf.int32),
-                               temperature=tf.constant(temperature, tf.float32), noise=tf.constant(noise, tf.float32),
-                               random_seed=tf.constant(int(random_seed), tf.int32))["frames"].numpy()
+        if self.max_frames and len(seed) * num_frames > self.max_frames and self._streams:
+            frames = np.concatenate(list(self.stream(seed, num_frames, temperature, noise, random_seed)), 1)
+        else:
+            frames = self._call(self._rollout, "rollout", seed=tf.constant(seed),
+                                num_frames=tf.constant(int(num_frames), tf.int32),
+                                temperature=tf.constant(temperature, tf.float32),
+                                noise=tf.constant(noise, tf.float32),
+                                random_seed=tf.constant(int(random_seed), tf.int32))["frames"].numpy()
         return frames[0] if single else frames
 
     def stream(self, seed_frames, num_frames, temperature=None, noise=None, random_seed=0, chunk=STREAM_CHUNK):
@@ -396,17 +412,20 @@ class SequenceModel:
             return
         t, n, s = (tf.constant(temperature, tf.float32), tf.constant(noise, tf.float32),
                    tf.constant(int(random_seed), tf.int32))
-        primed = self._loaded.signatures["prime"](seed=tf.constant(seed), temperature=t, random_seed=s)
+        primed = self._call(self._loaded.signatures["prime"], "prime", seed=tf.constant(seed), temperature=t,
+                            random_seed=s)
         yield primed["frame"].numpy()[:, None]
         state, done = primed["state"], 1
         step = max(self.block, chunk // self.block * self.block)
+        if self.max_frames:
+            step = min(step, max(self.block, self.max_frames // len(seed) // self.block * self.block))
         while done < num_frames:
             want = min(step, -(-(num_frames - done) // self.block) * self.block)
             try:
-                out = self._loaded.signatures["continue_rollout"](
-                    state=state, start=tf.constant(done, tf.int32), num_frames=tf.constant(want, tf.int32),
-                    temperature=t, noise=n, random_seed=s)
-            except tf.errors.InvalidArgumentError as e:
+                out = self._call(self._loaded.signatures["continue_rollout"], "continue_rollout", state=state,
+                                 start=tf.constant(done, tf.int32), num_frames=tf.constant(want, tf.int32),
+                                 temperature=t, noise=n, random_seed=s)
+            except cli.UserError as e:
                 graph_block = re.search(r"must be a multiple of (\d+)", str(e))
                 if graph_block is None:
                     raise
@@ -419,13 +438,15 @@ class SequenceModel:
 
     def initial_state(self, batch_size):
         tf = _tf()
-        return self._loaded.signatures["initial_state"](batch_size=tf.constant(int(batch_size), tf.int32))["state"]
+        return self._call(self._loaded.signatures["initial_state"], "initial_state",
+                          batch_size=tf.constant(int(batch_size), tf.int32))["state"]
 
     def step(self, frame, state):
         """One stateless step: (next_frame, state) for raw latents `frame` [B, D] and the caller's state."""
         tf = _tf()
-        out = self._loaded.signatures["serving_default"](frame=tf.constant(np.asarray(frame, np.float32)),
-                                                         state=tf.constant(np.asarray(state, np.float32)))
+        out = self._call(self._loaded.signatures["serving_default"], "step",
+                         frame=tf.constant(np.asarray(frame, np.float32)),
+                         state=tf.constant(np.asarray(state, np.float32)))
         return out["next_frame"].numpy(), out["state"].numpy()
 
 

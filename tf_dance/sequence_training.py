@@ -82,9 +82,11 @@ SETTINGS = {
                              "validated on.", item=str),
     "rollout_temperature": Setting(1.0, "Sampling temperature this model is meant to be rolled out with: recorded "
                                    "in the export, used by generate/evaluate/demo unless they are given "
-                                   "--temperature (no effect on the mse head).", low=0.0),
+                                   "--temperature (no effect on the mse head).", low=0.0,
+                                   high=rollout.MAX_CONTROL),
     "rollout_noise": Setting(0.0, "Std of the noise on each fed-back frame (training stds) this model is meant to "
-                             "be rolled out with: recorded in the export, used unless --noise is given.", low=0.0),
+                             "be rolled out with: recorded in the export, used unless --noise is given.", low=0.0,
+                             high=rollout.MAX_CONTROL),
     "rollout_width": Setting(1.0, "Mixture head: the sampled Gaussian's spread is temperature x this factor, while the "
                              "component is still drawn at the temperature (< 1: as many moves, less jitter). Baked "
                              "into the export and recorded in its recipe.", low=0.0),
@@ -114,10 +116,10 @@ SETTINGS = {
                                 "--calibrate_box_smoothing/--calibrate_coherence over the --rollout_* recipe, judge "
                                 "each by evaluate's goals and verdicts on its second half, and record the one that "
                                 "falls short of their limits by the least (0 = off: the --rollout_* recipe as "
-                                "given).", low=0),
+                                "given).", low=0, high=rollout.MAX_FRAMES // 2),
     "calibrate_noise": Setting([], "Rollout noise values the calibration tries (empty = --rollout_noise only).",
-                               item=float, check=lambda v: all(np.isfinite(x) and x >= 0 for x in v),
-                               check_help="must be finite numbers >= 0"),
+                               item=float, check=lambda v: all(0 <= x <= rollout.MAX_CONTROL for x in v),
+                               check_help=f"must be numbers in 0..{rollout.MAX_CONTROL:g}"),
     "calibrate_smoothing": _fractions("Smoothing", "rollout_smoothing"),
     "calibrate_box_smoothing": _fractions("Box smoothing", "rollout_box_smoothing"),
     "calibrate_coherence": _fractions("Coherence", "rollout_coherence"),

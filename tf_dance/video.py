@@ -27,6 +27,7 @@ VIDEO_EXTENSIONS = (".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".mpg", ".m
                     ".ogv", ".3gp", ".ts", ".mts", ".gif")
 _PREFIX = re.compile(r"^(\[[^\]]*\]\s*)+")
 _CHUNK = 256
+_READ_BYTES = 64 << 20  # at most this much of ffmpeg's output is read at once, whatever the frame size
 
 
 class _NoBar:
@@ -239,26 +240,26 @@ def read_video(path, fps=None, width=data.WIDTH, height=data.HEIGHT, channels=1,
         cmd += ["-frames:v", str(max_frames)]
     cmd += ["-f", "rawvideo", "-pix_fmt", "gray" if channels == 1 else "rgb24", "pipe:1"]
 
-    expected = None
-    if src["duration"]:
-        stop = min(src["duration"], end) if end is not None else src["duration"]
-        expected = max(1, int(round((stop - start) * out_fps)))
-        expected = min(expected, max_frames) if max_frames else expected
+    expected = _expected_frames(src, out_fps, start, end, max_frames)
+    budget = check_memory(path, expected or 0, width, height, channels)
     bar = progress_bar(expected, enabled=progress)
     frame_bytes = width * height * channels
+    per_read = max(1, min(_CHUNK, _READ_BYTES // frame_bytes))
     chunks, count = [], 0
     with tempfile.TemporaryFile() as log:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL)
         try:
             while True:
-                buf = proc.stdout.read(_CHUNK * frame_bytes)
+                if budget is not None and 2 * (count + per_read) * frame_bytes > budget:  # a duration that lied
+                    check_memory(path, count + per_read, width, height, channels, budget)
+                buf = proc.stdout.read(per_read * frame_bytes)
                 n = len(buf) // frame_bytes
                 if n:
                     chunks.append(np.frombuffer(buf, np.uint8, n * frame_bytes).reshape(
                         n, height, width, channels))
                     count += n
                     bar.update(count if expected is None else min(count, expected))
-                if len(buf) < _CHUNK * frame_bytes:
+                if len(buf) < per_read * frame_bytes:
                     break
             rc = proc.wait()
         finally:
@@ -286,6 +287,24 @@ def read_video(path, fps=None, width=data.WIDTH, height=data.HEIGHT, channels=1,
     return frames, float(out_fps)
 
 
+def _expected_frames(src, fps, start, end, max_frames):
+    """The frames ffmpeg will deliver, from the probed duration; None when the duration is unknown."""
+    if not src["duration"]:
+        return None
+    stop = min(src["duration"], end) if end is not None else src["duration"]
+    expected = max(1, int(round((stop - start) * fps)))
+    return min(expected, max_frames) if max_frames else expected
+
+
+def check_memory(what, frames, width, height, channels, available=None):
+    """Refuses, before decoding, `frames` frames that would not fit in memory (twice: the decoded pieces and
+    the joined array); returns the memory available (None: unknown)."""
+    return data.require_memory(2 * frames * width * height * channels,
+                               f"{what}: {frames} frames of {width}x{height}x{channels}",
+                               "lower --fps, --width/--height or --channels, or keep fewer frames "
+                               "(--start/--end/--max_frames)", available)
+
+
 def read_videos(paths, fps=None, report=None, **kwargs):
     """Several videos as one clip-labelled sequence: `(frames, clips int32 [N], fps)`.
 
@@ -300,6 +319,10 @@ def read_videos(paths, fps=None, report=None, **kwargs):
     fps = fps or infos[0]["fps"]
     if not fps:
         raise cli.UserError(f"cannot tell the frame rate of {paths[0]}: pass fps explicitly")
+    total = sum(_expected_frames(info, fps, kwargs.get("start", 0.0), kwargs.get("end"), kwargs.get("max_frames"))
+                or 0 for info in infos)
+    check_memory(f"{len(paths)} videos", total, kwargs.get("width", data.WIDTH), kwargs.get("height", data.HEIGHT),
+                 kwargs.get("channels", 1))
     chunks = []
     for k, path in enumerate(paths):
         frames, _ = read_video(path, fps=fps, **kwargs)
@@ -372,8 +395,9 @@ def video_writer(path, height, width, fps, scale=1, crf=18):
             frames = as_frames(frames)
             if frames.shape[1:3] != (h, w):
                 raise cli.UserError(f"frames of {frames.shape[2]}x{frames.shape[1]} for a {w}x{h} video")
-            for c0 in range(0, len(frames), 64):
-                chunk = _upscale(frames[c0:c0 + 64], scale)
+            step = max(1, min(64, _READ_BYTES // (out_h * out_w * 3)))  # bounded, however large a frame
+            for c0 in range(0, len(frames), step):
+                chunk = _upscale(frames[c0:c0 + step], scale)
                 rgb = np.zeros((len(chunk), out_h, out_w, 3), np.uint8)
                 rgb[:, :h * scale, :w * scale] = chunk
                 for frame in rgb:
