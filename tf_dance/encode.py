@@ -39,7 +39,7 @@ def main(argv):
     with cli.atomic_output(FLAGS.out) as tmp:  # the clip ids land just before the latents
         np.save(tmp, latents.astype(np.float32))
         data.save_array(data.latent_clips_path(FLAGS.out), extras["clips"])
-    print(f"wrote {FLAGS.out} (and its clip ids, {len(data.clip_bounds(extras['clips']))} clips): "
+    print(f"wrote {FLAGS.out} (and its clip ids, {cli.plural(len(data.clip_bounds(extras['clips'])), 'clip')}): "
           f"{latents.shape[0]} x {latents.shape[1]} latents from {encoder.path}")
     return 0
 
