@@ -132,7 +132,7 @@ def test_train_evaluate_export(trained):
     with open(os.path.join(work, "eval.json")) as f:
         assert json.load(f)["metrics"]["steps"] == TINY["steps"]
     import tensorflow as tf
-    logs = os.path.join(work, "logs")
+    logs = os.path.join(work, "tensorboard")
     events = [os.path.join(logs, n) for n in os.listdir(logs) if n.startswith("events.out.tfevents")]
     tags = {}
     for record in tf.data.TFRecordDataset(events):

@@ -82,3 +82,30 @@ def test_bad_settings_fail_before_any_step(run_module, fails_cleanly, tmp_path, 
     work = tmp_path / "never"
     fails_cleanly(run_module("tf_dance.demo", f"--workdir={work}", *args), message)
     assert not work.exists()
+
+
+def test_ctrl_c_ends_the_demo_and_its_step_with_one_line(tmp_path):
+    """A SIGINT sent to the demo alone reaches the step it runs: both stop, with one line between them."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    work = tmp_path / "run"
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=root)
+    process = subprocess.Popen([sys.executable, "-m", "tf_dance.demo", "--tiny", f"--workdir={work}"], cwd=root,
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in process.stdout:
+            if line.startswith("$ python -m tf_dance.train_autoencoder"):
+                break
+        time.sleep(4)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=180)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, err[-2000:]
+    assert err.strip().splitlines() == ["interrupted; run the same command again to resume (finished steps are reused)"]
+    assert "generate" not in json.load(open(work / "steps.json"))
+    assert [n for d, dirs, files in os.walk(work) for n in dirs + files if n.startswith(".tmp")] == []

@@ -2,8 +2,10 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -98,6 +100,18 @@ def test_resume_after_kill_finishes_at_the_requested_epoch_count(tmp_path, kill_
     assert f"Epoch {done + 1}/{target}" in resumed.stdout and f"Epoch {done}/" not in resumed.stdout
     history = json.load(open(workdir / "history.json"))
     assert [h["epoch"] for h in history] == list(range(1, target + 1))
+    # Output to a pipe: plain lines, one per epoch at least, each with the time of the whole run.
+    assert not any(c in resumed.stdout for c in "\r\b\x1b")
+    assert f"TensorBoard logs: tensorboard --logdir {workdir}/tensorboard" in resumed.stdout
+    epoch_lines = [line for line in resumed.stdout.splitlines() if line.startswith(f"Epoch {target - 1}/{target}:")]
+    assert len(epoch_lines) == 1 and "elapsed, ~" in epoch_lines[0] and "left" in epoch_lines[0]
+    events = tf.io.gfile.glob(str(workdir / "tensorboard" / "events.out.tfevents*"))
+    logged = {}
+    for record in tf.data.TFRecordDataset(events):
+        event = tf.compat.v1.Event.FromString(record.numpy())
+        for value in event.summary.value:
+            logged.setdefault(value.tag, []).append(event.step)
+    assert sorted(logged["train_loss"]) == list(range(1, target + 1)) and "val_loss" in logged
     assert savedmodels.versions(str(saved / "dance_lstm")) == [1]
 
     # The interruption changed nothing: an uninterrupted run with the same settings gives the same losses.
@@ -109,3 +123,27 @@ def test_resume_after_kill_finishes_at_the_requested_epoch_count(tmp_path, kill_
     with pytest.raises(cli.UserError, match="other settings"):  # resuming with another model is refused
         sequence_training.train_and_evaluate(path, str(workdir), str(saved),
                                              **dict(_flagfile("tiny_lstm.flags"), units=17, epochs=target + 1))
+
+
+def test_ctrl_c_stops_training_with_one_line_and_exit_code_130(tmp_path):
+    """SIGINT (Ctrl-C) mid-training: one line on stderr, no traceback, nothing half-written, nothing exported."""
+    path = _latents(tmp_path, frames=600)
+    workdir, saved = tmp_path / "run", tmp_path / "saved"
+    process = _cli(f"--latents={path}", f"--workdir={workdir}", f"--export_dir={saved}", "--epochs=100000",
+                   "--head=mdn", "--mixtures=2", stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while not os.path.exists(workdir / "checkpoints" / "checkpoint") and time.time() < deadline:
+            assert process.poll() is None, process.stderr.read()[-2000:]
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, err[-2000:]
+    assert err.strip().splitlines() == ["interrupted; run the same command again to resume"]
+    assert "below 0 once the model puts a density above 1" in out  # the mixture's loss explained
+    assert not os.path.exists(saved / "dance_lstm")
+    leftovers = [os.path.join(d, n) for d, dirs, files in os.walk(tmp_path) for n in dirs + files if n.startswith(".tmp")]
+    assert leftovers == []

@@ -71,6 +71,22 @@ def main(fn=None, *, interrupted=INTERRUPTED):
     return wrapper
 
 
+def quiet_interrupts():
+    """Ctrl-C before a script's `main` runs (while TensorFlow imports) ends it like Ctrl-C during it: one
+    line and exit code 130, not an import traceback. Installed only for `python -m tf_dance.<script>`."""
+    previous = sys.excepthook
+
+    def hook(kind, value, traceback):
+        if not issubclass(kind, KeyboardInterrupt):
+            return previous(kind, value, traceback)
+        if not os.environ.get(_QUIET_INTERRUPT):
+            print(INTERRUPTED, file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(130)
+
+    sys.excepthook = hook
+
+
 def _quiet_python_logging():
     """TensorFlow's INFO lines (checkpoint sharding, assets written, renamed signature inputs) and
     warnings (AutoGraph falling back to plain Python) are for its developers: a script shows its
@@ -145,6 +161,9 @@ def _filtered_stderr(noise):
     try:
         yield
         failed = False
+    except KeyboardInterrupt:
+        failed = False  # Ctrl-C: its one line, without the start-up noise
+        raise
     finally:
         sys.stderr.flush()
         os.dup2(saved, 2)
