@@ -147,3 +147,16 @@ def test_ctrl_c_stops_training_with_one_line_and_exit_code_130(tmp_path):
     assert not os.path.exists(saved / "dance_lstm")
     leftovers = [os.path.join(d, n) for d, dirs, files in os.walk(tmp_path) for n in dirs + files if n.startswith(".tmp")]
     assert leftovers == []
+
+
+def test_without_a_flagfile_the_papers_settings_are_announced(tmp_path, fails_cleanly):
+    path = _latents(tmp_path, frames=1000)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT)
+    result = subprocess.run([sys.executable, "-m", "tf_dance.train_lstm", f"--latents={path}",
+                             f"--workdir={tmp_path}/run", f"--export_dir={tmp_path}/saved", "--dim=128"], cwd=ROOT,
+                            env=env, capture_output=True, text=True, timeout=300)
+    fails_cleanly(result, "10-d but the model needs 128-d")  # stops it after the announcement
+    first = result.stdout.splitlines()[0]
+    assert first.startswith("No --flagfile: the paper's settings (those not given as flags): a 2 x 600 LSTM with "
+                            "the mse head, 50 epochs of 950 frames at batch 5. Estimated 16 s"), first
+    assert first.endswith("--flagfile=flags/quick_lstm.flags.")
