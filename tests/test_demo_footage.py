@@ -44,7 +44,7 @@ def test_one_command_runs_every_step_on_the_footage(footage_demo, footage):
     with np.load(work / "footage.npz") as dataset:  # the dataset prepare_video made of the two clips
         frames, clips = len(dataset["frames"]), int(dataset["clips"].max()) + 1 if "clips" in dataset else 1
     # ~200 frames: too few for the flagfile's 4 streams of 20-step windows
-    assert f"sized for your footage: {frames} frames in {clips} clip(s)" in out
+    assert f"sized for your footage: {frames} frames in {clips} clips" in out
     assert "--batch_size=1 (flagfile: 4)" in out
     lstm_line = next(line for line in out.splitlines() if "-m tf_dance.train_lstm " in line)
     assert lstm_line.endswith("--batch_size=1") and "tiny_lstm.flags" in lstm_line

@@ -128,7 +128,7 @@ def lstm_sizing(data_path, lstm_flags, mtime):
     bounds = data.clip_bounds(extras.get("clips", np.zeros(len(frames), np.int32)))
     train = sum(int((end - start) * frac) for start, end in bounds)
     fitted = int(np.clip(train // (seq * MIN_UPDATES_PER_EPOCH), 1, batch))
-    why = (f"{len(frames)} frames in {len(bounds)} clip(s), {train} for training: --batch_size={fitted} "
+    why = (f"{len(frames)} frames in {cli.plural(len(bounds), 'clip')}, {train} for training: --batch_size={fitted} "
            f"(flagfile: {batch}) ")
     why += ("keeps the flagfile's batch size" if fitted == batch else
             f"so that an epoch of {seq}-step windows still makes >= {MIN_UPDATES_PER_EPOCH} updates" if fitted > 1

@@ -280,7 +280,7 @@ def evaluate_dance(generated, train, fps, out_dir, *, decoder_dir=None, data_fra
     if decode:
         say(2, "decoding the second half for stage coverage and on-screen motion")
         decoded = second_half_frame_measures(generated, reference, decode)
-    say(2 + bool(decode), f"measuring {len(generated)} dance(s) of {generated.shape[1]} frames")
+    say(2 + bool(decode), f"measuring {cli.plural(len(generated), 'dance')} of {generated.shape[1]} frames")
     try:
         results = [reference.evaluate(g, **d) for g, d in zip(generated, decoded)]
     except ValueError as e:
@@ -479,7 +479,7 @@ def markdown(report):
     d, dancers, figs = report["data"], report["dancers"], report["figures"]
     yes = lambda v: "**yes**" if v else "no"
     out = ["# Dance evaluation\n\n",
-           f"{len(dancers)} generated dance(s) of {dancers[0]['frames']} frames ({dancers[0]['seconds']:.1f} s) "
+           f"{cli.plural(len(dancers), 'generated dance')} of {dancers[0]['frames']} frames ({dancers[0]['seconds']:.1f} s) "
            f"measured against {d['frames']} training latents ({d['dim']}-d, {d['fps']:g} fps"
            f"{', %d clips' % d['clips'] if d.get('clips', 1) > 1 else ''}).\n\n",
            "## Verdicts\n\n| question | answer | rule |\n| --- | --- | --- |\n"]
