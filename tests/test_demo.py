@@ -84,9 +84,8 @@ def test_bad_settings_fail_before_any_step(run_module, fails_cleanly, tmp_path, 
     assert not work.exists()
 
 
-def test_ctrl_c_ends_the_demo_and_its_step_with_one_line(tmp_path):
+def test_ctrl_c_ends_the_demo_and_its_step_with_one_line(tmp_path, interrupt):
     """A SIGINT sent to the demo alone reaches the step it runs: both stop, with one line between them."""
-    import signal
     import subprocess
     import sys
     import time
@@ -95,16 +94,11 @@ def test_ctrl_c_ends_the_demo_and_its_step_with_one_line(tmp_path):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=root)
     process = subprocess.Popen([sys.executable, "-m", "tf_dance.demo", "--tiny", f"--workdir={work}"], cwd=root,
                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        for line in process.stdout:
-            if line.startswith("$ python -m tf_dance.train_autoencoder"):
-                break
-        time.sleep(4)
-        process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=180)
-    finally:
-        if process.poll() is None:
-            process.kill()
+    for line in process.stdout:
+        if line.startswith("$ python -m tf_dance.train_autoencoder"):
+            break
+    started = time.time()
+    out, err = interrupt(process, lambda: time.time() > started + 4, timeout=180)
     assert process.returncode == 130, err[-2000:]
     assert err.strip().splitlines() == ["interrupted; run the same command again to resume (finished steps are reused)"]
     assert "generate" not in json.load(open(work / "steps.json"))

@@ -259,9 +259,8 @@ def test_cli_rejects_bad_input_cleanly(run_module, fails_cleanly, saved_models, 
     assert not out.parent.exists() or os.listdir(out.parent) == []
 
 
-def test_ctrl_c_stops_generate_with_one_line_and_nothing_written(saved_models, tmp_path):
+def test_ctrl_c_stops_generate_with_one_line_and_nothing_written(saved_models, tmp_path, interrupt):
     """SIGINT while the dance is being made and written: exit code 130, one line, no output, no temporary files."""
-    import signal
     import subprocess
     import sys
     import time
@@ -272,16 +271,10 @@ def test_ctrl_c_stops_generate_with_one_line_and_nothing_written(saved_models, t
                                 f"--latents={tmp_path}/latents.npy", "--frames=10000000", "--seed_frames=4",
                                 f"--out={tmp_path}/dance.mp4"], cwd=root, env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
-    try:
-        assert process.stdout.readline().startswith("[1/2]")
-        assert process.stdout.readline().startswith("[2/2] rolling out")
-        time.sleep(3)  # into the rollout and the writing
-        assert process.poll() is None
-        process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=120)
-    finally:
-        if process.poll() is None:
-            process.kill()
+    assert process.stdout.readline().startswith("[1/2]")
+    assert process.stdout.readline().startswith("[2/2] rolling out")
+    started = time.time()
+    out, err = interrupt(process, lambda: time.time() > started + 3)  # into the rollout and the writing
     assert process.returncode == 130, err[-2000:]
     assert err.strip().splitlines() == ["interrupted; nothing half-written was left"]
     assert sorted(os.listdir(tmp_path)) == ["latents.npy"]

@@ -2,10 +2,8 @@
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -125,22 +123,13 @@ def test_resume_after_kill_finishes_at_the_requested_epoch_count(tmp_path, kill_
                                              **dict(_flagfile("tiny_lstm.flags"), units=17, epochs=target + 1))
 
 
-def test_ctrl_c_stops_training_with_one_line_and_exit_code_130(tmp_path):
+def test_ctrl_c_stops_training_with_one_line_and_exit_code_130(tmp_path, interrupt):
     """SIGINT (Ctrl-C) mid-training: one line on stderr, no traceback, nothing half-written, nothing exported."""
     path = _latents(tmp_path, frames=600)
     workdir, saved = tmp_path / "run", tmp_path / "saved"
     process = _cli(f"--latents={path}", f"--workdir={workdir}", f"--export_dir={saved}", "--epochs=100000",
                    "--head=mdn", "--mixtures=2", stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.time() + 120
-        while not os.path.exists(workdir / "checkpoints" / "checkpoint") and time.time() < deadline:
-            assert process.poll() is None, process.stderr.read()[-2000:]
-            time.sleep(0.05)
-        process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=120)
-    finally:
-        if process.poll() is None:
-            process.kill()
+    out, err = interrupt(process, lambda: os.path.exists(workdir / "checkpoints" / "checkpoint"))
     assert process.returncode == 130, err[-2000:]
     assert err.strip().splitlines() == ["interrupted; run the same command again to resume"]
     assert "below 0 once the model puts a density above 1" in out  # the mixture's loss explained

@@ -99,8 +99,8 @@ def settings():
     missing = [f"--{k}" for k, v in s.items() if v is None]
     if missing:
         default = "footage.flags" if videos else "quick.flags"
-        raise cli.UserError(f"{', '.join(missing)} not set: pass --flagfile=flags/{default} (the default when "
-                            "the repository is installed with `pip install -e .`) or set them")
+        raise cli.UserError(f"{', '.join(missing)} not set: pass --flagfile=flags/{default} (the default "
+                            "without --flagfile) or set them")
     for path in videos:
         if not os.path.isfile(path):
             raise cli.UserError(f"--video: {path} is not a file")
