@@ -262,6 +262,10 @@ def test_progress_on_a_terminal_redraws_one_line_and_writes_beside_it():
     text = out.getvalue()
     assert text.count("\n") == 2 and text.endswith("10/10 batches  | 10 s elapsed\n")
     assert "\r\x1b[Kepoch 1 done\n\r\x1b[K[" in text  # the bar is cleared, the line printed, the bar redrawn
+    stopped = cli.Progress(10, stream=io.StringIO(), clock=clock, live=True)
+    stopped.update(5)
+    stopped.close()  # stopped early: the next line starts on a line of its own
+    assert stopped.stream.getvalue().endswith(" | 0 s elapsed, ~0 s left\n")
 
 
 def test_plural_and_duration():

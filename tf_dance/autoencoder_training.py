@@ -4,9 +4,10 @@
 
 Adam with a piecewise-constant learning rate, random batches from tf.data (optionally mirrored,
 shifted and rescaled, for small footage), a held-out split of whole stretches inside each clip
-(neighbouring frames are near-duplicates, so single held-out frames would flatter the model). The workdir holds TensorBoard logs (`<workdir>/tensorboard`, with reconstruction
-images), periodic checkpoints of model + optimizer and, at the end, `encoder.keras` /
-`decoder.keras` for fine-tuning, `eval.json` and `reconstructions.png` (the paper's Figure 4).
+(neighbouring frames are near-duplicates, so single held-out frames would flatter the model). The
+workdir holds TensorBoard logs (`<workdir>/tensorboard`, with reconstruction images), periodic
+checkpoints of model + optimizer and, at the end, `encoder.keras` / `decoder.keras` for
+fine-tuning, `eval.json` and `reconstructions.png` (the paper's Figure 4).
 A killed run started again with the same flags resumes from its last checkpoint and data
 position and stops at the same step count. `distribute` trains on several devices or workers
 (`training.strategy`); a dataset may be a directory or glob of `.npz` shards, streamed (`Shards`).

@@ -350,6 +350,13 @@ class Progress:
         if self.live and self.drawn and not self.finished:
             self._show(False)
 
+    def close(self):
+        """Ends a live bar that stopped short of its total (an early stop), so later lines start afresh."""
+        if self.live and self.drawn and not self.finished:
+            self.stream.write("\n")
+            self.stream.flush()
+        self.finished = True
+
     def _show(self, end):
         if self.finished:
             return
@@ -380,6 +387,9 @@ class NoProgress:
         pass
 
     def write(self, text):
+        pass
+
+    def close(self):
         pass
 
 

@@ -38,7 +38,8 @@ from absl import app, flags
 
 from tf_dance import cli, data, savedmodels, sequence_training, video
 
-FLAGS_DIR = (cli.flags_dirs() or [os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "flags")])[0]
+FLAGS_DIR = (cli.flags_dirs() or [os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                                 "flags")])[0]
 DEFAULT_FLAGFILE = os.path.join(FLAGS_DIR, "quick.flags")
 FOOTAGE_FLAGFILE = os.path.join(FLAGS_DIR, "footage.flags")
 # Fewest optimizer updates per LSTM epoch on footage: less data gets fewer parallel streams.

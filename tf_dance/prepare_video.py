@@ -70,9 +70,7 @@ def main(argv):
         cli.check_output(FLAGS.preview, "--preview")
     paths = video.find_videos(FLAGS.video)
     for path in paths:
-        video.probe(path)  # fail fast on a bad file, before keras loads for the bar
-    if FLAGS.progress:
-        video.progress_bar(None)  # keras loads before the clock starts
+        video.probe(path)  # fail fast on a bad file
     options = dict(width=FLAGS.width, height=FLAGS.height, channels=int(FLAGS.channels),
                    fit=FLAGS.fit, crop=FLAGS.crop, start=FLAGS.start, end=FLAGS.end,
                    max_frames=FLAGS.max_frames, progress=FLAGS.progress, invert=FLAGS.invert,

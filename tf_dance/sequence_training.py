@@ -352,6 +352,7 @@ def train_and_evaluate(latents_path, workdir, export_dir, clips=None, **config):
             training.write_json(os.path.join(workdir, "history.json"), history)
         epoch.assign(e + 1)
         checkpoints.save(e + 1)
+    progress.close()
     if not chief:
         return None
     writer.close()

@@ -38,8 +38,8 @@ def announce_defaults(argv):
     frames = FLAGS.steps * FLAGS.batch_size
     print(f"No --flagfile: the paper's settings (those not given as flags): {FLAGS.steps:,} steps of "
           f"{FLAGS.batch_size} frames, filters {','.join(map(str, FLAGS.filters))}, a {FLAGS.latent_dim}-d latent. "
-          f"Estimated roughly {cli.duration(frames / PAPER_FRAMES_PER_SECOND)} on a 2-core CPU (~{PAPER_FRAMES_PER_SECOND} "
-          "frames/s at the paper's size). For a first run: --flagfile=flags/quick_autoencoder.flags (minutes).",
+          f"Estimated roughly {cli.duration(frames / PAPER_FRAMES_PER_SECOND)} on a 2-core CPU "
+          f"(~{PAPER_FRAMES_PER_SECOND} frames/s at the paper's size). For a first run: --flagfile=flags/quick_autoencoder.flags (minutes).",
           flush=True)
 
 
