@@ -92,3 +92,22 @@ def kill_at_first_checkpoint():
             process.wait()
     return kill
 
+
+
+@pytest.fixture(scope="session")
+def interrupt():
+    """`interrupt(process, ready)`: once `ready()` holds, sends the process SIGINT (Ctrl-C); returns the
+    (stdout, stderr) it printed until it ended."""
+    def stop(process, ready=lambda: True, timeout=120):
+        try:
+            deadline = time.time() + timeout
+            while not ready() and time.time() < deadline:
+                assert process.poll() is None, "the process ended before it could be interrupted"
+                time.sleep(0.05)
+            process.send_signal(signal.SIGINT)
+            return process.communicate(timeout=timeout)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    return stop

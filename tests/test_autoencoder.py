@@ -132,7 +132,7 @@ def test_train_evaluate_export(trained):
     with open(os.path.join(work, "eval.json")) as f:
         assert json.load(f)["metrics"]["steps"] == TINY["steps"]
     import tensorflow as tf
-    logs = os.path.join(work, "logs")
+    logs = os.path.join(work, "tensorboard")
     events = [os.path.join(logs, n) for n in os.listdir(logs) if n.startswith("events.out.tfevents")]
     tags = {}
     for record in tf.data.TFRecordDataset(events):
@@ -213,6 +213,13 @@ def test_resume_after_kill_matches_unbroken_run(trained, tiny_dataset, tmp_path,
     second = _cli(*args, f"--steps={target}")
     assert second.returncode == 0, second.stderr[-2000:]
     assert f"Resuming {work} at step {done} of {target}" in second.stdout
+    # Output to a pipe: plain lines over the whole run (not per checkpoint chunk), each with the time left.
+    assert not any(c in second.stdout for c in "\r\b\x1b")
+    lines = [line for line in second.stdout.splitlines() if " steps (" in line]
+    assert lines[0].startswith(f"{done + 1}/{target} steps (") and "elapsed, ~" in lines[0] and "left" in lines[0]
+    assert lines[-1].startswith(f"{target}/{target} steps (100%)")
+    assert f"step {target}: held-out loss " in second.stdout
+    assert f"TensorBoard logs: tensorboard --logdir {work}/tensorboard" in second.stdout
     with open(work / "eval.json") as f:
         assert json.load(f)["metrics"]["steps"] == target
     assert os.listdir(os.path.join(models, "encoder")) == ["1"]
@@ -321,5 +328,9 @@ def test_cli_errors(tmp_path, run_module):
     for module, args, message in cases:
         r = _clean(run_module(module, *args))
         assert r.returncode != 0 and message in r.stderr, (module, args, r.stderr[-2000:])
+        if message == "no frames":  # no flagfile: what is about to run, for how long, and the quick flagfile
+            assert r.stdout.startswith("No --flagfile: the paper's settings (those not given as flags): 150,000 "
+                                       "steps of 200 frames, filters 32,32,32,32"), r.stdout
+            assert "Estimated roughly " in r.stdout and "--flagfile=flags/quick_autoencoder.flags" in r.stdout
     assert not os.path.exists(models) and not os.path.exists(tmp_path / "z.npy")
     assert not os.path.exists(tmp_path / "w")

@@ -2,6 +2,7 @@
 
 import contextlib
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -222,3 +223,89 @@ def test_threads_leave_the_umask_alone(tmp_path, monkeypatch):
         monkeypatch.undo()
         assert os.umask(0o022) == 0o022
     assert {mode(p) for p in paths} == {0o644}
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_progress_on_a_pipe_prints_plain_lines_every_ten_seconds_with_time_left():
+    import io
+    out, clock = io.StringIO(), FakeClock()
+    progress = cli.Progress(1000, unit="step", done=200, stream=out, clock=clock)
+    for step in range(201, 1001):
+        clock.now += 0.1  # 80 s for the 800 steps of this run
+        progress.update(step, [("loss", 1.0 / step)])
+    text = out.getvalue()
+    assert not any(c in text for c in "\r\b\x1b")
+    lines = text.splitlines()
+    assert lines[0].startswith("201/1,000 steps (20%)  loss ") and "0 s elapsed, ~" in lines[0]
+    assert lines[-1].startswith("1,000/1,000 steps (100%)") and lines[-1].endswith("| 1 min 20 s elapsed")
+    elapsed = [line.split("| ")[1].split(" elapsed")[0] for line in lines[1:-1]]
+    assert elapsed == ["10 s", "20 s", "30 s", "40 s", "50 s", "1 min 00 s", "1 min 10 s"], text  # not every update
+    assert "| 10 s elapsed, ~1 min 10 s left" in lines[1]  # of the whole run: 700 steps at 10 steps a second
+
+
+def test_progress_on_a_terminal_redraws_one_line_and_writes_beside_it():
+    import io
+    out, clock = io.StringIO(), FakeClock()
+    progress = cli.Progress(10, unit="batch", stream=out, clock=clock, live=True)
+    for i in range(1, 11):
+        clock.now += 1
+        progress.update(i)
+        if i == 5:
+            progress.write("epoch 1 done")
+    text = out.getvalue()
+    assert text.count("\n") == 2 and text.endswith("10/10 batches  | 10 s elapsed\n")
+    assert "\r\x1b[Kepoch 1 done\n\r\x1b[K[" in text  # the bar is cleared, the line printed, the bar redrawn
+    stopped = cli.Progress(10, stream=io.StringIO(), clock=clock, live=True)
+    stopped.update(5)
+    stopped.close()  # stopped early: the next line starts on a line of its own
+    assert stopped.stream.getvalue().endswith(" | 0 s elapsed, ~0 s left\n")
+
+
+def test_plural_and_duration():
+    assert cli.plural(1, "clip") == "1 clip" and cli.plural(2, "clip") == "2 clips"
+    assert cli.plural(1474, "frame") == "1,474 frames"
+    assert [cli.duration(s) for s in (4.4, 65, 7500)] == ["4 s", "1 min 05 s", "2 h 05 min"]
+
+
+def test_flagfiles_resolve_from_any_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    installed = os.path.join(ROOT, "flags", "quick.flags")
+    assert cli.find_flagfile("flags/quick.flags") == installed and cli.find_flagfile("quick.flags") == installed
+    (tmp_path / "flags").mkdir()
+    (tmp_path / "flags" / "quick.flags").write_text("--steps=1\n")
+    assert cli.find_flagfile("flags/quick.flags") == "flags/quick.flags"  # the working directory's own wins
+    assert cli.find_flagfile("elsewhere/quick.flags") == "elsewhere/quick.flags"  # other paths are left alone
+
+
+def test_a_script_reads_a_flagfile_named_from_another_directory(tmp_path, fails_cleanly):
+    """Both spellings reach the script (it then stops at the missing --latents, not at the flagfile)."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT)
+    result = subprocess.run([sys.executable, "-m", "tf_dance.train_lstm", "--flagfile=flags/tiny_lstm.flags",
+                             "--flagfile=tiny_lstm.flags"], cwd=tmp_path, env=env, capture_output=True,
+                            text=True, timeout=300)
+    fails_cleanly(result, "no latents file (--latents) given")
+
+
+@pytest.mark.parametrize("script, own", [
+    ("train_lstm", {"latents", "workdir", "export_dir"}),
+    ("demo", {"workdir", "video", "invert", "threshold", "crop", "fit", "fps", "check_footage", "frames"}),
+])
+def test_help_lists_the_scripts_own_flags_and_settings_only(script, own):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT)
+    result = subprocess.run([sys.executable, "-m", f"tf_dance.{script}", "--help"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert "Traceback" not in result.stderr, result.stderr[-2000:]  # absl ends --help with exit code 1
+    listed = set(re.findall(r"^  --(?:\[no\])?(\w+)", result.stdout, re.M))
+    assert own <= listed
+    if script == "train_lstm":
+        from tf_dance import sequence_training
+        assert listed == own | set(sequence_training.SETTINGS)
+    assert not listed & {"verbosity", "flagfile", "helpfull", "logtostderr", "only_check_args"}
+    assert result.stdout.count(".py:\n") == 1  # one section: the script's own

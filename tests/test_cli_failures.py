@@ -118,7 +118,7 @@ def test_training_prints_no_tensorflow_chatter(inputs, tmp_path):
                   f"--export_dir={tmp_path}/saved_models", cwd=inputs)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stderr == "", result.stderr[-3000:]  # no start-up lines, Sharding/Assets/renaming INFO lines
-    val = re.findall(r"  val (\S+)", result.stdout)
+    val = re.findall(r"^Epoch \d+/\d+: train loss \S+, val loss ([^ ,]+)", result.stdout, re.M)
     assert len(val) == 2 and all(len(v.replace(".", "")) <= 5 for v in val), result.stdout
 
 

@@ -136,3 +136,22 @@ def test_a_second_demo_on_one_workdir_is_refused(run_module, fails_cleanly, tmp_
         fails_cleanly(run_module("tf_dance.demo", "--tiny", f"--workdir={work}"),
                       f"another demo (pid {os.getpid()}) or a step it started is still running in {work}")
     assert os.listdir(work) == [".demo.lock"]
+def test_ctrl_c_ends_the_demo_and_its_step_with_one_line(tmp_path, interrupt):
+    """A SIGINT sent to the demo alone reaches the step it runs: both stop, with one line between them."""
+    import subprocess
+    import sys
+    import time
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    work = tmp_path / "run"
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=root)
+    process = subprocess.Popen([sys.executable, "-m", "tf_dance.demo", "--tiny", f"--workdir={work}"], cwd=root,
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in process.stdout:
+        if line.startswith("$ python -m tf_dance.train_autoencoder"):
+            break
+    started = time.time()
+    out, err = interrupt(process, lambda: time.time() > started + 4, timeout=180)
+    assert process.returncode == 130, err[-2000:]
+    assert err.strip().splitlines() == ["interrupted; run the same command again to resume (finished steps are reused)"]
+    assert "generate" not in json.load(open(work / "steps.json"))
+    assert [n for d, dirs, files in os.walk(work) for n in dirs + files if n.startswith(".tmp")] == []

@@ -60,8 +60,10 @@ def test_one_dance_writes_every_output(saved_models, tiny_dancer, tmp_path):
     assert gif.size == (192, 108)
     assert abs(sum(_gif_durations(gif)) - 30 * 1000 / 24) <= 30 * 10
     np.testing.assert_array_equal(np.load(result["latents"]), latents)
-    sheet = Image.open(result["sheet"])  # every 4th of 30 frames: 8 tiles in one row of 8
-    assert sheet.size == (8 * 192 + 9 * 2, 108 + 2 * 2)
+    sheet = Image.open(result["sheet"])  # every 4th of 30 frames: 8 tiles in one row of 8, under a title
+    title = 24  # the title band at scale 2
+    assert sheet.size == (8 * 192 + 9 * 2, title + 108 + 2 * 2)
+    assert np.asarray(sheet)[:title].max() == 255 and np.asarray(sheet)[:title, -100:].max() == 0
 
 
 def test_a_dance_in_pieces_is_the_dance_in_one_piece(saved_models, tiny_dancer, tmp_path):
@@ -331,3 +333,22 @@ def test_an_export_without_a_recipe_says_so_instead_of_hiding_its_controls(saved
                                        batch_size=1, units=4, num_layers=1)
     info = savedmodels.record(rollout.export(plain, str(tmp_path / "plain"), "dance_lstm"))
     assert info["rollout"] == {"temperature": 1.0, "noise": 0.0, **rollout.SAMPLING}
+def test_ctrl_c_stops_generate_with_one_line_and_nothing_written(saved_models, tmp_path, interrupt):
+    """SIGINT while the dance is being made and written: exit code 130, one line, no output, no temporary files."""
+    import subprocess
+    import sys
+    import time
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    np.save(tmp_path / "latents.npy", np.zeros((50, DIM), np.float32))
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=root)
+    process = subprocess.Popen([sys.executable, "-m", "tf_dance.generate", f"--model_dir={saved_models}",
+                                f"--latents={tmp_path}/latents.npy", "--frames=10000000", "--seed_frames=4",
+                                f"--out={tmp_path}/dance.mp4"], cwd=root, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    assert process.stdout.readline().startswith("[1/2]")
+    assert process.stdout.readline().startswith("[2/2] rolling out")
+    started = time.time()
+    out, err = interrupt(process, lambda: time.time() > started + 3)  # into the rollout and the writing
+    assert process.returncode == 130, err[-2000:]
+    assert err.strip().splitlines() == ["interrupted; nothing half-written was left"]
+    assert sorted(os.listdir(tmp_path)) == ["latents.npy"]

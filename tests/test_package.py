@@ -76,3 +76,36 @@ def test_module_map_lists_every_module_once():
                                                                                 if listed.count(m) > 1}))
     assert sorted(listed) == present, (f"missing from the map: {sorted(set(present) - set(listed))}; "
                                        f"in the map but not in the package: {sorted(set(listed) - set(present))}")
+
+
+def test_a_wheel_install_finds_its_flagfiles_from_any_directory(tmp_path):
+    """`pip install .` (not editable) into a fresh virtual environment installs the flagfiles with the
+    package: a script run outside the repository reads `--flagfile=flags/NAME.flags` from the install."""
+    import shutil
+    source = tmp_path / "source"
+    source.mkdir()
+    shutil.copy(os.path.join(ROOT, "setup.py"), source)
+    for name in ("tf_dance", "flags"):
+        shutil.copytree(os.path.join(ROOT, name), source / name, ignore=shutil.ignore_patterns("__pycache__"))
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=120)
+    python = str(venv / "bin" / "python")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    subprocess.run([python, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index",
+                    str(source)], check=True, env=env, cwd=tmp_path, capture_output=True, timeout=300)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    script = ("import tf_dance, tf_dance.cli as c; print(tf_dance.__file__); "
+              "print(c.find_flagfile('flags/quick.flags')); print(c.find_flagfile('tiny_lstm.flags'))")
+    where = subprocess.run([python, "-c", script], env=env, cwd=elsewhere, capture_output=True, text=True,
+                           timeout=120)
+    package = str(venv / "lib")
+    init, quick, tiny = where.stdout.split()
+    assert init.startswith(package) and init.endswith("site-packages/tf_dance/__init__.py"), where.stdout
+    assert quick == init.replace("__init__.py", "flags/quick.flags") and os.path.isfile(quick)
+    assert tiny == init.replace("__init__.py", "flags/tiny_lstm.flags") and os.path.isfile(tiny)
+    result = subprocess.run([python, "-m", "tf_dance.train_lstm", "--flagfile=flags/tiny_lstm.flags"], env=env,
+                            cwd=elsewhere, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1 and result.stderr.strip().splitlines()[-1] == \
+        "error: no latents file (--latents) given", result.stderr[-2000:]

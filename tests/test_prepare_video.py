@@ -245,3 +245,40 @@ def test_bad_inputs_fail_cleanly(tmp_path, run_module, fails_cleanly, bad_inputs
         args.append(f"--video={bad_inputs[video_key]}")
     fails_cleanly(run_module("tf_dance.prepare_video", "--noprogress", *args), message)
     assert os.listdir(tmp_path) == []
+
+
+def test_inverted_footage_is_refused_with_the_fix_and_the_measures_are_stored(tmp_path, run_module, fails_cleanly,
+                                                                               tiny_dancer):
+    from PIL import Image
+    inverted = video.write_video(str(tmp_path / "inv.mp4"), 255 - tiny_dancer["frames"][:48], 24.0)
+    out, preview = tmp_path / "out.npz", tmp_path / "preview.png"
+    fails_cleanly(run_module("tf_dance.prepare_video", f"--video={inverted}", f"--out={out}", "--noprogress",
+                             f"--preview={preview}"), "pass --invert for a dark dancer on a light ground")
+    assert sorted(os.listdir(tmp_path)) == ["inv.mp4"]
+
+    r = run_module("tf_dance.prepare_video", f"--video={inverted}", f"--out={out}", "--noprogress", "--invert",
+                   f"--preview={preview}")
+    assert r.returncode == 0, r.stderr
+    assert "frames without a dancer: 0.0%" in r.stdout and f"preview: {preview}" in r.stdout
+    assert "48 frames 96x54x1 (2.0 s of video at 24 fps) in 1 clip;" in r.stdout
+    frames, _, extras = data.load_dataset(str(out))
+    share = float(extras["foreground_share"])
+    assert 0.01 < share < 0.2 and abs(share - (frames >= 128).mean()) < 1e-6 and float(extras["empty_share"]) == 0
+    sheet = np.asarray(Image.open(preview))  # white dancers on black, under a title
+    assert sheet.shape[1] == 8 * 192 + 9 * 2 and (sheet >= 128).mean() < 0.2
+    assert (sheet[:16] >= 128).any() and not (sheet[:16, 1000:] >= 128).any()  # the title's text, left
+
+    kept = tmp_path / "kept.npz"
+    r = run_module("tf_dance.prepare_video", f"--video={inverted}", f"--out={kept}", "--noprogress",
+                   "--nocheck_footage")
+    assert r.returncode == 0, r.stderr
+    assert float(data.load_dataset(str(kept))[2]["foreground_share"]) > 0.8
+
+
+def test_footage_checks_name_the_likely_fix():
+    assert video.footage_measures(np.zeros((4, 54, 96, 1), np.uint8)) == (0.0, 1.0)
+    video.check_footage(0.05, 0.1)
+    with pytest.raises(cli.UserError, match="drop --invert"):
+        video.check_footage(0.9, 0.0, inverted=True)
+    with pytest.raises(cli.UserError, match=r"60.0% of the frames show no dancer .* lower --threshold"):
+        video.check_footage(0.01, 0.6)

@@ -102,6 +102,18 @@ def test_resume_after_kill_finishes_at_the_requested_epoch_count(tmp_path, kill_
     assert f"Epoch {done + 1}/{target}" in resumed.stdout and f"Epoch {done}/" not in resumed.stdout
     history = json.load(open(workdir / "history.json"))
     assert [h["epoch"] for h in history] == list(range(1, target + 1))
+    # Output to a pipe: plain lines, one per epoch at least, each with the time of the whole run.
+    assert not any(c in resumed.stdout for c in "\r\b\x1b")
+    assert f"TensorBoard logs: tensorboard --logdir {workdir}/tensorboard" in resumed.stdout
+    epoch_lines = [line for line in resumed.stdout.splitlines() if line.startswith(f"Epoch {target - 1}/{target}:")]
+    assert len(epoch_lines) == 1 and "elapsed, ~" in epoch_lines[0] and "left" in epoch_lines[0]
+    events = tf.io.gfile.glob(str(workdir / "tensorboard" / "events.out.tfevents*"))
+    logged = {}
+    for record in tf.data.TFRecordDataset(events):
+        event = tf.compat.v1.Event.FromString(record.numpy())
+        for value in event.summary.value:
+            logged.setdefault(value.tag, []).append(event.step)
+    assert sorted(logged["train_loss"]) == list(range(1, target + 1)) and "val_loss" in logged
     assert savedmodels.versions(str(saved / "dance_lstm")) == [1]
 
     # The interruption changed nothing: an uninterrupted run with the same settings gives the same losses.
@@ -113,3 +125,31 @@ def test_resume_after_kill_finishes_at_the_requested_epoch_count(tmp_path, kill_
     with pytest.raises(cli.UserError, match="other settings"):  # resuming with another model is refused
         sequence_training.train_and_evaluate(path, str(workdir), str(saved),
                                              **dict(_flagfile("tiny_lstm.flags"), units=17, epochs=target + 1))
+
+
+def test_ctrl_c_stops_training_with_one_line_and_exit_code_130(tmp_path, interrupt):
+    """SIGINT (Ctrl-C) mid-training: one line on stderr, no traceback, nothing half-written, nothing exported."""
+    path = _latents(tmp_path, frames=600)
+    workdir, saved = tmp_path / "run", tmp_path / "saved"
+    process = _cli(f"--latents={path}", f"--workdir={workdir}", f"--export_dir={saved}", "--epochs=100000",
+                   "--head=mdn", "--mixtures=2", stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = interrupt(process, lambda: os.path.exists(workdir / "checkpoints" / "checkpoint"))
+    assert process.returncode == 130, err[-2000:]
+    assert err.strip().splitlines() == ["interrupted; run the same command again to resume"]
+    assert "below 0 once the model puts a density above 1" in out  # the mixture's loss explained
+    assert not os.path.exists(saved / "dance_lstm")
+    leftovers = [os.path.join(d, n) for d, dirs, files in os.walk(tmp_path) for n in dirs + files if n.startswith(".tmp")]
+    assert leftovers == []
+
+
+def test_without_a_flagfile_the_papers_settings_are_announced(tmp_path, fails_cleanly):
+    path = _latents(tmp_path, frames=1000)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT)
+    result = subprocess.run([sys.executable, "-m", "tf_dance.train_lstm", f"--latents={path}",
+                             f"--workdir={tmp_path}/run", f"--export_dir={tmp_path}/saved", "--dim=128"], cwd=ROOT,
+                            env=env, capture_output=True, text=True, timeout=300)
+    fails_cleanly(result, "10-d but the model needs 128-d")  # stops it after the announcement
+    first = result.stdout.splitlines()[0]
+    assert first.startswith("No --flagfile: the paper's settings (those not given as flags): a 2 x 600 LSTM with "
+                            "the mse head, 50 epochs of 950 frames at batch 5. Estimated 16 s"), first
+    assert first.endswith("--flagfile=flags/quick_lstm.flags.")

@@ -213,7 +213,7 @@ def test_sharded_dataset_streams_and_resumes(tmp_path):
         autoencoder_training.train_and_evaluate(str(tmp_path / "mixed"), str(tmp_path / "w2"), str(tmp_path / "m2"),
                                                 **_ae_settings())
     with pytest.raises(cli.UserError, match="no .npz shards"):
-        data.dataset_paths(str(tmp_path / "work" / "logs"))
+        data.dataset_paths(str(tmp_path / "work" / "tensorboard"))
     with pytest.raises(cli.UserError, match="no dataset files match"):
         data.dataset_paths(str(tmp_path / "nothing-*.npz"))
 

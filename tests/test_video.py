@@ -127,3 +127,13 @@ def test_otsu_splits_a_bimodal_histogram():
     binary = video.binarise(frames, "auto")
     assert set(np.unique(binary)) == {0, 255}
     assert abs((binary == 255).mean() - 2000 / 7000) < 0.01
+
+
+def test_contact_sheet_title_sits_above_the_grid():
+    frames = np.zeros((8, 54, 96, 1), np.uint8)
+    plain = video.contact_sheet(None, frames, every=2, columns=4, scale=2)
+    titled = video.contact_sheet(None, frames, every=2, columns=4, scale=2, title="a title")
+    band = titled.shape[0] - plain.shape[0]
+    assert band > 10 and titled.shape[1:] == plain.shape[1:]
+    np.testing.assert_array_equal(titled[band:], plain)
+    assert titled[:band].max() == 255  # white text on black

@@ -42,6 +42,10 @@ Evaluation and I/O:
 
 __version__ = "0.1.0"
 
+import sys as _sys  # noqa: E402
+
 from tf_dance import cli as _cli  # noqa: E402
 
 _cli.quiet_tensorflow()
+if _sys.argv[:1] == ["-m"]:  # the package is being imported to run `python -m tf_dance.<script>`
+    _cli.quiet_interrupts()

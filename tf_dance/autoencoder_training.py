@@ -4,9 +4,10 @@
 
 Adam with a piecewise-constant learning rate, random batches from tf.data (optionally mirrored,
 shifted and rescaled, for small footage), a held-out split of whole stretches inside each clip
-(neighbouring frames are near-duplicates, so single held-out frames would flatter the model). The workdir holds TensorBoard logs (with reconstruction
-images), periodic checkpoints of model + optimizer and, at the end, `encoder.keras` /
-`decoder.keras` for fine-tuning, `eval.json` and `reconstructions.png` (the paper's Figure 4).
+(neighbouring frames are near-duplicates, so single held-out frames would flatter the model). The
+workdir holds TensorBoard logs (`<workdir>/tensorboard`, with reconstruction images), periodic
+checkpoints of model + optimizer and, at the end, `encoder.keras` / `decoder.keras` for
+fine-tuning, `eval.json` and `reconstructions.png` (the paper's Figure 4).
 A killed run started again with the same flags resumes from its last checkpoint and data
 position and stops at the same step count. `distribute` trains on several devices or workers
 (`training.strategy`); a dataset may be a directory or glob of `.npz` shards, streamed (`Shards`).
@@ -21,6 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_dance import autoencoder, cli, data, stage, training
+from tf_dance import video as video_lib
 from tf_dance import config as config_lib
 from tf_dance import metrics as metrics_lib
 from tf_dance.config import Setting
@@ -64,8 +66,7 @@ SETTINGS = {
     "augment_scale": Setting(0.0, "Augment training frames: scale each about the frame's centre by a random "
                              "factor in [1 - s, 1 + s]; 0 = off.", low=0.0, high=0.5),
     "seed": Setting(0, "Seed for weights, the held-out split and batch order."),
-    "checkpoint_every": Setting(1000, "Steps between checkpoints, validation and TensorBoard logs (one "
-                                "progress bar).", low=1),
+    "checkpoint_every": Setting(1000, "Steps between checkpoints, validation and TensorBoard logs.", low=1),
     "jit_compile": Setting(False, "Compile the train step with XLA. On CPU XLA's convolutions are slower than "
                            "TensorFlow's oneDNN ones (see BENCHMARKS.md), so off by default."),
     "precision": Setting("float32", "float32; mixed_bfloat16 (bfloat16 compute, float32 weights: ~2x faster on "
@@ -79,8 +80,8 @@ SETTINGS = {
     "eval_pairs": Setting(2000, "Random held-out frame pairs for the Figure 3 check (pixel vs. latent distance).",
                           low=10),
     "distribute": Setting("none", training.DISTRIBUTE_HELP, choices=training.DISTRIBUTE),
-    "verbose": Setting("auto", "Progress: auto (a live bar on a terminal, a line per epoch otherwise), "
-                       "0, 1 or 2.", choices=("auto", 0, 1, 2, "0", "1", "2")),
+    "verbose": Setting("auto", "Progress: auto (a live bar on a terminal, a plain line every ~10 s otherwise), "
+                       "0 (none), 1 (bar) or 2 (lines).", choices=("auto", 0, 1, 2, "0", "1", "2")),
 }
 # Settings that fix the model's shape or the data order; a resumed run must keep them.
 _FIXED = ("filters", "latent_dim", "batch_size", "val_fraction", "seed", "code_activation", "dense_init", "extra_conv",
@@ -220,7 +221,8 @@ def _to_pairs(index_ds, table):
 
 
 def _verbosity(verbose):
-    """Keras's live progress bar on a terminal; one line per epoch in a log file or pipe."""
+    """1: a live progress bar (the default on a terminal); 2: a plain line every ~10 s (in a log file or
+    pipe); 0: none."""
     if verbose == "auto":
         return 1 if sys.stdout.isatty() else 2
     return int(verbose)
@@ -485,21 +487,19 @@ def _fit(model, config, strategy, batches, val_batches, shown, checkpoints, work
         logits = tf.cast(model(x, training=False), tf.float32)
         return tf.reduce_sum(loss_fn(y, logits)), tf.reduce_sum(_iou(y, logits)), tf.shape(x)[0]
 
-    writer = tf.summary.create_file_writer(os.path.join(workdir, "logs")) if workdir else None
+    writer = tf.summary.create_file_writer(training.tensorboard_dir(workdir)) if workdir else None
     every, steps, verbose = config["checkpoint_every"], config["steps"], _verbosity(config["verbose"])
     batches = iter(batches)
     step = int(optimizer.iterations.numpy())
+    progress = cli.Progress(steps, unit="step", done=step, live=verbose == 1) if verbose else cli.NoProgress()
     while step < steps:
         length = min(every - step % every, steps - step)
-        if verbose:
-            print(f"Steps {step + 1}-{step + length} of {steps}")
-        progress = keras.utils.Progbar(length, verbose=verbose, unit_name="step")
         losses, ious = [], []
         for i in range(length):
             loss, iou = train_step(batches)
             losses.append(float(loss))
             ious.append(float(iou))
-            progress.update(i + 1, [("loss", losses[-1]), ("iou", ious[-1])])
+            progress.update(step + i + 1, [("loss", losses[-1]), ("iou", ious[-1])])
         step = int(optimizer.iterations.numpy())
         if writer:
             logs = {"loss": np.mean(losses), "iou": np.mean(ious), "learning_rate": optimizer.learning_rate}
@@ -507,7 +507,7 @@ def _fit(model, config, strategy, batches, val_batches, shown, checkpoints, work
                 totals = np.sum([[float(v) for v in eval_step(x, y)] for x, y in val_batches], axis=0)
                 logs.update(val_loss=totals[0] / totals[2], val_iou=totals[1] / totals[2])
                 if verbose:
-                    print(f"  val_loss {logs['val_loss']:.4g}  val_iou {logs['val_iou']:.3f}")
+                    progress.write(f"step {step:,}: held-out loss {logs['val_loss']:.4g}, IoU {logs['val_iou']:.3f}")
             x = shown.astype(np.float32) / 255.0
             recon = tf.cast(tf.sigmoid(model(x, training=False)), tf.float32)
             training.write_summaries(writer, step, logs,
@@ -564,8 +564,9 @@ def evaluate(encoder, decoder, frames, seed=0, pairs=2000, sheet_path=None, batc
     metrics = dict(iou=float(iou.mean()), iou_pooled=float(inter / max(1, union)), mse=squared / frames.size,
                    spearman_pixel_vs_latent=metrics_lib.spearman(pixel, latent) if len(a) > 2 else 0.0)
     if sheet_path:
-        from tf_dance import video
         pick = np.linspace(0, len(frames) - 1, min(8, len(frames))).astype(int)
-        video.contact_sheet(sheet_path, np.concatenate([frames[pick], recon[pick]]), every=1, columns=len(pick),
-                            scale=2)
+        labels = ["original"] + [""] * (len(pick) - 1) + ["reconstructed"] + [""] * (len(pick) - 1)
+        video_lib.contact_sheet(sheet_path, np.concatenate([frames[pick], recon[pick]]), every=1, columns=len(pick),
+                                scale=2, labels=labels, title=f"held-out frames: top row the original, bottom row "
+                                f"its reconstruction (IoU {metrics['iou']:.3f})")
     return metrics

@@ -30,12 +30,23 @@ class UserError(ValueError):
     """A problem with the user's input: reported as one line, never as a traceback."""
 
 
-def main(fn):
+INTERRUPTED = "interrupted; nothing half-written was left"
+RESUME = "interrupted; run the same command again to resume"
+# Set by a parent script (the demo) for the steps it runs: it reports the interruption itself.
+_QUIET_INTERRUPT = "TF_DANCE_QUIET_INTERRUPT"
+
+
+def main(fn=None, *, interrupted=INTERRUPTED):
     """Wraps a script's `main(argv)`: a `UserError` or `UsageError` ends the run with one line.
 
     absl would print the module docstring and every flag for a `UsageError`; for a bad input
     the user needs only the reason, so it is printed as `error: <reason>` and the exit code is 1.
+    Ctrl-C (SIGINT) ends it with the one line `interrupted` and exit code 130, the shell's code
+    for it; outputs are atomic, so nothing half-written is left. `@cli.main(interrupted=RESUME)`
+    says so for a script that resumes.
     """
+    if fn is None:
+        return functools.partial(main, interrupted=interrupted)
 
     @functools.wraps(fn)
     def wrapper(argv):
@@ -44,6 +55,10 @@ def main(fn):
             if len(argv) > 1:
                 raise UserError(f"unexpected positional arguments: {' '.join(argv[1:])}")
             return fn(argv)
+        except KeyboardInterrupt:
+            if not os.environ.get(_QUIET_INTERRUPT):
+                print(("\n" if sys.stdout.isatty() else "") + interrupted, file=sys.stderr, flush=True)
+            sys.exit(130)
         except (UserError, app.UsageError) as e:
             _fail(str(e))
         except OSError as e:
@@ -55,6 +70,22 @@ def main(fn):
             _fail(message)
 
     return wrapper
+
+
+def quiet_interrupts():
+    """Ctrl-C before a script's `main` runs (while TensorFlow imports) ends it like Ctrl-C during it: one
+    line and exit code 130, not an import traceback. Installed only for `python -m tf_dance.<script>`."""
+    previous = sys.excepthook
+
+    def hook(kind, value, traceback):
+        if not issubclass(kind, KeyboardInterrupt):
+            return previous(kind, value, traceback)
+        if not os.environ.get(_QUIET_INTERRUPT):
+            print(INTERRUPTED, file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(130)
+
+    sys.excepthook = hook
 
 
 def _quiet_python_logging():
@@ -131,6 +162,9 @@ def _filtered_stderr(noise):
     try:
         yield
         failed = False
+    except KeyboardInterrupt:
+        failed = False  # Ctrl-C: its one line, without the start-up noise
+        raise
     finally:
         sys.stderr.flush()
         os.dup2(saved, 2)
@@ -211,8 +245,12 @@ def parse_flags(argv):
 
     A bad flag value, unknown flag or unreadable flagfile ends the run with one `error: ...`
     line and exit code 1, like every other bad input. So does a NaN or infinite number flag:
-    absl's bounds let NaN through, and no setting here means anything by it.
+    absl's bounds let NaN through, and no setting here means anything by it. A `--flagfile` is found
+    from any working directory (`find_flagfile`), and `--help` lists every flag the script defined,
+    its trainer's settings included, and no one else's.
     """
+    _own_flags_in_help(flags.FLAGS)
+    argv = [_resolve_flagfile_arg(a) for a in argv]
     try:
         argv = flags.FLAGS(argv)
         for name in flags.FLAGS:
@@ -223,6 +261,156 @@ def parse_flags(argv):
     except flags.Error as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
+
+
+def _own_flags_in_help(flag_values):
+    """absl's `--help` shows the main module's key flags; settings defined through a tf_dance library
+    (`config.define_flags`, `video.define_footage_flags`) would otherwise appear only in `--helpfull`."""
+    main_module = sys.argv[0]
+    for module, defined in flag_values.flags_by_module_dict().items():
+        if module.split(".")[0] == "tf_dance":
+            for flag in defined:
+                flag_values.register_key_flag_for_module(main_module, flag)
+
+
+def flags_dirs():
+    """Where flagfiles are installed: inside the package (a wheel), beside it (a source checkout)."""
+    package = os.path.dirname(os.path.abspath(__file__))
+    return [d for d in (os.path.join(package, "flags"), os.path.join(os.path.dirname(package), "flags"))
+            if os.path.isdir(d)]
+
+
+def find_flagfile(path):
+    """`path` if it exists; else `flags/NAME.flags` or a bare `NAME.flags` looked up in the installed
+    flagfiles, so `--flagfile=flags/quick.flags` works from any directory and after `pip install .`."""
+    if not path or os.path.exists(path):
+        return path
+    parts = os.path.normpath(path).split(os.sep)
+    if len(parts) == 2 and parts[0] == "flags" or len(parts) == 1:
+        for directory in flags_dirs():
+            candidate = os.path.join(directory, parts[-1])
+            if os.path.isfile(candidate):
+                return candidate
+    return path
+
+
+def _resolve_flagfile_arg(arg):
+    for prefix in ("--flagfile=", "-flagfile="):
+        if arg.startswith(prefix):
+            return prefix + find_flagfile(arg[len(prefix):])
+    return arg
+
+
+def plural(n, word, words=None):
+    """`1 clip`, `2 clips`, `1,474 frames`."""
+    return f"{n:,} {word if n == 1 else words or word + 's'}"
+
+
+def duration(seconds):
+    """`42 s`, `3 min 05 s`, `2 h 07 min`: how long something took or will take."""
+    seconds = max(0, int(round(seconds)))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+class Progress:
+    """The progress of a whole run, suited to where the output goes.
+
+    On a terminal a live bar, redrawn in place; in a log file or a pipe a plain line (no control
+    codes) every `every` seconds and at the end. Both show the elapsed time and the estimated
+    time left of the whole run (`total` units; a resumed run passes the units already `done`, and
+    the rate is measured on this process's own). `update(current, values)` takes
+    `keras.utils.Progbar`'s arguments; `values` are (name, number) pairs, shown as their mean
+    since the last line. `write(text)` prints a line of its own beside the bar.
+    """
+
+    def __init__(self, total, unit="step", done=0, what="", live=None, every=10.0, stream=None,
+                 clock=time.monotonic):
+        self.stream = stream or sys.stdout
+        self.live = _isatty(self.stream) if live is None else live
+        self.total, self.unit, self.first, self.what, self.every = total, unit, done, what, every
+        self.clock = clock
+        self.start = self.shown = clock()
+        self.current, self.sums, self.drawn, self.finished = done, {}, False, False
+
+    def update(self, current, values=None, finalize=None):
+        self.current = current
+        for name, value in values or ():
+            total, count = self.sums.get(name, (0.0, 0))
+            self.sums[name] = (total + float(value), count + 1)
+        end = finalize if finalize is not None else (self.total is not None and current >= self.total)
+        now = self.clock()
+        if end or now - self.shown >= (0.2 if self.live else self.every) or not self.drawn:
+            self._show(end)
+            self.shown = now
+
+    def times(self):
+        """`1 min 02 s elapsed, ~8 min 10 s left`: of the whole run, at this process's rate."""
+        elapsed = self.clock() - self.start
+        text = f"{duration(elapsed)} elapsed"
+        if self.total and self.current > self.first and self.current < self.total:
+            left = elapsed * (self.total - self.current) / (self.current - self.first)
+            text += f", ~{duration(left)} left"
+        return text
+
+    def write(self, text):
+        if self.live and self.drawn and not self.finished:
+            self.stream.write("\r\x1b[K")
+        print(text, file=self.stream, flush=True)
+        if self.live and self.drawn and not self.finished:
+            self._show(False)
+
+    def close(self):
+        """Ends a live bar that stopped short of its total (an early stop), so later lines start afresh."""
+        if self.live and self.drawn and not self.finished:
+            self.stream.write("\n")
+            self.stream.flush()
+        self.finished = True
+
+    def _show(self, end):
+        if self.finished:
+            return
+        count = f"{self.current:,}/{self.total:,}" if self.total else f"{self.current:,}"
+        units = self.unit + ("es" if self.unit.endswith(("ch", "s")) else "s")
+        parts = [f"{self.what}{count} {units}"]
+        if self.total and self.live:
+            filled = int(30 * min(1.0, self.current / self.total))
+            parts[0] = f"{self.what}[{'=' * filled}{'.' * (30 - filled)}] {count} {units}"
+        elif self.total:
+            parts[0] += f" ({100 * self.current / self.total:.0f}%)"
+        parts += [f"{name} {total / count:.4g}" for name, (total, count) in self.sums.items()]
+        line = "  ".join(parts) + f"  | {self.times()}"
+        self.sums = {}
+        if self.live:
+            self.stream.write("\r\x1b[K" + line + ("\n" if end else ""))
+            self.stream.flush()
+        else:
+            print(line, file=self.stream, flush=True)
+        self.drawn = True
+        self.finished = bool(end)
+
+
+class NoProgress:
+    """`Progress`'s interface, showing nothing."""
+
+    def update(self, current, values=None, finalize=None):
+        pass
+
+    def write(self, text):
+        pass
+
+    def close(self):
+        pass
+
+
+def _isatty(stream):
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 def require_file(path, what="file"):

@@ -17,6 +17,9 @@ after it) when it changed, and `--force` redoes every step from scratch.
 With `--video`, the first step is `prepare_video` on your clips (one dataset, one clip per video)
 instead of the dancer, the defaults come from flags/footage.flags, and the LSTM flagfile's batch
 size is fitted to the footage's size (`lstm_sizing`; the demo prints what it picked and why).
+`prepare_video`'s footage options (`--invert`, `--threshold`, `--crop`, `--fit`, `--fps`, `--start`,
+`--end`, `--max_frames`, ...) are passed on to it, and a contact sheet of the prepared frames
+(`footage_preview.png`) shows what the models will learn from.
 """
 
 import contextlib
@@ -28,6 +31,7 @@ import math
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -35,9 +39,10 @@ import time
 import numpy as np
 from absl import app, flags
 
-from tf_dance import cli, data, savedmodels, sequence_training
+from tf_dance import cli, data, savedmodels, sequence_training, video
 
-FLAGS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "flags")
+FLAGS_DIR = (cli.flags_dirs() or [os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                                 "flags")])[0]
 DEFAULT_FLAGFILE = os.path.join(FLAGS_DIR, "quick.flags")
 FOOTAGE_FLAGFILE = os.path.join(FLAGS_DIR, "footage.flags")
 # Fewest optimizer updates per LSTM epoch on footage: less data gets fewer parallel streams.
@@ -73,6 +78,7 @@ def define_flags():
     for name in ("noise", "temperature"):  # the bounds let NaN through; inf would fail only at step 5
         flags.register_validator(name, lambda v: v is None or math.isfinite(v), f"--{name} must be a finite number")
     flags.DEFINE_string("flags_dir", FLAGS_DIR, "Where flagfile names without a directory are looked up.")
+    video.define_footage_flags(FLAGS)  # passed on to `prepare_video` with --video
 
 
 def with_default_flagfile(argv):
@@ -101,12 +107,15 @@ def settings():
     missing = [f"--{k}" for k, v in s.items() if v is None]
     if missing:
         default = "footage.flags" if videos else "quick.flags"
-        raise cli.UserError(f"{', '.join(missing)} not set: pass --flagfile=flags/{default} (the default when "
-                            "the repository is installed with `pip install -e .`) or set them")
+        raise cli.UserError(f"{', '.join(missing)} not set: pass --flagfile=flags/{default} (the default "
+                            "without --flagfile) or set them")
     for path in videos:
         if not os.path.isfile(path):
             raise cli.UserError(f"--video: {path} is not a file")
     s["videos"] = [os.path.abspath(p) for p in videos]
+    s["footage"] = [FLAGS[k].serialize() for k in video.FOOTAGE_FLAGS if FLAGS[k].present]
+    if s["footage"] and not videos:
+        raise cli.UserError(f"{', '.join(s['footage'])}: footage options apply to --video only")
     for key in ("autoencoder_flags", "lstm_flags"):
         s[key] = find_flagfile(s[key], key)
     return s
@@ -127,7 +136,7 @@ def lstm_sizing(data_path, lstm_flags, mtime):
     bounds = data.clip_bounds(extras.get("clips", np.zeros(len(frames), np.int32)))
     train = sum(int((end - start) * frac) for start, end in bounds)
     fitted = int(np.clip(train // (seq * MIN_UPDATES_PER_EPOCH), 1, batch))
-    why = (f"{len(frames)} frames in {len(bounds)} clip(s), {train} for training: --batch_size={fitted} "
+    why = (f"{len(frames)} frames in {cli.plural(len(bounds), 'clip')}, {train} for training: --batch_size={fitted} "
            f"(flagfile: {batch}) ")
     why += ("keeps the flagfile's batch size" if fitted == batch else
             f"so that an epoch of {seq}-step windows still makes >= {MIN_UPDATES_PER_EPOCH} updates" if fitted > 1
@@ -184,14 +193,37 @@ def step_key(previous, args, flagfile=None):
 
 
 def run(script, args, keep_fds=()):
+    """Runs a step. Ctrl-C on a terminal reaches the step too; a SIGINT sent to the demo alone is
+    passed on. Either way the step stops cleanly (atomic outputs, checkpoints) before the demo ends.
+    keep_fds: descriptors the step inherits (the workdir's lock)."""
     cmd = [sys.executable, "-m", f"tf_dance.{script}", *args]
     print("$ python " + " ".join(shlex.quote(c) for c in cmd[1:]), flush=True)
     package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
-               PYTHONPATH=os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p))
-    result = subprocess.run(cmd, env=env, pass_fds=keep_fds)
-    if result.returncode != 0:
-        raise cli.UserError(f"step `{script}` failed with exit code {result.returncode} (see its message above)")
+               PYTHONPATH=os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p),
+               **{cli._QUIET_INTERRUPT: "1"})
+    process = subprocess.Popen(cmd, env=env, pass_fds=keep_fds)
+    try:
+        code = process.wait()
+    except KeyboardInterrupt:
+        _stop(process)
+        raise
+    if code in (130, -signal.SIGINT):
+        raise KeyboardInterrupt
+    if code != 0:
+        raise cli.UserError(f"step `{script}` failed with exit code {code} (see its message above)")
+
+
+def _stop(process):
+    try:
+        process.wait(timeout=2)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 OWNER = "demo"  # the marker (cli's) in every step folder the demo made: only those are ever cleared
@@ -274,9 +306,11 @@ def plan(work, export_dir, s, seed):
     footage = bool(s.get("videos"))
     data = f"{work}/{'footage' if footage else 'dancer'}.npz"
     latents, video = f"{work}/latents.npy", f"{work}/dance.mp4"
-    source = ("prepare", f"Preparing your {len(s['videos'])} video(s) as one dataset, a clip per video",
-              "prepare_video", lambda o: [*(f"--video={v}" for v in s["videos"]), f"--out={data}"],
-              None, None, lambda o: {"data": data}) if footage else (
+    preview = f"{work}/footage_preview.png"
+    source = ("prepare", f"Preparing your {cli.plural(len(s['videos']), 'video')} as one dataset, a clip per video",
+              "prepare_video", lambda o: [*(f"--video={v}" for v in s["videos"]), *s["footage"], f"--out={data}",
+                                          f"--preview={preview}"],
+              None, None, lambda o: {"data": data, "preview": preview}) if footage else (
         "synthesize", f"Synthesizing {s['dancer_frames']} frames of the default dancer", "synthesize",
         lambda o: ["--kind=dancer", f"--frames={s['dancer_frames']}", seed, f"--out={data}",
                    f"--video={work}/dancer.mp4"],
@@ -350,7 +384,7 @@ def verdict_lines(metrics_path):
     return lines
 
 
-@cli.main
+@cli.main(interrupted=f"{cli.RESUME} (finished steps are reused)")
 def main(argv):
     del argv
     s = settings()
@@ -366,7 +400,8 @@ def main(argv):
 def _run_steps(s, work, export_dir, lock):
     steps = Steps(work, FLAGS.force)
     seed = f"--seed={FLAGS.seed}"
-    source = f"your footage ({len(s['videos'])} video(s))" if s["videos"] else f"{s['dancer_frames']} dancer frames"
+    source = (f"your footage ({cli.plural(len(s['videos']), 'video')})" if s["videos"] else
+              f"{s['dancer_frames']} dancer frames")
     print(f"tf_dance demo in {work}: {source}, autoencoder "
           f"{os.path.relpath(s['autoencoder_flags'])}, LSTM {os.path.relpath(s['lstm_flags'])}, "
           f"{s['frames']} generated frames", flush=True)
@@ -404,7 +439,11 @@ def _run_steps(s, work, export_dir, lock):
     print(f"\nDemo finished in {time.time() - start:.0f} s.")
     print(f"  dance video:  {outputs['video']}  (also {os.path.basename(outputs['gif'])}, "
           f"{os.path.basename(outputs['sheet'])})")
-    print(f"  training data: {outputs.get('training_video') or outputs['data']}")
+    if outputs.get("preview"):
+        print(f"  your footage as the models see it: {outputs['preview']}  (dataset: "
+              f"{os.path.basename(outputs['data'])})")
+    else:
+        print(f"  training data: {outputs.get('training_video') or outputs['data']}")
     print(f"  evaluation:   {outputs['report']}")
     for line in verdict_lines(outputs["metrics"]):
         print(line)

@@ -44,7 +44,7 @@ def main(argv):
         np.save(tmp, latents)
         data.save_array(data.latent_clips_path(FLAGS.out), extras["clips"])
         data.save_latent_source(FLAGS.out, latents, encoder.path, encoder.record.get("training_id"))
-    print(f"wrote {FLAGS.out} (and its clip ids, {len(data.clip_bounds(extras['clips']))} clips): "
+    print(f"wrote {FLAGS.out} (and its clip ids, {cli.plural(len(data.clip_bounds(extras['clips'])), 'clip')}): "
           f"{latents.shape[0]} x {latents.shape[1]} latents from {encoder.path}")
     return 0
 

@@ -100,7 +100,7 @@ def main(argv):
                                         FLAGS.allow_mismatch)
     temperature, noise = models.lstm.sampling(FLAGS.temperature, FLAGS.noise)
     seeds = np.stack([source[s:s + FLAGS.seed_frames] for s in starts])
-    _say(f"[1/2] seeding {FLAGS.num_dancers} dancer(s) with frames "
+    _say(f"[1/2] seeding {cli.plural(FLAGS.num_dancers, 'dancer')} with frames "
          f"{', '.join(f'{s}..{s + FLAGS.seed_frames - 1}' for s in starts)}")
     _say(f"[2/2] rolling out {FLAGS.frames} frames with {models.lstm.path} (temperature {temperature:g}, noise "
          f"{noise:g}{models.lstm.controls_text()}), decoding with {models.decoder.path}, writing "

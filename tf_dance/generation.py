@@ -251,7 +251,8 @@ def write_dance(out_path, dance, fps, scale=1, frames=None):
         video.write_gif(staged["gif"], movie[:GIF_MAX_FRAMES], fps, scale=scale)
         columns = max(1, 8 // min(dancers, 4))
         video.contact_sheet(staged["sheet"], movie[:SHEET_FRAMES], every=4, columns=columns, scale=scale,
-                            labels=[str(i) for i in range(0, min(len(movie), SHEET_FRAMES), 4)])
+                            labels=[str(i) for i in range(0, min(len(movie), SHEET_FRAMES), 4)],
+                            title=f"generated dance: every 4th of the first {min(len(movie), SHEET_FRAMES)} frames")
         _replace_together(staged, paths, tmp)
         writing += time.perf_counter() - t
     except OSError as e:

@@ -2,7 +2,8 @@ r"""Turns real dance footage into a dataset: `frames` uint8 [N, H, W, C] and `fp
 
     python -m tf_dance.prepare_video --video=dance.mp4 --out=runs/dance.npz \
         [--fps=10] [--width=96 --height=54] [--channels=1] [--fit=stretch|crop|pad] \
-        [--crop=X,Y,W,H] [--threshold=128|auto] [--invert] [--start=S --end=S] [--max_frames=N]
+        [--crop=X,Y,W,H] [--threshold=128|auto] [--invert] [--start=S --end=S] [--max_frames=N] \
+        [--preview=runs/dance_preview.png]
     python -m tf_dance.prepare_video --video=a.mp4 --video=b.mov --out=runs/clips.npz
     python -m tf_dance.prepare_video --video=footage/ --out=runs/clips.npz   # or 'footage/*.mp4'
 
@@ -12,6 +13,10 @@ Several videos become one dataset whose `clips` says which video each frame came
 clip resampled to one frame rate, so that later steps never run across a cut. A soundtrack is
 kept as per-frame music features (`music`, `music_names`; see `tf_dance.music`), each clip's
 from its own audio over the same frames.
+
+The share of foreground (white) pixels and of frames without a dancer are printed and stored in
+the dataset (`foreground_share`, `empty_share`); frames that are mostly foreground (a light ground:
+`--invert` needed) or mostly empty are refused unless `--nocheck_footage`.
 """
 
 import os
@@ -26,16 +31,6 @@ from tf_dance import cli, data, music, video
 FLAGS = flags.FLAGS
 
 
-def _valid(check):
-    def validator(value):
-        try:
-            check(value)
-            return True
-        except cli.UserError as e:
-            raise flags.ValidationError(str(e)) from None
-    return validator
-
-
 def define_flags(fv=FLAGS):
     """Defined only when run as a script, so importing this module adds no flags."""
     d = dict(flag_values=fv)
@@ -43,38 +38,31 @@ def define_flags(fv=FLAGS):
                               "a comma list, a directory (its video files, by name) or a quoted glob, "
                               "for several clips in one dataset.", **d)
     flags.DEFINE_string("out", None, "Output dataset (.npz).", **d)
-    flags.DEFINE_float("fps", None, "Resample to this frame rate; default: the (first) video's.", **d)
-    flags.DEFINE_integer("width", data.WIDTH, "Output frame width.", lower_bound=8, upper_bound=8192,
-                         **d)
-    flags.DEFINE_integer("height", data.HEIGHT, "Output frame height.", lower_bound=8,
-                         upper_bound=8192, **d)
-    flags.DEFINE_enum("channels", "1", ["1", "3"], "1: grayscale (the paper); 3: RGB.", **d)
-    flags.DEFINE_enum("fit", "stretch", list(video.FITS),
-                      "Other aspect ratios: stretch to the size, crop the overflow (centred), or pad "
-                      "with black bars.", **d)
-    flags.DEFINE_string("crop", None, "X,Y,W,H box in source pixels to keep before scaling (e.g. "
-                        "the stage area without logos).", **d)
-    flags.DEFINE_string("threshold", None, "Binarise silhouettes: gray level 1..255 at or above "
-                        "which a pixel is white, or 'auto' (Otsu, per clip).", **d)
-    flags.DEFINE_boolean("invert", False, "Dark dancer on a light ground → white on black.", **d)
-    flags.DEFINE_float("start", 0.0, "Start time in seconds (of every clip).", lower_bound=0.0, **d)
-    flags.DEFINE_float("end", None, "End time in seconds (of every clip); default: its end.", **d)
-    flags.DEFINE_integer("max_frames", None, "Keep at most this many frames (of every clip).",
-                         lower_bound=1, **d)
+    flags.DEFINE_string("preview", None, "Also write a contact sheet (.png) of the prepared frames, to check "
+                        "them at a glance: a white dancer on black.", **d)
     flags.DEFINE_boolean("music", True, "Keep each clip's soundtrack as per-frame music features "
-                         "(onset, beat, tempo, spectral bands) beside the frames; --nomusic drops it.",
-                         **d)
+                         "(onset, beat, tempo, spectral bands) beside the frames; --nomusic drops it.", **d)
     flags.DEFINE_boolean("progress", True, "Show a progress bar.", **d)
-
-    flags.register_validator("fps", lambda v: v is None or data.MIN_FPS <= v <= data.MAX_FPS,
-                             f"--fps must be in {data.MIN_FPS:g}..{data.MAX_FPS:g}", flag_values=fv)
+    video.define_footage_flags(fv)
     flags.register_validator("out", lambda v: v is None or v.endswith(".npz"),
                              "--out must end in .npz", flag_values=fv)
-    flags.register_validator("crop", _valid(video.parse_crop), flag_values=fv)
-    flags.register_validator("threshold", _valid(video.parse_threshold), flag_values=fv)
-    flags.register_multi_flags_validator(
-        ["start", "end"], lambda f: f["end"] is None or f["end"] > f["start"],
-        "--end must be after --start", flag_values=fv)
+    flags.register_validator("preview", lambda v: v is None or v.endswith(".png"),
+                             "--preview must end in .png", flag_values=fv)
+
+
+PREVIEW_TILES = 32
+
+
+def write_preview(path, frames, fps, clips=None, title=""):
+    """A contact sheet of `PREVIEW_TILES` frames spread evenly over the dataset, each labelled with
+    its clip and time, under `title`."""
+    pick = np.linspace(0, len(frames) - 1, min(PREVIEW_TILES, len(frames))).astype(int)
+    if clips is None:
+        labels = [f"{i / fps:.1f}s" for i in pick]
+    else:
+        labels = [f"clip {clips[i] + 1} {(i - np.searchsorted(clips, clips[i])) / fps:.1f}s" for i in pick]
+    video.contact_sheet(path, frames[pick], every=1, columns=8, scale=2, labels=labels, title=title)
+    return path
 
 
 @cli.main
@@ -83,11 +71,11 @@ def main(argv):
         raise cli.UserError("--video is required")
     if not FLAGS.out:
         raise cli.UserError("--out is required (an .npz path)")
+    if FLAGS.preview:
+        cli.check_output(FLAGS.preview, "--preview")
     paths = video.find_videos(FLAGS.video)
     for path in paths:
-        video.probe(path)  # fail fast on a bad file, before keras loads for the bar
-    if FLAGS.progress:
-        video.progress_bar(None)  # keras loads before the clock starts
+        video.probe(path)  # fail fast on a bad file
     options = dict(width=FLAGS.width, height=FLAGS.height, channels=int(FLAGS.channels),
                    fit=FLAGS.fit, crop=FLAGS.crop, start=FLAGS.start, end=FLAGS.end,
                    max_frames=FLAGS.max_frames, progress=FLAGS.progress, invert=FLAGS.invert,
@@ -110,13 +98,26 @@ def main(argv):
                 "their music features are those of silence" if found else
                 "the dataset has no music features"), file=sys.stderr)
     seconds = time.perf_counter() - t0
+    foreground, empty = video.footage_measures(frames)
+    print(f"foreground (white) pixels: {100 * foreground:.1f}%; frames without a dancer: {100 * empty:.1f}%",
+          flush=True)
+    if FLAGS.check_footage:
+        video.check_footage(foreground, empty, FLAGS.invert)
+    extras.update(foreground_share=np.float32(foreground), empty_share=np.float32(empty))
     try:
+        if FLAGS.preview:
+            write_preview(FLAGS.preview, frames, fps, extras.get("clips"),
+                          f"{os.path.basename(FLAGS.out)}: {cli.plural(len(frames), 'frame')}, "
+                          f"{cli.plural(len(paths), 'clip')}, {100 * foreground:.0f}% foreground")
         data.save_dataset(FLAGS.out, frames, fps, **extras)
     except OSError as e:
         raise cli.UserError(f"cannot write {FLAGS.out}: {e.strerror or e}") from None
-    what = (f" in {len(paths)} clips" if len(paths) > 1 else "") + (" with music" if "music" in extras else "")
-    print(f"wrote {FLAGS.out}: {len(frames)} frames {FLAGS.width}x{FLAGS.height}x{FLAGS.channels} "
-          f"at {fps:g} fps{what} ({len(frames) / seconds:.0f} frames/s)")
+    what = " with music" if "music" in extras else ""
+    print(f"wrote {FLAGS.out}: {cli.plural(len(frames), 'frame')} {FLAGS.width}x{FLAGS.height}x{FLAGS.channels} "
+          f"({len(frames) / fps:.1f} s of video at {fps:g} fps) in {cli.plural(len(paths), 'clip')}{what}; "
+          f"decoded in {seconds:.1f} s ({len(frames) / seconds:.0f} frames/s)")
+    if FLAGS.preview:
+        print(f"preview: {FLAGS.preview}")
     return 0
 
 

@@ -274,11 +274,14 @@ def evaluate_dance(generated, train, fps, out_dir, *, decoder_dir=None, data_fra
     if decode is None and decoder_dir:
         decode = _saved_decoder(decoder_dir)
     steps = 3 + bool(decode) + bool(decoder_dir)
-    clock = time.time()
+    clock = [time.time()]
 
     def say(i, message):
+        """The step about to start, after how long the one before it took."""
         if progress:
-            print(f"[{i}/{steps}] {message} ({time.time() - clock:.1f} s)", flush=True)
+            took = f" (step {i - 1} took {time.time() - clock[0]:.1f} s)" if i > 1 else ""
+            print(f"[{i}/{steps}] {message}{took}", flush=True)
+        clock[0] = time.time()
 
     say(1, f"calibrating on {len(train)} training latents")
     try:
@@ -289,7 +292,7 @@ def evaluate_dance(generated, train, fps, out_dir, *, decoder_dir=None, data_fra
     if decode:
         say(2, "decoding the second half for stage coverage and on-screen motion")
         decoded = second_half_frame_measures(generated, reference, decode)
-    say(2 + bool(decode), f"measuring {len(generated)} dance(s) of {generated.shape[1]} frames")
+    say(2 + bool(decode), f"measuring {cli.plural(len(generated), 'dance')} of {generated.shape[1]} frames")
     try:
         results = [reference.evaluate(g, **d) for g, d in zip(generated, decoded)]
     except ValueError as e:
@@ -402,12 +405,14 @@ def _pictures(tmp, figures, generated, reference, decoder_dir, data_frames):
     first = generated[0]
     strip = savedmodels.decode_latents(decoder_dir, first[:STRIP_FRAMES])
     video.contact_sheet(os.path.join(tmp, "figure2_strip.png"), strip, every=4, columns=8, scale=2,
-                        labels=[str(i) for i in range(0, len(strip), 4)])
+                        labels=[str(i) for i in range(0, len(strip), 4)],
+                        title=f"generated dance: every 4th of its first {len(strip)} frames (paper Figure 2)")
     figures["strip"] = "figure2_strip.png"
     start = max(0, len(first) - STRIP_FRAMES)
     last = savedmodels.decode_latents(decoder_dir, first[start:])
     video.contact_sheet(os.path.join(tmp, "figure7_last_frames.png"), last, every=4, columns=8, scale=2,
-                        labels=[str(i) for i in range(start, len(first), 4)])
+                        labels=[str(i) for i in range(start, len(first), 4)],
+                        title=f"generated dance: every 4th of its last {len(last)} frames (frozen? paper Figure 7)")
     figures["last_frames"] = "figure7_last_frames.png"
 
     flat = generated.reshape(-1, generated.shape[-1])
@@ -499,7 +504,7 @@ def markdown(report):
     d, dancers, figs = report["data"], report["dancers"], report["figures"]
     yes = lambda v: "**yes**" if v else "no"
     out = ["# Dance evaluation\n\n",
-           f"{len(dancers)} generated dance(s) of {dancers[0]['frames']} frames ({dancers[0]['seconds']:.1f} s) "
+           f"{cli.plural(len(dancers), 'generated dance')} of {dancers[0]['frames']} frames ({dancers[0]['seconds']:.1f} s) "
            f"measured against {d['frames']} training latents ({d['dim']}-d, {d['fps']:g} fps"
            f"{', %d clips' % d['clips'] if d.get('clips', 1) > 1 else ''}).\n\n",
            "## Verdicts\n\n| question | answer | rule |\n| --- | --- | --- |\n"]

@@ -223,10 +223,7 @@ def _signature(version_dir, what, key, inputs, outputs):
 
 
 def _batches(n, batch_size, progress):
-    bar = None
-    if progress:
-        import keras
-        bar = keras.utils.Progbar(n, unit_name="frame")
+    bar = cli.Progress(n, unit="frame") if progress else None
     for start in range(0, n, batch_size):
         yield start, min(n, start + batch_size)
         if bar is not None:

@@ -313,14 +313,17 @@ def train_and_evaluate(latents_path, workdir, export_dir, clips=None, **config):
         jit_compile=cfg["jit_compile"])
     val_parts = None if val is None else [(net.normalize(np.concatenate([context, stretch]))[None], len(context),
                                            len(stretch)) for context, stretch in val]
-    writer = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard")) if chief else None
+    writer = tf.summary.create_file_writer(training.tensorboard_dir(workdir)) if chief else None
     frames_per_batch = cfg["batch_size"] * cfg["seq_length"]
+    if cfg["head"] == "mdn":
+        print("Losses are the mixture's negative log-likelihood per latent dimension: lower is better, and "
+              "below 0 once the model puts a density above 1 on the true next frame.")
+    progress = cli.Progress(cfg["epochs"] * len(windows), unit="batch", done=int(epoch.numpy()) * len(windows))
     for e in range(int(epoch.numpy()), cfg["epochs"]):
         if _stalled(history, cfg["patience"]):
             break
         start = time.perf_counter()
-        progress = keras.utils.Progbar(len(windows), unit_name="batch")
-        print(f"Epoch {e + 1}/{cfg['epochs']}  (lr {float(optimizer.learning_rate):.3g})")
+        progress.what = f"Epoch {e + 1}/{cfg['epochs']} (lr {float(optimizer.learning_rate):.3g}) "
         state = on_replicas(lambda first, count: net.zero_state(count))
         losses = []
         for b, window in enumerate(windows):
@@ -333,7 +336,7 @@ def train_and_evaluate(latents_path, workdir, export_dir, clips=None, **config):
             if not np.isfinite(losses[-1]):
                 raise cli.UserError(f"training diverged (loss {losses[-1]}) in epoch {e + 1}; "
                                     "lower --learning_rate or keep --grad_clip on")
-            progress.update(b + 1, [("loss", losses[-1])])
+            progress.update(e * len(windows) + b + 1, [("loss", losses[-1])])
         seconds = time.perf_counter() - start
         record = {"epoch": e + 1, "train_loss": float(np.mean(losses)), "first_batch_loss": losses[0],
                   "val_loss": None if val is None else validation_loss(val_loss_fn, val_parts),
@@ -343,14 +346,17 @@ def train_and_evaluate(latents_path, workdir, export_dir, clips=None, **config):
         improved = _best(history) is record
         if improved and chief:
             _save_best(workdir, model, e + 1)
-        print(f"  train {record['train_loss']:.5g}  val {'-' if val is None else format(record['val_loss'], '.5g')}"
-              f"{'  (best so far)' if improved else ''}  {record['frames_per_second']:.0f} frames/s")
+        progress.write(f"Epoch {e + 1}/{cfg['epochs']}: train loss {record['train_loss']:.5g}, val loss "
+                       f"{'-' if val is None else format(record['val_loss'], '.5g')}"
+                       f"{' (best so far)' if improved else ''}, {record['frames_per_second']:.0f} frames/s; "
+                       f"{progress.times()}")
         if chief:
             training.write_summaries(writer, e + 1, {key: record[key] for key in (
                 "train_loss", "val_loss", "learning_rate", "frames_per_second")})
             training.write_json(os.path.join(workdir, "history.json"), history)
         epoch.assign(e + 1)
         checkpoints.save(e + 1)
+    progress.close()
     if not chief:
         return None
     writer.close()

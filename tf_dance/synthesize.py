@@ -169,7 +169,8 @@ def main(argv):
     except OSError as e:
         raise cli.UserError(f"cannot write {e.filename2 or e.filename or FLAGS.out}: "
                             f"{e.strerror or e}") from None
-    print(f"wrote {FLAGS.out}: {what} at {FLAGS.fps:g} fps ({time.perf_counter() - t0:.1f} s)")
+    print(f"wrote {FLAGS.out}: {what} ({frames / FLAGS.fps:.1f} s at {FLAGS.fps:g} fps), made in "
+          f"{time.perf_counter() - t0:.1f} s")
     return 0
 
 

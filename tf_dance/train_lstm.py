@@ -15,15 +15,19 @@ goes to <export_dir>/dance_<model>/<next version>/ (signatures: see tf_dance/rol
 The training library (`train_and_evaluate`) lives in tf_dance/sequence_training.py.
 """
 
+import sys
 
 import os
 
 from absl import app, flags
 
-from tf_dance import cli, sequence_training
+from tf_dance import cli, data, sequence_training, training
 from tf_dance.sequence_training import SETTINGS, train_and_evaluate
 
 FLAGS = flags.FLAGS
+# Training speed of the paper's 2 x 600 LSTM (batch 5, 50-step windows, the fused XLA step) on the 2-core
+# reference machine (BENCHMARKS.md, "Sequence models"), for the estimate printed when no flagfile is given.
+PAPER_FRAMES_PER_SECOND = 3000
 
 
 def define_flags():
@@ -34,7 +38,20 @@ def define_flags():
     sequence_training.define_flags(FLAGS)
 
 
-@cli.main
+def announce_defaults(argv):
+    """Without a flagfile the settings are the paper's (its MSE head froze): say so, and for how long."""
+    if any(a.startswith(("--flagfile", "-flagfile")) for a in argv[1:]):
+        return
+    frames = int(len(data.load_latents(FLAGS.latents)) * FLAGS.train_frac)
+    seconds = FLAGS.epochs * frames / PAPER_FRAMES_PER_SECOND
+    print(f"No --flagfile: the paper's settings (those not given as flags): a {FLAGS.num_layers} x {FLAGS.units} "
+          f"{FLAGS.model.upper()} with the {FLAGS.head} head, {FLAGS.epochs} epochs of {frames:,} frames at batch "
+          f"{FLAGS.batch_size}. Estimated {cli.duration(seconds)} on a 2-core CPU (~{PAPER_FRAMES_PER_SECOND:,} "
+          "frames/s at the paper's size); the paper's MSE head tends to freeze (its Figure 7). "
+          "For the demo's mixture-density LSTM: --flagfile=flags/quick_lstm.flags.", flush=True)
+
+
+@cli.main(interrupted=cli.RESUME)
 def main(argv):
     del argv
     cli.require_file(FLAGS.latents, "latents file (--latents)")
@@ -42,6 +59,8 @@ def main(argv):
     cli.check_output(FLAGS.export_dir, "--export_dir", is_dir=True)
     cli.check_output(os.path.join(FLAGS.export_dir, FLAGS.export_name or f"dance_{FLAGS.model}"), "--export_dir",
                      is_dir=True)  # where the export goes, before training
+    announce_defaults(sys.argv)
+    print(f"TensorBoard logs: tensorboard --logdir {training.tensorboard_dir(FLAGS.workdir)}", flush=True)
     result = train_and_evaluate(FLAGS.latents, FLAGS.workdir, FLAGS.export_dir,
                                 **{name: FLAGS[name].value for name in SETTINGS})
     if result is None:

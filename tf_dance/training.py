@@ -110,6 +110,11 @@ def _short(error):
     return lines[0][:300] if lines else type(error).__name__
 
 
+def tensorboard_dir(workdir):
+    """Where both trainers write their TensorBoard logs: `tensorboard --logdir <workdir>/tensorboard`."""
+    return os.path.join(workdir, "tensorboard")
+
+
 # Summaries via the core `tf.summary.write` op plus the plugin metadata TensorBoard reads:
 # `tf.summary.scalar`/`image` and `keras.callbacks.TensorBoard` need the tensorboard package,
 # which TF 2.21 no longer installs and tf_dance does not depend on.

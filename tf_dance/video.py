@@ -17,6 +17,7 @@ import sys
 import tempfile
 
 import numpy as np
+from absl import flags
 from PIL import Image, ImageDraw, ImageFont
 
 from tf_dance import cli, data
@@ -30,17 +31,11 @@ _CHUNK = 256
 _READ_BYTES = 64 << 20  # at most this much of ffmpeg's output is read at once, whatever the frame size
 
 
-class _NoBar:
-    def update(self, current, values=None, finalize=None):
-        pass
-
-
 def progress_bar(target, enabled=True):
-    """A `keras.utils.Progbar` (imported only when shown: keras pulls in TensorFlow)."""
+    """A `cli.Progress` over `target` frames: a live bar on a terminal, plain lines elsewhere."""
     if not enabled:
-        return _NoBar()
-    from keras.utils import Progbar
-    return Progbar(target, unit_name="frame")
+        return cli.NoProgress()
+    return cli.Progress(target, unit="frame")
 
 
 def _ffmpeg():
@@ -172,6 +167,81 @@ def _check_args(fps, width, height, channels, fit, start, end, max_frames):
         raise cli.UserError(f"end ({end} s) must be after start ({start} s)")
     if max_frames is not None and max_frames < 1:
         raise cli.UserError(f"max_frames must be >= 1, got {max_frames}")
+
+
+# The share of a frame's pixels above which a dataset is "mostly foreground" (a dancer rarely covers
+# half the picture: the ground is white, the footage needs --invert) and the share of frames without a
+# dancer above which it is "mostly empty" (a --threshold too high, or a dark dancer on a dark ground).
+MAX_FOREGROUND = 0.5
+MAX_EMPTY = 0.5
+EMPTY_FRAME = 0.002  # a frame with fewer foreground pixels than this share shows no dancer
+
+
+def footage_measures(frames):
+    """(foreground share, empty-frame share) of uint8 frames: pixels at or above gray level 128
+    (luma for RGB), the level every later step reads as the dancer, and frames with (almost) none."""
+    foreground = np.empty(len(frames), np.float64)
+    for i in range(0, len(frames), 1024):
+        chunk = frames[i:i + 1024]
+        luma = chunk[..., 0] if chunk.shape[-1] == 1 else _luma(chunk)
+        foreground[i:i + len(chunk)] = (luma >= 128).mean(axis=(1, 2))
+    return float(foreground.mean()), float((foreground < EMPTY_FRAME).mean())
+
+
+def check_footage(foreground, empty, inverted=False):
+    """`cli.UserError` naming the likely fix for footage that cannot be a light dancer on a dark ground."""
+    keep = "or --nocheck_footage to keep these frames"
+    if foreground > MAX_FOREGROUND:
+        fix = ("drop --invert: the footage already is a light dancer on a dark ground" if inverted else
+               "pass --invert for a dark dancer on a light ground")
+        raise cli.UserError(f"{100 * foreground:.1f}% of the pixels are foreground (white), so the ground came out "
+                            f"white: {fix}, {keep}")
+    if empty > MAX_EMPTY:
+        raise cli.UserError(f"{100 * empty:.1f}% of the frames show no dancer (no pixel at gray level 128 or above): "
+                            "lower --threshold (or try --threshold=auto)"
+                            f"{'' if inverted else ', pass --invert for a dark dancer on a light ground'}, {keep}")
+
+
+def define_footage_flags(flag_values):
+    """How footage becomes frames: the flags of `prepare_video` that `demo --video` passes on too."""
+    d = dict(flag_values=flag_values)
+    flags.DEFINE_float("fps", None, "Resample to this frame rate; default: the (first) video's.", **d)
+    flags.DEFINE_integer("width", data.WIDTH, "Output frame width.", lower_bound=8, upper_bound=8192, **d)
+    flags.DEFINE_integer("height", data.HEIGHT, "Output frame height.", lower_bound=8, upper_bound=8192, **d)
+    flags.DEFINE_enum("channels", "1", ["1", "3"], "1: grayscale (the paper); 3: RGB.", **d)
+    flags.DEFINE_enum("fit", "stretch", list(FITS), "Other aspect ratios: stretch to the size, crop the overflow "
+                      "(centred), or pad with black bars.", **d)
+    flags.DEFINE_string("crop", None, "X,Y,W,H box in source pixels to keep before scaling (e.g. the stage area "
+                        "without logos).", **d)
+    flags.DEFINE_string("threshold", None, "Binarise silhouettes: gray level 1..255 at or above which a pixel is "
+                        "white, or 'auto' (Otsu, per clip).", **d)
+    flags.DEFINE_boolean("invert", False, "Dark dancer on a light ground -> white on black.", **d)
+    flags.DEFINE_float("start", 0.0, "Start time in seconds (of every clip).", lower_bound=0.0, **d)
+    flags.DEFINE_float("end", None, "End time in seconds (of every clip); default: its end.", **d)
+    flags.DEFINE_integer("max_frames", None, "Keep at most this many frames (of every clip).", lower_bound=1, **d)
+    flags.DEFINE_boolean("check_footage", True, f"Refuse frames that are mostly foreground (over "
+                         f"{MAX_FOREGROUND:.0%} white pixels: a light ground, --invert needed) or mostly empty (over "
+                         f"{MAX_EMPTY:.0%} of the frames without a dancer).", **d)
+    flags.register_validator("fps", lambda v: v is None or data.MIN_FPS <= v <= data.MAX_FPS,
+                             f"--fps must be in {data.MIN_FPS:g}..{data.MAX_FPS:g}", **d)
+    flags.register_validator("crop", _valid(parse_crop), **d)
+    flags.register_validator("threshold", _valid(parse_threshold), **d)
+    flags.register_multi_flags_validator(["start", "end"], lambda f: f["end"] is None or f["end"] > f["start"],
+                                         "--end must be after --start", **d)
+
+
+FOOTAGE_FLAGS = ("fps", "width", "height", "channels", "fit", "crop", "threshold", "invert", "start", "end",
+                 "max_frames", "check_footage")
+
+
+def _valid(check):
+    def validator(value):
+        try:
+            check(value)
+            return True
+        except cli.UserError as e:
+            raise flags.ValidationError(str(e)) from None
+    return validator
 
 
 def find_videos(specs):
@@ -448,6 +518,13 @@ def side_by_side(top, bottom, gap=2, gap_value=128):
     return np.concatenate([top, bar, bottom], axis=1)
 
 
+def _titled(sheet, title, size):
+    """`sheet` below a black band holding `title` in white."""
+    band = _pil(np.zeros((size + 8,) + sheet.shape[1:], np.uint8))
+    ImageDraw.Draw(band).text((4, 3), title, fill=255 if sheet.shape[-1] == 1 else (255, 255, 255), font=_font(size))
+    return np.concatenate([np.asarray(band).reshape((size + 8,) + sheet.shape[1:]), sheet])
+
+
 def _font(size):
     try:
         return ImageFont.load_default(size=size)
@@ -455,11 +532,12 @@ def _font(size):
         return ImageFont.load_default()
 
 
-def contact_sheet(path, frames, every=4, columns=8, scale=1, labels=None, gap=2, gap_value=64):
+def contact_sheet(path, frames, every=4, columns=8, scale=1, labels=None, gap=2, gap_value=64, title=None):
     """A PNG grid of every `every`-th frame, row by row (the paper's Figure 2).
 
     labels: one string per tile or per input frame (then subsampled like the frames), drawn
-    in each tile's corner. Returns the sheet as uint8 `[H, W, C]`; `path=None` only returns it.
+    in each tile's corner. title: a line of text above the grid. Returns the sheet as uint8
+    `[H, W, C]`; `path=None` only returns it.
     """
     frames = as_frames(frames)
     if every < 1 or columns < 1 or int(scale) != scale or scale < 1:
@@ -491,6 +569,8 @@ def contact_sheet(path, frames, every=4, columns=8, scale=1, labels=None, gap=2,
             draw.text((gap + col * (w + gap) + 2, gap + r * (h + gap) + 1), text, fill=fill,
                       font=font)
         sheet = np.asarray(image).reshape(sheet.shape)
+    if title:
+        sheet = _titled(sheet, title, max(10, 6 * scale + 4))
     if path is not None:
         with cli.atomic_output(path) as tmp:
             _pil(sheet).save(tmp, format="PNG")
