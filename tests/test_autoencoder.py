@@ -103,6 +103,25 @@ def test_keras_file_round_trip(tmp_path):
     np.testing.assert_allclose(again(z).numpy(), dec(z).numpy(), rtol=1e-6)
 
 
+@pytest.mark.parametrize("channels, filters, extra_conv, size", [
+    (1, [8, 16, 32, 32], False, (54, 96)), (3, [2, 3, 4, 5], True, (54, 96)), (1, [2, 2, 2, 2], False, (53, 96))])
+def test_the_exported_decoder_draws_the_models_frames(tmp_path, channels, filters, extra_conv, size):
+    """The export serves the decoder with its last upsampling folded into the convolutions (odd sizes: the
+    model as built); the frames are the Keras model's."""
+    import tensorflow as tf
+    from tf_dance import autoencoder
+    dec = autoencoder.build_decoder(*size, channels, filters, extra_conv=extra_conv)
+    rng = np.random.default_rng(0)
+    for layer in dec.layers:
+        if getattr(layer, "bias", None) is not None:
+            layer.bias.assign(rng.normal(scale=0.3, size=layer.bias.shape))
+    assert (autoencoder._folded_decoder(dec) is None) == (size[0] % 2 == 1)
+    autoencoder.export_decoder(dec, str(tmp_path / "d"))
+    served = tf.saved_model.load(str(tmp_path / "d")).signatures["serving_default"]
+    z = rng.normal(size=(20, 128)).astype(np.float32)
+    np.testing.assert_allclose(served(latent=tf.constant(z))["frames"].numpy(), dec(z).numpy(), atol=1e-6)
+
+
 def test_losses_match_tensorflow():
     """xent is TF1's sigmoid_cross_entropy_with_logits (stable at large logits); mse is on the sigmoid."""
     import tensorflow as tf
