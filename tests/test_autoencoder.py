@@ -30,7 +30,7 @@ def _clean(result):
     return result
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # shared with the slow tests, which run last
 def trained(tiny_dataset, tmp_path_factory):
     """One uninterrupted tiny run, in-process: (result dict, workdir, export_dir)."""
     from tf_dance import autoencoder_training
@@ -215,6 +215,7 @@ def test_saved_model_cli_runs_the_decoder(trained, tmp_path):
     assert np.abs(np.round(frames * 255) - decoded).max() <= 1
 
 
+@pytest.mark.slow
 def test_resume_after_kill_matches_unbroken_run(trained, tiny_dataset, tmp_path, kill_at_first_checkpoint):
     """SIGKILLed from outside after its first checkpoint, restarted with the same flags: it resumes
     there, stops at exactly --steps, exports once, and its weights equal an unbroken run's."""
