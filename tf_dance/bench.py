@@ -197,7 +197,8 @@ def bench_autoencoder(repeats=REPEATS):
 def bench_sequence(repeats=REPEATS):
     """The paper's 2x600 LSTM on 128-d latents: training frames/s (batch 5, seq 50) of plain Keras
     `fit` vs. the fused XLA train step; rollout frames/s of the stateful Keras model with `predict`
-    per step vs. the exported `rollout` signature (batch 1 and 16); and the paper's Perlin check at
+    per step vs. the exported `rollout` signature (batch 1 and 16), and the same at batch 1 for the demo's
+    LSTM (`_demo_lstm_rollout`); and the paper's Perlin check at
     full size (flags/paper_lstm.flags on 18,000 10-d Perlin vectors): training seconds until an
     epoch's mean loss is 100x below the first batch's."""
     import tempfile
@@ -262,6 +263,8 @@ def bench_sequence(repeats=REPEATS):
         out["rollout frames/s, rollout signature (batch 1, 1 thread)"]
         / out["rollout frames/s, Keras predict per step (batch 1)"])
 
+    out.update(_demo_lstm_rollout(latents, repeats))
+
     paper = sequence_training.flagfile_settings(
         os.path.join(_ROOT, "flags", "paper_lstm.flags"))
     with tempfile.TemporaryDirectory() as tmp:
@@ -274,6 +277,42 @@ def bench_sequence(repeats=REPEATS):
     out["Perlin 2x600: loss drop after 12 epochs"] = result["loss_drop"]
     out["Perlin 2x600: training frames/s (median epoch)"] = result["frames_per_second"]
     out["load average (1 min) at end"] = os.getloadavg()[0]
+    return out
+
+
+def _demo_lstm_rollout(latents, repeats):
+    """The demo's LSTM (flags/quick_lstm.flags: its size, mixture head and rollout recipe; random-init) at
+    batch 1: the exported `rollout` signature vs. the naive loop (Keras `predict` per step, the head's most
+    likely mean fed back), and the bytes of weights each frame reads."""
+    import tempfile
+
+    import numpy as np
+
+    from tf_dance import rollout, savedmodels, sequence_model, sequence_training
+
+    _, lstm = _demo_settings()
+    dim = latents.shape[1]
+    mean, std = sequence_model.standardizer(latents)
+    model = sequence_model.build_model("lstm", dim, mean, std, 1, units=lstm["units"], num_layers=lstm["num_layers"],
+                                       head=lstm["head"], mixtures=lstm["mixtures"])
+    net, single, steps = sequence_model.make_net(model), sequence_model.stateful_copy(model, 1), 30
+
+    def naive():
+        sequence_model.reset_states(single)
+        frame = latents[:1, None]
+        for _ in range(steps):
+            frame = net.denormalize(np.asarray(net.head.point(single.predict(frame, verbose=0))))
+
+    out = {"demo LSTM: weights read per frame (MB, float32)": sum(int(np.prod(w.shape)) for w in model.weights) * 4e-6,
+           "demo LSTM: rollout frames/s, Keras predict per step (batch 1)": median_rate(naive, steps, repeats=3)}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = rollout.export(model, tmp, "dance_lstm", recipe=sequence_training.rollout_recipe(lstm))
+        n = 4000
+        out["demo LSTM: rollout frames/s, rollout signature (batch 1; goal >= 5,000)"] = median_rate(
+            lambda: savedmodels.rollout(path, latents[:50], n), n, repeats)
+    out["demo LSTM: ratio rollout signature / predict (batch 1; goal >= 250)"] = (
+        out["demo LSTM: rollout frames/s, rollout signature (batch 1; goal >= 5,000)"]
+        / out["demo LSTM: rollout frames/s, Keras predict per step (batch 1)"])
     return out
 
 
