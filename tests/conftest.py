@@ -11,6 +11,16 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: runs whole scripts or several processes (demo, multi-worker, "
+                                       "kill-and-resume); run after the fast tests, deselect with -m 'not slow'")
+
+
+def pytest_collection_modifyitems(config, items):
+    """The fast tests first, in their order, then the slow ones: a failure shows early."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is not None)
+
+
 @pytest.fixture(scope="session")
 def tiny_dancer():
     """`dict(frames uint8 [240, 54, 96, 1], poses, moves)`: 10 s of the dancer at 24 fps, seed 0."""

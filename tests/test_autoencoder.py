@@ -30,7 +30,7 @@ def _clean(result):
     return result
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # shared with the slow tests, which run last
 def trained(tiny_dataset, tmp_path_factory):
     """One uninterrupted tiny run, in-process: (result dict, workdir, export_dir)."""
     from tf_dance import autoencoder_training
@@ -101,6 +101,25 @@ def test_keras_file_round_trip(tmp_path):
     again = keras.models.load_model(tmp_path / "d.keras", safe_mode=True)
     z = np.random.default_rng(1).normal(size=(3, 128)).astype(np.float32)
     np.testing.assert_allclose(again(z).numpy(), dec(z).numpy(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("channels, filters, extra_conv, size", [
+    (1, [8, 16, 32, 32], False, (54, 96)), (3, [2, 3, 4, 5], True, (54, 96)), (1, [2, 2, 2, 2], False, (53, 96))])
+def test_the_exported_decoder_draws_the_models_frames(tmp_path, channels, filters, extra_conv, size):
+    """The export serves the decoder with its last upsampling folded into the convolutions (odd sizes: the
+    model as built); the frames are the Keras model's."""
+    import tensorflow as tf
+    from tf_dance import autoencoder
+    dec = autoencoder.build_decoder(*size, channels, filters, extra_conv=extra_conv)
+    rng = np.random.default_rng(0)
+    for layer in dec.layers:
+        if getattr(layer, "bias", None) is not None:
+            layer.bias.assign(rng.normal(scale=0.3, size=layer.bias.shape))
+    assert (autoencoder._folded_decoder(dec) is None) == (size[0] % 2 == 1)
+    autoencoder.export_decoder(dec, str(tmp_path / "d"))
+    served = tf.saved_model.load(str(tmp_path / "d")).signatures["serving_default"]
+    z = rng.normal(size=(20, 128)).astype(np.float32)
+    np.testing.assert_allclose(served(latent=tf.constant(z))["frames"].numpy(), dec(z).numpy(), atol=1e-6)
 
 
 def test_losses_match_tensorflow():
@@ -196,6 +215,7 @@ def test_saved_model_cli_runs_the_decoder(trained, tmp_path):
     assert np.abs(np.round(frames * 255) - decoded).max() <= 1
 
 
+@pytest.mark.slow
 def test_resume_after_kill_matches_unbroken_run(trained, tiny_dataset, tmp_path, kill_at_first_checkpoint):
     """SIGKILLed from outside after its first checkpoint, restarted with the same flags: it resumes
     there, stops at exactly --steps, exports once, and its weights equal an unbroken run's."""

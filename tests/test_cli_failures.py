@@ -98,7 +98,7 @@ def test_a_file_where_a_directory_must_go(inputs, name):
     assert (inputs / "afile").read_text() == "a file where a directory must go"
 
 
-@pytest.mark.parametrize("name, limit", [("encode", 4000), ("generate", 4000), ("evaluate", 4000),
+@pytest.mark.parametrize("name, limit", [("encode", 4000), ("generate", 2500), ("evaluate", 4000),
                                          ("train_lstm", 2000)])
 def test_a_full_disk(inputs, tmp_path, name, limit):
     module, args = _args(name, tmp_path / "out")

@@ -28,6 +28,7 @@ def _mtimes(work):
             for d, _, files in os.walk(work) for f in files if f not in ("steps.json", ".demo.lock")}
 
 
+@pytest.mark.slow
 def test_tiny_demo_runs_every_step_and_writes_the_dance(demo):
     work, result = demo
     out = result.stdout
@@ -52,6 +53,7 @@ def test_tiny_demo_runs_every_step_and_writes_the_dance(demo):
     assert metrics["dancers"][0]["frames"] == 60 and set(metrics["verdicts"]) >= {"frozen", "copying"}
 
 
+@pytest.mark.slow
 def test_rerun_reuses_finished_steps_and_redoes_missing_ones(demo, run_module):
     work, _ = demo
     before = _mtimes(work)
@@ -71,6 +73,7 @@ def test_rerun_reuses_finished_steps_and_redoes_missing_ones(demo, run_module):
     assert os.path.getmtime(work / "dance.mp4") == before[str(work / "dance.mp4")]
 
 
+@pytest.mark.slow
 def test_changed_settings_redo_the_step_and_a_failing_step_stops_cleanly(demo, run_module, tmp_path):
     work, _ = demo
     bad = tmp_path / "bad_lstm.flags"

@@ -32,6 +32,7 @@ def footage_demo(run_module, footage, tmp_path_factory):
     return work, result
 
 
+@pytest.mark.slow
 def test_one_command_runs_every_step_on_the_footage(footage_demo, footage):
     work, result = footage_demo
     out = result.stdout
@@ -63,6 +64,7 @@ def test_one_command_runs_every_step_on_the_footage(footage_demo, footage):
     assert info["config"]["batch_size"] == 1 and 1 <= info["best_epoch"] <= info["trained_epochs"]
 
 
+@pytest.mark.slow
 def test_rerun_reuses_every_footage_step(footage_demo, footage, run_module):
     work, _ = footage_demo
     result = run_module("tf_dance.demo", "--tiny", *(f"--video={v}" for v in footage), "--invert",

@@ -220,6 +220,30 @@ def test_generate_primes_inside_one_clip(saved_models, two_clip_dataset, tmp_pat
     assert not any(os.path.exists(tmp_path / f"{n}.mp4") for n in "bc")
 
 
+def test_ahead_runs_a_bounded_number_of_pieces_ahead_and_hands_errors_on():
+    import threading
+    import time
+    made = []
+
+    def pieces():
+        for i in range(10):
+            made.append(i)
+            yield i
+        raise ValueError("broken piece")
+
+    run = generation.ahead(pieces(), depth=2)
+    assert next(run) == 0
+    time.sleep(0.3)
+    assert len(made) == 4  # one handed out, two queued, one waiting for room: memory stays bounded
+    assert list(zip(range(9), run)) == [(i, i + 1) for i in range(9)]
+    with pytest.raises(ValueError, match="broken piece"):
+        next(run)
+    run = generation.ahead(iter(range(1000)), depth=1)
+    assert next(run) == 0
+    run.close()  # a writer that fails stops the stages before it
+    assert not [t for t in threading.enumerate() if t.name == "tf_dance-ahead"]
+
+
 def test_tile_places_each_dancer():
     dances = np.stack([np.full((2, 3, 4, 1), 10 * (i + 1), np.uint8) for i in range(5)])
     tiled = generation.tile(dances, gap=1, gap_value=0)

@@ -15,7 +15,7 @@ from tf_dance import cli, data, savedmodels
 DIM = 8
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # shared with the slow tests, which run last
 def root(tmp_path_factory):
     """saved_models with an untrained tiny encoder/1 and decoder/1 from one training, and an LSTM."""
     import keras
@@ -57,6 +57,7 @@ def test_zero_padded_version_folders_are_read_as_numbers(root, tmp_path):
         savedmodels.resolve(models, "decoder")
 
 
+@pytest.mark.slow
 def test_a_kill_between_the_two_exports_never_pairs_two_trainings(root, tmp_path, run_module, fails_cleanly):
     """A training killed after exporting encoder/2 and before its decoder: readers keep using the complete
     pair of the training before, and a pinned half-pair is refused."""

@@ -86,6 +86,7 @@ def test_cli_bad_input_one_error_line_nonzero_exit_nothing_written(tmp_path, fai
     assert sorted(os.listdir(tmp_path)) == ["z.npy"]
 
 
+@pytest.mark.slow
 def test_resume_after_kill_finishes_at_the_requested_epoch_count(tmp_path, kill_at_first_checkpoint):
     path = _latents(tmp_path, frames=600)
     workdir, saved = tmp_path / "run", tmp_path / "saved"

@@ -30,7 +30,7 @@ def _lstm_settings(**extra):
     return dict(sequence_training.flagfile_settings(os.path.join(ROOT, "flags", "tiny_lstm.flags")), **extra)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # shared with the slow tests, which run last
 def small_data(tmp_path_factory):
     """(dataset .npz of 120 dancer frames, latents .npy of 300 Perlin vectors)."""
     base = tmp_path_factory.mktemp("data")
@@ -77,6 +77,7 @@ def _mirrored(trainer, path, out, settings):
         return json.load(f)
 
 
+@pytest.mark.slow
 def test_mirrored_two_devices_match_one_device(small_data, tmp_path):
     frames, latents = small_data
     one = autoencoder_training.train_and_evaluate(frames, str(tmp_path / "one"), str(tmp_path / "m1"),
@@ -122,6 +123,7 @@ def _finish(workers, timeout=400):
     return outputs
 
 
+@pytest.mark.slow
 def test_multi_worker_autoencoder_resumes_after_a_worker_is_killed(small_data, tmp_path):
     """Two workers; one is SIGKILLed after the first checkpoint (the other is then stopped too, as a
     job scheduler would); the job restarted with the same flags resumes there, both workers finish,
@@ -157,6 +159,7 @@ def test_multi_worker_autoencoder_resumes_after_a_worker_is_killed(small_data, t
     _assert_same_weights(str(work), str(tmp_path / "single"))
 
 
+@pytest.mark.slow
 def test_multi_worker_lstm_matches_one_process(small_data, tmp_path):
     _, latents = small_data
     args = [f"--flagfile={ROOT}/flags/tiny_lstm.flags", f"--latents={latents}", f"--workdir={tmp_path}/work",

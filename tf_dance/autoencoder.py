@@ -193,12 +193,67 @@ def training_record():
     return {"training_id": uuid.uuid4().hex}
 
 
-def _export(model, input_name, output_name, directory, record):
+# Rows of a 3x3 kernel read after a 2x nearest upsampling, folded onto the source grid: output phase a
+# (even or odd row) reads source rows i-1, i (a=0) or i, i+1 (a=1), i.e. taps 0, 1 or 1, 2 of a 3x3 window.
+_FOLD = np.float32([[[1, 0, 0], [0, 1, 1], [0, 0, 0]], [[0, 0, 0], [1, 1, 0], [0, 0, 1]]])
+
+
+def _phase_taps():
+    """taps[e, f, a, b, dy, dx, p, q] = 1 where input phase (a, b) at offset (e-1, f-1) of the half-resolution grid
+    is tap (dy, dx) of a full-resolution 3x3 kernel for output phase (p, q)."""
+    taps = np.zeros((3, 3, 2, 2, 3, 3, 2, 2), np.float32)
+    for e, f, a, b, p, q in np.ndindex(3, 3, 2, 2, 2, 2):
+        dy, dx = 2 * (e - 1) + a - p, 2 * (f - 1) + b - q
+        if abs(dy) <= 1 and abs(dx) <= 1:
+            taps[e, f, a, b, dy + 1, dx + 1, p, q] = 1
+    return taps
+
+
+def _folded_decoder(decoder):
+    """The plain decoder's function with its last upsampling folded away, or None for other models.
+
+    Upsampling by 2 and then a 3x3 convolution is, for each of the four output phases (even/odd row and
+    column), a convolution of the half-resolution input; every later full-resolution convolution acts
+    on the four phases as channels. So the top level runs at 27x48 with no 54x96 intermediate, and the
+    frames appear only in the last `depth_to_space`: the same frames (to float rounding) at about 1.3x
+    the speed on a CPU. Exports serve this function.
+    """
+    names = [layer.name for layer in decoder.layers]
+    if not (names[:2] == ["latent", "expand"] and names[-2:] == ["logits", "frames"] and "upsample1" in names):
+        return None
+    up = decoder.get_layer("upsample1")
+    top = names[names.index("upsample1") + 1:-1]
+    h, w = up.input.shape[1:3]
+    convs = [decoder.get_layer(n) for n in top]
+    if (up.height, up.width) != (2 * h, 2 * w) or any(
+            not isinstance(c, layers.Conv2D) or c.kernel_size != (3, 3) or c.padding != "same"
+            or c.compute_dtype != "float32" for c in convs):
+        return None
+    below = keras.Model(decoder.input, up.input)
+    taps = _phase_taps()
+
+    def frames(z):
+        x = below(z)
+        first = convs[0]
+        kernel = tf.einsum("aed,bfg,dgio->efiabo", _FOLD, _FOLD, first.kernel)
+        kernel = tf.reshape(kernel, [3, 3, kernel.shape[2], -1])
+        x = tf.nn.conv2d(x, kernel, 1, "SAME") + tf.tile(first.bias, [4])
+        x = first.activation(x)
+        for conv in convs[1:]:
+            kernel = tf.einsum("efabyxpq,yxio->efabipqo", taps, conv.kernel)
+            kernel = tf.reshape(kernel, [3, 3, 4 * conv.kernel.shape[2], -1])
+            x = conv.activation(tf.nn.conv2d(x, kernel, 1, "SAME") + tf.tile(conv.bias, [4]))
+        return tf.nn.depth_to_space(tf.sigmoid(x), 2)
+
+    return frames
+
+
+def _export(model, input_name, output_name, directory, record, fn=None):
     spec = tf.TensorSpec([None, *model.input_shape[1:]], tf.float32, name=input_name)
+    fn = fn or (lambda x: model(x, training=False))
     archive = keras.export.ExportArchive()
     archive.track(model)
-    archive.add_endpoint("serving_default", lambda x: {output_name: model(x, training=False)},
-                         input_signature=[spec])
+    archive.add_endpoint("serving_default", lambda x: {output_name: fn(x)}, input_signature=[spec])
     archive.write_out(directory, verbose=False)
     if record is not None:
         with open(os.path.join(directory, "tf_dance.json"), "w") as f:
@@ -212,5 +267,6 @@ def export_encoder(encoder, directory, record=None):
 
 
 def export_decoder(decoder, directory, record=None):
-    """serving_default: `latent` float32 [None, D] -> `frames` [None, H, W, C] in [0, 1]; `record` as above."""
-    _export(decoder, "latent", "frames", directory, record)
+    """serving_default: `latent` float32 [None, D] -> `frames` [None, H, W, C] in [0, 1]; `record` as above.
+    A plain decoder serves `_folded_decoder`'s faster graph of the same function."""
+    _export(decoder, "latent", "frames", directory, record, _folded_decoder(decoder))

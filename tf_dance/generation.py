@@ -7,15 +7,18 @@
 The LSTM is primed on the seed window (char-rnn priming: the seed sets the state, it is not part
 of the dance), rolls out, and the decoder draws each generated latent. `dance_chunks` yields
 the same dance piece by piece, and `write_dance` writes pieces as they come, so that a dance
-of any length needs memory for one piece: the mp4 and the latents grow on disk, and the GIF
-and the Figure-2 sheet use only the first frames. The four outputs (mp4, GIF, sheet, latents)
+of any length needs memory for a few pieces: the mp4 and the latents grow on disk, and the GIF
+and the Figure-2 sheet use only the first frames. The rollout, the decoder and the writer (with
+ffmpeg beside it) run at the same time, each stage at most two pieces ahead of the next (`ahead`). The four outputs (mp4, GIF, sheet, latents)
 are written into a temporary directory beside the destination and replace the old ones
 together: when any of them cannot be put in place, the old four stay.
 """
 
 import contextlib
 import os
+import queue
 import shutil
+import threading
 import time
 
 import numpy as np
@@ -25,6 +28,8 @@ from tf_dance import cli, data
 GIF_MAX_FRAMES = 600   # a GIF is a preview: 600 frames are 25 s at 24 fps and a few MB
 SHEET_FRAMES = 256     # Figure 2: every 4th of the first 256 frames, 64 tiles
 TEMP_PREFIX = ".tmp-generate-"
+DECODE_PIECE = 1024    # frames decoded and handed to the writer at a time
+AHEAD = 2              # pieces a stage may run ahead of the next one
 
 
 def choose_seeds(available, seed_frames, seed_index, count, random_seed, clips=None):
@@ -133,7 +138,8 @@ def dance_chunks(models, seeds, frames=600, temperature=None, noise=None, random
     """Yields `(latents [K, n, D], pictures [K, n, H, W, C])` pieces of K dances of `frames` frames each.
 
     seeds: one seed window per dancer (see `make_dance`). temperature/noise: None = the model's
-    recorded recipe. timings: a dict that receives the seconds spent in "rollout" and "decode".
+    recorded recipe. timings: a dict that receives the seconds spent in "rollout" and "decode". The
+    rollout runs ahead in a thread of its own while the decoder draws its last pieces.
     """
     if int(frames) != frames or frames < 1:
         raise cli.UserError(f"frames must be a positive integer, got {frames}")
@@ -143,17 +149,71 @@ def dance_chunks(models, seeds, frames=600, temperature=None, noise=None, random
     timings.setdefault("rollout", 0.0)
     timings.setdefault("decode", 0.0)
     z = _seed_latents(models, seeds)
-    pieces = models.lstm.stream(z, int(frames), temperature, noise, random_seed)
+    rolled = ahead(_timed(models.lstm.stream(z, int(frames), temperature, noise, random_seed), timings, "rollout"))
+    try:
+        for piece in rolled:
+            for a in range(0, piece.shape[1], DECODE_PIECE):
+                latents = piece[:, a:a + DECODE_PIECE]
+                start = time.perf_counter()
+                pictures = models.decoder(latents.reshape(-1, latents.shape[-1]), batch_size=batch_size)
+                timings["decode"] += time.perf_counter() - start
+                yield latents, pictures.reshape(latents.shape[:2] + pictures.shape[1:])
+    finally:
+        rolled.close()
+
+
+def _timed(pieces, timings, key):
+    """`pieces`, adding the seconds spent making each one to `timings[key]`."""
+    pieces = iter(pieces)
     while True:
         start = time.perf_counter()
-        latents = next(pieces, None)
-        timings["rollout"] += time.perf_counter() - start
-        if latents is None:
+        piece = next(pieces, None)
+        timings[key] += time.perf_counter() - start
+        if piece is None:
             return
-        start = time.perf_counter()
-        pictures = models.decoder(latents.reshape(-1, latents.shape[-1]), batch_size=batch_size)
-        timings["decode"] += time.perf_counter() - start
-        yield latents, pictures.reshape(latents.shape[:2] + pictures.shape[1:])
+        yield piece
+
+
+def ahead(pieces, depth=AHEAD):
+    """Iterates `pieces` in a thread of its own, at most `depth` pieces ahead of the caller.
+
+    The stages of making a dance (rollout, decoding, writing) then run at the same time, as
+    TensorFlow and the pipe to ffmpeg release the GIL, and the queue keeps memory bounded. An
+    error in the thread is raised in the caller; closing the iterator stops the thread.
+    """
+    pipe, stop, end = queue.Queue(depth), threading.Event(), object()
+
+    def put(item):
+        while not stop.is_set():
+            try:
+                pipe.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                pass
+        return False
+
+    def run():
+        try:
+            for piece in pieces:
+                if not put((piece, None)):
+                    return
+            put((end, None))
+        except BaseException as error:  # handed to the caller
+            put((end, error))
+
+    thread = threading.Thread(target=run, name="tf_dance-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            piece, error = pipe.get()
+            if piece is end:
+                if error is not None:
+                    raise error
+                return
+            yield piece
+    finally:
+        stop.set()
+        thread.join()
 
 
 def make_dance(models, seeds, frames=600, temperature=None, noise=None, random_seed=0):
@@ -228,7 +288,7 @@ def write_dance(out_path, dance, fps, scale=1, frames=None):
         staged = {k: os.path.join(tmp, os.path.basename(p)) for k, p in paths.items()}
         head, latents_file = [], None
         with contextlib.ExitStack() as stack:
-            for latents, pictures in dance:
+            for latents, pictures in stack.enter_context(contextlib.closing(ahead(dance))):
                 t = time.perf_counter()
                 movie = tile(pictures)
                 if latents_file is None:
