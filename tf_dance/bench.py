@@ -41,6 +41,8 @@ def define_flags():
     flags.DEFINE_list("only", [], "Run only these benchmarks (comma separated); default all.")
     flags.DEFINE_string("json", None, "Also write the results as JSON to this path.")
     flags.DEFINE_integer("repeats", REPEATS, "Timed repetitions per figure; the median is reported.", lower_bound=1)
+    flags.DEFINE_string("real_clips", None, "faithfulness: real dance clips (a video, folder or glob, as "
+                        "prepare_video --video takes) for the real-footage rows; without it they are skipped.")
 
 
 _BENCHES = {}
@@ -354,7 +356,6 @@ def _single_threaded_rollout(path, seed, n):
 # ---- faithfulness ----
 
 
-_REALDANCE = os.path.join(os.path.dirname(_ROOT), "shared", "realdance")  # the development clips, if present
 _FAITHFULNESS_LSTMS = {  # name: (flagfile, extra flags); the paper's MSE recipe at the quick size (2 x 256)
     "paper MSE 2x256": ("paper_lstm.flags", ["--units=256"]),
     "recommended": (None, []),  # quick_lstm.flags on the dancer, footage_lstm.flags on footage
@@ -362,11 +363,12 @@ _FAITHFULNESS_LSTMS = {  # name: (flagfile, extra flags); the paper's MSE recipe
 
 
 @benchmark("faithfulness")
-def bench_faithfulness(repeats=REPEATS):
-    """Issue 14's table (BENCHMARKS.md, "The ReLU code downstream"): the autoencoder with the linear and with the
+def bench_faithfulness(repeats=REPEATS, real_clips=None):
+    """The faithfulness table (BENCHMARKS.md, "faithfulness"): the autoencoder with the linear and with the
     ReLU code (`--code_activation`, otherwise identical, seed 0) on the dancer (18,000 frames, seed 0,
-    flags/quick_autoencoder.flags) and on the real clips of ../shared/realdance (prepared by `prepare_video` with
-    its defaults, flags/footage_autoencoder.flags; skipped when the clips are absent); on each one's latents the
+    flags/quick_autoencoder.flags) and on real clips given by `real_clips` (`--real_clips`: anything
+    `prepare_video --video` takes, prepared with its defaults, flags/footage_autoencoder.flags; skipped when not
+    given); on each one's latents the
     paper's MSE LSTM (flags/paper_lstm.flags at 2 x 256) and the recommended setting (flags/quick_lstm.flags on the
     dancer; flags/footage_lstm.flags at the batch size the demo fits to the clips), each rolled out for 60,000
     frames by `generate` (random_seed 0, the export's recipe) and judged by `evaluate` on the second half. Every
@@ -385,8 +387,8 @@ def bench_faithfulness(repeats=REPEATS):
         dancer = dancer_lib.dancer(18000, seed=0)  # the demo's dancer
         data.save_dataset(f"{tmp}/dancer.npz", dancer["frames"], 24.0)
         sets = [("dancer", f"{tmp}/dancer.npz", "quick_autoencoder.flags", "quick_lstm.flags", [])]
-        if os.path.isdir(_REALDANCE):
-            _script("prepare_video", f"--video={_REALDANCE}", f"--out={tmp}/real.npz")
+        if real_clips:
+            _script("prepare_video", f"--video={real_clips}", f"--out={tmp}/real.npz")
             fitted, _ = demo.lstm_sizing(f"{tmp}/real.npz", os.path.join(flags_dir, "footage_lstm.flags"), 0)
             sets.append(("real clips", f"{tmp}/real.npz", "footage_autoencoder.flags", "footage_lstm.flags", fitted))
         for label, path, ae_flags, dancing_flags, dancing_extra in sets:
@@ -622,7 +624,7 @@ def _autoencoder(name, path, workdir, staged, models):
 @benchmark("dancing")
 def bench_dancing(repeats=REPEATS, datasets=None, staged=(), models=None, seeds=(0, 1, 2), frames=60000,
                   workdir=None):
-    """The dancing table (BENCHMARKS.md, "Keeping the dancer dancing"): for each dataset (default the embedded
+    """The dancing table (BENCHMARKS.md, "dancing"): for each dataset (default the embedded
     18,000-frame dancer), an autoencoder (trained, or reused from `models`/`workdir`), then every row of
     `_DANCING_PLAIN` (or `_DANCING_STAGED` for the `staged` datasets) trained once per seed (its export's recipe
     calibrated with the dataset's decoder where the flagfile or the row asks for it), rolled out with the row's
@@ -762,7 +764,10 @@ def run(names=None, repeats=REPEATS):
     results = {}
     for name in names:
         print(f"== {name}", flush=True)
-        results[name] = _BENCHES[name](repeats, **(dancing_options() if name == "dancing" else {}))
+        options = dancing_options() if name == "dancing" else {}
+        if name == "faithfulness" and "real_clips" in FLAGS:
+            options = dict(real_clips=FLAGS.real_clips)
+        results[name] = _BENCHES[name](repeats, **options)
         for key, value in results[name].items():
             print(f"  {key:48s} {value:12.1f}" if isinstance(value, float) else f"  {key:48s} {value}")
     return results

@@ -9,7 +9,7 @@ train_lstm -> generate a 600-frame dance -> evaluate it, then prints where the v
 
 The demo's settings (how many frames of dancer, which flagfile each training script gets, how
 many frames to generate) are flags, read from flags/quick.flags unless another `--flagfile` is
-given; `--tiny` swaps in seconds-long settings for tests. A finished step is recorded in
+given; `--tiny` swaps in settings of about a minute for tests. A finished step is recorded in
 `<workdir>/steps.json` together with a key of its command line, its flagfile's contents and the
 steps before it: a rerun reuses it while that key still matches, redoes it (and everything
 after it) when it changed, and `--force` redoes every step from scratch.
@@ -47,7 +47,7 @@ DEFAULT_FLAGFILE = os.path.join(FLAGS_DIR, "quick.flags")
 FOOTAGE_FLAGFILE = os.path.join(FLAGS_DIR, "footage.flags")
 # Fewest optimizer updates per LSTM epoch on footage: less data gets fewer parallel streams.
 MIN_UPDATES_PER_EPOCH = 20
-# --tiny's defaults instead of quick.flags: every step in seconds (tests, CI); the dance is meaningless.
+# --tiny's defaults instead of quick.flags: every step small (tests, CI); the dance is meaningless.
 TINY = dict(dancer_frames=300, autoencoder_flags="tiny_autoencoder.flags", lstm_flags="tiny_lstm.flags",
             frames=60)
 
@@ -59,7 +59,7 @@ def define_flags():
     flags.DEFINE_string("workdir", "runs/demo", "Directory for the demo's data, training runs and outputs.")
     flags.DEFINE_string("export_dir", None, "Where SavedModels are exported (default: <workdir>/saved_models).")
     flags.DEFINE_bool("force", False, "Redo every step from scratch, even those a previous run finished.")
-    flags.DEFINE_bool("tiny", False, f"Seconds-long smoke run for tests: the defaults are {TINY} instead of "
+    flags.DEFINE_bool("tiny", False, f"A smoke run of about a minute for tests: the defaults are {TINY} instead of "
                       "flags/quick.flags (flags given still override them); the dance will not be good.")
     flags.DEFINE_integer("seed", 0, "Seed passed to every step.", lower_bound=0)
     flags.DEFINE_integer("dancer_frames", None, "Frames of the synthetic dancer to train on (24 fps).", lower_bound=100,
