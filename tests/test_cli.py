@@ -309,3 +309,31 @@ def test_help_lists_the_scripts_own_flags_and_settings_only(script, own):
         assert listed == own | set(sequence_training.SETTINGS)
     assert not listed & {"verbosity", "flagfile", "helpfull", "logtostderr", "only_check_args"}
     assert result.stdout.count(".py:\n") == 1  # one section: the script's own
+
+
+def test_a_script_whose_work_is_over_lets_its_clean_up_finish(monkeypatch):
+    """After a script's main returns, fails or is interrupted, a Ctrl-C (or the one the demo passes on to a step
+    that was just ending) no longer interrupts TensorFlow's atexit clean-up with a traceback; a library caller's
+    own handler is left alone."""
+    import signal
+
+    def done(argv):
+        return 0
+
+    def interrupted(argv):
+        raise KeyboardInterrupt
+
+    before = signal.getsignal(signal.SIGINT)
+    try:
+        monkeypatch.setattr(cli, "_SCRIPT", [])
+        assert cli.main(done)(["x"]) == 0
+        assert signal.getsignal(signal.SIGINT) is before
+        monkeypatch.setattr(cli, "_SCRIPT", [True])
+        assert cli.main(done)(["x"]) == 0
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+        signal.signal(signal.SIGINT, before)
+        with pytest.raises(SystemExit) as stopped:
+            cli.main(interrupted)(["x"])
+        assert stopped.value.code == 130 and signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, before)

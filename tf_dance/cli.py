@@ -17,6 +17,7 @@ import math
 import os
 import re
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -68,8 +69,21 @@ def main(fn=None, *, interrupted=INTERRUPTED):
             if message is None:
                 raise
             _fail(message)
+        finally:
+            _ignore_interrupts_from_now()
 
     return wrapper
+
+
+_SCRIPT = []  # set when a `python -m tf_dance.<script>` process installed `quiet_interrupts`
+
+
+def _ignore_interrupts_from_now():
+    """A script whose work is over (done, failed or interrupted) lets the interpreter's own clean-up
+    (TensorFlow's atexit handlers) finish: a Ctrl-C that arrives then, or the one the demo passes on to a
+    step that was just ending, would only add a traceback to its last line."""
+    if _SCRIPT:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def quiet_interrupts():
@@ -86,6 +100,7 @@ def quiet_interrupts():
         os._exit(130)
 
     sys.excepthook = hook
+    _SCRIPT.append(True)
 
 
 def _quiet_python_logging():
