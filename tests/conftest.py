@@ -121,3 +121,25 @@ def interrupt():
                 process.kill()
                 process.wait()
     return stop
+
+
+@pytest.fixture(scope="session")
+def export_tiny_models():
+    """`export_tiny_models(root, dim, recipe, num_layers=1)`: untrained tiny encoder, decoder and mixture-head
+    LSTM exported under `root` the way the training scripts export them (one autoencoder training record);
+    returns `root`."""
+    def export(root, dim, recipe, num_layers=1):
+        import keras
+        import numpy as np
+        from tf_dance import autoencoder, cli, rollout, sequence_model
+        keras.utils.set_random_seed(0)
+        encoder = autoencoder.build_encoder(54, 96, 1, [2, 2, 2, 2], latent_dim=dim)
+        decoder = autoencoder.build_decoder(54, 96, 1, [2, 2, 2, 2], latent_dim=dim)
+        record = autoencoder.training_record()
+        cli.export_version(root, "encoder", lambda d: autoencoder.export_encoder(encoder, d, record))
+        cli.export_version(root, "decoder", lambda d: autoencoder.export_decoder(decoder, d, record))
+        lstm = sequence_model.build_model("lstm", dim, np.zeros(dim, np.float32), np.ones(dim, np.float32),
+                                          batch_size=1, units=8, num_layers=num_layers, head="mdn", mixtures=2)
+        rollout.export(lstm, root, "dance_lstm", recipe=recipe)
+        return root
+    return export

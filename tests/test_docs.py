@@ -221,23 +221,12 @@ def _snippets():
 
 
 @pytest.fixture(scope="module")
-def demo_dir(tmp_path_factory, tiny_dancer):
+def demo_dir(tmp_path_factory, tiny_dancer, export_tiny_models):
     """A directory holding `runs/demo/` as the demo leaves it: untrained tiny models and the data."""
-    import keras
-
-    from tf_dance import autoencoder, cli, data, rollout, sequence_model
+    from tf_dance import data
     work = tmp_path_factory.mktemp("docs")
     demo = work / "runs" / "demo"
-    root = str(demo / "saved_models")
-    keras.utils.set_random_seed(0)
-    encoder = autoencoder.build_encoder(54, 96, 1, [2, 2, 2, 2], latent_dim=DIM)
-    decoder = autoencoder.build_decoder(54, 96, 1, [2, 2, 2, 2], latent_dim=DIM)
-    record = autoencoder.training_record()
-    cli.export_version(root, "encoder", lambda d: autoencoder.export_encoder(encoder, d, record))
-    cli.export_version(root, "decoder", lambda d: autoencoder.export_decoder(decoder, d, record))
-    lstm = sequence_model.build_model("lstm", DIM, np.zeros(DIM, np.float32), np.ones(DIM, np.float32),
-                                      batch_size=1, units=8, num_layers=2, head="mdn", mixtures=2)
-    rollout.export(lstm, root, "dance_lstm", recipe=RECIPE)
+    export_tiny_models(str(demo / "saved_models"), DIM, RECIPE, num_layers=2)
     data.save_dataset(str(demo / "dancer.npz"), tiny_dancer["frames"], 24.0)
     np.save(demo / "latents.npy", np.random.default_rng(0).normal(size=(240, DIM)).astype(np.float32))
     return work

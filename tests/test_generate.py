@@ -16,22 +16,10 @@ RECIPE = {"temperature": 0.7, "noise": 0.2, "width": 0.5, "smoothing": 0.3, "box
 
 
 @pytest.fixture(scope="module")
-def saved_models(tmp_path_factory):
+def saved_models(tmp_path_factory, export_tiny_models):
     """Untrained tiny encoder, decoder and LSTM exported the way the training scripts export them;
     the LSTM has a mixture head and records a rollout recipe."""
-    import keras
-    from tf_dance import autoencoder, rollout, sequence_model
-    root = str(tmp_path_factory.mktemp("saved_models"))
-    keras.utils.set_random_seed(0)
-    encoder = autoencoder.build_encoder(54, 96, 1, [2, 2, 2, 2], latent_dim=DIM)
-    decoder = autoencoder.build_decoder(54, 96, 1, [2, 2, 2, 2], latent_dim=DIM)
-    record = autoencoder.training_record()
-    cli.export_version(root, "encoder", lambda d: autoencoder.export_encoder(encoder, d, record))
-    cli.export_version(root, "decoder", lambda d: autoencoder.export_decoder(decoder, d, record))
-    lstm = sequence_model.build_model("lstm", DIM, np.zeros(DIM, np.float32), np.ones(DIM, np.float32),
-                                      batch_size=1, units=8, num_layers=1, head="mdn", mixtures=2)
-    rollout.export(lstm, root, "dance_lstm", recipe=RECIPE)
-    return root
+    return export_tiny_models(str(tmp_path_factory.mktemp("saved_models")), DIM, RECIPE)
 
 
 def _frames_in(path, width, height):
