@@ -104,10 +104,12 @@ def kill_at_first_checkpoint():
 
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def interrupt():
     """`interrupt(process, ready)`: once `ready()` holds, sends the process SIGINT (Ctrl-C); returns the
-    (stdout, stderr) it printed until it ended."""
+    (stdout, stderr) it printed until it ended. A test run started in the background of a shell without job
+    control ignores SIGINT, and so would the processes it starts (Python then installs no Ctrl-C handler): for
+    the test, SIGINT gets Python's own handler, which a started process inherits as the default."""
     def stop(process, ready=lambda: True, timeout=120):
         try:
             deadline = time.time() + timeout
@@ -120,7 +122,11 @@ def interrupt():
             if process.poll() is None:
                 process.kill()
                 process.wait()
-    return stop
+    previous = signal.getsignal(signal.SIGINT)
+    if previous == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield stop
+    signal.signal(signal.SIGINT, previous)
 
 
 @pytest.fixture(scope="session")

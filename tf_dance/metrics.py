@@ -419,7 +419,6 @@ class Reference:
                         window_distances=np.zeros(0, np.float32), window_sources=np.zeros(0, np.int64))
         projected = (generated - self.pca_mean) @ self.pca
         starts = np.arange(0, len(generated) - self.window + 1, self.window)
-        feats = window_features(projected, starts, self.offsets)
         # With a strided bank, each window is also tried shifted by 1..stride-1 frames: one shift
         # lines a verbatim copy up exactly with a bank window, so copies still score ~0.
         dist = np.full(len(starts), np.inf, np.float32)
