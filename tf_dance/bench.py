@@ -445,7 +445,8 @@ def bench_generate(repeats=REPEATS):
     `generation.dance_chunks` into `generation.write_dance`) for 600 and 60,000 frames, with RANDOM-INIT
     models of the demo's size (flags/quick_autoencoder.flags, flags/quick_lstm.flags): the rollout and
     decoding take the same time with any weights; libx264 takes longer on a noisy picture, and the random
-    decoder draws noisy gray frames (trained ones draw silhouettes). Seeded from latents; writes mp4, GIF (first 600 frames), sheet and latents.
+    decoder draws noisy gray frames (trained ones draw silhouettes). Seeded from latents; writes mp4, GIF (first 600
+    frames), sheet and latents.
     For 60,000 frames also the busy seconds of each stage (rollout, decode and write run in threads of
     their own and overlap, so they add up to more than the wall time), the CPU seconds of this process and
     of ffmpeg, and the `generate` command as a user runs it (wall with imports, peak RSS). The LSTM is

@@ -9,9 +9,10 @@ of the dance), rolls out, and the decoder draws each generated latent. `dance_ch
 the same dance piece by piece, and `write_dance` writes pieces as they come, so that a dance
 of any length needs memory for a few pieces: the mp4 and the latents grow on disk, and the GIF
 and the Figure-2 sheet use only the first frames. The rollout, the decoder and the writer (with
-ffmpeg beside it) run at the same time, each stage at most two pieces ahead of the next (`ahead`). The four outputs (mp4, GIF, sheet, latents)
-are written into a temporary directory beside the destination and replace the old ones
-together: when any of them cannot be put in place, the old four stay.
+ffmpeg beside it) run at the same time, each stage at most two pieces ahead of the next (`ahead`).
+The four outputs (mp4, GIF, sheet, latents) are written into a temporary directory beside the
+destination and replace the old ones together: when any of them cannot be put in place, the old
+four stay.
 """
 
 import contextlib
