@@ -389,6 +389,31 @@ def test_smoothing_filters_the_returned_frames_and_leaves_the_dance_alone(tmp_pa
     np.testing.assert_allclose(streamed, smooth, rtol=1e-5, atol=1e-5)
 
 
+def test_a_dimension_weighted_w_in_the_loss_counts_as_w_copies_of_it():
+    """--box_loss_weight: a weight w on a dimension is that dimension seen w times (the mixture's
+    responsibilities included), and all-ones weights are the unweighted loss."""
+    rng = np.random.default_rng(3)
+    k, target = 2, rng.normal(size=(4, 6, 3)).astype(np.float32)
+    logits, mu, log_sigma = rng.normal(size=(4, 6, k)), rng.normal(size=(4, 6, k, 3)), 0.3 * rng.normal(size=(4, 6, k, 3))
+    repeat = [0, 1, 2, 2, 2]  # the last dimension three times
+
+    def params(m, s):
+        return tf.constant(np.concatenate([logits, m.reshape(4, 6, -1), s.reshape(4, 6, -1)], -1), tf.float32)
+
+    weights = tf.constant([1.0, 1.0, 3.0])
+    mdn, mdn5 = sequence_model.MixtureHead(3, k), sequence_model.MixtureHead(5, k)
+    weighted = float(mdn.loss(params(mu, log_sigma), target, weights))
+    copied = float(mdn5.loss(params(mu[..., repeat], log_sigma[..., repeat]), target[..., repeat]))
+    np.testing.assert_allclose(weighted, copied, rtol=1e-5)
+    assert abs(weighted - float(mdn.loss(params(mu, log_sigma), target))) > 1e-3
+    np.testing.assert_allclose(float(mdn.loss(params(mu, log_sigma), target, tf.ones(3))),
+                               float(mdn.loss(params(mu, log_sigma), target)), rtol=1e-6)
+    point, guess = sequence_model.PointHead(3), tf.constant(mu[..., 0, :], tf.float32)
+    np.testing.assert_allclose(float(point.loss(guess, target, weights)),
+                               float(sequence_model.PointHead(5).loss(tf.gather(guess, repeat, axis=-1),
+                                                                      target[..., repeat])), rtol=1e-5)
+
+
 def test_given_normals_sample_the_mixture_like_drawn_ones():
     """The normals a coherent rollout passes in are turned into the same draws: components as often as
     softmax(logits / T) says, and the chosen Gaussian's spread."""

@@ -296,3 +296,23 @@ def test_the_export_records_the_autoencoder_training_and_normalization_it_learnt
     net = sequence_model.make_net(keras.models.load_model(tmp_path / "run" / "model.keras"))
     np.testing.assert_allclose(info["normalization"]["mean"], np.asarray(net.mean).reshape(-1), rtol=1e-6)
     np.testing.assert_allclose(info["normalization"]["std"], np.asarray(net.std).reshape(-1), rtol=1e-6)
+
+
+def test_box_loss_weight_weights_the_box_dims_in_training_and_is_recorded(tmp_path):
+    """The last --rollout_box_dims dimensions count --box_loss_weight times in the training and
+    validation loss (1, or no box dims: the unweighted loss), and the export records the weight."""
+    latents, clips = _two_clips()
+    np.save(tmp_path / "z.npy", latents)
+    np.save(tmp_path / "z_clips.npy", clips)
+    cfg = sequence_training.resolve_config(dict(TINY, rollout_box_dims=1, box_loss_weight=8.0))
+    np.testing.assert_array_equal(sequence_training.loss_weights(cfg, 3), [1, 1, 8])
+    assert sequence_training.loss_weights(dict(cfg, box_loss_weight=1.0), 3) is None
+    assert sequence_training.loss_weights(dict(cfg, rollout_box_dims=0), 3) is None
+    results = {}
+    for weight in (1.0, 8.0):
+        results[weight] = sequence_training.train_and_evaluate(
+            str(tmp_path / "z.npy"), str(tmp_path / f"run{weight}"), str(tmp_path / f"saved{weight}"),
+            **dict(TINY, epochs=1, head="mdn", mixtures=2, rollout_box_dims=1, box_loss_weight=weight))
+    assert results[1.0]["history"][0]["first_batch_loss"] != results[8.0]["history"][0]["first_batch_loss"]
+    assert results[1.0]["val_loss"] != results[8.0]["val_loss"]
+    assert savedmodels.record(results[8.0]["export_dir"])["config"]["box_loss_weight"] == 8.0

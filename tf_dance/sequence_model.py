@@ -36,8 +36,11 @@ class PointHead(keras.layers.Dense):
         super().__init__(dim, **kwargs)
         self.dim = dim
 
-    def loss(self, params, target):
-        return tf.reduce_mean(tf.square(params - target))
+    def loss(self, params, target, weights=None):
+        """Mean squared error; `weights`: None or a per-dimension factor `[D]` (a weighted mean)."""
+        if weights is None:
+            return tf.reduce_mean(tf.square(params - target))
+        return tf.reduce_mean(tf.reduce_sum(weights * tf.square(params - target), -1)) / tf.reduce_sum(weights)
 
     def point(self, params):
         return params
@@ -71,14 +74,20 @@ class MixtureHead(keras.layers.Dense):
         log_sigma = tf.clip_by_value(tf.reshape(params[..., k + k * d:], shape), *_LOG_SIGMA_RANGE)
         return logits, mu, log_sigma
 
-    def loss(self, params, target):
-        """Negative log-likelihood per dimension (comparable across latent widths)."""
+    def loss(self, params, target, weights=None):
+        """Negative log-likelihood per dimension (comparable across latent widths).
+
+        weights: None or a per-dimension factor `[D]` on each dimension's log-density inside every
+        component (as if that dimension were seen `weight` times), divided by their sum. Without it a
+        few dimensions (the stage box's 3 of 131) barely steer which component explains a frame.
+        """
         logits, mu, log_sigma = self.split(params)
         z = (target[..., None, :] - mu) * tf.exp(-log_sigma)
-        log_n = -0.5 * tf.reduce_sum(z * z, -1) - tf.reduce_sum(log_sigma, -1) \
-            - 0.5 * self.dim * math.log(2 * math.pi)
+        per_dim = -0.5 * z * z - log_sigma - 0.5 * math.log(2 * math.pi)
+        total = self.dim if weights is None else tf.reduce_sum(weights)
+        log_n = tf.reduce_sum(per_dim if weights is None else weights * per_dim, -1)
         nll = -tf.reduce_logsumexp(tf.nn.log_softmax(logits) + log_n, -1)
-        return tf.reduce_mean(nll) / self.dim
+        return tf.reduce_mean(nll) / total
 
     def point(self, params):
         """The mean of the most likely component (the temperature-0 sample)."""

@@ -80,6 +80,10 @@ SETTINGS = {
     "extra_latents": Setting([], "Extra latent files (e.g. encoded flipped clips), comma-separated: extra "
                              "training streams, each file (or each clip it records) a clip of its own; never "
                              "validated on.", item=str),
+    "box_loss_weight": Setting(1.0, "Weight of the stage box's dimensions (the last --rollout_box_dims) in the "
+                               "training loss, against 1 for every other dimension: 3 box numbers among 128 pose "
+                               "numbers barely count, and the model learns to pull the box back to the middle of "
+                               "the stage. Recorded in the export's config.", low=0.0, low_open=True),
     "rollout_temperature": Setting(1.0, "Sampling temperature this model is meant to be rolled out with: recorded "
                                    "in the export, used by generate/evaluate/demo unless they are given "
                                    "--temperature (no effect on the mse head).", low=0.0,
@@ -308,8 +312,10 @@ def train_and_evaluate(latents_path, workdir, export_dir, clips=None, **config):
             return make(0, cfg["batch_size"])
         return strategy.experimental_distribute_values_from_function(
             lambda ctx: make(ctx.replica_id_in_sync_group * per_replica, per_replica))
+    weights = loss_weights(cfg, latents.shape[1])
     val_loss_fn = tf.function(
-        lambda x, y, warm: net.head.loss(net.window(x, net.zero_state(1))[0][:, warm - 1:], y[:, warm - 1:]),
+        lambda x, y, warm: net.head.loss(net.window(x, net.zero_state(1))[0][:, warm - 1:], y[:, warm - 1:],
+                                         weights),
         jit_compile=cfg["jit_compile"])
     val_parts = None if val is None else [(net.normalize(np.concatenate([context, stretch]))[None], len(context),
                                            len(stretch)) for context, stretch in val]
@@ -418,6 +424,15 @@ def _calibration_decoder(cfg, dim, source):
     return decoder
 
 
+def loss_weights(cfg, dim):
+    """Per-dimension loss weights `[dim]` (the box dims weighted by --box_loss_weight), or None when all are 1."""
+    if cfg["box_loss_weight"] == 1 or not cfg["rollout_box_dims"]:
+        return None
+    weights = np.ones(dim, np.float32)
+    weights[dim - cfg["rollout_box_dims"]:] = cfg["box_loss_weight"]
+    return tf.constant(weights)
+
+
 def validation_loss(loss_fn, parts):
     """Mean loss over every validation frame of every clip; `parts`: (normalised [1, T, D], warm-up, frames)."""
     losses = [float(loss_fn(x[:, :-1], x[:, 1:], warm)) for x, warm, _ in parts]
@@ -499,6 +514,7 @@ def make_train_step(net, optimizer, cfg, strategy=None):
     if not optimizer.built:
         optimizer.build(variables)
     noise, seed, dropout = cfg["input_noise"], cfg["seed"], cfg["dropout"]
+    weights = loss_weights(cfg, net.head.dim)
     replicas = strategy.num_replicas_in_sync if strategy else 1
 
     @tf.function(jit_compile=cfg["jit_compile"])
@@ -518,7 +534,7 @@ def make_train_step(net, optimizer, cfg, strategy=None):
                                                        dropout_seed)
             else:
                 params, state = net.window(x, state, dropout_seed)
-            loss = net.head.loss(params, y) / replicas
+            loss = net.head.loss(params, y, weights) / replicas
         return loss, tape.gradient(loss, variables), state
 
     def replica_step(window, state):
