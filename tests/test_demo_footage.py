@@ -123,3 +123,4 @@ def test_footage_defaults_name_the_footage_flagfiles(tmp_path):
         sequence_training.flagfile_settings(os.path.join(ROOT, "flags", "footage_lstm.flags")))
     assert lstm_cfg["rollout_box_dims"] == stage.BOX_DIMS and lstm_cfg["rollout_box_smoothing"] > 0
     assert lstm_cfg["rollout_coherence"] > 0 and lstm_cfg["rollout_box_in_picture"]
+    assert lstm_cfg["box_loss_weight"] > 1  # the box counts enough in the loss for the dancer to travel

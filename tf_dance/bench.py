@@ -554,8 +554,10 @@ _DANCING_STAGED = [
      dict(_NO_CONTROLS, temperature=1.0, noise=0.8, box_dims=3, box_smoothing=0.95)),
     ("footage_lstm.flags, T=1, noise 1.2, box smoothing 0.95 (its recipe before coherence)", "footage_lstm.flags", {},
      _FOOTAGE_BEFORE_COHERENCE),
-    ("footage_lstm.flags with its recorded recipe: T=1.4, noise 1.6, coherence 0.96, box smoothing 0.95, box kept "
-     "in the picture", "footage_lstm.flags", {}, {}),
+    ("footage_lstm.flags (box loss weight 8) with its recorded recipe: T=1.4, noise 1.6, coherence 0.96, box "
+     "smoothing 0.95, box kept in the picture", "footage_lstm.flags", {}, {}),
+    ("footage_lstm.flags trained without the box loss weight (1 instead of 8), its recipe", "footage_lstm.flags",
+     dict(box_loss_weight=1.0), {}),
     ("footage_lstm.flags, the same recipe without keeping the box in the picture", "footage_lstm.flags", {},
      dict(_NO_CONTROLS, temperature=1.4, noise=1.6, coherence=0.96, box_dims=3, box_smoothing=0.95)),
     ("footage_lstm.flags before coherence, the recipe calibrated for each training over noise 1.2/1.5/2 x "
