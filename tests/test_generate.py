@@ -48,6 +48,7 @@ def test_one_dance_writes_every_output(saved_models, tiny_dancer, tmp_path):
     assert gif.size == (192, 108)
     assert abs(sum(_gif_durations(gif)) - 30 * 1000 / 24) <= 30 * 10
     np.testing.assert_array_equal(np.load(result["latents"]), latents)
+    assert 0 < result["finish_seconds"] <= result["write_seconds"] <= result["seconds"]
     sheet = Image.open(result["sheet"])  # every 4th of 30 frames: 8 tiles in one row of 8, under a title
     title = 24  # the title band at scale 2
     assert sheet.size == (8 * 192 + 9 * 2, title + 108 + 2 * 2)

@@ -169,22 +169,6 @@ def sigmoid_xent(y_true, logits):
 LOSSES = {"xent": sigmoid_xent, "mse": sigmoid_mse}
 
 
-@keras.saving.register_keras_serializable(package="tf_dance")
-class FrameIoU(keras.metrics.Mean):
-    """Mean per-frame foreground IoU of the decoded frame vs. the target, both cut at 0.5."""
-
-    def __init__(self, name="iou", **kwargs):
-        super().__init__(name=name, **kwargs)
-
-    def update_state(self, y_true, logits, sample_weight=None):
-        pred = ops.cast(logits >= 0.0, "float32")
-        true = ops.cast(y_true >= 0.5, "float32")
-        inter = ops.sum(pred * true, axis=(1, 2, 3))
-        union = ops.sum(ops.maximum(pred, true), axis=(1, 2, 3))
-        iou = ops.where(union > 0, inter / ops.maximum(union, 1.0), 1.0)
-        return super().update_state(iou, sample_weight)
-
-
 # ---- SavedModel export ----
 
 def training_record():
