@@ -36,15 +36,25 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_dance import calibration, cli, config, data, rollout, savedmodels, sequence_model, training
+from tf_dance import calibration, cli, config, controls, data, rollout, savedmodels, sequence_model, training
 from tf_dance.config import Setting
 
 
 # Defaults reproduce the paper's final model (2 x 600 units, batch 5, MSE) with char-rnn's schedule.
-def _fractions(what, single):
-    """A calibration list setting of values in [0, 1)."""
-    return Setting([], f"{what} values the calibration tries (empty = --{single} only).", item=float,
-                   check=lambda v: all(0 <= x < 1 for x in v), check_help="must be numbers in [0, 1)")
+def _rollout_setting(name):
+    """--rollout_<name>: a sampling control's default, bounds and help (`controls.CONTROLS`)."""
+    c = controls.CONTROLS[name]
+    if isinstance(c.default, bool):
+        return Setting(c.default, c.help)
+    return Setting(c.default, c.help, low=type(c.default)(0), high=c.high, high_open=c.high_open)
+
+
+def _calibrate_setting(name):
+    """--calibrate_<name>: the values of a sampling control the calibration tries, within its bounds."""
+    c = controls.CONTROLS[name]
+    return Setting([], f"{c.calibrate} values the calibration tries (empty = --rollout_{name} only).", item=float,
+                   check=lambda v: all(controls.problem(name, x, 0) is None for x in v),
+                   check_help=f"must be numbers in {controls.bounds(name)}")
 
 
 SETTINGS = {
@@ -84,49 +94,16 @@ SETTINGS = {
     "extra_latents": Setting([], "Extra latent files (e.g. encoded flipped clips), comma-separated: extra "
                              "training streams, each file (or each clip it records) a clip of its own; never "
                              "validated on.", item=str),
-    "rollout_temperature": Setting(1.0, "Sampling temperature this model is meant to be rolled out with: recorded "
-                                   "in the export, used by generate/evaluate/demo unless they are given "
-                                   "--temperature (no effect on the mse head).", low=0.0,
-                                   high=rollout.MAX_CONTROL),
-    "rollout_noise": Setting(0.0, "Std of the noise on each fed-back frame (training stds) this model is meant to "
-                             "be rolled out with: recorded in the export, used unless --noise is given.", low=0.0,
-                             high=rollout.MAX_CONTROL),
-    "rollout_width": Setting(1.0, "Mixture head: the sampled Gaussian's spread is temperature x this factor, while the "
-                             "component is still drawn at the temperature (< 1: as many moves, less jitter). Baked "
-                             "into the export and recorded in its recipe.", low=0.0),
-    "rollout_smoothing": Setting(0.0, "Exponential smoothing of the sampled frames (all but the box dims): each frame "
-                                 "moves only (1 - this) of the way to the sampled one (0 = none). Baked into the "
-                                 "export and recorded in its recipe.", low=0.0, high=1.0, high_open=True),
-    "rollout_box_dims": Setting(0, "The last N latent dimensions are the stage box (3 for --stage latents: centre x, "
-                                "centre y, height), sampled with --rollout_box_width/--rollout_box_smoothing; "
-                                "0 = none. Baked into the export and recorded in its recipe.", low=0),
-    "rollout_box_width": Setting(1.0, "Mixture head: the box dimensions' spread factor (like --rollout_width); 0 = the "
-                                 "chosen component's mean, no per-frame noise on the box.", low=0.0),
-    "rollout_box_smoothing": Setting(0.0, "Exponential smoothing of the sampled box: each frame the box moves only "
-                                     "(1 - this) of the way to the sampled one (0 = none).", low=0.0, high=1.0,
-                                     high_open=True),
-    "rollout_coherence": Setting(0.0, "Mixture head: correlation of each frame's sampling randomness with the last "
-                                 "frame's (0 = fresh every frame). Each frame is still sampled from the model's "
-                                 "mixture, but consecutive samples stay close, so the figure moves instead of "
-                                 "jittering without being averaged into fewer poses. Baked into the export and "
-                                 "recorded in its recipe.", low=0.0, high=1.0, high_open=True),
-    "rollout_box_in_picture": Setting(False, "Keep the sampled stage box's centre inside the frame (and its height "
-                                      "within the stage's limits), feeding it back as kept, so a dancer who wanders "
-                                      "cannot walk out of the picture (needs --rollout_box_dims=3). Baked into the "
-                                      "export and recorded in its recipe."),
+    **{f"rollout_{name}": _rollout_setting(name) for name in controls.CONTROLS},
     "calibrate_frames": Setting(0, "Calibrate the rollout recipe before the export (beyond the paper; "
                                 "tf_dance/calibration.py): roll the trained model out twice for this many frames "
-                                "with every combination of --calibrate_noise/--calibrate_smoothing/"
-                                "--calibrate_box_smoothing/--calibrate_coherence over the --rollout_* recipe, judge "
+                                "with every combination of "
+                                + "/".join(f"--calibrate_{name}" for name in controls.GRID)
+                                + " over the --rollout_* recipe, judge "
                                 "each by evaluate's goals and verdicts on its second half, and record the one that "
                                 "falls short of their limits by the least (0 = off: the --rollout_* recipe as "
                                 "given).", low=0, high=rollout.MAX_FRAMES // 2),
-    "calibrate_noise": Setting([], "Rollout noise values the calibration tries (empty = --rollout_noise only).",
-                               item=float, check=lambda v: all(0 <= x <= rollout.MAX_CONTROL for x in v),
-                               check_help=f"must be numbers in 0..{rollout.MAX_CONTROL:g}"),
-    "calibrate_smoothing": _fractions("Smoothing", "rollout_smoothing"),
-    "calibrate_box_smoothing": _fractions("Box smoothing", "rollout_box_smoothing"),
-    "calibrate_coherence": _fractions("Coherence", "rollout_coherence"),
+    **{f"calibrate_{name}": _calibrate_setting(name) for name in controls.GRID},
     "calibrate_decoder": Setting("", "The autoencoder's decoder (a SavedModel directory): the calibration then also "
                                  "judges on-screen motion and stage coverage from decoded frames; without it, only "
                                  "what the latents show."),
