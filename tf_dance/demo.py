@@ -144,12 +144,6 @@ def lstm_sizing(data_path, lstm_flags, mtime):
     return [f"--batch_size={fitted}"], why
 
 
-def dataset_fps(path):
-    """The dataset's frame rate, without reading its frames (the LSTM's calibration counts seconds)."""
-    with np.load(path, allow_pickle=False) as contents:
-        return float(contents["fps"])
-
-
 def find_flagfile(name, what):
     for path in (name, os.path.join(FLAGS.flags_dir, name)):
         if os.path.isfile(path):
@@ -330,7 +324,8 @@ def plan(work, export_dir, s, seed):
         ("lstm", "Training the stateful LSTM on the vector sequence (paper 3.3-3.4)", "train_lstm",
          lambda o: [f"--flagfile={s['lstm_flags']}", seed, f"--latents={latents}",
                     f"--workdir={work}/lstm", f"--export_dir={export_dir}", "--export_name=dance_lstm",
-                    f"--calibrate_decoder={o['decoder']}", f"--calibrate_fps={dataset_fps(o['data']):g}", *sized(o)],
+                    f"--calibrate_decoder={o['decoder']}", f"--calibrate_fps={data.dataset_fps(o['data']):g}",
+                    *sized(o)],
          s["lstm_flags"], f"{work}/lstm", None),
         ("generate", f"Generating {s['frames']} frames of dance (paper 3.5)", "generate",
          lambda o: [f"--lstm={o['lstm']}", f"--decoder={o['decoder']}", f"--data={data}", f"--latents={latents}",

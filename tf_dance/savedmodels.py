@@ -89,6 +89,12 @@ def resolve(path, what, name=None):
     return candidates(path, what, name)[0]
 
 
+def write_record(version_dir, value):
+    """Writes `value` as the export's `tf_dance.json` (the writers' side of `record`)."""
+    with open(os.path.join(version_dir, METADATA), "w") as f:
+        json.dump(value, f, indent=2)
+
+
 def record(version_dir):
     """The export's `tf_dance.json` as a dict ({} when there is none)."""
     path = os.path.join(version_dir, METADATA)
@@ -186,11 +192,6 @@ def _tf():
     return tf
 
 
-def _first_line(error):
-    lines = [ln.strip() for ln in str(error).splitlines() if ln.strip()]
-    return (lines[0] if lines else type(error).__name__)[:300]
-
-
 @functools.lru_cache(maxsize=16)
 def _load(version_dir):
     tf = _tf()
@@ -199,7 +200,7 @@ def _load(version_dir):
         loaded = tf.saved_model.load(version_dir)
     except Exception as e:  # noqa: BLE001 (protobuf, OpError, OSError...: any failure is a damaged model)
         raise cli.UserError(f"the model at {version_dir} is damaged or not a SavedModel "
-                            f"({type(e).__name__}: {_first_line(e)})") from None
+                            f"({type(e).__name__}: {cli.first_line(e)})") from None
     return loaded
 
 
@@ -223,11 +224,10 @@ def _signature(version_dir, what, key, inputs, outputs):
 
 
 def _batches(n, batch_size, progress):
-    bar = cli.Progress(n, unit="frame") if progress else None
+    bar = cli.progress(n, unit="frame", enabled=progress)
     for start in range(0, n, batch_size):
         yield start, min(n, start + batch_size)
-        if bar is not None:
-            bar.update(min(n, start + batch_size))
+        bar.update(min(n, start + batch_size))
 
 
 class Encoder:
@@ -338,7 +338,7 @@ class SequenceModel:
         try:
             return signature(**inputs)
         except tf.errors.InvalidArgumentError as e:
-            lines = [ln.strip() for ln in str(e).splitlines() if "assertion failed:" in ln] or [_first_line(e)]
+            lines = [ln.strip() for ln in str(e).splitlines() if "assertion failed:" in ln] or [cli.first_line(e)]
             raise cli.UserError(f"{self.path} refused the {name} call: {lines[0][:300]}") from None
 
     def controls_text(self):
