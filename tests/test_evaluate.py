@@ -110,7 +110,7 @@ def test_a_dance_too_long_to_measure_is_refused_before_it_is_made(monkeypatch):
 
 
 def test_report_for_several_dancers(files, tmp_path):
-    generated = report.load_generated(files["dancers"])
+    generated = data.load_latents(files["dancers"], dancers=True)
     train = np.load(files["train"])
     result = report.evaluate_dance(generated, train, FPS, str(tmp_path / "eval"), progress=False,
                                    options=dict(note="two dancers"))

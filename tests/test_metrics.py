@@ -5,7 +5,7 @@ import time
 import numpy as np
 import pytest
 
-from tf_dance import dancer, metrics
+from tf_dance import autoencoder, dancer, data, metrics
 
 FPS = 24.0
 
@@ -176,18 +176,18 @@ def test_a_short_loop_is_repetitive_and_the_data_is_not(reference, train):
 
 def test_clip_helpers():
     clips = np.array([0, 0, 0, 1, 1, 2, 2, 2, 2])
-    assert metrics.clip_segments(clips) == [(0, 3), (3, 5), (5, 9)]
+    assert data.clip_bounds(clips) == [(0, 3), (3, 5), (5, 9)]
     np.testing.assert_array_equal(metrics.inside_clips(clips, [0, 1, 2, 3, 5, 7, 8], 2),
                                   [True, True, False, True, True, True, False])
     np.testing.assert_array_equal(metrics.excerpt_starts(clips, 3, 10), [0, 5, 6])
     assert len(metrics.excerpt_starts(clips, 5, 3)) == 0
     np.testing.assert_array_equal(metrics.stretch_starts(clips, 3, 10), [0, 5, 6])
     np.testing.assert_array_equal(metrics.stretch_starts(clips, 5, 3), [0, 2, 4])  # no clip that long
-    np.testing.assert_array_equal(metrics.check_clips(None, 4), np.zeros(4))
+    np.testing.assert_array_equal(data.check_clips(None, 4), np.zeros(4))
     with pytest.raises(ValueError, match="non-decreasing"):
-        metrics.check_clips(np.array([0, 1, 0]), 3)
+        data.check_clips(np.array([0, 1, 0]), 3, numbered=False)
     with pytest.raises(ValueError, match="one id per"):
-        metrics.check_clips(np.array([0, 1]), 3)
+        data.check_clips(np.array([0, 1]), 3, numbered=False)
 
 
 def test_a_cut_is_never_counted_as_motion():
@@ -284,7 +284,7 @@ def test_spearman_and_frame_iou():
     a[0, :2] = 1
     b[0, :1] = 1  # IoU 1/2
     a[1, 0, 0] = 1  # IoU 0
-    np.testing.assert_allclose(metrics.frame_iou(a, b), [0.5, 0.0, 1.0])
+    np.testing.assert_allclose(autoencoder.frame_iou(a >= 0.5, b >= 0.5), [0.5, 0.0, 1.0])
 
 
 def _sweep(frames, reach=1.0):

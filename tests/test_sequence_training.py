@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_dance import cli, data, perlin, rollout, savedmodels, sequence_model, sequence_training
+from tf_dance import cli, data, perlin, savedmodels, sequence_model, sequence_training
 
 TINY = dict(model="lstm", units=8, num_layers=1, batch_size=4, seq_length=10, learning_rate=1e-2,
             jit_compile=False, train_frac=0.9)
@@ -102,7 +102,7 @@ def test_training_resets_the_state_at_every_cut_and_trains_on_extra_latents(tmp_
     changed = labels[1:, :, 0] != labels[:-1, :, 0]
     np.testing.assert_array_equal(zero[1:], changed)  # reset exactly where a stream enters another clip
     assert changed.sum() >= 2
-    info = json.load(open(os.path.join(result["export_dir"], rollout.METADATA)))
+    info = json.load(open(os.path.join(result["export_dir"], savedmodels.METADATA)))
     extra = np.load(tmp_path / "flipped.npy")
     assert info["latents"]["extra_latents"] == [{"frames": 150, "crc32": zlib.crc32(extra.tobytes())}]
     assert "clips" in info["latents"]
@@ -142,7 +142,7 @@ def test_the_export_is_the_best_validation_epoch_and_patience_stops_early(tmp_pa
     out = capfd.readouterr().out
     assert f"Exporting epoch {best} of {best + 3}" in out and "Stopped early after epoch" in out
 
-    info = json.load(open(os.path.join(result["export_dir"], rollout.METADATA)))
+    info = json.load(open(os.path.join(result["export_dir"], savedmodels.METADATA)))
     assert (info["best_epoch"], info["best_val_loss"], info["trained_epochs"]) == (best, val[best - 1], best + 3)
     cfg = sequence_training.resolve_config(settings)
     exported = sequence_model.make_net(keras.models.load_model(tmp_path / "run" / "model.keras"))

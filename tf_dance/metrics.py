@@ -50,6 +50,8 @@ import math
 
 import numpy as np
 
+from tf_dance import data, stage
+
 _CHUNK_ELEMENTS = 1 << 23  # distance-matrix entries per chunk: 32 MB of float32
 BALANCE_SAMPLES = 3000     # clip balance: at most this many evenly spaced frames of the second half ...
 BALANCE_BANK = 50000       # ... each matched against at most this many evenly spaced training latents
@@ -101,16 +103,6 @@ def longest_run(mask):
     return int(ends[i] - starts[i]), int(starts[i])
 
 
-def clip_segments(clips):
-    """`[(start, end), ...]` (end exclusive) of each run of equal clip ids, in order."""
-    clips = np.asarray(clips)
-    if len(clips) == 0:
-        return []
-    cuts = np.flatnonzero(clips[1:] != clips[:-1]) + 1
-    edges = np.concatenate([[0], cuts, [len(clips)]])
-    return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
-
-
 def inside_clips(clips, starts, length):
     """Boolean mask of the `starts` whose `length` frames all lie in one clip."""
     clips = np.asarray(clips)
@@ -139,19 +131,6 @@ def stretch_starts(clips, length, count):
     if len(starts) == 0:
         starts = np.unique(np.linspace(0, len(clips) - length, count).astype(int))
     return starts
-
-
-def check_clips(clips, n):
-    """Clip ids as int64 `[n]` (zeros for None); ValueError unless one non-decreasing id per frame."""
-    if clips is None:
-        return np.zeros(n, np.int64)
-    clips = np.asarray(clips)
-    if clips.shape != (n,) or not np.issubdtype(clips.dtype, np.integer):
-        raise ValueError(f"clip ids must be an integer array of one id per training latent ([{n}]), "
-                         f"got {clips.dtype} {clips.shape}")
-    if n and np.any(np.diff(clips) < 0):
-        raise ValueError("clip ids must be non-decreasing (each clip one run of frames)")
-    return clips.astype(np.int64)
 
 
 def squared_distances(a, b):
@@ -289,8 +268,8 @@ class Reference:
         if not (math.isfinite(fps) and fps > 0):
             raise ValueError(f"fps must be positive, got {fps}")
         self.train, self.fps, self.seed = train, float(fps), int(seed)
-        self.clips = check_clips(clips, len(train))
-        self.segments = clip_segments(self.clips)
+        self.clips = data.check_clips(clips, len(train), numbered=False)
+        self.segments = data.clip_bounds(self.clips)
         self.window = max(2, int(round(window_seconds * fps)))
         starts = np.arange(0, len(train) - self.window + 1)
         self.window_starts = starts[inside_clips(self.clips, starts, self.window)]
@@ -565,12 +544,15 @@ class Reference:
 # Stage coverage: where the silhouette goes, from frames
 
 
-def stage_track(frames, threshold=128, min_pixels=4, trim=0.01):
+def stage_track(frames, threshold=128, min_pixels=4):
     """`[T, 2]` per frame: the foreground's horizontal centre (fraction of the width) and its
-    height (fraction of the frame's height); NaN for a frame without a silhouette.
+    height (fraction of the frame's height); NaN for a frame with fewer than `min_pixels`.
 
-    The centre is the mean column of the foreground pixels and the height spans the rows holding
-    the middle `1 - 2 trim` of them, so a few stray pixels of a blurry decoded frame move neither.
+    The foreground is the pixels at or above `threshold` (uint8 scale), so the blur of a decoded
+    frame does not widen it; its box is then `stage.measure`'s, the one the staged autoencoder
+    uses: the centre is the mean column and the height spans the rows between the
+    `stage.QUANTILE` and `1 - stage.QUANTILE` quantiles of the foreground, so a few stray pixels
+    move neither.
     """
     frames = np.asarray(frames)
     if frames.ndim == 4:
@@ -581,17 +563,10 @@ def stage_track(frames, threshold=128, min_pixels=4, trim=0.01):
     track = np.full((t, 2), np.nan, np.float64)
     for c0 in range(0, t, 1024):
         mask = frames[c0:c0 + 1024] >= threshold
-        cols = mask.sum(1, dtype=np.int64)
-        rows = mask.sum(2, dtype=np.int64)
-        total = cols.sum(1)
-        ok = total >= min_pixels
-        if not ok.any():
-            continue
-        centre = (cols[ok] @ (np.arange(w) + 0.5)) / total[ok] / w
-        cum = np.cumsum(rows[ok], axis=1) / total[ok, None]
-        top = np.argmax(cum > trim, axis=1)
-        bottom = np.argmax(cum >= 1.0 - trim, axis=1)
-        track[c0:c0 + 1024][ok] = np.stack([centre, (bottom - top + 1) / h], axis=1)
+        ok = mask.sum(axis=(1, 2)) >= min_pixels
+        if ok.any():
+            box = np.asarray(stage.measure(mask[ok][..., None].astype(np.float32)), np.float64)
+            track[c0:c0 + 1024][ok] = np.stack([box[:, 0] + 0.5 / w, box[:, 2]], axis=1)  # pixel centres
     return track
 
 
@@ -623,7 +598,7 @@ class Stage:
         data_track = np.asarray(data_track, np.float64)
         if data_track.ndim != 2 or data_track.shape[1] != 2:
             raise ValueError(f"a stage track is [N, 2], got shape {data_track.shape}")
-        self.clips = check_clips(clips, len(data_track))
+        self.clips = data.check_clips(clips, len(data_track), numbered=False)
         valid = np.all(np.isfinite(data_track), axis=1)
         if valid.sum() < 2:
             raise ValueError("the data's frames show no silhouette: nothing to measure the stage on")
@@ -1041,16 +1016,6 @@ def to_json(value):
 # ---------------------------------------------------------------------------------------------
 # The autoencoder's evaluation (scipy is not a dependency)
 
-def frame_iou(a, b, threshold=0.5):
-    """Per-frame foreground IoU of two [N, H, W, C] arrays in [0, 1]; empty-vs-empty counts as 1."""
-    a = np.asarray(a) >= threshold
-    b = np.asarray(b) >= threshold
-    axes = tuple(range(1, a.ndim))
-    inter = np.logical_and(a, b).sum(axis=axes)
-    union = np.logical_or(a, b).sum(axis=axes)
-    return np.where(union > 0, inter / np.maximum(union, 1), 1.0)
-
-
 def _ranks(x):
     """Average ranks (ties share the mean rank), 0-based."""
     x = np.asarray(x, dtype=np.float64)
@@ -1102,9 +1067,9 @@ def kinematic_beats(sequence, fps, clips=None, smooth_s=0.04):
     `smooth_s` seconds; minima are never taken across a cut between clips.
     """
     s = speed(sequence)
-    clips = check_clips(clips, len(s) + 1)
+    clips = data.check_clips(clips, len(s) + 1, numbered=False)
     beats = []
-    for start, end in clip_segments(clips):
+    for start, end in data.clip_bounds(clips):
         if end - start < 4:
             continue
         v = _smooth(s[start:end - 1], max(0.5, smooth_s * fps))

@@ -13,9 +13,9 @@ import os
 import time
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
-from tf_dance import cli, data, metrics
+from tf_dance import cli, data, metrics, video
 
 STRIP_FRAMES = 128       # Figure 2 / 7 strips: every 4th of 128 frames = 32 tiles
 AVERAGE_FRAMES = 2000    # Figure 5 averages at most this many evenly spaced decoded frames
@@ -25,13 +25,6 @@ DATA_COLOUR = (120, 120, 120)
 
 # ---------------------------------------------------------------------------------------------
 # Plots with PIL
-
-
-def _font(size=12):
-    try:
-        return ImageFont.load_default(size=size)
-    except (TypeError, OSError):
-        return ImageFont.load_default()
 
 
 def _ticks(lo, hi, n=5):
@@ -58,9 +51,9 @@ class Plot:
         self.box = (76, 30, size[0] - 16, size[1] - 44)
         self.xlim, self.ylim = xlim, (ylim[0], ylim[1] if ylim[1] > ylim[0] else ylim[0] + 1.0)
         self.legend = []
-        font = _font(12)
+        font = video.font(12)
         x0, y0, x1, y1 = self.box
-        self.draw.text((x0, 8), title, fill="black", font=_font(14))
+        self.draw.text((x0, 8), title, fill="black", font=video.font(14))
         self.draw.text(((x0 + x1) // 2, y1 + 26), xlabel, fill="black", font=font, anchor="mt")
         label = Image.new("RGB", (y1 - y0, 16), "white")
         ImageDraw.Draw(label).text(((y1 - y0) // 2, 8), ylabel, fill="black", font=font, anchor="mm")
@@ -116,7 +109,7 @@ class Plot:
         self.legend.append((label, colour))
 
     def save(self, path):
-        font = _font(12)
+        font = video.font(12)
         x, y = self.box[2] - 8, self.box[1] + 6
         for label, colour in self.legend:
             self.draw.rectangle([x - 12, y + 2, x - 2, y + 10], fill=colour)
@@ -188,7 +181,7 @@ def _labelled(panels, labels, scale=3):
     draw = ImageDraw.Draw(canvas)
     for i, (tile, label) in enumerate(zip(tiles, labels)):
         canvas.paste(Image.fromarray(tile), (8 + i * (w + 8), 4))
-        draw.text((8 + i * (w + 8) + w // 2, h + 10), label, fill="black", font=_font(12), anchor="mt")
+        draw.text((8 + i * (w + 8) + w // 2, h + 10), label, fill="black", font=video.font(12), anchor="mt")
     return canvas
 
 
@@ -222,18 +215,6 @@ def check_memory(dancers, frames, dim):
     """Refuses, before it is rolled out, a dance too long to measure in the memory available."""
     data.require_memory(dancers * frames * (MEASURE_FACTOR * 4 * dim + MEASURE_OVERHEAD),
                         f"measuring {dancers} x {frames} frames of {dim}-d latents", "lower --frames")
-
-
-def load_generated(path):
-    """A rollout saved by generate/evaluate: `.npy` float `[T, D]` or `[K, T, D]`."""
-    cli.require_file(path, "generated latents file")
-    try:
-        z = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as e:
-        raise cli.UserError(f"{path} is not a readable .npy array ({e})") from None
-    if not isinstance(z, np.ndarray) or z.ndim not in (2, 3) or not np.issubdtype(z.dtype, np.floating):
-        raise cli.UserError(f"{path}: generated latents must be a float [T, D] or [K, T, D] .npy array")
-    return z.astype(np.float32)
 
 
 def evaluate_dance(generated, train, fps, out_dir, *, decoder_dir=None, data_frames=None, options=None,
@@ -338,7 +319,7 @@ def _saved_decoder(decoder_dir):
 
 
 def _pictures(tmp, figures, generated, reference, decoder_dir, data_frames):
-    from tf_dance import savedmodels, video
+    from tf_dance import savedmodels
     train = reference.train
     first = generated[0]
     strip = savedmodels.decode_latents(decoder_dir, first[:STRIP_FRAMES])
@@ -442,7 +423,8 @@ def markdown(report):
     d, dancers, figs = report["data"], report["dancers"], report["figures"]
     yes = lambda v: "**yes**" if v else "no"
     out = ["# Dance evaluation\n\n",
-           f"{cli.plural(len(dancers), 'generated dance')} of {dancers[0]['frames']} frames ({dancers[0]['seconds']:.1f} s) "
+           f"{cli.plural(len(dancers), 'generated dance')} of {dancers[0]['frames']} frames "
+           f"({dancers[0]['seconds']:.1f} s) "
            f"measured against {d['frames']} training latents ({d['dim']}-d, {d['fps']:g} fps"
            f"{', %d clips' % d['clips'] if d.get('clips', 1) > 1 else ''}).\n\n",
            "## Verdicts\n\n| question | answer | rule |\n| --- | --- | --- |\n"]
@@ -491,8 +473,8 @@ longest still stretch.
 real movement, yet a pose held with a little jitter in every dimension still counts (per-frame motion would
 add that jitter up over all dimensions). The data never holds still for more than
 {d['longest_still_seconds']:.2f} s, so a rollout that holds still for more than
-{d['freeze_seconds']:.2f} s (twice that, and at least {d['min_freeze_seconds']:g} s) is called frozen: the paper's LSTM that "settled on
-one pose and stayed frozen there forever".
+{d['freeze_seconds']:.2f} s (twice that, and at least {d['min_freeze_seconds']:g} s) is called frozen: the paper's
+LSTM that "settled on one pose and stayed frozen there forever".
 """)
     if "last_frames" in figs:
         out.append(f"\nThe last frames of the rollout (every 4th): a frozen dance shows one pose repeated.\n\n"
@@ -539,8 +521,8 @@ mean latent, relative to the data's: near 0 is the blurry average of Figure 5.
 data ({d['bank_windows']} windows; {d['window_frames']} frames each, compared on the top principal
 components of the latents). The data itself comes back to a similar second of dance at a median distance
 of {d['window_distance_median']:.3g} (held-out windows against the rest of the data). A generated window
-closer than {d['copy_fraction']:g} x that ({d['copy_threshold']:.3g}) is a near-copy of the training data: a dance that is
-mostly near-copies replays what it memorised (in the data only {d['copy_share']:.0%} of windows are that
+closer than {d['copy_fraction']:g} x that ({d['copy_threshold']:.3g}) is a near-copy of the training data: a dance
+that is mostly near-copies replays what it memorised (in the data only {d['copy_share']:.0%} of windows are that
 close to another part of it).
 
 ![novelty]({figs['novelty']})

@@ -316,7 +316,7 @@ def prepare_data(latents_path, cfg, clips=None):
     every setting that depends on them is checked here, before anything is written."""
     latents = data.load_latents(latents_path, dim=cfg["dim"] or None)
     clips = data.load_latent_clips(latents_path, len(latents)) if clips is None else \
-        data._check_clips(clips, len(latents), "clips")
+        data.check_clips(clips, len(latents))
     if cfg["dropout"] and cfg["model"] != "lstm":
         raise cli.UserError("dropout applies to the lstm model only")
     if cfg["patience"] and cfg["train_frac"] == 1:
