@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import ROOT
+
 STEPS = ["synthesize", "autoencoder", "encode", "lstm", "generate", "evaluate"]
 
 
@@ -145,7 +146,7 @@ def test_ctrl_c_ends_the_demo_and_its_step_with_one_line(tmp_path, interrupt):
     import subprocess
     import sys
     import time
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = ROOT
     work = tmp_path / "run"
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=root)
     process = subprocess.Popen([sys.executable, "-m", "tf_dance.demo", "--tiny", f"--workdir={work}"], cwd=root,

@@ -9,6 +9,8 @@ from PIL import Image
 
 from tf_dance import cli, dancer, data, demo, report
 
+from conftest import ROOT
+
 FPS = 24.0
 DIM = 16
 
@@ -256,7 +258,7 @@ def test_cli_never_deletes_the_working_directory_or_its_inputs(files, fails_clea
     import shutil
     import subprocess
     import sys
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = ROOT
     shutil.copy(files["train"], tmp_path / "train.npy")
     shutil.copy(files["frozen"], tmp_path / "frozen.npy")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))

@@ -13,6 +13,7 @@ import tensorflow as tf
 
 from tf_dance import cli, perlin, rollout, savedmodels, sequence_model, sequence_training, stage
 
+
 DIM = 5
 
 
@@ -543,3 +544,20 @@ def test_concurrent_rollouts_equal_sequential_ones(exported):
         concurrent = list(pool.map(sample, range(8)))
     for a, b in zip(sequential, concurrent):
         np.testing.assert_array_equal(a, b)
+
+
+def test_charrnn_init_uniform_0_08_and_forget_bias_1():
+    from tf_dance import sequence_model
+    mean, std = np.zeros(4, np.float32), np.ones(4, np.float32)
+    model = sequence_model.build_model("lstm", 4, mean, std, batch_size=2, units=32, num_layers=2, init="charrnn")
+    for i in range(2):
+        kernel, recurrent, bias = model.get_layer(f"lstm_{i}").get_weights()
+        for w in (kernel, recurrent):
+            assert np.abs(w).max() <= 0.08 and np.abs(w).max() > 0.07 and w.std() == pytest.approx(
+                0.08 / np.sqrt(3), rel=0.1)
+        np.testing.assert_array_equal(bias[32:64], 1.0)  # Keras's gate order i, f, c, o
+        assert np.abs(np.r_[bias[:32], bias[64:]]).max() <= 0.08 and np.r_[bias[:32], bias[64:]].std() > 0.03
+    keras_init = sequence_model.build_model("lstm", 4, mean, std, batch_size=2, units=32, num_layers=1, init="keras")
+    bias = keras_init.get_layer("lstm_0").get_weights()[2]
+    np.testing.assert_array_equal(bias[32:64], 1.0)
+    assert not np.r_[bias[:32], bias[64:]].any()
