@@ -153,6 +153,20 @@ def interrupt():
     signal.signal(signal.SIGINT, previous)
 
 
+# The tiny exported models most tests share (`tiny_saved_models`): their latent size and rollout recipe (the
+# signatures' inputs, and sampling controls baked into the export, the last 2 dims as a "stage box").
+TINY_DIM = 8
+TINY_RECIPE = {"temperature": 0.7, "noise": 0.2, "width": 0.5, "smoothing": 0.3, "box_dims": 2, "box_width": 0.0,
+               "box_smoothing": 0.6, "coherence": 0.5, "box_in_picture": False}
+
+
+@pytest.fixture(scope="session")
+def tiny_saved_models(tmp_path_factory, export_tiny_models):
+    """One saved_models root for the whole test run (read it, copy it to change it): an untrained tiny encoder
+    and decoder of one training and a mixture-head LSTM that records `TINY_RECIPE`, `TINY_DIM`-d latents."""
+    return export_tiny_models(str(tmp_path_factory.mktemp("saved_models")), TINY_DIM, TINY_RECIPE)
+
+
 @pytest.fixture(scope="session")
 def export_tiny_models():
     """`export_tiny_models(root, dim, recipe, num_layers=1)`: untrained tiny encoder, decoder and mixture-head

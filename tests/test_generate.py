@@ -9,19 +9,16 @@ from PIL import Image
 
 from tf_dance import cli, data, generation, savedmodels, video
 
-from conftest import ROOT
+from conftest import ROOT, TINY_DIM, TINY_RECIPE
 
-DIM = 8
-# the signatures' inputs, and sampling controls baked into the export (the last 2 dims as a "stage box")
-RECIPE = {"temperature": 0.7, "noise": 0.2, "width": 0.5, "smoothing": 0.3, "box_dims": 2, "box_width": 0.0,
-          "box_smoothing": 0.6, "coherence": 0.5, "box_in_picture": False}
+DIM, RECIPE = TINY_DIM, TINY_RECIPE
 
 
-@pytest.fixture(scope="module")
-def saved_models(tmp_path_factory, export_tiny_models):
+@pytest.fixture(scope="session")
+def saved_models(tiny_saved_models):
     """Untrained tiny encoder, decoder and LSTM exported the way the training scripts export them;
     the LSTM has a mixture head and records a rollout recipe."""
-    return export_tiny_models(str(tmp_path_factory.mktemp("saved_models")), DIM, RECIPE)
+    return tiny_saved_models
 
 
 def _frames_in(path, width, height):
