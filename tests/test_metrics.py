@@ -318,3 +318,44 @@ def test_clip_balance_catches_a_dance_settled_in_one_clips_style():
     one = metrics.Reference(train, FPS, seed=0)  # one clip: every dance is balanced
     alone = one.evaluate(np.concatenate([a, a]))
     assert alone["goals"]["clip_balance"]["passed"] and alone["second_half"]["balance"]["share_ratios"] == [1.0]
+
+
+def test_a_goal_added_to_the_table_reaches_every_consumer(reference, train, monkeypatch):
+    """A new goal is one measure plus one `Goal`: the goals block, the calibration's margins, misses, rows and
+    progress line, the report's goals table and the bench's columns all take it from `GOALS`."""
+    from tf_dance import bench, calibration, report
+    toy = metrics.Goal("x data", "toy measure / data", "toy", scale=100, suffix="%",
+                       judge=lambda h: dict(value=0.25, data=1.0, passed=False, target="toy >= 0.5"),
+                       margin=lambda g: (g["value"] - 0.5) / 0.5)
+    monkeypatch.setitem(metrics.GOALS, "toy", toy)
+    result = reference.evaluate(train[:1200])
+    assert result["goals"]["toy"] == dict(value=0.25, data=1.0, unit="x data", passed=False, target="toy >= 0.5")
+    assert "toy" in calibration.misses(result) and calibration.margins(result)["toy"] == -0.5
+    row = calibration._row(dict(noise=0.0), [result, result])
+    assert row["toy"] == [0.25, 0.25] and "toy 25.00/25.00%" in calibration.describe(row)
+    combined = report.combined_goals([result["goals"]])
+    assert "| toy (x data) | 0.25 | 1 | toy >= 0.5 | **NO** |" in report._goals_table(combined, [result])
+    bench_row = dict(dataset="d", row="r", recommended=False, all_goals_met=False,
+                     **{name: [g["value"]] for name, g in result["goals"].items()},
+                     **{f"data_{name}": g["data"] for name, g in result["goals"].items()})
+    header, _, line = bench.dancing_table([bench_row]).splitlines()
+    assert header.split(" | ")[-2] == "toy measure / data" and line.split(" | ")[-2] == "25.00"
+    assert len(header.split(" | ")) == len(metrics.GOALS) + 3
+
+
+def test_every_goal_and_verdict_is_declared_once():
+    """Only the tables name the goals: each goal is judged, shown and ranked from its entry, and the verdicts that
+    restate a goal name one."""
+    assert all(v.restates in metrics.GOALS for v in metrics.VERDICTS.values() if v.restates)
+    from tf_dance import calibration
+    assert set(calibration.VERDICTS) == {n for n, v in metrics.VERDICTS.items() if not v.restates}
+    assert len({g.label for g in metrics.GOALS.values()}) == len({g.short for g in metrics.GOALS.values()}) \
+        == len(metrics.GOALS)
+
+
+def test_screen_motion_counts_pixel_changes():
+    still = np.zeros((5, 4, 4, 1), np.uint8)
+    blink = still.copy()
+    blink[1::2] = 255
+    assert metrics.screen_motion(still) == 0.0
+    assert metrics.screen_motion(blink) == 255.0

@@ -22,14 +22,6 @@ def test_a_dance_too_long_to_measure_is_refused_before_it_is_made(monkeypatch):
     report.check_memory(2, 60_000, 128)
 
 
-def test_screen_motion_counts_pixel_changes():
-    still = np.zeros((5, 4, 4, 1), np.uint8)
-    blink = still.copy()
-    blink[1::2] = 255
-    assert report.screen_motion(still) == 0.0
-    assert report.screen_motion(blink) == 255.0
-
-
 def box_decoder(latents):
     """A stand-in decoder: a white box whose centre column is latent 0 and height latent 1."""
     z = np.asarray(latents)

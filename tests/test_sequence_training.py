@@ -313,3 +313,22 @@ def test_paper_lstm_feeds_raw_latents():
     from tf_dance import sequence_training
     paper = sequence_training.resolve_config(sequence_training.flagfile_settings(f"{ROOT}/flags/paper_lstm.flags"))
     assert paper["normalize"] is False and sequence_training.resolve_config({})["normalize"] is True
+
+
+def test_lstm_sizing_lowers_the_batch_until_an_epoch_makes_enough_updates(tmp_path):
+    """Footage of a few thousand frames: the flagfile's 16 streams would leave a handful of updates per epoch."""
+    flagfile = os.path.join(ROOT, "flags", "footage_lstm.flags")
+    cfg = sequence_training.resolve_config(sequence_training.flagfile_settings(flagfile))
+    frames = np.zeros((3000, 54, 96, 1), np.uint8)
+    clips = np.repeat(np.int32([0, 1]), [2000, 1000])
+    short = data.save_dataset(str(tmp_path / "short.npz"), frames, 24.0, clips=clips)
+    train = int(2000 * cfg["train_frac"]) + int(1000 * cfg["train_frac"])
+    flags, why = sequence_training.lstm_sizing(short, flagfile, 0)
+    fitted = train // (cfg["seq_length"] * sequence_training.MIN_UPDATES_PER_EPOCH)
+    assert 1 < fitted < cfg["batch_size"] and flags == [f"--batch_size={fitted}"]
+    assert f"3000 frames in 2 clips, {train} for training" in why and f"(flagfile: {cfg['batch_size']})" in why
+    long = data.save_dataset(str(tmp_path / "long.npz"), np.zeros((17000, 54, 96, 1), np.uint8), 24.0)
+    assert sequence_training.lstm_sizing(long, flagfile, 0)[0] == [f"--batch_size={cfg['batch_size']}"]
+    tiny = data.save_dataset(str(tmp_path / "tiny.npz"), frames[:300], 24.0)
+    flags, why = sequence_training.lstm_sizing(tiny, flagfile, 0)
+    assert flags == ["--batch_size=1"] and "one stream" in why

@@ -9,7 +9,6 @@ with PIL. The whole directory is written atomically.
 """
 
 import json
-import math
 import os
 import time
 
@@ -20,11 +19,6 @@ from tf_dance import cli, data, metrics, video
 
 STRIP_FRAMES = 128       # Figure 2 / 7 strips: every 4th of 128 frames = 32 tiles
 AVERAGE_FRAMES = 2000    # Figure 5 averages at most this many evenly spaced decoded frames
-SCREEN_FRAMES = 480      # on-screen motion: the last 20 s at 24 fps, decoded
-SCREEN_BLOCKS = 10       # second half: on-screen motion of this many stretches spread over it, SCREEN_FRAMES in all
-STAGE_SAMPLES = 1500     # stage coverage: at most this many decoded frames of a rollout's second half ...
-STAGE_DATA_SAMPLES = 3000  # ... and of the data, both at the same stride
-STILL_ON_SCREEN = 0.25   # verdict: decoded frames change less than this fraction of the data's
 COLOURS = [(220, 60, 40), (40, 110, 220), (30, 160, 80), (200, 140, 0), (150, 60, 200), (0, 160, 170)]
 DATA_COLOUR = (120, 120, 120)
 
@@ -197,12 +191,6 @@ def crispness(frames):
     return float(np.mean(np.abs(2.0 * f - 1.0)))
 
 
-def screen_motion(frames):
-    """Mean absolute pixel change per frame: the motion a viewer sees, whatever the latents do."""
-    frames = np.asarray(frames, np.float32)
-    return float(np.mean(np.abs(np.diff(frames, axis=0)))) if len(frames) > 1 else 0.0
-
-
 def _mean_frame(frames, chunk=4096):
     total = np.zeros(frames.shape[1:], np.float64)
     for c0 in range(0, len(frames), chunk):
@@ -272,7 +260,7 @@ def evaluate_dance(generated, train, fps, out_dir, *, decoder_dir=None, data_fra
     decoded = [{} for _ in generated]
     if decode:
         say(2, "decoding the second half for stage coverage and on-screen motion")
-        decoded = second_half_frame_measures(generated, reference, decode)
+        decoded = metrics.second_half_frame_measures(generated, reference, decode)
     say(2 + bool(decode), f"measuring {cli.plural(len(generated), 'dance')} of {generated.shape[1]} frames")
     try:
         results = [reference.evaluate(g, **d) for g, d in zip(generated, decoded)]
@@ -302,11 +290,6 @@ def evaluate_dance(generated, train, fps, out_dir, *, decoder_dir=None, data_fra
         if decoder_dir:
             say(steps - 1, f"decoding frames for the figures with {decoder_dir}")
             report["pictures"] = _pictures(tmp, figures, generated, reference, decoder_dir, data_frames)
-            ratio = report["pictures"]["screen_motion_ratio"]
-            report["verdicts"]["still_on_screen"] = bool(ratio is not None and ratio < STILL_ON_SCREEN)
-            report["verdict_rules"]["still_on_screen"] = (
-                f"decoded frames of the last {report['pictures']['screen_frames']} change < {STILL_ON_SCREEN}x "
-                "as much per frame as decoded data does (latent jitter the decoder ignores is no dance)")
         say(steps, f"writing {out_dir}")
         report["figures"] = figures
         report = metrics.to_json(report)
@@ -330,54 +313,9 @@ def combined_goals(per_dancer):
     return out
 
 
-def _data_stretches(reference, length, count):
-    """Starts and length of up to `count` data stretches inside clips, as long as asked where clips allow."""
-    longest = max(b - a for a, b in reference.segments)
-    length = max(1, min(length, longest))
-    return metrics.excerpt_starts(reference.clips, length, count), length
-
-
 def _saved_decoder(decoder_dir):
     from tf_dance import savedmodels
     return lambda latents: savedmodels.decode_latents(decoder_dir, latents)
-
-
-def second_half_frame_measures(generated, reference, decode):
-    """`[dict(stage=..., screen=...)]` per dancer: what only decoded frames of the second half show.
-
-    decode: latents `[n, D]` -> uint8 frames `[n, H, W, C]`.
-
-    Stage coverage compares the silhouette's place and size in decoded frames at one stride for
-    the rollout and the data (decoded too, so the decoder's blur is on both sides); on-screen
-    motion averages SCREEN_BLOCKS stretches spread over the second half against as many data
-    stretches, each inside one clip.
-    """
-    train, total = reference.train, generated.shape[1]
-    half = max(2, total - total // 2)
-    stride = max(1, math.ceil(half / STAGE_SAMPLES), math.ceil(len(train) / STAGE_DATA_SAMPLES))
-    try:
-        stage = metrics.Stage(metrics.stage_track(decode(train[::stride])), clips=reference.clips[::stride])
-    except ValueError as e:
-        stage = str(e)
-    block = max(2, min(half, SCREEN_FRAMES // SCREEN_BLOCKS))
-    starts, length = _data_stretches(reference, block, SCREEN_BLOCKS)
-    data_screen = float(np.mean([screen_motion(decode(train[s:s + length]))
-                                 for s in starts]))
-    out = []
-    for g in generated:
-        second = g[len(g) - half:]
-        if isinstance(stage, str):
-            report = dict(stage_coverage=None, missing=stage)
-        else:
-            report = stage.report(metrics.stage_track(decode(second[::stride])))
-            report["stride"] = int(stride)
-        at = np.unique(np.linspace(0, len(second) - block, SCREEN_BLOCKS).round().astype(int))
-        screen = float(np.mean([screen_motion(decode(second[s:s + block]))
-                                for s in at]))
-        out.append(dict(stage=report, screen=dict(
-            frames=int(len(at) * block), stretches=int(len(at)), stretch_frames=int(block), screen_motion=screen,
-            data_screen_motion=data_screen, screen_motion_ratio=screen / data_screen if data_screen > 0 else None)))
-    return out
 
 
 def _pictures(tmp, figures, generated, reference, decoder_dir, data_frames):
@@ -409,10 +347,10 @@ def _pictures(tmp, figures, generated, reference, decoder_dir, data_frames):
     _labelled(panels, labels).save(os.path.join(tmp, "figure5_average.png"), format="PNG")
     figures["average"] = "figure5_average.png"
     gen_crisp, data_crisp = crispness(sample), crispness(data_sample)
-    n = min(len(first), len(train), SCREEN_FRAMES)
-    starts, length = _data_stretches(reference, n, 4)
-    screen = screen_motion(savedmodels.decode_latents(decoder_dir, first[len(first) - n:]))
-    data_screen = float(np.mean([screen_motion(savedmodels.decode_latents(decoder_dir, train[s:s + length]))
+    n = min(len(first), len(train), metrics.SCREEN_FRAMES)
+    starts, length = metrics.data_stretches(reference, n, 4)
+    screen = metrics.screen_motion(savedmodels.decode_latents(decoder_dir, first[len(first) - n:]))
+    data_screen = float(np.mean([metrics.screen_motion(savedmodels.decode_latents(decoder_dir, train[s:s + length]))
                                  for s in starts]))
     return dict(crispness=gen_crisp, data_crispness=data_crisp,
                 crispness_ratio=gen_crisp / data_crisp if data_crisp > 0 else None,
