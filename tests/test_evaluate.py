@@ -196,10 +196,9 @@ def test_cli_never_deletes_the_working_directory_or_its_inputs(files, fails_clea
     import shutil
     import subprocess
     import sys
-    root = ROOT
     shutil.copy(files["train"], tmp_path / "train.npy")
     shutil.copy(files["frozen"], tmp_path / "frozen.npy")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
 
     def evaluate(out_dir, latents="train.npy"):
         return subprocess.run([sys.executable, "-m", "tf_dance.evaluate", "--generated=frozen.npy",

@@ -280,12 +280,11 @@ def test_ctrl_c_stops_generate_with_one_line_and_nothing_written(saved_models, t
     import subprocess
     import sys
     import time
-    root = ROOT
     np.save(tmp_path / "latents.npy", np.zeros((50, DIM), np.float32))
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=root)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT)
     process = subprocess.Popen([sys.executable, "-m", "tf_dance.generate", f"--model_dir={saved_models}",
                                 f"--latents={tmp_path}/latents.npy", "--frames=10000000", "--seed_frames=4",
-                                f"--out={tmp_path}/dance.mp4"], cwd=root, env=env, stdout=subprocess.PIPE,
+                                f"--out={tmp_path}/dance.mp4"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
     assert process.stdout.readline().startswith("[1/2]")
     assert process.stdout.readline().startswith("[2/2] rolling out")
