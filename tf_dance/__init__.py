@@ -16,7 +16,7 @@ Scripts, in pipeline order:
   bench                 every speed figure of BENCHMARKS.md in one run
 
 Models and training:
-  autoencoder           the conv autoencoder, frame <-> latent, and its SavedModel export (section 3.1)
+  autoencoder           the conv autoencoder, frame <-> latent, its SavedModel export, per-frame IoU (3.1)
   stage                 where the dancer is on the stage, apart from the pose: box, centring, placing back
   autoencoder_training  the library behind train_autoencoder: batches, resume, evaluation, export
   sequence_model        the stateful LSTM and the FNN baseline, with a fused, hand-differentiated LSTM
@@ -28,7 +28,7 @@ Models and training:
   generation            making a dance (make_dance) and writing it (write_dance), in pieces for any length (3.5)
 
 Evaluation and I/O:
-  metrics               numbers instead of eyes: freezing, motion, coverage, novelty, repetition; IoU, Spearman
+  metrics               numbers instead of eyes: freezing, motion, coverage, novelty, repetition; Spearman
   report                the evaluation report: metrics.json, report.md and the paper's figures
   savedmodels           the one client for exported models: find, load once, encode, decode, step, roll out
   data                  the dataset format shared by every step: .npz with uint8 frames and fps
