@@ -10,6 +10,7 @@ Scripts, in pipeline order:
   train_autoencoder     trains the autoencoder and exports encoder and decoder SavedModels (section 3.1)
   encode                a dataset's frames -> latent vectors, through an exported encoder
   train_lstm            trains the next-latent LSTM (or the FNN baseline) and exports it (sections 3.2-3.4)
+  calibrate             exports a trained LSTM run again with a new sampling recipe, without training
   generate              a new dance video from the exported models (section 3.5)
   evaluate              measures a generated dance and writes the report (section 5)
   demo                  the whole pipeline in one command, on the synthetic dancer or your own footage
@@ -24,6 +25,7 @@ Models and training:
   config                one settings mechanism for both trainers: flags, checks and flagfile reading
   training              what both trainers share: tf.distribute strategies, checkpoints, workdir claims, logs
   rollout               exporting the sequence model's serving signatures: step, rollout, prime, continue
+  controls              the sampling controls, declared once: defaults, bounds, help, calibration grid
   calibration           the rollout recipe chosen for each trained model by measuring its own dances
   generation            making a dance (make_dance) and writing it (write_dance), in pieces for any length (3.5)
 
