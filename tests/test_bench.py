@@ -7,7 +7,7 @@ import pytest
 
 from tf_dance import bench, cli, sequence_training
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import ROOT
 
 
 def _row(recommended, **values):
