@@ -144,8 +144,8 @@ def matmul_gflops(dtype="float32", n=1024, repeats=REPEATS):
 def ae_train_rates(filters=(8, 16, 32, 32), batch=200, steps=10, repeats=REPEATS):
     """Training images/s of the autoencoder trainer's own step (`autoencoder_training.train_step`, as
     `train_autoencoder` runs it) in float32, mixed bfloat16 (where the CPU has it natively) and with XLA,
-    against Keras `fit` of the same model (float32, loss only) as the naive side, timed in turns; and
-    the FLOPs of a step against the measured matrix-product GFLOP/s of this machine."""
+    against Keras `fit` of the same model (float32, loss only) as the naive side, timed in turns; and the
+    GFLOP/s a step reaches, to set against `matmul_gflops` (`decode_bound` reports it in the same run)."""
     import keras
     import numpy as np
     import tensorflow as tf
