@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import ROOT
+
 STEPS = ["synthesize", "autoencoder", "encode", "lstm", "generate", "evaluate"]
 
 
@@ -118,7 +119,8 @@ def test_the_demo_never_clears_a_folder_it_did_not_write(run_module, fails_clean
     holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom tf_dance import demo\nwith "
                                "demo.workdir_lock(sys.argv[1]):\n    print('locked', flush=True)\n    time.sleep(300)",
                                str(work)], stdout=subprocess.PIPE, text=True,
-                              env=dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")])))
+                              env=dict(os.environ,
+                                       PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")])))
     assert holder.stdout.readline().strip() == "locked"
     holder.send_signal(signal.SIGKILL)  # a demo killed while it held the workdir
     holder.wait()
@@ -144,10 +146,9 @@ def test_ctrl_c_ends_the_demo_and_its_step_with_one_line(tmp_path, interrupt):
     import subprocess
     import sys
     import time
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     work = tmp_path / "run"
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=root)
-    process = subprocess.Popen([sys.executable, "-m", "tf_dance.demo", "--tiny", f"--workdir={work}"], cwd=root,
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT)
+    process = subprocess.Popen([sys.executable, "-m", "tf_dance.demo", "--tiny", f"--workdir={work}"], cwd=ROOT,
                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     for line in process.stdout:
         if line.startswith("$ python -m tf_dance.train_autoencoder"):

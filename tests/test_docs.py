@@ -12,7 +12,8 @@ import sys
 import numpy as np
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import ROOT
+
 README = os.path.join(ROOT, "README.md")
 DOCS = [README, os.path.join(ROOT, "BENCHMARKS.md"), os.path.join(ROOT, "saved_models", "README.md"),
         *sorted(glob.glob(os.path.join(ROOT, "docs", "**", "*.md"), recursive=True))]
@@ -146,7 +147,8 @@ def parser(tmp_path_factory):
 
 def test_command_extraction_joins_continuations_and_drops_comments():
     text = ("```bash\nTF_CONFIG='{}' \\\npython -m tf_dance.encode --data=a.npz \\\n    --out=b.npy   # a comment\n"
-            "pip install -e . && python -m tf_dance.demo --tiny\n```\nSee `python -m tf_dance.bench --only=sequence`.\n")
+            "pip install -e . && python -m tf_dance.demo --tiny\n```\n"
+            "See `python -m tf_dance.bench --only=sequence`.\n")
     assert _commands(text) == [("encode", ["--data=a.npz", "--out=b.npy"]), ("demo", ["--tiny"]),
                                ("bench", ["--only=sequence"])]
 

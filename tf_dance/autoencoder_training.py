@@ -245,14 +245,13 @@ def _build_pair(shape, config, policy=None):
 
 
 def build(shape, config, policy="float32"):
-    """(encoder, decoder, compiled training model) for frames of `shape` = (H, W, C)."""
+    """(encoder, decoder, training model with its optimizer) for frames of `shape` = (H, W, C)."""
     encoder, decoder = _build_pair(shape, config, policy)
     model = autoencoder.build_autoencoder(encoder, decoder)
     schedule = config["learning_rates"][0]
     if config["lr_boundaries"]:
         schedule = keras.optimizers.schedules.PiecewiseConstantDecay(config["lr_boundaries"], config["learning_rates"])
-    model.compile(optimizer=keras.optimizers.Adam(schedule), loss=autoencoder.LOSSES[config["loss"]],
-                  metrics=[autoencoder.FrameIoU()], jit_compile=config["jit_compile"])
+    model.compile(optimizer=keras.optimizers.Adam(schedule))  # the optimizer only: `train_step` is the step
     return encoder, decoder, model
 
 
@@ -452,9 +451,9 @@ def _to_pairs_from_frames(ds):
     return ds.map(_pair, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
-def _fit(model, config, strategy, batches, val_batches, shown, checkpoints, workdir):
-    """Optimizer steps from the model's step count up to exactly `steps`; every `checkpoint_every`
-    steps (and at the end) a checkpoint and, on the chief (`workdir` set), validation and TensorBoard logs.
+def train_step(model, config, strategy):
+    """The training step: `step(iterator)` takes the next global batch, updates the weights and returns
+    (loss, mean IoU) of the batch.
 
     A hand-written step under `strategy.run` rather than `model.fit`: Keras 3.15's `fit` fails
     under MultiWorkerMirroredStrategy (it cannot convert a PerReplica value), and one loop then
@@ -470,7 +469,7 @@ def _fit(model, config, strategy, batches, val_batches, shown, checkpoints, work
         with tf.GradientTape() as tape:
             logits = tf.cast(model(x, training=True), tf.float32)
             loss = tf.reduce_sum(loss_fn(y, logits)) / batch_size
-        return loss, tape.gradient(loss, variables), tf.reduce_sum(_iou(y, logits))
+        return loss, tape.gradient(loss, variables), _iou_sum(y, logits)
 
     def replica_step(x, y):
         loss, grads, iou = gradients(x, y)
@@ -478,25 +477,35 @@ def _fit(model, config, strategy, batches, val_batches, shown, checkpoints, work
         return loss, iou
 
     @tf.function
-    def train_step(iterator):
+    def step(iterator):
         loss, iou = strategy.run(replica_step, args=next(iterator))
         return strategy.reduce("SUM", loss, None), strategy.reduce("SUM", iou, None) / batch_size
+
+    return step
+
+
+def _fit(model, config, strategy, batches, val_batches, shown, checkpoints, workdir):
+    """Optimizer steps (`train_step`) from the model's step count up to exactly `steps`; every
+    `checkpoint_every` steps (and at the end) a checkpoint and, on the chief (`workdir` set), validation and
+    TensorBoard logs."""
+    optimizer, loss_fn = model.optimizer, autoencoder.LOSSES[config["loss"]]
+    step_fn = train_step(model, config, strategy)
 
     @tf.function
     def eval_step(x, y):
         logits = tf.cast(model(x, training=False), tf.float32)
-        return tf.reduce_sum(loss_fn(y, logits)), tf.reduce_sum(_iou(y, logits)), tf.shape(x)[0]
+        return tf.reduce_sum(loss_fn(y, logits)), _iou_sum(y, logits), tf.shape(x)[0]
 
     writer = tf.summary.create_file_writer(training.tensorboard_dir(workdir)) if workdir else None
     every, steps, verbose = config["checkpoint_every"], config["steps"], _verbosity(config["verbose"])
     batches = iter(batches)
     step = int(optimizer.iterations.numpy())
-    progress = cli.Progress(steps, unit="step", done=step, live=verbose == 1) if verbose else cli.NoProgress()
+    progress = cli.progress(steps, unit="step", enabled=bool(verbose), done=step, live=verbose == 1)
     while step < steps:
         length = min(every - step % every, steps - step)
         losses, ious = [], []
         for i in range(length):
-            loss, iou = train_step(batches)
+            loss, iou = step_fn(batches)
             losses.append(float(loss))
             ious.append(float(iou))
             progress.update(step + i + 1, [("loss", losses[-1]), ("iou", ious[-1])])
@@ -517,13 +526,8 @@ def _fit(model, config, strategy, batches, val_batches, shown, checkpoints, work
         writer.close()
 
 
-def _iou(y, logits):
-    """Per-frame foreground IoU of the decoded frame (logits >= 0) vs. the target (>= 0.5)."""
-    pred = tf.cast(logits >= 0, tf.float32)
-    true = tf.cast(y >= 0.5, tf.float32)
-    inter = tf.reduce_sum(pred * true, axis=(1, 2, 3))
-    union = tf.reduce_sum(tf.maximum(pred, true), axis=(1, 2, 3))
-    return tf.where(union > 0, inter / tf.maximum(union, 1.0), 1.0)
+def _iou_sum(y, logits):
+    return tf.reduce_sum(autoencoder.frame_iou(y >= 0.5, logits >= 0))
 
 
 def _as_float32(encoder, decoder, shape, config):
@@ -550,7 +554,7 @@ def evaluate(encoder, decoder, frames, seed=0, pairs=2000, sheet_path=None, batc
         r = decode(z).numpy()
         latents.append(z.numpy())
         recon.append(np.round(np.clip(r, 0, 1) * 255).astype(np.uint8))
-        iou.append(metrics_lib.frame_iou(x, r))
+        iou.append(np.asarray(autoencoder.frame_iou(x >= 0.5, r >= 0.5)))
         inter += np.logical_and(x >= 0.5, r >= 0.5).sum()
         union += np.logical_or(x >= 0.5, r >= 0.5).sum()
         squared += float(np.sum((r - x) ** 2, dtype=np.float64))

@@ -98,8 +98,7 @@ def main(argv):
     arrays = {}
     if FLAGS.generated:
         decoder_dir = _decoder_dir(source.get("training_id"), f"{FLAGS.latents} (encoded by {source.get('encoder')})")
-        data.check_fits(cli.require_file(FLAGS.generated, "generated latents file"))
-        generated = report.load_generated(FLAGS.generated)
+        generated = data.load_latents(FLAGS.generated, dancers=True)
         report.check_memory(*(generated.shape if generated.ndim == 3 else (1, *generated.shape)))
         options = dict(generated=os.path.abspath(FLAGS.generated))
     else:
@@ -116,7 +115,8 @@ def main(argv):
                                           clips=clips)
         if FLAGS.progress:
             print(f"rolling out {FLAGS.frames} frames with {lstm.path} (temperature {temperature:g}, noise "
-                  f"{noise:g}{lstm.controls_text()}), primed on latents {start}..{start + FLAGS.seed_frames - 1}", flush=True)
+                  f"{noise:g}{lstm.controls_text()}), primed on latents {start}..{start + FLAGS.seed_frames - 1}",
+                  flush=True)
         generated, done = np.empty((FLAGS.frames, lstm.dim), np.float32), 0
         for piece in lstm.stream(train[start:start + FLAGS.seed_frames], FLAGS.frames, temperature=temperature,
                                  noise=noise, random_seed=FLAGS.random_seed):
