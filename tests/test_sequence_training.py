@@ -318,6 +318,8 @@ def test_box_loss_weight_weights_the_box_dims_in_training_and_is_recorded(tmp_pa
     assert results[1.0]["history"][0]["first_batch_loss"] != results[8.0]["history"][0]["first_batch_loss"]
     assert results[1.0]["val_loss"] != results[8.0]["val_loss"]
     assert savedmodels.record(results[8.0]["export_dir"])["config"]["box_loss_weight"] == 8.0
+    claims = {w: json.load(open(tmp_path / f"run{w}" / "config.json"))["settings"] for w in (1.0, 8.0)}
+    assert "box_loss_weight" not in claims[1.0] and claims[8.0]["box_loss_weight"] == 8.0  # older runs resume
 
 
 def test_charrnn_split_keeps_the_leading_95_percent_for_training():

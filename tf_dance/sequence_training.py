@@ -126,6 +126,9 @@ EXPORT_SETTINGS = {"export_name", *(k for k in SETTINGS if k.startswith(("rollou
 # Settings that may change when a run resumes (the rest must match the checkpointed run): the export settings
 # and how the run is driven.
 _RESUMABLE = {"epochs", "jit_compile", "patience", "distribute", *EXPORT_SETTINGS}
+# Settings added later, with the value runs recorded before them trained with: left out of the workdir's claim
+# at that value, so that those runs still resume.
+_ADDED = {"box_loss_weight": 1.0}
 BEST_WEIGHTS = "best_weights.npz"
 # Fewest optimizer updates per LSTM epoch on footage (`lstm_sizing`): less data gets fewer parallel streams.
 MIN_UPDATES_PER_EPOCH = 20
@@ -270,8 +273,8 @@ def train_and_evaluate(latents_path, workdir, export_dir, clips=None, load_decod
     training.replicas(strategy, cfg["batch_size"])  # the batch must split evenly
     prepared = prepare_data(latents_path, cfg, clips)
     decode = _calibration_decoder(cfg, prepared.latents.shape[1], prepared.source, load_decoder)
-    training.claim_workdir(workdir, {k: v for k, v in cfg.items() if k not in _RESUMABLE}, prepared.fingerprint,
-                           write=chief)
+    claimed = {k: v for k, v in cfg.items() if k not in _RESUMABLE and _ADDED.get(k, object()) != v}
+    training.claim_workdir(workdir, claimed, prepared.fingerprint, write=chief)
     model, net, optimizer, epoch, windows = build(cfg, prepared, strategy)
     checkpoints = training.Checkpoints(workdir, tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch),
                                        chief)
