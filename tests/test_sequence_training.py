@@ -354,3 +354,42 @@ def test_lstm_sizing_lowers_the_batch_until_an_epoch_makes_enough_updates(tmp_pa
     tiny = data.save_dataset(str(tmp_path / "tiny.npz"), frames[:300], 24.0)
     flags, why = sequence_training.lstm_sizing(tiny, flagfile, 0)
     assert flags == ["--batch_size=1"] and "one stream" in why
+
+
+def test_across_cuts_plays_the_clips_as_one_dance_in_a_new_order_every_epoch(tmp_path):
+    """--across_cuts: every epoch the training clips run end to end in an order drawn from the seed and the
+    epoch, windows and state crossing the cuts (both ways over the epochs), each clip whole; the export and
+    the workdir's claim record it (off: left out of the claim, so older runs resume)."""
+    latents, clips = _two_clips()
+    cfg = sequence_training.resolve_config(dict(TINY, batch_size=1, across_cuts=True))
+    train, train_clips, _ = sequence_training.split(latents, cfg, clips)
+    orders, count = set(), None
+    for epoch in range(8):
+        windows, fresh = sequence_training.epoch_windows(train, train_clips, cfg, epoch)
+        count = count or len(windows)
+        assert len(windows) == count == (len(train) - 1) // 10  # the same batches every epoch: one sequence
+        assert fresh[0].all() and not fresh[1:].any()  # the state is carried through the whole epoch
+        np.testing.assert_array_equal(windows[1:, :, 0], windows[:-1, :, -1])
+        labels = _label(windows[:, 0])
+        assert any(len(set(w)) == 2 for w in labels)  # a window spans the cut
+        order = tuple(dict.fromkeys(labels.ravel()))
+        orders.add(order)
+        played = np.concatenate([windows[:, 0, :-1].reshape(-1, 3), windows[-1, 0, -1:]])
+        whole = np.concatenate([train[train_clips == 1 - k] for k in order])  # label 0 is clip 1 (level -5)
+        np.testing.assert_array_equal(played, whole[:len(played)])
+        assert len(whole) - len(played) < 10
+        again, _ = sequence_training.epoch_windows(train, train_clips, cfg, epoch)
+        np.testing.assert_array_equal(again, windows)
+    assert orders == {(0, 1), (1, 0)}
+
+    np.save(tmp_path / "z.npy", latents)
+    np.save(tmp_path / "z_clips.npy", clips)
+    results = {}
+    for across in (False, True):
+        results[across] = sequence_training.train_and_evaluate(
+            str(tmp_path / "z.npy"), str(tmp_path / f"run{across}"), str(tmp_path / f"saved{across}"),
+            **dict(TINY, epochs=1, across_cuts=across))
+    assert results[False]["history"][-1]["train_loss"] != results[True]["history"][-1]["train_loss"]
+    assert savedmodels.record(results[True]["export_dir"])["config"]["across_cuts"] is True
+    claims = {a: json.load(open(tmp_path / f"run{a}" / "config.json"))["settings"] for a in (False, True)}
+    assert "across_cuts" not in claims[False] and claims[True]["across_cuts"] is True

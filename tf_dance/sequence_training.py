@@ -7,7 +7,8 @@ is cut into `batch_size` contiguous parallel streams and each batch is the next 
 steps of every stream, with the LSTM state carried from one batch to the next and reset at
 each epoch start. Latents from several clips (`data.load_latent_clips`) are split clip by clip
 (each clip's tail validates) and no window or carried state crosses a cut: a stream's windows
-restart at the first frame of the next clip, with the state reset there (`stream_layout`).
+restart at the first frame of the next clip, with the state reset there (`stream_layout`), unless
+`across_cuts` plays the clips as one dance, in a new order every epoch (`epoch_windows`).
 Gradients are clipped elementwise at `grad_clip` (char-rnn's clamp; Keras's
 `clipvalue`) unless `clip=global_norm`; the learning rate decays by `lr_decay` after every epoch
 from `lr_decay_after` on. Validation runs the whole validation part as one stream, its state
@@ -98,6 +99,12 @@ SETTINGS = {
                                "training loss, against 1 for every other dimension: 3 box numbers among 128 pose "
                                "numbers barely count, and the model learns to pull the box back to the middle of "
                                "the stage. Recorded in the export's config.", low=0.0, low_open=True),
+    "across_cuts": Setting(False, "Train on the clips as one dance: every epoch the streams play the training clips "
+                           "end to end in a new random order (from --seed and the epoch), windows and carried state "
+                           "running across the cuts, so the model learns that a dance can pass from one clip's moves "
+                           "to another's. Off: each clip starts from a reset state, never seen to turn into another, "
+                           "and a rollout that drifts into one clip's style may keep to it. Recorded in the export's "
+                           "config."),
     **{f"rollout_{name}": _rollout_setting(name) for name in controls.CONTROLS},
     "calibrate_frames": Setting(0, "Calibrate the rollout recipe before the export (beyond the paper; "
                                 "tf_dance/calibration.py): roll the trained model out twice for this many frames "
@@ -128,7 +135,7 @@ EXPORT_SETTINGS = {"export_name", *(k for k in SETTINGS if k.startswith(("rollou
 _RESUMABLE = {"epochs", "jit_compile", "patience", "distribute", *EXPORT_SETTINGS}
 # Settings added later, with the value runs recorded before them trained with: left out of the workdir's claim
 # at that value, so that those runs still resume.
-_ADDED = {"box_loss_weight": 1.0}
+_ADDED = {"box_loss_weight": 1.0, "across_cuts": False}
 BEST_WEIGHTS = "best_weights.npz"
 # Fewest optimizer updates per LSTM epoch on footage (`lstm_sizing`): less data gets fewer parallel streams.
 MIN_UPDATES_PER_EPOCH = 20
@@ -225,6 +232,18 @@ def char_rnn_batches(sequence, batch_size, seq_length, clips=None):
     """
     starts, _ = stream_layout(np.zeros(len(sequence), np.int32) if clips is None else clips, batch_size, seq_length)
     return sequence[starts[..., None] + np.arange(seq_length + 1)]
+
+
+def epoch_windows(train, train_clips, cfg, epoch):
+    """`across_cuts`' `(windows, fresh)` for epoch `epoch`: the training clips end to end in an order drawn
+    from the seed and the epoch, laid out as one sequence (no state reset; windows span the cuts)."""
+    bounds = data.clip_bounds(train_clips)
+    order = np.random.default_rng([cfg["seed"], epoch]).permutation(len(bounds))
+    sequence = np.concatenate([train[slice(*bounds[k])] for k in order])
+    windows = char_rnn_batches(sequence, cfg["batch_size"], cfg["seq_length"])
+    fresh = np.zeros(windows.shape[:2], bool)
+    fresh[0] = True
+    return windows, fresh
 
 
 @functools.lru_cache(maxsize=None)
@@ -354,8 +373,9 @@ def build(cfg, prepared, strategy):
             units=cfg["units"], num_layers=cfg["num_layers"], fnn_hidden=cfg["fnn_hidden"], head=cfg["head"],
             mixtures=cfg["mixtures"], init=cfg["init"], seed=cfg["seed"], dropout=cfg["dropout"])
     net = sequence_model.make_net(model)
-    windows = char_rnn_batches(net.normalize(prepared.train), cfg["batch_size"], cfg["seq_length"],
-                               prepared.train_clips)
+    windows = (epoch_windows(net.normalize(prepared.train), prepared.train_clips, cfg, 0)[0] if cfg["across_cuts"]
+               else char_rnn_batches(net.normalize(prepared.train), cfg["batch_size"], cfg["seq_length"],
+                                     prepared.train_clips))
     with strategy.scope():  # no clipping here: the step clips the global batch's gradient (make_train_step)
         optimizer = keras.optimizers.Adam(
             EpochDecay(cfg["learning_rate"], len(windows), cfg["lr_decay"], cfg["lr_decay_after"]))
@@ -383,7 +403,11 @@ def fit(cfg, workdir, built, prepared, strategy, checkpoints, history, chief):
             break
         start = time.perf_counter()
         progress.what = f"Epoch {e + 1}/{cfg['epochs']} (lr {float(optimizer.learning_rate):.3g}) "
-        losses = _train_epoch(train_step, windows, prepared.fresh, net, on_replicas,
+        if cfg["across_cuts"]:
+            windows, fresh = epoch_windows(net.normalize(prepared.train), prepared.train_clips, cfg, e)
+        else:
+            fresh = prepared.fresh
+        losses = _train_epoch(train_step, windows, fresh, net, on_replicas,
                               strategy if distributed else None, progress, e)
         seconds = time.perf_counter() - start
         record = {"epoch": e + 1, "train_loss": float(np.mean(losses)), "first_batch_loss": losses[0],
