@@ -128,6 +128,9 @@ SETTINGS = {
                                  "what the latents show."),
     "calibrate_fps": Setting(24.0, "Frames per second of the latents, for the calibration's one-second windows "
                              "(the demo passes its dataset's).", low=0.0, low_open=True),
+    "music": Setting(False, "Condition the LSTM on the dataset's music (beyond the paper): each step also reads the "
+                     "music features of the frame it predicts (`encode` saves them beside the latents of a dataset "
+                     "with a soundtrack). The export then dances to a song: generate --audio."),
     "dim": Setting(0, "Required latent width (e.g. 128 for the encoder's latents); 0 = take it from the file.",
                    low=0),
     "seed": Setting(0, "Seed for initialisation and noise; same settings + seed -> same model.", low=0),
@@ -170,6 +173,33 @@ class EpochDecay(keras.optimizers.schedules.LearningRateSchedule):
 
     def get_config(self):
         return {"rate": self.rate, "steps_per_epoch": self.steps_per_epoch, "decay": self.decay, "after": self.after}
+
+
+def music_inputs(latents, music, clips):
+    """`[N, D + F]`: each latent beside the music of the frame after it (the frame it predicts), within
+    its clip (a clip's last frame, only ever a target, repeats its own music)."""
+    following = np.empty_like(music)
+    for start, end in data.clip_bounds(clips):
+        following[start:end - 1], following[end - 1] = music[start + 1:end], music[end - 1]
+    return np.concatenate([latents, following], 1).astype(np.float32)
+
+
+def _load_music(cfg, latents_path, latents):
+    """(music [N, F], its record for the export), or (None, None) without --music."""
+    if not cfg["music"]:
+        return None, None
+    if cfg["model"] != "lstm":
+        raise cli.UserError("--music conditions the lstm model only")
+    if cfg["extra_latents"]:
+        raise cli.UserError("--music cannot use --extra_latents (their music is not known)")
+    found = data.load_latent_music(latents_path, latents)
+    if found is None:
+        raise cli.UserError(f"--music needs the music features of {latents_path}: encode saves them beside the "
+                            f"latents ({data.latent_music_path(latents_path)}) when the dataset has a soundtrack, and "
+                            "this one has none")
+    music, names, fps = found
+    return music, {"names": [str(n) for n in names], "features": int(music.shape[1]), "fps": fps,
+                   "crc32": zlib.crc32(np.ascontiguousarray(music).tobytes())}
 
 
 def split(latents, config, clips=None):
@@ -265,26 +295,32 @@ def train_and_evaluate(latents_path, workdir, export_dir, clips=None, **config):
         rollout.check_sampling({k: v for k, v in candidate.items() if k in rollout.SAMPLING}, latents.shape[1])
     source = data.latent_source(latents_path, latents)
     decoder = _calibration_decoder(cfg, latents.shape[1], source)
-    train, train_clips, val = split(latents, cfg, clips)
+    music, music_record = _load_music(cfg, latents_path, latents)
+    dim = latents.shape[1]
+    inputs = latents if music is None else music_inputs(latents, music, clips)
+    train, train_clips, val = split(inputs, cfg, clips)
     train, train_clips, extra_prints = _add_extra_latents(train, train_clips, cfg["extra_latents"], latents.shape[1],
                                                           source, latents_path)
     fresh = _check_layout(train_clips, cfg, len(latents))
     mean, std = sequence_model.standardizer(train) if cfg["normalize"] else (
-        np.zeros(latents.shape[1], np.float32), np.ones(latents.shape[1], np.float32))
+        np.zeros(train.shape[1], np.float32), np.ones(train.shape[1], np.float32))
     fingerprint = {"frames": int(latents.shape[0]), "dim": int(latents.shape[1]),
                    "crc32": zlib.crc32(np.ascontiguousarray(latents).tobytes())}
     if clips[-1] > 0:
         fingerprint["clips"] = zlib.crc32(np.ascontiguousarray(clips).tobytes())
     if extra_prints:
         fingerprint["extra_latents"] = extra_prints
+    if music_record:
+        fingerprint["music"] = music_record["crc32"]
     training.claim_workdir(workdir, {k: v for k, v in cfg.items() if k not in _RESUMABLE}, fingerprint, write=chief)
 
     keras.utils.set_random_seed(cfg["seed"])
     with strategy.scope():
         model = sequence_model.build_model(
-            cfg["model"], latents.shape[1], mean, std, batch_size=cfg["batch_size"], units=cfg["units"],
+            cfg["model"], dim, mean, std, batch_size=cfg["batch_size"], units=cfg["units"],
             num_layers=cfg["num_layers"], fnn_hidden=cfg["fnn_hidden"], head=cfg["head"],
-            mixtures=cfg["mixtures"], init=cfg["init"], seed=cfg["seed"], dropout=cfg["dropout"])
+            mixtures=cfg["mixtures"], init=cfg["init"], seed=cfg["seed"], dropout=cfg["dropout"],
+            music_dim=0 if music is None else music.shape[1])
     net = sequence_model.make_net(model)
     windows = char_rnn_batches(net.normalize(train), cfg["batch_size"], cfg["seq_length"], train_clips)
     with strategy.scope():  # no clipping here: the step clips the global batch's gradient (make_train_step)
@@ -309,7 +345,7 @@ def train_and_evaluate(latents_path, workdir, export_dir, clips=None, **config):
         return strategy.experimental_distribute_values_from_function(
             lambda ctx: make(ctx.replica_id_in_sync_group * per_replica, per_replica))
     val_loss_fn = tf.function(
-        lambda x, y, warm: net.head.loss(net.window(x, net.zero_state(1))[0][:, warm - 1:], y[:, warm - 1:]),
+        lambda x, y, warm: net.head.loss(net.window(x, net.zero_state(1))[0][:, warm - 1:], y[:, warm - 1:, :dim]),
         jit_compile=cfg["jit_compile"])
     val_parts = None if val is None else [(net.normalize(np.concatenate([context, stretch]))[None], len(context),
                                            len(stretch)) for context, stretch in val]
@@ -380,9 +416,11 @@ def train_and_evaluate(latents_path, workdir, export_dir, clips=None, **config):
     if cfg["calibrate_frames"]:
         recipe, calibrated["calibration"] = calibration.calibrate(
             model, latents, cfg["calibrate_fps"], recipes, clips=clips, frames=cfg["calibrate_frames"],
-            random_seed=cfg["seed"], decode=decoder)
+            random_seed=cfg["seed"], decode=decoder, music=music)
     learnt = {"latents": fingerprint, "normalization": {"mean": np.asarray(mean).tolist(),
                                                         "std": np.asarray(std).tolist()}}
+    if music_record:
+        learnt["music"] = {k: music_record[k] for k in ("names", "features", "fps")}
     if source.get("training_id"):
         learnt["autoencoder"] = {k: source.get(k) for k in ("training_id", "encoder")}
     final = rollout.export(model, export_dir, cfg["export_name"] or f"dance_{cfg['model']}",
@@ -503,14 +541,15 @@ def make_train_step(net, optimizer, cfg, strategy=None):
 
     @tf.function(jit_compile=cfg["jit_compile"])
     def gradients(window, state, replica):
-        x, y = window[:, :-1], window[:, 1:]
+        x, y = window[:, :-1], window[:, 1:, :net.dim]
         dropout_seed = tf.random.experimental.stateless_fold_in(tf.random.experimental.stateless_fold_in(
             tf.stack([tf.constant(seed, tf.int64), tf.cast(optimizer.iterations, tf.int64)]), 1), replica) \
             if dropout else None
         if noise:  # the global batch's noise, sliced: the same whatever the number of replicas
             n = tf.shape(x)[0]
-            full = tf.random.stateless_normal(tf.concat([[n * replicas], tf.shape(x)[1:]], 0), tf.stack(
+            full = tf.random.stateless_normal(tf.concat([[n * replicas], tf.shape(x)[1:2], [net.dim]], 0), tf.stack(
                 [tf.constant(seed, tf.int64), tf.cast(optimizer.iterations, tf.int64)]))
+            full = tf.pad(full, [[0, 0], [0, 0], [0, net.music_dim]])  # the music is heard as it is
             x += noise * full[replica * n:(replica + 1) * n]
         with tf.GradientTape() as tape:
             if cfg["condition_steps"]:
