@@ -63,7 +63,7 @@ def define_flags():
     flags.DEFINE_float("window_seconds", 1.0, "Length of the novelty windows.", lower_bound=0.05)
     flags.DEFINE_string("audio", None, "A music-conditioned model dances to this song (wav, mp3, or any file ffmpeg "
                         "reads; as long as it lasts unless --frames is given); default: a procedural song no training "
-                        "heard, --frames long.")
+                        "heard, --frames long. With --generated: the song that dance was made to, for its beat alignment.")
     flags.DEFINE_string("unconditioned", None, "A model without music (dance_lstm root or version) rolled out from the "
                         "same seed for as long, whose beat alignment on the same song is the chance level to beat.")
     flags.DEFINE_float("tempo_bpm", musicality.TEMPO_BPM, "A music-conditioned model also dances to a 90-second song "
@@ -105,15 +105,17 @@ def _music_fps(lstm, fps):
     return float(learnt or fps)
 
 
-def _song(fps):
-    """(features, label) of --audio, or of a procedural song no training heard."""
+def _song(fps, frames=None):
+    """(features, label) of --audio (for `frames` frames: default as long as it lasts, or --frames), or of a
+    procedural song no training heard."""
     if not FLAGS.audio:
         return musicality.held_out_song(FLAGS.frames, fps, FLAGS.random_seed)["features"], \
             f"a procedural song no training heard (seed {musicality.HELD_OUT_SEED + FLAGS.random_seed})"
     waveform = music.read_audio(FLAGS.audio)
     if waveform is None:
         raise cli.UserError(f"--audio: {FLAGS.audio} has no audio stream")
-    frames = FLAGS.frames if FLAGS["frames"].present else max(2, int(round(len(waveform) / music.SAMPLE_RATE * fps)))
+    if frames is None:
+        frames = FLAGS.frames if FLAGS["frames"].present else max(2, int(round(len(waveform) / music.SAMPLE_RATE * fps)))
     return music.features(waveform, fps, frames), os.path.basename(FLAGS.audio)
 
 
@@ -152,6 +154,11 @@ def main(argv):
         generated = report.load_generated(FLAGS.generated)
         report.check_memory(*(generated.shape if generated.ndim == 3 else (1, *generated.shape)))
         options = dict(generated=os.path.abspath(FLAGS.generated))
+        if FLAGS.audio:  # the dance was made to --audio: how it keeps the beat
+            dance = generated if generated.ndim == 2 else generated[0]
+            song, label = _song(fps, len(dance))
+            music_report = musicality.measure(None, fps, song, train, _data_music(train), clips=clips, tempo_bpm=None,
+                                              label=label, dance=dance)
     else:
         lstm = savedmodels.load_sequence_model(FLAGS.model_dir)
         training = savedmodels.learnt_from(lstm.record)
