@@ -116,7 +116,8 @@ def test_train_lstm_records_the_calibrated_recipe_and_serves_it(tmp_path):
     cfg = dict(model="lstm", head="mdn", mixtures=2, units=8, num_layers=1, batch_size=2, seq_length=10, epochs=1,
                jit_compile=False, rollout_noise=0.3, calibrate_frames=240, calibrate_smoothing=[0.0, 0.9],
                calibrate_decoder=decoder)
-    result = sequence_training.train_and_evaluate(str(latents), str(tmp_path / "run"), str(tmp_path / "saved"), **cfg)
+    result = sequence_training.train_and_evaluate(str(latents), str(tmp_path / "run"), str(tmp_path / "saved"),
+                                                  load_decoder=savedmodels.calibration_decoder, **cfg)
     info = savedmodels.record(result["export_dir"])
     cal = info["calibration"]
     assert [r["recipe"]["smoothing"] for r in cal["candidates"]] == [0.0, 0.9] and cal["decoded"]
@@ -144,5 +145,6 @@ def test_calibration_settings_are_checked_before_training(tmp_path):
                                              **base, calibrate_coherence=[0.9, 1.0])
     with pytest.raises(cli.UserError, match="takes 5-d latents but these are 3-d"):
         sequence_training.train_and_evaluate(str(latents), str(tmp_path / "b"), str(tmp_path / "s"),
-                                             **base, calibrate_decoder=_decoder(tmp_path, 5))
+                                             **base, calibrate_decoder=_decoder(tmp_path, 5),
+                                             load_decoder=savedmodels.calibration_decoder)
     assert not os.path.exists(tmp_path / "a") and not os.path.exists(tmp_path / "b")

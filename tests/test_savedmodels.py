@@ -226,13 +226,13 @@ def test_a_version_folder_named_with_other_digits_is_not_a_version(root, tmp_pat
 
 
 def test_the_lstm_calibrates_with_the_decoder_of_its_latents_training(retrained):
-    from tf_dance import sequence_training
     models, _, first = retrained
-    cfg = {"calibrate_frames": 100, "calibrate_decoder": models}
     source = {"training_id": first, "encoder": os.path.join(models, "encoder", "1")}
     with pytest.raises(cli.UserError, match=f"--calibrate_decoder={os.path.join(models, 'decoder', '1')}"):
-        sequence_training._calibration_decoder(cfg, DIM, source)
-    cfg["calibrate_decoder"] = os.path.join(models, "decoder", "1")
-    assert sequence_training._calibration_decoder(cfg, DIM, source).path == os.path.abspath(cfg["calibrate_decoder"])
-    assert "allow_mismatch" not in str(pytest.raises(cli.UserError, sequence_training._calibration_decoder,
-                                                     dict(cfg, calibrate_decoder=models), DIM, source).value)
+        savedmodels.calibration_decoder(models, DIM, source)
+    path = os.path.join(models, "decoder", "1")
+    assert savedmodels.calibration_decoder(path, DIM, source).path == os.path.abspath(path)
+    assert "allow_mismatch" not in str(pytest.raises(cli.UserError, savedmodels.calibration_decoder,
+                                                     models, DIM, source).value)
+    with pytest.raises(cli.UserError, match=f"takes {DIM}-d latents but these are {DIM + 1}-d"):
+        savedmodels.calibration_decoder(path, DIM + 1, source)

@@ -378,7 +378,7 @@ def bench_faithfulness(repeats=REPEATS, real_clips=None):
     import tempfile
 
     from tf_dance import dancer as dancer_lib
-    from tf_dance import data, demo
+    from tf_dance import data, sequence_training
 
     flags_dir = os.path.join(_ROOT, "flags")
 
@@ -389,7 +389,8 @@ def bench_faithfulness(repeats=REPEATS, real_clips=None):
         sets = [("dancer", f"{tmp}/dancer.npz", "quick_autoencoder.flags", "quick_lstm.flags", [])]
         if real_clips:
             _script("prepare_video", f"--video={real_clips}", f"--out={tmp}/real.npz")
-            fitted, _ = demo.lstm_sizing(f"{tmp}/real.npz", os.path.join(flags_dir, "footage_lstm.flags"), 0)
+            fitted, _ = sequence_training.lstm_sizing(f"{tmp}/real.npz",
+                                                     os.path.join(flags_dir, "footage_lstm.flags"), 0)
             sets.append(("real clips", f"{tmp}/real.npz", "footage_autoencoder.flags", "footage_lstm.flags", fitted))
         for label, path, ae_flags, dancing_flags, dancing_extra in sets:
             for code in ("linear", "relu"):
@@ -643,7 +644,7 @@ def bench_dancing(repeats=REPEATS, datasets=None, staged=(), models=None, seeds=
     import numpy as np
 
     from tf_dance import dancer as dancer_lib
-    from tf_dance import data, demo, report, rollout, savedmodels, sequence_training
+    from tf_dance import data, report, rollout, savedmodels, sequence_training
 
     models = dict(models or {})
     out = {"load average (1 min) at start": os.getloadavg()[0]}
@@ -672,7 +673,8 @@ def bench_dancing(repeats=REPEATS, datasets=None, staged=(), models=None, seeds=
                 print(f"  {name}: {label}", flush=True)
                 base = sequence_training.flagfile_settings(os.path.join(_ROOT, "flags", flagfile))
                 if flagfile == "footage_lstm.flags":  # as the demo fits it to short footage
-                    fitted, _ = demo.lstm_sizing(path, os.path.join(_ROOT, "flags", flagfile), os.path.getmtime(path))
+                    fitted, _ = sequence_training.lstm_sizing(path, os.path.join(_ROOT, "flags", flagfile),
+                                                             os.path.getmtime(path))
                     base["batch_size"] = int(fitted[0].split("=")[1])
                 generated, seconds, recipes = [], [], []
                 row_seeds = list(seeds) if i == _DANCING_RECOMMENDED[kind] else list(seeds)[:1]
@@ -682,8 +684,9 @@ def bench_dancing(repeats=REPEATS, datasets=None, staged=(), models=None, seeds=
                         t = time.perf_counter()
                         run = os.path.join(where, f"lstm_{len(trained)}")
                         cfg = {**base, **change, "seed": seed, "calibrate_decoder": decoder, "calibrate_fps": fps}
-                        result = sequence_training.train_and_evaluate(latents_path, run, os.path.join(run, "saved"),
-                                                                      **cfg)
+                        result = sequence_training.train_and_evaluate(
+                            latents_path, run, os.path.join(run, "saved"),
+                            load_decoder=savedmodels.calibration_decoder, **cfg)
                         trained[key] = (os.path.join(run, "model.keras"), sequence_training.resolve_config(cfg),
                                         time.perf_counter() - t, savedmodels.record(result["export_dir"])["rollout"])
                     model_path, cfg, train_seconds, recorded = trained[key]

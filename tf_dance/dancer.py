@@ -10,7 +10,7 @@ against the truth.
 
 import numpy as np
 
-from tf_dance import cli, data, music, soundtrack, video
+from tf_dance import cli, data, music, soundtrack
 from tf_dance.perlin import GradientNoise
 
 # ---------------------------------------------------------------------------------------------
@@ -359,7 +359,7 @@ def dancer(frames, seed=0, fps=24.0, height=data.HEIGHT, width=data.WIDTH, chann
     body, radii = _body(seed)
     caps, px_radii, x, size = _place(_capsules(params, body), radii, params, seed, fps, height,
                                      width, margin)
-    bar = video.progress_bar(frames, enabled=progress)
+    bar = cli.Progress(frames, unit="frame") if progress else cli.NoProgress()
     frames_ = render(caps, px_radii, height, width, progress=bar)[..., None]
     if channels == 3:
         frames_ = np.repeat(frames_, 3, axis=-1)
@@ -537,7 +537,7 @@ def footage(frames, clips, seed=0, fps=24.0, height=data.HEIGHT, width=data.WIDT
                              (caps, px_radii, params, moves, x, size)):
             lst.append(item)
     params = np.concatenate(all_params)
-    bar = video.progress_bar(frames, enabled=progress)
+    bar = cli.Progress(frames, unit="frame") if progress else cli.NoProgress()
     frames_ = render(np.concatenate(all_caps), np.concatenate(all_radii), height, width,
                      progress=bar)[..., None]
     if channels == 3:

@@ -16,7 +16,7 @@ after it) when it changed, and `--force` redoes every step from scratch.
 
 With `--video`, the first step is `prepare_video` on your clips (one dataset, one clip per video)
 instead of the dancer, the defaults come from flags/footage.flags, and the LSTM flagfile's batch
-size is fitted to the footage's size (`lstm_sizing`; the demo prints what it picked and why).
+size is fitted to the footage's size (`sequence_training.lstm_sizing`; the demo prints what it picked and why).
 `prepare_video`'s footage options (`--invert`, `--threshold`, `--crop`, `--fit`, `--fps`, `--start`,
 `--end`, `--max_frames`, ...) are passed on to it, and a contact sheet of the prepared frames
 (`footage_preview.png`) shows what the models will learn from.
@@ -29,7 +29,6 @@ alignment measured against the data's.
 
 import contextlib
 import fcntl
-import functools
 import hashlib
 import json
 import math
@@ -44,14 +43,12 @@ import time
 import numpy as np
 from absl import app, flags
 
-from tf_dance import cli, data, musicality, savedmodels, sequence_training, video
+from tf_dance import cli, musicality, savedmodels, sequence_training, video
 
 FLAGS_DIR = (cli.flags_dirs() or [os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                                  "flags")])[0]
 DEFAULT_FLAGFILE = os.path.join(FLAGS_DIR, "quick.flags")
 FOOTAGE_FLAGFILE = os.path.join(FLAGS_DIR, "footage.flags")
-# Fewest optimizer updates per LSTM epoch on footage: less data gets fewer parallel streams.
-MIN_UPDATES_PER_EPOCH = 20
 # --tiny's defaults instead of quick.flags: every step small (tests, CI); the dance is meaningless.
 TINY = dict(dancer_frames=300, autoencoder_flags="tiny_autoencoder.flags", lstm_flags="tiny_lstm.flags",
             frames=60)
@@ -130,27 +127,9 @@ def settings():
     return s
 
 
-@functools.lru_cache(maxsize=None)
-def lstm_sizing(data_path, lstm_flags, mtime):
-    """(train_lstm flags, why): the LSTM flagfile fitted to the footage in `data_path`.
-
-    char-rnn's parallel streams split the training frames; on a few thousand frames the
-    flagfile's batch size would leave a handful of updates per epoch, so the demo lowers it until
-    an epoch makes at least MIN_UPDATES_PER_EPOCH updates (never below one stream).
-    """
-    del mtime  # part of the cache key only: a remade dataset is sized again
-    cfg = sequence_training.resolve_config(sequence_training.flagfile_settings(lstm_flags))
-    batch, seq, frac = cfg["batch_size"], cfg["seq_length"], cfg["train_frac"]
-    frames, _, extras = data.load_dataset(data_path)
-    bounds = data.clip_bounds(extras.get("clips", np.zeros(len(frames), np.int32)))
-    train = sum(int((end - start) * frac) for start, end in bounds)
-    fitted = int(np.clip(train // (seq * MIN_UPDATES_PER_EPOCH), 1, batch))
-    why = (f"{len(frames)} frames in {cli.plural(len(bounds), 'clip')}, {train} for training: --batch_size={fitted} "
-           f"(flagfile: {batch}) ")
-    why += ("keeps the flagfile's batch size" if fitted == batch else
-            f"so that an epoch of {seq}-step windows still makes >= {MIN_UPDATES_PER_EPOCH} updates" if fitted > 1
-            else "(one stream: the footage is short)")
-    return [f"--batch_size={fitted}"], why
+def _sizing(data_path, lstm_flags):
+    """`sequence_training.lstm_sizing` of the dataset as it is now (a remade one is sized again)."""
+    return sequence_training.lstm_sizing(data_path, lstm_flags, os.path.getmtime(data_path))
 
 
 def dataset_fps(path):
@@ -330,8 +309,7 @@ def plan(work, export_dir, s, seed):
         source = (source[0], source[1] + " with its procedural soundtrack", source[2],
                   lambda o: ["--kind=dancer", f"--frames={s['dancer_frames']}", seed, f"--out={data}",
                              f"--video={work}/dancer.mp4", "--music"], *source[4:])
-    sized = (lambda o: lstm_sizing(o["data"], s["lstm_flags"], os.path.getmtime(o["data"]))[0]) if footage else (
-        lambda o: [])
+    sized = (lambda o: _sizing(o["data"], s["lstm_flags"])[0]) if footage else (lambda o: [])
     steps = [
         source,
         ("autoencoder", "Training the autoencoder: 96x54 frames <-> 128-d vectors (paper 3.1)",
@@ -444,7 +422,7 @@ def _run_steps(s, work, export_dir, lock):
         key = step_key(key, [script, *args], flagfile)
         print(f"\n[{i}/{len(todo)}] {title}", flush=True)
         if name == "lstm" and s["videos"]:
-            why = lstm_sizing(outputs["data"], s["lstm_flags"], os.path.getmtime(outputs["data"]))[1]
+            why = _sizing(outputs["data"], s["lstm_flags"])[1]
             print(f"  sized for your footage: {why}", flush=True)
         reused = steps.reusable(name, key)
         if reused:

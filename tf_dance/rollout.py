@@ -65,7 +65,7 @@ import os
 
 import tensorflow as tf
 
-from tf_dance import cli
+from tf_dance import cli, controls
 from tf_dance import sequence_model
 from tf_dance import stage
 
@@ -74,10 +74,9 @@ CHUNK = 32  # generated frames per compiled block: amortises the per-call cost, 
 # What one call may ask for: generated frames (all dancers together; 512 MiB of 128-d float32) and zero states.
 MAX_FRAMES = 2**20
 MAX_BATCH = 2**16
-MAX_CONTROL = 1e3  # temperature and noise: far beyond any useful setting, and the arithmetic stays finite
+MAX_CONTROL = controls.MAX_CONTROL
 # The baked-in sampling controls (see the module doc) and their defaults, which sample as before they existed.
-SAMPLING = {"width": 1.0, "smoothing": 0.0, "box_dims": 0, "box_width": 1.0, "box_smoothing": 0.0, "coherence": 0.0,
-            "box_in_picture": False}
+SAMPLING = controls.SAMPLING
 
 
 def check_sampling(sampling, dim):
@@ -87,20 +86,13 @@ def check_sampling(sampling, dim):
     if unknown:
         raise cli.UserError(f"unknown sampling control(s) {unknown}; known: {sorted(SAMPLING)}")
     out = {**SAMPLING, **sampling}
-    for key in ("width", "smoothing", "box_width", "box_smoothing", "coherence"):
-        value = out[key]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 or value == float("inf"):
-            raise cli.UserError(f"sampling control {key} must be a finite number >= 0, got {value!r}")
-        out[key] = float(value)
-    for key in ("smoothing", "box_smoothing", "coherence"):
-        if not out[key] < 1:
-            raise cli.UserError(f"sampling control {key} must be < 1 (1 would never move), got {out[key]}")
+    for key, value in out.items():
+        problem = controls.problem(key, value, dim)
+        if problem:
+            raise cli.UserError(f"sampling control {key} {problem}")
+        if isinstance(SAMPLING[key], float):
+            out[key] = float(value)
     box_dims = out["box_dims"]
-    if isinstance(box_dims, bool) or not isinstance(box_dims, int) or not 0 <= box_dims < dim:
-        raise cli.UserError(f"sampling control box_dims must be an integer in 0..{dim - 1} (the trailing stage-box "
-                            f"dimensions of the {dim}-d latents), got {box_dims!r}")
-    if not isinstance(out["box_in_picture"], bool):
-        raise cli.UserError(f"sampling control box_in_picture must be true or false, got {out['box_in_picture']!r}")
     if out["box_in_picture"] and box_dims != stage.BOX_DIMS:
         raise cli.UserError(f"sampling control box_in_picture needs box_dims={stage.BOX_DIMS} (the stage box of "
                             f"--stage latents: centre x, centre y, height), got box_dims={box_dims}")

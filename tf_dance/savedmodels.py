@@ -166,6 +166,19 @@ def pick(path, what, name, training, explicit=False, learner=None, allow_mismatc
                         f"{what} {got} comes from training {training_id(got)}; {how}{anyway}")
 
 
+def calibration_decoder(path, dim, source):
+    """The decoder (latents -> uint8 frames) at `path` for an LSTM's calibration (`--calibrate_decoder`):
+    it must take `dim`-d latents and be of the autoencoder training that made them (`source`, the
+    latents' `data.latent_source` record or an export's "autoencoder"), when that is known."""
+    training = source.get("training_id")
+    decoder = load_decoder(pick(path, "decoder", DECODER, training, explicit=True,
+                                learner=f"the latents (encoded by {source.get('encoder')})", flag="calibrate_decoder",
+                                override=None))
+    if decoder.dim != dim:
+        raise cli.UserError(f"calibrate_decoder {path} takes {decoder.dim}-d latents but these are {dim}-d")
+    return decoder
+
+
 def check_latent_source(source, training, learner, latents_path, allow_mismatch=False, override="--allow_mismatch"):
     """Refuses latents whose `data.latent_source` record says another autoencoder training made them
     than the one `learner` (a sequence model or decoder) belongs to."""

@@ -23,6 +23,8 @@ and TensorBoard logs (`<workdir>/tensorboard`) record the losses; the trained mo
 as a versioned SavedModel (see `rollout.py`) and kept as `<workdir>/model.keras`.
 """
 
+import dataclasses
+import functools
 import os
 import statistics
 import time
@@ -32,15 +34,25 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_dance import calibration, cli, config, data, rollout, savedmodels, sequence_model, training
+from tf_dance import calibration, cli, config, controls, data, rollout, savedmodels, sequence_model, training
 from tf_dance.config import Setting
 
 
 # Defaults reproduce the paper's final model (2 x 600 units, batch 5, MSE) with char-rnn's schedule.
-def _fractions(what, single):
-    """A calibration list setting of values in [0, 1)."""
-    return Setting([], f"{what} values the calibration tries (empty = --{single} only).", item=float,
-                   check=lambda v: all(0 <= x < 1 for x in v), check_help="must be numbers in [0, 1)")
+def _rollout_setting(name):
+    """--rollout_<name>: a sampling control's default, bounds and help (`controls.CONTROLS`)."""
+    c = controls.CONTROLS[name]
+    if isinstance(c.default, bool):
+        return Setting(c.default, c.help)
+    return Setting(c.default, c.help, low=type(c.default)(0), high=c.high, high_open=c.high_open)
+
+
+def _calibrate_setting(name):
+    """--calibrate_<name>: the values of a sampling control the calibration tries, within its bounds."""
+    c = controls.CONTROLS[name]
+    return Setting([], f"{c.calibrate} values the calibration tries (empty = --rollout_{name} only).", item=float,
+                   check=lambda v: all(controls.problem(name, x, 0) is None for x in v),
+                   check_help=f"must be numbers in {controls.bounds(name)}")
 
 
 SETTINGS = {
@@ -80,49 +92,16 @@ SETTINGS = {
     "extra_latents": Setting([], "Extra latent files (e.g. encoded flipped clips), comma-separated: extra "
                              "training streams, each file (or each clip it records) a clip of its own; never "
                              "validated on.", item=str),
-    "rollout_temperature": Setting(1.0, "Sampling temperature this model is meant to be rolled out with: recorded "
-                                   "in the export, used by generate/evaluate/demo unless they are given "
-                                   "--temperature (no effect on the mse head).", low=0.0,
-                                   high=rollout.MAX_CONTROL),
-    "rollout_noise": Setting(0.0, "Std of the noise on each fed-back frame (training stds) this model is meant to "
-                             "be rolled out with: recorded in the export, used unless --noise is given.", low=0.0,
-                             high=rollout.MAX_CONTROL),
-    "rollout_width": Setting(1.0, "Mixture head: the sampled Gaussian's spread is temperature x this factor, while the "
-                             "component is still drawn at the temperature (< 1: as many moves, less jitter). Baked "
-                             "into the export and recorded in its recipe.", low=0.0),
-    "rollout_smoothing": Setting(0.0, "Exponential smoothing of the sampled frames (all but the box dims): each frame "
-                                 "moves only (1 - this) of the way to the sampled one (0 = none). Baked into the "
-                                 "export and recorded in its recipe.", low=0.0, high=1.0, high_open=True),
-    "rollout_box_dims": Setting(0, "The last N latent dimensions are the stage box (3 for --stage latents: centre x, "
-                                "centre y, height), sampled with --rollout_box_width/--rollout_box_smoothing; "
-                                "0 = none. Baked into the export and recorded in its recipe.", low=0),
-    "rollout_box_width": Setting(1.0, "Mixture head: the box dimensions' spread factor (like --rollout_width); 0 = the "
-                                 "chosen component's mean, no per-frame noise on the box.", low=0.0),
-    "rollout_box_smoothing": Setting(0.0, "Exponential smoothing of the sampled box: each frame the box moves only "
-                                     "(1 - this) of the way to the sampled one (0 = none).", low=0.0, high=1.0,
-                                     high_open=True),
-    "rollout_coherence": Setting(0.0, "Mixture head: correlation of each frame's sampling randomness with the last "
-                                 "frame's (0 = fresh every frame). Each frame is still sampled from the model's "
-                                 "mixture, but consecutive samples stay close, so the figure moves instead of "
-                                 "jittering without being averaged into fewer poses. Baked into the export and "
-                                 "recorded in its recipe.", low=0.0, high=1.0, high_open=True),
-    "rollout_box_in_picture": Setting(False, "Keep the sampled stage box's centre inside the frame (and its height "
-                                      "within the stage's limits), feeding it back as kept, so a dancer who wanders "
-                                      "cannot walk out of the picture (needs --rollout_box_dims=3). Baked into the "
-                                      "export and recorded in its recipe."),
+    **{f"rollout_{name}": _rollout_setting(name) for name in controls.CONTROLS},
     "calibrate_frames": Setting(0, "Calibrate the rollout recipe before the export (beyond the paper; "
                                 "tf_dance/calibration.py): roll the trained model out twice for this many frames "
-                                "with every combination of --calibrate_noise/--calibrate_smoothing/"
-                                "--calibrate_box_smoothing/--calibrate_coherence over the --rollout_* recipe, judge "
+                                "with every combination of "
+                                + "/".join(f"--calibrate_{name}" for name in controls.GRID)
+                                + " over the --rollout_* recipe, judge "
                                 "each by evaluate's goals and verdicts on its second half, and record the one that "
                                 "falls short of their limits by the least (0 = off: the --rollout_* recipe as "
                                 "given).", low=0, high=rollout.MAX_FRAMES // 2),
-    "calibrate_noise": Setting([], "Rollout noise values the calibration tries (empty = --rollout_noise only).",
-                               item=float, check=lambda v: all(0 <= x <= rollout.MAX_CONTROL for x in v),
-                               check_help=f"must be numbers in 0..{rollout.MAX_CONTROL:g}"),
-    "calibrate_smoothing": _fractions("Smoothing", "rollout_smoothing"),
-    "calibrate_box_smoothing": _fractions("Box smoothing", "rollout_box_smoothing"),
-    "calibrate_coherence": _fractions("Coherence", "rollout_coherence"),
+    **{f"calibrate_{name}": _calibrate_setting(name) for name in controls.GRID},
     "calibrate_decoder": Setting("", "The autoencoder's decoder (a SavedModel directory): the calibration then also "
                                  "judges on-screen motion and stage coverage from decoded frames; without it, only "
                                  "what the latents show."),
@@ -138,11 +117,16 @@ SETTINGS = {
     "jit_compile": Setting(True, "Compile the training step with XLA (about 2x faster on CPU)."),
     "distribute": Setting("none", training.DISTRIBUTE_HELP, choices=training.DISTRIBUTE),
 }
-# Settings that may change when a run resumes (the rest must match the checkpointed run): how the trained model
-# is exported (its rollout recipe and its calibration) and how the run is driven.
-_RESUMABLE = {"epochs", "export_name", "jit_compile", "patience", "distribute",
-              *(k for k in SETTINGS if k.startswith(("rollout_", "calibrate_")))}
+# Settings that only change how a trained model is exported (its rollout recipe and its calibration):
+# `export_run` may change them without training.
+EXPORT_SETTINGS = {"export_name", *(k for k in SETTINGS if k.startswith(("rollout_", "calibrate_")))}
+# Settings that may change when a run resumes (the rest must match the checkpointed run): the export settings
+# and how the run is driven.
+_RESUMABLE = {"epochs", "jit_compile", "patience", "distribute", *EXPORT_SETTINGS}
 BEST_WEIGHTS = "best_weights.npz"
+# Fewest optimizer updates per LSTM epoch on footage (`lstm_sizing`): less data gets fewer parallel streams.
+MIN_UPDATES_PER_EPOCH = 20
+TRAINED = "trained.json"  # a finished run's settings and what it learnt, beside its model.keras (`export_run`)
 
 
 def resolve_config(overrides):
@@ -264,12 +248,38 @@ def char_rnn_batches(sequence, batch_size, seq_length, clips=None):
     return sequence[starts[..., None] + np.arange(seq_length + 1)]
 
 
-def train_and_evaluate(latents_path, workdir, export_dir, clips=None, **config):
+@functools.lru_cache(maxsize=None)
+def lstm_sizing(data_path, lstm_flags, mtime):
+    """(train_lstm flags, why): the LSTM flagfile fitted to the footage in `data_path`.
+
+    char-rnn's parallel streams split the training frames; on a few thousand frames the
+    flagfile's batch size would leave a handful of updates per epoch, so it is lowered until
+    an epoch makes at least MIN_UPDATES_PER_EPOCH updates (never below one stream).
+    """
+    del mtime  # part of the cache key only: a remade dataset is sized again
+    cfg = resolve_config(flagfile_settings(lstm_flags))
+    batch, seq, frac = cfg["batch_size"], cfg["seq_length"], cfg["train_frac"]
+    frames, _, extras = data.load_dataset(data_path)
+    bounds = data.clip_bounds(extras.get("clips", np.zeros(len(frames), np.int32)))
+    train = sum(int((end - start) * frac) for start, end in bounds)
+    fitted = int(np.clip(train // (seq * MIN_UPDATES_PER_EPOCH), 1, batch))
+    why = (f"{len(frames)} frames in {cli.plural(len(bounds), 'clip')}, {train} for training: --batch_size={fitted} "
+           f"(flagfile: {batch}) ")
+    why += ("keeps the flagfile's batch size" if fitted == batch else
+            f"so that an epoch of {seq}-step windows still makes >= {MIN_UPDATES_PER_EPOCH} updates" if fitted > 1
+            else "(one stream: the footage is short)")
+    return [f"--batch_size={fitted}"], why
+
+
+def train_and_evaluate(latents_path, workdir, export_dir, clips=None, load_decoder=None, **config):
     """Trains (resuming from `workdir` if it holds a checkpoint), exports, returns a summary dict
     (None on a worker other than the chief: only the chief writes records and exports).
 
     clips: int [N], the clip of every latent (default: the ids `encode` saved beside the file,
-    or one clip). The export holds the epoch with the best validation loss.
+    or one clip). The export holds the epoch with the best validation loss. load_decoder:
+    `(path, dim, source) -> decoder` (latents -> uint8 frames), how the caller loads the
+    `calibrate_decoder` (`savedmodels.calibration_decoder`); needed when that setting is given. It is
+    called before training, once a `distribute` strategy has started.
 
     Keys: export_dir (the new version directory), epochs (trained), best_epoch and best_val_loss
     (exported; the last epoch and None without validation), trained_epochs, stopped_early,
@@ -281,7 +291,61 @@ def train_and_evaluate(latents_path, workdir, export_dir, clips=None, **config):
     cfg = resolve_config(config)
     strategy = training.strategy(cfg["distribute"])
     chief = training.is_chief(strategy)
-    per_replica = training.replicas(strategy, cfg["batch_size"])
+    training.replicas(strategy, cfg["batch_size"])  # the batch must split evenly
+    prepared = prepare_data(latents_path, cfg, clips)
+    decode = _calibration_decoder(cfg, prepared.latents.shape[1], prepared.source, load_decoder)
+    training.claim_workdir(workdir, {k: v for k, v in cfg.items() if k not in _RESUMABLE}, prepared.fingerprint,
+                           write=chief)
+    model, net, optimizer, epoch, windows = build(cfg, prepared, strategy)
+    checkpoints = training.Checkpoints(workdir, tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch),
+                                       chief)
+    history = []
+    if checkpoints.restore():
+        history = _read_history(workdir, int(epoch.numpy()))
+        print(f"Resuming from {checkpoints.manager.latest_checkpoint} "
+              f"(epoch {int(epoch.numpy())} of {cfg['epochs']}).")
+    fit(cfg, workdir, (model, net, optimizer, epoch, windows), prepared, strategy, checkpoints, history, chief)
+    if not chief:
+        return None
+    best, stopped_early = _choose_epoch(workdir, model, history, cfg)
+    record = {**prepared.learnt(), **_best_record(history, best)}
+    save_trained(workdir, model, cfg, record, latents_path)
+    if cfg["distribute"] != "none":  # plain variables, not the strategy's, in the SavedModel
+        model = sequence_model.stateful_copy(model, cfg["batch_size"])
+    final = export_model(model, export_dir, cfg, record, prepared.latents, prepared.clips, decode, prepared.music)
+    return dict(_summary(history, cfg, final), **_best_record(history, best), stopped_early=stopped_early)
+
+
+@dataclasses.dataclass
+class TrainingData:
+    """The latents of a run, checked and split: what the epoch loop and the export need of them."""
+    latents: np.ndarray  # [N, D]: the main file, which the calibration rolls out from
+    clips: np.ndarray  # [N] clip ids
+    train: np.ndarray  # the training frames, extra latents appended
+    train_clips: np.ndarray
+    val: list  # one (context, stretch) per clip, or None
+    fresh: np.ndarray  # `stream_layout`'s windows that begin a clip
+    mean: np.ndarray  # the standardisation the model carries
+    std: np.ndarray
+    fingerprint: dict  # what the run and its export record of the data
+    source: dict  # `data.latent_source`: the encoder that made the latents
+    music: np.ndarray = None  # [N, F] with --music: the latents' music features
+    music_record: dict = None  # with --music: their names, count and fps, for the export
+
+    def learnt(self):
+        """What the export records of what the model learnt from."""
+        learnt = {"latents": self.fingerprint, "normalization": {"mean": np.asarray(self.mean).tolist(),
+                                                                 "std": np.asarray(self.std).tolist()}}
+        if self.music_record:
+            learnt["music"] = {k: self.music_record[k] for k in ("names", "features", "fps")}
+        if self.source.get("training_id"):
+            learnt["autoencoder"] = {k: self.source.get(k) for k in ("training_id", "encoder")}
+        return learnt
+
+
+def prepare_data(latents_path, cfg, clips=None):
+    """The latents at `latents_path` (and their `clips`, or those `encode` saved) as a `TrainingData`;
+    every setting that depends on them is checked here, before anything is written."""
     latents = data.load_latents(latents_path, dim=cfg["dim"] or None)
     clips = data.load_latent_clips(latents_path, len(latents)) if clips is None else \
         data._check_clips(clips, len(latents), "clips")
@@ -289,14 +353,8 @@ def train_and_evaluate(latents_path, workdir, export_dir, clips=None, **config):
         raise cli.UserError("dropout applies to the lstm model only")
     if cfg["patience"] and cfg["train_frac"] == 1:
         raise cli.UserError("patience needs a validation part: set train_frac below 1")
-    recipe = rollout_recipe(cfg)
-    recipes = calibration_candidates(cfg, recipe)
-    for candidate in recipes:
-        rollout.check_sampling({k: v for k, v in candidate.items() if k in rollout.SAMPLING}, latents.shape[1])
     source = data.latent_source(latents_path, latents)
-    decoder = _calibration_decoder(cfg, latents.shape[1], source)
     music, music_record = _load_music(cfg, latents_path, latents)
-    dim = latents.shape[1]
     inputs = latents if music is None else music_inputs(latents, music, clips)
     train, train_clips, val = split(inputs, cfg, clips)
     train, train_clips, extra_prints = _add_extra_latents(train, train_clips, cfg["extra_latents"], latents.shape[1],
@@ -312,45 +370,41 @@ def train_and_evaluate(latents_path, workdir, export_dir, clips=None, **config):
         fingerprint["extra_latents"] = extra_prints
     if music_record:
         fingerprint["music"] = music_record["crc32"]
-    training.claim_workdir(workdir, {k: v for k, v in cfg.items() if k not in _RESUMABLE}, fingerprint, write=chief)
+    return TrainingData(latents, clips, train, train_clips, val, fresh, mean, std, fingerprint, source, music,
+                        music_record)
 
+
+def build(cfg, prepared, strategy):
+    """(model, net, optimizer, epoch counter, training windows): the model and what trains it, made
+    under `strategy`; the windows are the normalised training frames in `char_rnn_batches`' layout."""
     keras.utils.set_random_seed(cfg["seed"])
     with strategy.scope():
         model = sequence_model.build_model(
-            cfg["model"], dim, mean, std, batch_size=cfg["batch_size"], units=cfg["units"],
-            num_layers=cfg["num_layers"], fnn_hidden=cfg["fnn_hidden"], head=cfg["head"],
+            cfg["model"], prepared.latents.shape[1], prepared.mean, prepared.std, batch_size=cfg["batch_size"],
+            units=cfg["units"], num_layers=cfg["num_layers"], fnn_hidden=cfg["fnn_hidden"], head=cfg["head"],
             mixtures=cfg["mixtures"], init=cfg["init"], seed=cfg["seed"], dropout=cfg["dropout"],
-            music_dim=0 if music is None else music.shape[1])
+            music_dim=0 if prepared.music is None else prepared.music.shape[1])
     net = sequence_model.make_net(model)
-    windows = char_rnn_batches(net.normalize(train), cfg["batch_size"], cfg["seq_length"], train_clips)
+    windows = char_rnn_batches(net.normalize(prepared.train), cfg["batch_size"], cfg["seq_length"],
+                               prepared.train_clips)
     with strategy.scope():  # no clipping here: the step clips the global batch's gradient (make_train_step)
         optimizer = keras.optimizers.Adam(
             EpochDecay(cfg["learning_rate"], len(windows), cfg["lr_decay"], cfg["lr_decay_after"]))
         optimizer.build(model.trainable_variables)
         epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
-    checkpoints = training.Checkpoints(workdir, tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch),
-                                       chief)
-    history = []
-    if checkpoints.restore():
-        history = _read_history(workdir, int(epoch.numpy()))
-        print(f"Resuming from {checkpoints.manager.latest_checkpoint} "
-              f"(epoch {int(epoch.numpy())} of {cfg['epochs']}).")
+    return model, net, optimizer, epoch, windows
 
+
+def fit(cfg, workdir, built, prepared, strategy, checkpoints, history, chief):
+    """The epoch loop, from the checkpointed epoch to `epochs` or until `patience` stops it: appends one
+    record per epoch to `history` and, on the chief, keeps the best weights, history.json and TensorBoard
+    scalars; every epoch ends in a checkpoint."""
+    model, net, optimizer, epoch, windows = built
     distributed = cfg["distribute"] != "none"
     train_step = make_train_step(net, optimizer, cfg, strategy if distributed else None)
-
-    def on_replicas(make):  # `make(first, count)` of each replica's streams; replica r always gets the same ones
-        if not distributed:
-            return make(0, cfg["batch_size"])
-        return strategy.experimental_distribute_values_from_function(
-            lambda ctx: make(ctx.replica_id_in_sync_group * per_replica, per_replica))
-    val_loss_fn = tf.function(
-        lambda x, y, warm: net.head.loss(net.window(x, net.zero_state(1))[0][:, warm - 1:], y[:, warm - 1:, :dim]),
-        jit_compile=cfg["jit_compile"])
-    val_parts = None if val is None else [(net.normalize(np.concatenate([context, stretch]))[None], len(context),
-                                           len(stretch)) for context, stretch in val]
+    on_replicas = _on_replicas(cfg, strategy)
+    val_loss = _validation(cfg, net, prepared.val)
     writer = tf.summary.create_file_writer(training.tensorboard_dir(workdir)) if chief else None
-    frames_per_batch = cfg["batch_size"] * cfg["seq_length"]
     if cfg["head"] == "mdn":
         print("Losses are the mixture's negative log-likelihood per latent dimension: lower is better, and "
               "below 0 once the model puts a density above 1 on the true next frame.")
@@ -360,30 +414,19 @@ def train_and_evaluate(latents_path, workdir, export_dir, clips=None, **config):
             break
         start = time.perf_counter()
         progress.what = f"Epoch {e + 1}/{cfg['epochs']} (lr {float(optimizer.learning_rate):.3g}) "
-        state = on_replicas(lambda first, count: net.zero_state(count))
-        losses = []
-        for b, window in enumerate(windows):
-            if b and fresh[b].any():  # a stream reached a cut: its next window is a new clip
-                mask = on_replicas(lambda first, count: tf.constant(fresh[b][first:first + count, None]))
-                state = strategy.run(lambda s, m: tf.where(m, 0.0, s), args=(state, mask)) if distributed else \
-                    tf.where(mask, 0.0, state)
-            loss, state = train_step(on_replicas(lambda first, count: window[first:first + count]), state)
-            losses.append(float(loss))
-            if not np.isfinite(losses[-1]):
-                raise cli.UserError(f"training diverged (loss {losses[-1]}) in epoch {e + 1}; "
-                                    "lower --learning_rate or keep --grad_clip on")
-            progress.update(e * len(windows) + b + 1, [("loss", losses[-1])])
+        losses = _train_epoch(train_step, windows, prepared.fresh, net, on_replicas,
+                              strategy if distributed else None, progress, e)
         seconds = time.perf_counter() - start
         record = {"epoch": e + 1, "train_loss": float(np.mean(losses)), "first_batch_loss": losses[0],
-                  "val_loss": None if val is None else validation_loss(val_loss_fn, val_parts),
-                  "learning_rate": float(optimizer.learning_rate), "seconds": seconds,
-                  "frames_per_second": len(windows) * frames_per_batch / seconds}
+                  "val_loss": None if val_loss is None else val_loss(), "learning_rate": float(optimizer.learning_rate),
+                  "seconds": seconds, "frames_per_second": len(windows) * cfg["batch_size"] * cfg["seq_length"]
+                  / seconds}
         history.append(record)
         improved = _best(history) is record
         if improved and chief:
             _save_best(workdir, model, e + 1)
         progress.write(f"Epoch {e + 1}/{cfg['epochs']}: train loss {record['train_loss']:.5g}, val loss "
-                       f"{'-' if val is None else format(record['val_loss'], '.5g')}"
+                       f"{'-' if val_loss is None else format(record['val_loss'], '.5g')}"
                        f"{' (best so far)' if improved else ''}, {record['frames_per_second']:.0f} frames/s; "
                        f"{progress.times()}")
         if chief:
@@ -393,9 +436,54 @@ def train_and_evaluate(latents_path, workdir, export_dir, clips=None, **config):
         epoch.assign(e + 1)
         checkpoints.save(e + 1)
     progress.close()
-    if not chief:
+    if writer is not None:
+        writer.close()
+
+
+def _on_replicas(cfg, strategy):
+    """`on_replicas(make)`: `make(first, count)` of each replica's streams (replica r always gets the same
+    ones) as a distributed value; without distribution `make` of the whole batch."""
+    if cfg["distribute"] == "none":
+        return lambda make: make(0, cfg["batch_size"])
+    per_replica = training.replicas(strategy, cfg["batch_size"])
+    return lambda make: strategy.experimental_distribute_values_from_function(
+        lambda ctx: make(ctx.replica_id_in_sync_group * per_replica, per_replica))
+
+
+def _train_epoch(train_step, windows, fresh, net, on_replicas, strategy, progress, e):
+    """One pass over the windows, the state carried from batch to batch; the batches' losses."""
+    state = on_replicas(lambda first, count: net.zero_state(count))
+    losses = []
+    for b, window in enumerate(windows):
+        if b and fresh[b].any():  # a stream reached a cut: its next window is a new clip
+            mask = on_replicas(lambda first, count: tf.constant(fresh[b][first:first + count, None]))
+            state = strategy.run(lambda s, m: tf.where(m, 0.0, s), args=(state, mask)) if strategy else \
+                tf.where(mask, 0.0, state)
+        loss, state = train_step(on_replicas(lambda first, count: window[first:first + count]), state)
+        losses.append(float(loss))
+        if not np.isfinite(losses[-1]):
+            raise cli.UserError(f"training diverged (loss {losses[-1]}) in epoch {e + 1}; "
+                                "lower --learning_rate or keep --grad_clip on")
+        progress.update(e * len(windows) + b + 1, [("loss", losses[-1])])
+    return losses
+
+
+def _validation(cfg, net, val):
+    """`() -> the validation loss` (`validation_loss` over every clip's part), or None without validation."""
+    if val is None:
         return None
-    writer.close()
+    loss_fn = tf.function(
+        lambda x, y, warm: net.head.loss(net.window(x, net.zero_state(1))[0][:, warm - 1:],
+                                         y[:, warm - 1:, :net.dim]),
+        jit_compile=cfg["jit_compile"])
+    parts = [(net.normalize(np.concatenate([context, stretch]))[None], len(context), len(stretch))
+             for context, stretch in val]
+    return lambda: validation_loss(loss_fn, parts)
+
+
+def _choose_epoch(workdir, model, history, cfg):
+    """(the epoch record to export, whether patience stopped the run): the best validation epoch (the
+    last without validation), whose weights are restored into `model`."""
     best = _best(history) or history[-1]
     stopped_early = _stalled(history, cfg["patience"]) and history[-1]["epoch"] < cfg["epochs"]
     if stopped_early:
@@ -406,27 +494,109 @@ def train_and_evaluate(latents_path, workdir, export_dir, clips=None, **config):
     if best["val_loss"] is not None:
         print(f"Exporting epoch {best['epoch']} of {history[-1]['epoch']}: the best validation loss "
               f"({best['val_loss']:.5g}; last epoch {history[-1]['val_loss']:.5g}).")
+    return best, stopped_early
 
+
+def save_trained(workdir, model, cfg, record, latents_path):
+    """The trained run's result, which `export_run` exports again without training: the chosen epoch's
+    model (`<workdir>/model.keras`, one stream) and `<workdir>/trained.json` (its settings, what it learnt
+    from and the latents file it trained on)."""
     single = sequence_model.stateful_copy(model, 1)
     with cli.atomic_output(os.path.join(workdir, "model.keras")) as tmp:
         single.save(tmp)
-    if distributed:  # plain variables, not the strategy's, in the SavedModel
-        model = sequence_model.stateful_copy(model, cfg["batch_size"])
+    training.write_json(os.path.join(workdir, TRAINED), {
+        "config": cfg, "latents_file": os.path.abspath(latents_path), **record})
+
+
+def export_model(model, export_dir, cfg, record, latents=None, clips=None, decode=None, music=None):
+    """Exports `model` as the next version of `export_dir/<export_name>` and returns its directory.
+
+    Its rollout recipe is that of the `rollout_*` settings, or with `calibrate_frames` the one
+    `calibration` picks for it among the `calibrate_*` candidates, rolled out from `latents` (the
+    training latents, clip ids `clips`; `decode` adds the on-screen measures). `tf_dance.json` records
+    `cfg`, `record` (what the training learnt, its best epoch) and the calibration. music: the latents'
+    music features, which a music-conditioned model's calibration rollouts dance to.
+    """
+    recipe = rollout_recipe(cfg)
     calibrated = {}
     if cfg["calibrate_frames"]:
         recipe, calibrated["calibration"] = calibration.calibrate(
-            model, latents, cfg["calibrate_fps"], recipes, clips=clips, frames=cfg["calibrate_frames"],
-            random_seed=cfg["seed"], decode=decoder, music=music)
-    learnt = {"latents": fingerprint, "normalization": {"mean": np.asarray(mean).tolist(),
-                                                        "std": np.asarray(std).tolist()}}
-    if music_record:
-        learnt["music"] = {k: music_record[k] for k in ("names", "features", "fps")}
-    if source.get("training_id"):
-        learnt["autoencoder"] = {k: source.get(k) for k in ("training_id", "encoder")}
+            model, latents, cfg["calibrate_fps"], calibration_candidates(cfg, recipe), clips=clips,
+            frames=cfg["calibrate_frames"], random_seed=cfg["seed"], decode=decode, music=music)
     final = rollout.export(model, export_dir, cfg["export_name"] or f"dance_{cfg['model']}",
-                           {"config": cfg, **learnt, **_best_record(history, best), **calibrated}, recipe)
+                           {"config": cfg, **record, **calibrated}, recipe)
     print(f"Exported {final}")
-    return dict(_summary(history, cfg, final), **_best_record(history, best), stopped_early=stopped_early)
+    return final
+
+
+def export_run(workdir, export_dir, latents_path=None, load_decoder=None, **overrides):
+    """Exports the model a finished training run in `workdir` chose again, without training; returns the
+    new version directory.
+
+    overrides: settings as for `train_and_evaluate`; only the export settings (`EXPORT_SETTINGS`: the
+    rollout recipe, its calibration, the export name) may differ from the run's. latents_path: the
+    latents to calibrate on (default: the file the run trained on), which must be the run's training
+    latents. load_decoder: as for `train_and_evaluate`.
+    """
+    trained = read_trained(workdir)
+    recorded = resolve_config(trained["config"])
+    cfg = resolve_config({**recorded, **overrides})
+    changed = sorted(k for k in cfg if k not in EXPORT_SETTINGS and cfg[k] != recorded[k])
+    if changed:
+        diffs = ", ".join(f"{k}: {recorded[k]!r} -> {cfg[k]!r}" for k in changed)
+        raise cli.UserError(f"{workdir} was trained with other settings ({diffs}); only the rollout_*, "
+                            "calibrate_* and export_name settings can change without training (train_lstm)")
+    decode = _calibration_decoder(cfg, trained["latents"]["dim"], trained.get("autoencoder") or {}, load_decoder)
+    latents = clips = music = None
+    if cfg["calibrate_frames"]:
+        path = latents_path or trained["latents_file"]
+        latents, clips = _training_latents(path, trained["latents"], workdir)
+        music = _load_music(cfg, path, latents)[0]
+    model = sequence_model.stateful_copy(keras.models.load_model(os.path.join(workdir, "model.keras")),
+                                         cfg["batch_size"])
+    record = {k: v for k, v in trained.items() if k not in ("config", "latents_file")}
+    return export_model(model, export_dir, cfg, record, latents, clips, decode, music)
+
+
+def read_trained(workdir):
+    """`<workdir>/trained.json` of a finished run (with its model.keras), or a one-line `cli.UserError`."""
+    path = os.path.join(workdir, TRAINED)
+    if not os.path.isdir(workdir):
+        raise cli.UserError(f"{workdir} is not a trained LSTM run (not a directory); give the --workdir of a "
+                            "train_lstm run")
+    if not os.path.isfile(path) or not os.path.isfile(os.path.join(workdir, "model.keras")):
+        unfinished = os.path.isdir(os.path.join(workdir, "checkpoints"))
+        raise cli.UserError(f"{workdir} is not a trained LSTM run (no {TRAINED} and model.keras): " + (
+            "its training has not finished here; run train_lstm again with the same flags to finish it"
+            if unfinished else "give the --workdir of a finished train_lstm run"))
+    trained = training.read_json(path, None, workdir)
+    if not isinstance(trained, dict) or not isinstance(trained.get("config"), dict) or not isinstance(
+            trained.get("latents"), dict):
+        raise cli.UserError(f"{path} is damaged (not a trained run's record); run train_lstm again with the "
+                            "same flags to rewrite it")
+    return trained
+
+
+def _training_latents(path, fingerprint, workdir):
+    """(latents, clip ids) at `path`, refused unless they are those `fingerprint` records."""
+    latents = data.load_latents(path)
+    if len(latents) != fingerprint.get("frames") or zlib.crc32(
+            np.ascontiguousarray(latents).tobytes()) != fingerprint.get("crc32"):
+        raise cli.UserError(f"{path} holds other latents than the run in {workdir} trained on; give --latents=<the "
+                            "training latents> to calibrate on")
+    return latents, data.load_latent_clips(path, len(latents))
+
+
+def _calibration_decoder(cfg, dim, source, load_decoder):
+    """The export settings checked before any work (candidate recipes the export would refuse are
+    refused now); the calibration's decoder, loaded by `load_decoder`, or None."""
+    for candidate in calibration_candidates(cfg, rollout_recipe(cfg)):
+        rollout.check_sampling({k: v for k, v in candidate.items() if k in rollout.SAMPLING}, dim)
+    if not (cfg["calibrate_frames"] and cfg["calibrate_decoder"]):
+        return None
+    if load_decoder is None:
+        raise ValueError("calibrate_decoder is set: pass load_decoder (e.g. savedmodels.calibration_decoder)")
+    return load_decoder(cfg["calibrate_decoder"], dim, source)
 
 
 def rollout_recipe(cfg):
@@ -439,21 +609,6 @@ def calibration_candidates(cfg, recipe):
     if not cfg["calibrate_frames"]:
         return [recipe]
     return calibration.candidates(recipe, **{name: cfg[f"calibrate_{name}"] for name in calibration.GRID})
-
-
-def _calibration_decoder(cfg, dim, source):
-    """latents -> uint8 frames with `calibrate_decoder` (checked now, before training), or None; the decoder
-    must be of the autoencoder training that made the latents (their `source` record), when it is known."""
-    if not (cfg["calibrate_frames"] and cfg["calibrate_decoder"]):
-        return None
-    training = source.get("training_id")
-    decoder = savedmodels.load_decoder(savedmodels.pick(
-        cfg["calibrate_decoder"], "decoder", savedmodels.DECODER, training, explicit=True,
-        learner=f"the latents (encoded by {source.get('encoder')})", flag="calibrate_decoder", override=None))
-    if decoder.dim != dim:
-        raise cli.UserError(f"calibrate_decoder {cfg['calibrate_decoder']} takes {decoder.dim}-d latents but "
-                            f"these are {dim}-d")
-    return decoder
 
 
 def validation_loss(loss_fn, parts):

@@ -11,7 +11,8 @@ crossing a cut; the export is the epoch with the best validation loss (--patienc
 With --calibrate_frames the export's rollout recipe is the one that measured best on this trained
 model (tf_dance/calibration.py; --calibrate_decoder adds the on-screen measures).
 Re-running with the same flags resumes from the last finished epoch in --workdir. The export
-goes to <export_dir>/dance_<model>/<next version>/ (signatures: see tf_dance/rollout.py).
+goes to <export_dir>/dance_<model>/<next version>/ (signatures: see tf_dance/rollout.py); `calibrate`
+exports a finished run again with another rollout recipe or calibration, without training.
 The training library (`train_and_evaluate`) lives in tf_dance/sequence_training.py.
 """
 
@@ -21,7 +22,7 @@ import os
 
 from absl import app, flags
 
-from tf_dance import cli, data, sequence_training, training
+from tf_dance import cli, data, savedmodels, sequence_training, training
 from tf_dance.sequence_training import SETTINGS, train_and_evaluate
 
 FLAGS = flags.FLAGS
@@ -62,6 +63,7 @@ def main(argv):
     announce_defaults(sys.argv)
     print(f"TensorBoard logs: tensorboard --logdir {training.tensorboard_dir(FLAGS.workdir)}", flush=True)
     result = train_and_evaluate(FLAGS.latents, FLAGS.workdir, FLAGS.export_dir,
+                                load_decoder=savedmodels.calibration_decoder,
                                 **{name: FLAGS[name].value for name in SETTINGS})
     if result is None:
         print("Worker done; the chief exports.")
