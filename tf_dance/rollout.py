@@ -24,6 +24,14 @@ A version directory `saved_models/dance_lstm/<v>/` serves, with plain TensorFlow
   from. `num_frames` must be a multiple of the block recorded in `tf_dance.json` (32). Pieces
   joined equal one `rollout` call.
 
+A music-conditioned model (`train_lstm --music`, `M` music features per frame) hears the music of
+each frame it generates: `serving_default(frame, music [B, M], state)`, `rollout(seed, music [B, T, M],
+temperature, noise, random_seed)` (T frames, frame n hearing music[:, n]; no num_frames),
+`prime(seed, music [B, M], temperature, random_seed)` (the music of frame 0) and
+`continue_rollout(state, start, music [B, num_frames, M], temperature, noise, random_seed)`. While the
+seed primes the LSTM, its music inputs are the training mean but for the last seed frame's, which hears
+frame 0's music.
+
 Every signature checks its inputs once per call and refuses, with an InvalidArgumentError whose
 "assertion failed: [...]" text says what was wrong, what it cannot serve: seeds, frames and states
 of the wrong shape or width (`[batch, frames, D]`, `[batch, D]`, `[batch, S]`), a frame batch
