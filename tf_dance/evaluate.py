@@ -63,7 +63,8 @@ def define_flags():
     flags.DEFINE_float("window_seconds", 1.0, "Length of the novelty windows.", lower_bound=0.05)
     flags.DEFINE_string("audio", None, "A music-conditioned model dances to this song (wav, mp3, or any file ffmpeg "
                         "reads; as long as it lasts unless --frames is given); default: a procedural song no training "
-                        "heard, --frames long. With --generated: the song that dance was made to, for its beat alignment.")
+                        "heard, --frames long. With --generated: the song that dance was made to, for its beat "
+                        "alignment.")
     flags.DEFINE_string("unconditioned", None, "A model without music (dance_lstm root or version) rolled out from the "
                         "same seed for as long, whose beat alignment on the same song is the chance level to beat.")
     flags.DEFINE_float("tempo_bpm", musicality.TEMPO_BPM, "A music-conditioned model also dances to a 90-second song "
@@ -115,7 +116,8 @@ def _song(fps, frames=None):
     if waveform is None:
         raise cli.UserError(f"--audio: {FLAGS.audio} has no audio stream")
     if frames is None:
-        frames = FLAGS.frames if FLAGS["frames"].present else max(2, int(round(len(waveform) / music.SAMPLE_RATE * fps)))
+        seconds = len(waveform) / music.SAMPLE_RATE
+        frames = FLAGS.frames if FLAGS["frames"].present else max(2, int(round(seconds * fps)))
     return music.features(waveform, fps, frames), os.path.basename(FLAGS.audio)
 
 

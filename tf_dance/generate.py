@@ -89,7 +89,8 @@ def _song(lstm, fps):
                                 "makes one that dances to a song); generate without --audio")
         return None, FLAGS.frames, fps
     if not FLAGS.audio:
-        raise cli.UserError(f"the model at {lstm.path} dances to music: give it a song with --audio=song.wav|.mp3|video")
+        raise cli.UserError(f"the model at {lstm.path} dances to music: give it a song with "
+                            "--audio=song.wav|.mp3|video")
     learnt = lstm.music or {}
     if learnt.get("names") not in (None, list(music.NAMES)):
         raise cli.UserError(f"the model at {lstm.path} learnt other music features ({learnt['names']}) than this "
@@ -97,8 +98,8 @@ def _song(lstm, fps):
     if learnt.get("fps") and not FLAGS["fps"].present:
         fps = float(learnt["fps"])
     elif learnt.get("fps") and abs(fps - learnt["fps"]) > 1e-3:
-        raise cli.UserError(f"--fps {fps:g}: the model at {lstm.path} learnt its music at {learnt['fps']:g} fps, and at "
-                            "another rate its dance would not keep time; leave --fps out")
+        raise cli.UserError(f"--fps {fps:g}: the model at {lstm.path} learnt its music at {learnt['fps']:g} fps, and "
+                            "at another rate its dance would not keep time; leave --fps out")
     waveform = music.read_audio(FLAGS.audio)
     if waveform is None:
         raise cli.UserError(f"--audio: {FLAGS.audio} has no audio stream")
@@ -136,7 +137,8 @@ def main(argv):
     seeds = np.stack([source[s:s + FLAGS.seed_frames] for s in starts])
     _say(f"[1/2] seeding {cli.plural(FLAGS.num_dancers, 'dancer')} with frames "
          f"{', '.join(f'{s}..{s + FLAGS.seed_frames - 1}' for s in starts)}")
-    _say(f"[2/2] rolling out {frames} frames{' to ' + FLAGS.audio if song else ''} with {models.lstm.path} (temperature {temperature:g}, noise "
+    _say(f"[2/2] rolling out {frames} frames{' to ' + FLAGS.audio if song else ''} with {models.lstm.path} "
+         f"(temperature {temperature:g}, noise "
          f"{noise:g}{models.lstm.controls_text()}), decoding with {models.decoder.path}, writing "
          f"{', '.join(paths.values())}")
     chunks = generation.dance_chunks(models, seeds, frames, temperature, noise, FLAGS.random_seed,
