@@ -241,3 +241,30 @@ def test_the_music_demo_trains_with_music_and_ends_with_a_song_no_training_heard
     plain = {name: args({"lstm": "L", "decoder": "D", "encoder": "E", "data": "d.npz", "generated": "g.npy"})
              for name, _, _, args, *_ in demo.plan(str(tmp_path), str(tmp_path / "m"), dict(s, music=False), "")}
     assert "song" not in plain and not any("--music" in a or "--audio" in a for a in sum(plain.values(), []))
+
+
+def test_the_dancer_keeps_the_beat_and_follows_a_tempo_step():
+    """The measures can tell: the dancer's poses align with their own song's beats far above a shifted song's,
+    and its movement tempo follows a song stepping 20% up and down."""
+    from tf_dance import dancer, musicality
+    steps = musicality.tempo_song(2160, FPS, seed=11, base_bpm=100.0)  # 30-second sections, as evaluate's
+    d = dancer.dancer(2160, seed=4, bpm=steps["bpm"])
+    own = musicality.alignment(d["poses"], steps["features"], music.NAMES, FPS)
+    shifted = musicality.alignment(d["poses"], np.roll(steps["features"], 7, axis=0), music.NAMES, FPS)
+    assert own > 0.5 and own > 2 * shifted
+    follow = musicality.tempo_follow(d["poses"], FPS, steps["sections"], steps["bpm"])
+    assert follow["expected"] == pytest.approx([1.2, 0.8]) and follow["error"] < 0.05
+    goals = musicality.goals(own, own / 0.9, shifted, follow)
+    assert goals["beat_alignment"]["passed"] and goals["tempo_follow"]["passed"]
+    assert not musicality.goals(shifted, own, own)["beat_alignment"]["passed"]
+
+
+def test_evaluate_measures_a_dance_made_to_a_song(music_latents, music_models, tmp_path, run_module):
+    np.save(tmp_path / "dance.npy", np.load(music_latents)[:72])
+    r = run_module("tf_dance.evaluate", f"--generated={tmp_path / 'dance.npy'}", f"--latents={music_latents}",
+                   f"--audio={music_models['song']}", f"--out_dir={tmp_path / 'eval'}", "--noprogress")
+    assert r.returncode == 0, r.stderr[-2000:]
+    with open(tmp_path / "eval" / "metrics.json") as f:
+        tune = json.load(f)["music"]
+    assert 0 <= tune["alignment"] <= 1 and 0 <= tune["data_alignment"] <= 1 and tune["song"] == "song.wav"
+    assert "Dancing to music" in (tmp_path / "eval" / "report.md").read_text()
