@@ -63,3 +63,12 @@ def test_the_recommended_dancing_rows_roll_out_with_what_their_flagfile_records(
     calibrated = [row for row in bench._DANCING_STAGED if row[2].get("calibrate_frames")]
     assert len(calibrated) == 1 and calibrated[0][3] == {}
     sequence_training.resolve_config({**footage, **calibrated[0][2]})
+
+
+def test_the_music_bench_is_registered_and_parses_its_training_settings():
+    assert "music" in bench._BENCHES
+    assert bench.sequence_training_value("epochs", "10") == 10
+    assert bench.sequence_training_value("music", "true") is True
+    assert bench.sequence_training_value("calibrate_noise", "1.0;1.5") == [1.0, 1.5]
+    with pytest.raises(cli.UserError, match="unknown train_lstm setting"):
+        bench.sequence_training_value("unit", "3")
