@@ -14,11 +14,35 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: runs whole scripts or several processes (demo, multi-worker, "
                                        "kill-and-resume); run after the fast tests, deselect with -m 'not slow'")
+    config.pluginmanager.register(SlowLast(config), "slow_last")
 
 
-def pytest_collection_modifyitems(config, items):
-    """The fast tests first, in their order, then the slow ones: a failure shows early."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is not None)
+class SlowLast:
+    """The fast tests first, in their order, then the slow ones, so that a failure shows early; a line
+    between the two says how long the fast ones took."""
+
+    def __init__(self, config):
+        self.config, self.first_slow, self.start = config, None, time.monotonic()
+
+    @staticmethod
+    def _slow(item):
+        return item.get_closest_marker("slow") is not None
+
+    def pytest_collection_modifyitems(self, items):
+        items.sort(key=self._slow)
+        self.first_slow = next((item.nodeid for item in items if self._slow(item)), None)
+
+    def pytest_report_collectionfinish(self, items):
+        slow = sum(map(self._slow, items))
+        return f"{len(items) - slow} fast tests first, then {slow} slow ones (-m slow)"
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_logstart(self, nodeid):
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if nodeid == self.first_slow and reporter is not None:
+            reporter.write_line("")
+            reporter.write_sep("-", f"fast tests done in {time.monotonic() - self.start:.0f} s; the slow tests "
+                                    "(demo, multi-worker, kill-and-resume)")
 
 
 @pytest.fixture(scope="session")

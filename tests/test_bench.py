@@ -12,7 +12,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def _row(recommended, **values):
     row = dict(dataset="real2", row="a setting", recommended=recommended, freeze=[0.0, 0.0],
-               on_screen_motion=[1.234, 1.9], recurring_seconds=[0.05, 0.081], data_recurring=0.042,
+               on_screen_motion=[1.234, 1.9], recurring_seconds=[0.05, 0.081], data_recurring_seconds=0.042,
                pose_coverage=[0.8, 0.9], stage_coverage=[None, 0.5], stage_range=[0.7, 0.95], clip_balance=[1.5, 0.4],
                all_goals_met=False)
     row.update(values)

@@ -295,6 +295,7 @@ def test_a_script_reads_a_flagfile_named_from_another_directory(tmp_path, fails_
 
 @pytest.mark.parametrize("script, own", [
     ("train_lstm", {"latents", "workdir", "export_dir"}),
+    ("calibrate", {"latents", "workdir", "export_dir"}),
     ("demo", {"workdir", "video", "invert", "threshold", "crop", "fit", "fps", "check_footage", "frames"}),
 ])
 def test_help_lists_the_scripts_own_flags_and_settings_only(script, own):
@@ -304,7 +305,7 @@ def test_help_lists_the_scripts_own_flags_and_settings_only(script, own):
     assert "Traceback" not in result.stderr, result.stderr[-2000:]  # absl ends --help with exit code 1
     listed = set(re.findall(r"^  --(?:\[no\])?(\w+)", result.stdout, re.M))
     assert own <= listed
-    if script == "train_lstm":
+    if script in ("train_lstm", "calibrate"):
         from tf_dance import sequence_training
         assert listed == own | set(sequence_training.SETTINGS)
     assert not listed & {"verbosity", "flagfile", "helpfull", "logtostderr", "only_check_args"}

@@ -96,12 +96,6 @@ def test_load_checks_requested_size_and_channels(tmp_path):
     assert data.load_dataset(path, height=40, width=64, channels=1)[0].shape == (5, 40, 64, 1)
 
 
-def test_to_float_maps_to_unit_range():
-    out = data.to_float(np.array([0, 51, 255], np.uint8))
-    assert out.dtype == np.float32
-    np.testing.assert_allclose(out, [0.0, 0.2, 1.0])
-
-
 def test_latents_from_npy_and_perlin_npz(tmp_path):
     z = np.random.default_rng(0).normal(size=(7, 3)).astype(np.float64)
     npy = data.save_array(str(tmp_path / "z.npy"), z)

@@ -118,7 +118,8 @@ def test_the_demo_never_clears_a_folder_it_did_not_write(run_module, fails_clean
     holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom tf_dance import demo\nwith "
                                "demo.workdir_lock(sys.argv[1]):\n    print('locked', flush=True)\n    time.sleep(300)",
                                str(work)], stdout=subprocess.PIPE, text=True,
-                              env=dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")])))
+                              env=dict(os.environ,
+                                       PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")])))
     assert holder.stdout.readline().strip() == "locked"
     holder.send_signal(signal.SIGKILL)  # a demo killed while it held the workdir
     holder.wait()

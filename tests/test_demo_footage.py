@@ -74,6 +74,7 @@ def test_rerun_reuses_every_footage_step(footage_demo, footage, run_module):
     assert "sized for your footage: " in result.stdout
 
 
+@pytest.mark.slow
 def test_a_changed_footage_option_redoes_the_preparation(footage_demo, footage, run_module):
     """Without --invert the key of the first step changes: it runs again, and refuses the inverted frames."""
     work, _ = footage_demo

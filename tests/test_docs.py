@@ -146,7 +146,8 @@ def parser(tmp_path_factory):
 
 def test_command_extraction_joins_continuations_and_drops_comments():
     text = ("```bash\nTF_CONFIG='{}' \\\npython -m tf_dance.encode --data=a.npz \\\n    --out=b.npy   # a comment\n"
-            "pip install -e . && python -m tf_dance.demo --tiny\n```\nSee `python -m tf_dance.bench --only=sequence`.\n")
+            "pip install -e . && python -m tf_dance.demo --tiny\n```\n"
+            "See `python -m tf_dance.bench --only=sequence`.\n")
     assert _commands(text) == [("encode", ["--data=a.npz", "--out=b.npy"]), ("demo", ["--tiny"]),
                                ("bench", ["--only=sequence"])]
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tf_dance import cli, dancer, data, demo, report
+from tf_dance import cli, dancer, data, demo, metrics, report
 
 FPS = 24.0
 DIM = 16
@@ -110,7 +110,7 @@ def test_a_dance_too_long_to_measure_is_refused_before_it_is_made(monkeypatch):
 
 
 def test_report_for_several_dancers(files, tmp_path):
-    generated = report.load_generated(files["dancers"])
+    generated = data.load_latents(files["dancers"], dancers=True)
     train = np.load(files["train"])
     result = report.evaluate_dance(generated, train, FPS, str(tmp_path / "eval"), progress=False,
                                    options=dict(note="two dancers"))
@@ -167,8 +167,8 @@ def test_screen_motion_counts_pixel_changes():
     still = np.zeros((5, 4, 4, 1), np.uint8)
     blink = still.copy()
     blink[1::2] = 255
-    assert report.screen_motion(still) == 0.0
-    assert report.screen_motion(blink) == 255.0
+    assert metrics.screen_motion(still) == 0.0
+    assert metrics.screen_motion(blink) == 255.0
 
 
 def test_cli_reads_clip_ids_beside_the_latents(run_module, tmp_path):

@@ -306,6 +306,8 @@ def _lstm_with_record(saved_models, tmp_path, **changes):
     (dict(rollout={"temperature": 0.7, "noise": 0.1, "width": None}), "width=None"),
     (dict(block=0), "block 0"),
     (dict(block="32"), "block '32'"),
+    (dict(rollout=...), "records no rollout (every export does)"),
+    (dict(block=..., max_frames=...), "records no block, max_frames"),
 ])
 def test_a_damaged_recipe_or_block_is_one_error(saved_models, tmp_path, changes, message):
     version = _lstm_with_record(saved_models, tmp_path, **changes)
@@ -330,14 +332,11 @@ def test_damaged_records_fail_generate_and_evaluate_in_one_line(saved_models, tm
     assert not (tmp_path / "eval").exists()
 
 
-def test_an_export_without_a_recipe_says_so_instead_of_hiding_its_controls(saved_models, tmp_path):
-    """Exports record their whole recipe; one whose record lacks it (edited, or older) rolls out with temperature
-    1 and noise 0 and says that any controls baked into its graph are unknown."""
+def test_an_export_records_its_whole_recipe(saved_models, tmp_path):
+    """Exports record their whole recipe, the controls baked into the graph included (a record that lacks it
+    is a damaged model: `test_a_damaged_recipe_or_block_is_one_error`)."""
     recorded = savedmodels.load_sequence_model(os.path.join(saved_models, "dance_lstm", "1"))
-    assert recorded.recorded and "width 0.5" in recorded.controls_text()
-    bare = savedmodels.load_sequence_model(_lstm_with_record(saved_models, tmp_path, rollout=...))
-    assert not bare.recorded and bare.recipe == {"temperature": 1.0, "noise": 0.0} and bare.controls == {}
-    assert "records no rollout recipe" in bare.controls_text() and "unknown" in bare.controls_text()
+    assert "width 0.5" in recorded.controls_text()
     import keras
     from tf_dance import rollout, sequence_model
     keras.utils.set_random_seed(0)

@@ -5,7 +5,7 @@ import time
 import numpy as np
 import pytest
 
-from tf_dance import dancer, metrics
+from tf_dance import autoencoder, dancer, data, metrics
 
 FPS = 24.0
 
@@ -176,18 +176,18 @@ def test_a_short_loop_is_repetitive_and_the_data_is_not(reference, train):
 
 def test_clip_helpers():
     clips = np.array([0, 0, 0, 1, 1, 2, 2, 2, 2])
-    assert metrics.clip_segments(clips) == [(0, 3), (3, 5), (5, 9)]
+    assert data.clip_bounds(clips) == [(0, 3), (3, 5), (5, 9)]
     np.testing.assert_array_equal(metrics.inside_clips(clips, [0, 1, 2, 3, 5, 7, 8], 2),
                                   [True, True, False, True, True, True, False])
     np.testing.assert_array_equal(metrics.excerpt_starts(clips, 3, 10), [0, 5, 6])
     assert len(metrics.excerpt_starts(clips, 5, 3)) == 0
     np.testing.assert_array_equal(metrics.stretch_starts(clips, 3, 10), [0, 5, 6])
     np.testing.assert_array_equal(metrics.stretch_starts(clips, 5, 3), [0, 2, 4])  # no clip that long
-    np.testing.assert_array_equal(metrics.check_clips(None, 4), np.zeros(4))
+    np.testing.assert_array_equal(data.check_clips(None, 4), np.zeros(4))
     with pytest.raises(ValueError, match="non-decreasing"):
-        metrics.check_clips(np.array([0, 1, 0]), 3)
+        data.check_clips(np.array([0, 1, 0]), 3, numbered=False)
     with pytest.raises(ValueError, match="one id per"):
-        metrics.check_clips(np.array([0, 1]), 3)
+        data.check_clips(np.array([0, 1]), 3, numbered=False)
 
 
 def test_a_cut_is_never_counted_as_motion():
@@ -284,7 +284,7 @@ def test_spearman_and_frame_iou():
     a[0, :2] = 1
     b[0, :1] = 1  # IoU 1/2
     a[1, 0, 0] = 1  # IoU 0
-    np.testing.assert_allclose(metrics.frame_iou(a, b), [0.5, 0.0, 1.0])
+    np.testing.assert_allclose(autoencoder.frame_iou(a >= 0.5, b >= 0.5), [0.5, 0.0, 1.0])
 
 
 def _sweep(frames, reach=1.0):
@@ -323,3 +323,36 @@ def test_clip_balance_catches_a_dance_settled_in_one_clips_style():
     one = metrics.Reference(train, FPS, seed=0)  # one clip: every dance is balanced
     alone = one.evaluate(np.concatenate([a, a]))
     assert alone["goals"]["clip_balance"]["passed"] and alone["second_half"]["balance"]["share_ratios"] == [1.0]
+
+
+def test_a_goal_added_to_the_table_reaches_every_consumer(reference, train, monkeypatch):
+    """A new goal is one measure plus one `Goal`: the goals block, the calibration's margins, misses, rows and
+    progress line, the report's goals table and the bench's columns all take it from `GOALS`."""
+    from tf_dance import bench, calibration, report
+    toy = metrics.Goal("x data", "toy measure / data", "toy", scale=100, suffix="%",
+                       judge=lambda h: dict(value=0.25, data=1.0, passed=False, target="toy >= 0.5"),
+                       margin=lambda g: (g["value"] - 0.5) / 0.5)
+    monkeypatch.setitem(metrics.GOALS, "toy", toy)
+    result = reference.evaluate(train[:1200])
+    assert result["goals"]["toy"] == dict(value=0.25, data=1.0, unit="x data", passed=False, target="toy >= 0.5")
+    assert "toy" in calibration.misses(result) and calibration.margins(result)["toy"] == -0.5
+    row = calibration._row(dict(noise=0.0), [result, result])
+    assert row["toy"] == [0.25, 0.25] and "toy 25.00/25.00%" in calibration.describe(row)
+    combined = report.combined_goals([result["goals"]])
+    assert "| toy (x data) | 0.25 | 1 | toy >= 0.5 | **NO** |" in report._goals_table(combined, [result])
+    bench_row = dict(dataset="d", row="r", recommended=False, all_goals_met=False,
+                     **{name: [g["value"]] for name, g in result["goals"].items()},
+                     **{f"data_{name}": g["data"] for name, g in result["goals"].items()})
+    header, _, line = bench.dancing_table([bench_row]).splitlines()
+    assert header.split(" | ")[-2] == "toy measure / data" and line.split(" | ")[-2] == "25.00"
+    assert len(header.split(" | ")) == len(metrics.GOALS) + 3
+
+
+def test_every_goal_and_verdict_is_declared_once():
+    """Only the tables name the goals: each goal is judged, shown and ranked from its entry, and the verdicts that
+    restate a goal name one."""
+    assert all(v.restates in metrics.GOALS for v in metrics.VERDICTS.values() if v.restates)
+    from tf_dance import calibration
+    assert set(calibration.VERDICTS) == {n for n, v in metrics.VERDICTS.items() if not v.restates}
+    assert len({g.label for g in metrics.GOALS.values()}) == len({g.short for g in metrics.GOALS.values()}) \
+        == len(metrics.GOALS)

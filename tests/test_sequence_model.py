@@ -269,7 +269,7 @@ def test_served_signatures_refuse_what_they_cannot_serve_in_words(exported):
     check naming it, before any work (a rollout of 2**31 - 1 frames used to return 33, noise=inf NaN frames,
     a NaN state NaN frames, a frame batch of 1 with a state batch of 2 was served)."""
     _, path = exported["lstm_mdn"]
-    assert json.load(open(os.path.join(path, rollout.METADATA)))["max_frames"] == rollout.MAX_FRAMES == 2**20
+    assert json.load(open(os.path.join(path, savedmodels.METADATA)))["max_frames"] == rollout.MAX_FRAMES == 2**20
     loaded = tf.saved_model.load(path)
     primed = loaded.signatures["prime"](seed=tf.constant(_GOOD["seed"], tf.float32), temperature=tf.constant(1.0),
                                         random_seed=tf.constant(0))["state"].numpy()
@@ -527,7 +527,7 @@ def test_auto_conditioning_mixture_head_and_noise_train_and_sample(tmp_path):
         condition_steps=2, input_noise=0.1)
     losses = [h["train_loss"] for h in result["history"]]
     assert losses[-1] < losses[0]
-    info = json.load(open(os.path.join(result["export_dir"], rollout.METADATA)))
+    info = json.load(open(os.path.join(result["export_dir"], savedmodels.METADATA)))
     assert info["head"] == "mdn" and info["config"]["condition_steps"] == 2
     generated = savedmodels.rollout(result["export_dir"], seq[:10], 50, temperature=0.5, noise=0.1, random_seed=1)
     assert generated.shape == (50, 6) and np.all(np.isfinite(generated))

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_dance import cli, data, perlin, rollout, savedmodels, sequence_model, sequence_training
+from tf_dance import cli, data, perlin, savedmodels, sequence_model, sequence_training
 
 TINY = dict(model="lstm", units=8, num_layers=1, batch_size=4, seq_length=10, learning_rate=1e-2,
             jit_compile=False, train_frac=0.9)
@@ -102,7 +102,7 @@ def test_training_resets_the_state_at_every_cut_and_trains_on_extra_latents(tmp_
     changed = labels[1:, :, 0] != labels[:-1, :, 0]
     np.testing.assert_array_equal(zero[1:], changed)  # reset exactly where a stream enters another clip
     assert changed.sum() >= 2
-    info = json.load(open(os.path.join(result["export_dir"], rollout.METADATA)))
+    info = json.load(open(os.path.join(result["export_dir"], savedmodels.METADATA)))
     extra = np.load(tmp_path / "flipped.npy")
     assert info["latents"]["extra_latents"] == [{"frames": 150, "crc32": zlib.crc32(extra.tobytes())}]
     assert "clips" in info["latents"]
@@ -142,7 +142,7 @@ def test_the_export_is_the_best_validation_epoch_and_patience_stops_early(tmp_pa
     out = capfd.readouterr().out
     assert f"Exporting epoch {best} of {best + 3}" in out and "Stopped early after epoch" in out
 
-    info = json.load(open(os.path.join(result["export_dir"], rollout.METADATA)))
+    info = json.load(open(os.path.join(result["export_dir"], savedmodels.METADATA)))
     assert (info["best_epoch"], info["best_val_loss"], info["trained_epochs"]) == (best, val[best - 1], best + 3)
     cfg = sequence_training.resolve_config(settings)
     exported = sequence_model.make_net(keras.models.load_model(tmp_path / "run" / "model.keras"))
@@ -296,3 +296,22 @@ def test_the_export_records_the_autoencoder_training_and_normalization_it_learnt
     net = sequence_model.make_net(keras.models.load_model(tmp_path / "run" / "model.keras"))
     np.testing.assert_allclose(info["normalization"]["mean"], np.asarray(net.mean).reshape(-1), rtol=1e-6)
     np.testing.assert_allclose(info["normalization"]["std"], np.asarray(net.std).reshape(-1), rtol=1e-6)
+
+
+def test_lstm_sizing_lowers_the_batch_until_an_epoch_makes_enough_updates(tmp_path):
+    """Footage of a few thousand frames: the flagfile's 16 streams would leave a handful of updates per epoch."""
+    flagfile = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "flags", "footage_lstm.flags")
+    cfg = sequence_training.resolve_config(sequence_training.flagfile_settings(flagfile))
+    frames = np.zeros((3000, 54, 96, 1), np.uint8)
+    clips = np.repeat(np.int32([0, 1]), [2000, 1000])
+    short = data.save_dataset(str(tmp_path / "short.npz"), frames, 24.0, clips=clips)
+    train = int(2000 * cfg["train_frac"]) + int(1000 * cfg["train_frac"])
+    flags, why = sequence_training.lstm_sizing(short, flagfile, 0)
+    fitted = train // (cfg["seq_length"] * sequence_training.MIN_UPDATES_PER_EPOCH)
+    assert 1 < fitted < cfg["batch_size"] and flags == [f"--batch_size={fitted}"]
+    assert f"3000 frames in 2 clips, {train} for training" in why and f"(flagfile: {cfg['batch_size']})" in why
+    long = data.save_dataset(str(tmp_path / "long.npz"), np.zeros((17000, 54, 96, 1), np.uint8), 24.0)
+    assert sequence_training.lstm_sizing(long, flagfile, 0)[0] == [f"--batch_size={cfg['batch_size']}"]
+    tiny = data.save_dataset(str(tmp_path / "tiny.npz"), frames[:300], 24.0)
+    flags, why = sequence_training.lstm_sizing(tiny, flagfile, 0)
+    assert flags == ["--batch_size=1"] and "one stream" in why

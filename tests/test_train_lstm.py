@@ -139,7 +139,8 @@ def test_ctrl_c_stops_training_with_one_line_and_exit_code_130(tmp_path, interru
     assert err.strip().splitlines() == ["interrupted; run the same command again to resume"]
     assert "below 0 once the model puts a density above 1" in out  # the mixture's loss explained
     assert not os.path.exists(saved / "dance_lstm")
-    leftovers = [os.path.join(d, n) for d, dirs, files in os.walk(tmp_path) for n in dirs + files if n.startswith(".tmp")]
+    leftovers = [os.path.join(d, n) for d, dirs, files in os.walk(tmp_path) for n in dirs + files
+                 if n.startswith(".tmp")]
     assert leftovers == []
 
 

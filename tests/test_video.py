@@ -107,17 +107,6 @@ def test_contact_sheet_labels(tmp_path):
         video.contact_sheet(None, frames, every=2, labels=["a", "b", "c"])
 
 
-def test_side_by_side_stacks_originals_over_reconstructions():
-    top = _blocks(n=3)
-    bottom = np.full((3, 54, 96, 3), 0.5, np.float32)
-    both = video.side_by_side(top, bottom, gap=2)
-    assert both.shape == (3, 110, 96, 3) and both.dtype == np.uint8
-    np.testing.assert_array_equal(both[:, :54], np.repeat(top, 3, axis=-1))
-    assert (both[:, 54:56] == 128).all() and (both[:, 56:] == 128).all()
-    with pytest.raises(cli.UserError, match="cannot stack"):
-        video.side_by_side(top, top[:2])
-
-
 def test_otsu_splits_a_bimodal_histogram():
     rng = np.random.default_rng(0)
     values = np.concatenate([rng.normal(40, 10, 5000), rng.normal(200, 10, 2000)])

@@ -9,14 +9,14 @@ joins them into one model whose output is the decoder's logits, so the loss can 
 numerically stable sigmoid cross-entropy of the TF1 code the paper adapted.
 """
 
-import json
-import os
 import uuid
 
 import keras
 import numpy as np
 import tensorflow as tf
 from keras import layers, ops
+
+from tf_dance import savedmodels
 
 LEVELS = 4
 
@@ -177,12 +177,17 @@ class FrameIoU(keras.metrics.Mean):
         super().__init__(name=name, **kwargs)
 
     def update_state(self, y_true, logits, sample_weight=None):
-        pred = ops.cast(logits >= 0.0, "float32")
-        true = ops.cast(y_true >= 0.5, "float32")
-        inter = ops.sum(pred * true, axis=(1, 2, 3))
-        union = ops.sum(ops.maximum(pred, true), axis=(1, 2, 3))
-        iou = ops.where(union > 0, inter / ops.maximum(union, 1.0), 1.0)
-        return super().update_state(iou, sample_weight)
+        return super().update_state(frame_iou(y_true >= 0.5, logits >= 0.0), sample_weight)
+
+
+def frame_iou(true, pred):
+    """Per-frame foreground IoU of two boolean batches `[N, ...]` (the frames cut at 0.5, or logits
+    at 0); a frame empty in both counts as 1. Takes tensors or numpy arrays, returns a tensor."""
+    true, pred = ops.cast(true, "float32"), ops.cast(pred, "float32")
+    axes = tuple(range(1, len(true.shape)))
+    inter = ops.sum(true * pred, axis=axes)
+    union = ops.sum(ops.maximum(true, pred), axis=axes)
+    return ops.where(union > 0, inter / ops.maximum(union, 1.0), 1.0)
 
 
 # ---- SavedModel export ----
@@ -256,8 +261,7 @@ def _export(model, input_name, output_name, directory, record, fn=None):
     archive.add_endpoint("serving_default", lambda x: {output_name: fn(x)}, input_signature=[spec])
     archive.write_out(directory, verbose=False)
     if record is not None:
-        with open(os.path.join(directory, "tf_dance.json"), "w") as f:
-            json.dump(record, f, indent=2)
+        savedmodels.write_record(directory, record)
 
 
 def export_encoder(encoder, directory, record=None):

@@ -470,7 +470,7 @@ def _fit(model, config, strategy, batches, val_batches, shown, checkpoints, work
         with tf.GradientTape() as tape:
             logits = tf.cast(model(x, training=True), tf.float32)
             loss = tf.reduce_sum(loss_fn(y, logits)) / batch_size
-        return loss, tape.gradient(loss, variables), tf.reduce_sum(_iou(y, logits))
+        return loss, tape.gradient(loss, variables), _iou_sum(y, logits)
 
     def replica_step(x, y):
         loss, grads, iou = gradients(x, y)
@@ -485,13 +485,13 @@ def _fit(model, config, strategy, batches, val_batches, shown, checkpoints, work
     @tf.function
     def eval_step(x, y):
         logits = tf.cast(model(x, training=False), tf.float32)
-        return tf.reduce_sum(loss_fn(y, logits)), tf.reduce_sum(_iou(y, logits)), tf.shape(x)[0]
+        return tf.reduce_sum(loss_fn(y, logits)), _iou_sum(y, logits), tf.shape(x)[0]
 
     writer = tf.summary.create_file_writer(training.tensorboard_dir(workdir)) if workdir else None
     every, steps, verbose = config["checkpoint_every"], config["steps"], _verbosity(config["verbose"])
     batches = iter(batches)
     step = int(optimizer.iterations.numpy())
-    progress = cli.Progress(steps, unit="step", done=step, live=verbose == 1) if verbose else cli.NoProgress()
+    progress = cli.progress(steps, unit="step", enabled=bool(verbose), done=step, live=verbose == 1)
     while step < steps:
         length = min(every - step % every, steps - step)
         losses, ious = [], []
@@ -517,13 +517,8 @@ def _fit(model, config, strategy, batches, val_batches, shown, checkpoints, work
         writer.close()
 
 
-def _iou(y, logits):
-    """Per-frame foreground IoU of the decoded frame (logits >= 0) vs. the target (>= 0.5)."""
-    pred = tf.cast(logits >= 0, tf.float32)
-    true = tf.cast(y >= 0.5, tf.float32)
-    inter = tf.reduce_sum(pred * true, axis=(1, 2, 3))
-    union = tf.reduce_sum(tf.maximum(pred, true), axis=(1, 2, 3))
-    return tf.where(union > 0, inter / tf.maximum(union, 1.0), 1.0)
+def _iou_sum(y, logits):
+    return tf.reduce_sum(autoencoder.frame_iou(y >= 0.5, logits >= 0))
 
 
 def _as_float32(encoder, decoder, shape, config):
@@ -550,7 +545,7 @@ def evaluate(encoder, decoder, frames, seed=0, pairs=2000, sheet_path=None, batc
         r = decode(z).numpy()
         latents.append(z.numpy())
         recon.append(np.round(np.clip(r, 0, 1) * 255).astype(np.uint8))
-        iou.append(metrics_lib.frame_iou(x, r))
+        iou.append(np.asarray(autoencoder.frame_iou(x >= 0.5, r >= 0.5)))
         inter += np.logical_and(x >= 0.5, r >= 0.5).sum()
         union += np.logical_or(x >= 0.5, r >= 0.5).sum()
         squared += float(np.sum((r - x) ** 2, dtype=np.float64))

@@ -18,7 +18,7 @@ import time
 
 from absl import app, flags
 
-from tf_dance import cli
+from tf_dance import cli, controls
 
 FLAGS = flags.FLAGS
 REPEATS = 5
@@ -378,7 +378,7 @@ def bench_faithfulness(repeats=REPEATS, real_clips=None):
     import tempfile
 
     from tf_dance import dancer as dancer_lib
-    from tf_dance import data, sequence_training
+    from tf_dance import data, metrics, sequence_training
 
     flags_dir = os.path.join(_ROOT, "flags")
 
@@ -414,14 +414,12 @@ def bench_faithfulness(repeats=REPEATS, real_clips=None):
                             f"--data={path}", f"--decoder={run}/saved/decoder", "--seed=0",
                             f"--out_dir={lstm}/eval", "--noprogress")
                     with open(f"{lstm}/eval/metrics.json") as f:
-                        metrics = json_lib.load(f)
-                    goals, key = metrics["goals"], f"{label}, {code}, {name}"
-                    out[f"{key}: longest freeze (s)"] = goals["freeze"]["values"][0]
-                    out[f"{key}: on-screen motion / data"] = goals["on_screen_motion"]["values"][0]
-                    out[f"{key}: recurring seconds (%)"] = 100 * goals["recurring_seconds"]["values"][0]
-                    out[f"{key}: pose coverage / data"] = goals["pose_coverage"]["values"][0]
-                    out[f"{key}: stage coverage / data"] = goals["stage_coverage"]["values"][0]
-                    out[f"{key}: verdicts"] = ", ".join(k for k, v in metrics["verdicts"].items() if v) or "none"
+                        evaluation = json_lib.load(f)
+                    key = f"{label}, {code}, {name}"
+                    for goal_name, goal in metrics.GOALS.items():
+                        value = evaluation["goals"][goal_name]["values"][0]
+                        out[f"{key}: {goal.label}"] = None if value is None else goal.scale * value
+                    out[f"{key}: verdicts"] = ", ".join(k for k, v in evaluation["verdicts"].items() if v) or "none"
     out["load average (1 min) at end"] = os.getloadavg()[0]
     return out
 
@@ -542,8 +540,7 @@ _DANCING_PLAIN = [
     ("quick_lstm.flags with the recipe calibrated for each training", "quick_lstm.flags", {}, {}),
 ]
 # Staged latents (--stage autoencoders: 128 pose + 3 box dims):
-_NO_CONTROLS = dict(width=1.0, smoothing=0.0, box_dims=0, box_width=1.0, box_smoothing=0.0, coherence=0.0,
-                    box_in_picture=False)
+_NO_CONTROLS = dict(controls.SAMPLING)
 _FOOTAGE_BEFORE_COHERENCE = dict(_NO_CONTROLS, temperature=1.0, noise=1.2, box_dims=3, box_smoothing=0.95)
 _DANCING_STAGED = [
     ("quick_lstm.flags (batch 4), T=1, noise 0.3 (the earlier footage setting)", "quick_lstm.flags",
@@ -644,7 +641,7 @@ def bench_dancing(repeats=REPEATS, datasets=None, staged=(), models=None, seeds=
     import numpy as np
 
     from tf_dance import dancer as dancer_lib
-    from tf_dance import data, report, rollout, savedmodels, sequence_training
+    from tf_dance import data, metrics, report, rollout, savedmodels, sequence_training
 
     models = dict(models or {})
     out = {"load average (1 min) at start": os.getloadavg()[0]}
@@ -707,18 +704,14 @@ def bench_dancing(repeats=REPEATS, datasets=None, staged=(), models=None, seeds=
                            recipes=recipes, seeds=row_seeds,
                            eval_dir=os.path.join(where, "eval", f"row{i}"), train_seconds=seconds,
                            **{k: g["values"] for k, g in goals.items()},
-                           data_recurring=goals["recurring_seconds"]["data"][0],
+                           **{f"data_{k}": goals[k]["data"][0] for k, g in metrics.GOALS.items() if g.show_data},
                            all_goals_met=all(g["passed"] for g in goals.values()))
                 rows.append(row)
                 prefix = f"{name} | {label}"
-                out[f"{prefix}: longest freeze (s)"] = _span(row["freeze"])
-                out[f"{prefix}: on-screen motion / data"] = _span(row["on_screen_motion"])
-                out[f"{prefix}: recurring seconds (%; data {100 * row['data_recurring']:.1f}%)"] = _span(
-                    row["recurring_seconds"], 100)
-                out[f"{prefix}: pose coverage"] = _span(row["pose_coverage"])
-                out[f"{prefix}: stage coverage"] = _span(row["stage_coverage"])
-                out[f"{prefix}: stage range"] = _span(row["stage_range"])
-                out[f"{prefix}: clip balance (worst clip's share / data's)"] = _span(row["clip_balance"])
+                for goal_name, goal in metrics.GOALS.items():
+                    data_value = (f", data {goal.scale * row[f'data_{goal_name}']:.1f}" if goal.show_data
+                                  and row[f"data_{goal_name}"] is not None else "")
+                    out[f"{prefix}: {goal.label}{data_value}"] = _span(row[goal_name], goal.scale)
                 out[f"{prefix}: every goal met (all seeds)"] = row["all_goals_met"]
         out["load average (1 min) at end"] = os.getloadavg()[0]
         out["table"] = dancing_table(rows)
@@ -744,15 +737,19 @@ def _span(values, scale=1.0):
 
 
 def dancing_table(rows):
-    """The BENCHMARKS.md table: one line per dataset and row, the recommended one in bold."""
-    lines = ["| data | setting | freeze (s) | on-screen motion / data | recurring seconds % (data) | pose coverage "
-             "| stage coverage | stage range | clip balance | all goals |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    """The BENCHMARKS.md table: one line per dataset and row (a column per goal), the recommended one in bold."""
+    from tf_dance import metrics
+    goals = metrics.GOALS.items()
+    lines = ["| data | setting | " + " | ".join(g.label + (" (data)" if g.show_data else "") for _, g in goals)
+             + " | all goals |", "|---|---|" + "---:|" * len(goals) + "---|"]
     for r in rows:
-        cells = [r["dataset"], r["row"], _span(r["freeze"]), _span(r["on_screen_motion"]),
-                 f"{_span(r['recurring_seconds'], 100)} ({100 * r['data_recurring']:.1f})", _span(r["pose_coverage"]),
-                 _span(r["stage_coverage"]), _span(r.get("stage_range", [])), _span(r.get("clip_balance", [])),
-                 "yes" if r["all_goals_met"] else "no"]
+        cells = [r["dataset"], r["row"]]
+        for name, goal in goals:
+            cell = _span(r.get(name, []), goal.scale)
+            if goal.show_data and r.get(f"data_{name}") is not None:
+                cell += f" ({goal.scale * r[f'data_{name}']:.1f})"
+            cells.append(cell)
+        cells.append("yes" if r["all_goals_met"] else "no")
         if r["recommended"]:
             cells = [f"**{c}**" for c in cells]
         lines.append("| " + " | ".join(cells) + " |")

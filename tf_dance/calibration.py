@@ -20,18 +20,17 @@ coverage count too; without it only what the latents show.
 """
 
 import itertools
-import math
 import time
 
 import numpy as np
 
-from tf_dance import cli, generation, metrics, report, rollout
+from tf_dance import cli, controls, generation, metrics, rollout
 
-GRID = ("noise", "smoothing", "box_smoothing", "coherence")  # the recipe entries a calibration may vary
+GRID = controls.GRID  # the recipe entries a calibration may vary
 SEED_OFFSET = 7919  # calibration rollouts draw their windows and noise away from the default seeds
 # Verdicts that count as misses beside the goals (the others restate a goal: looping, narrow second half,
-# stuck in place).
-VERDICTS = ("frozen", "sluggish", "hectic", "narrow", "off_distribution", "copying", "repetitive", "out_of_picture")
+# stuck in place, still on screen).
+VERDICTS = tuple(name for name, v in metrics.VERDICTS.items() if not v.restates)
 
 
 def candidates(recipe, **values):
@@ -55,32 +54,13 @@ def misses(result):
     return failed + [name for name in VERDICTS if result["verdicts"].get(name)]
 
 
-def _ratio_margin(ratio, lo, hi):
-    """1 at the geometric middle of [lo, hi], 0 at either end, negative outside."""
-    if ratio is None:
-        return None
-    if ratio <= 0:
-        return -1.0
-    half = math.log(hi / lo) / 2
-    return 1.0 - abs(math.log(ratio / math.sqrt(lo * hi))) / half
-
-
 def margins(result):
-    """How far inside each limit a rollout stays, scaled so 1 is ideal, 0 is at the limit and < 0 misses it."""
-    g, m = result["goals"], result["motion"]
-    rec = g["recurring_seconds"]
-    freeze = g["freeze"]
-    out = {"freeze": 1.0 - freeze["value"] / max(metrics.FREEZE_GOAL_SECONDS, freeze["data"]),
-           "latent_motion": _ratio_margin(m["tail_motion_ratio"], metrics.SLUGGISH, metrics.HECTIC),
-           "on_screen_motion": _ratio_margin(g["on_screen_motion"]["value"], *metrics.SCREEN_MOTION_GOAL)}
-    if rec["value"] is not None:
-        out["recurring_seconds"] = 1.0 - rec["value"] / rec["limit"]
-    for name, goal in (("pose_coverage", metrics.POSE_COVERAGE_GOAL), ("stage_coverage", metrics.STAGE_COVERAGE_GOAL),
-                       ("stage_range", metrics.STAGE_RANGE_GOAL)):
-        value = g[name]["value"]
-        if value is not None:
-            out[name] = min(1.0, (value - goal) / (1.0 - goal))
-    out["clip_balance"] = _ratio_margin(g["clip_balance"]["value"], *metrics.CLIP_BALANCE_GOAL)
+    """How far inside each limit a rollout stays, scaled so 1 is ideal, 0 is at the limit and < 0 misses it: each
+    goal's own margin, then the latent motion (sluggish/hectic), the share of frames near a pose cluster and the
+    share of near-copies."""
+    out = {name: goal.margin(result["goals"][name]) for name, goal in metrics.GOALS.items()}
+    out["latent_motion"] = metrics.ratio_margin(result["motion"]["tail_motion_ratio"], metrics.SLUGGISH,
+                                                metrics.HECTIC)
     inside = result["coverage"]["in_distribution_share"]
     out["in_distribution"] = (inside - metrics.IN_DISTRIBUTION) / (1.0 - metrics.IN_DISTRIBUTION)
     copies = result["novelty"]["copy_share"]
@@ -92,19 +72,13 @@ def margins(result):
 def _row(recipe, results):
     per = [dict(misses=misses(r), margins=margins(r)) for r in results]
     worst = {k: min(p["margins"][k] for p in per if k in p["margins"]) for k in per[0]["margins"]}
-    g = [r["goals"] for r in results]
     shown = [k for k in GRID if k in recipe and (not k.startswith("box_") or recipe.get("box_dims"))]
     return dict(recipe={k: recipe[k] for k in shown},
                 missed=sorted({m for p in per for m in p["misses"]}),
                 shortfall=float(sum(np.mean([min(0.0, p["margins"].get(k, 0.0)) for p in per]) for k in worst)),
                 margin=float(min(worst.values())), margins=worst,
-                on_screen_motion=[x["on_screen_motion"]["value"] for x in g],
                 latent_motion=[r["motion"]["tail_motion_ratio"] for r in results],
-                recurring_seconds=[x["recurring_seconds"]["value"] for x in g],
-                pose_coverage=[x["pose_coverage"]["value"] for x in g],
-                stage_coverage=[x["stage_coverage"]["value"] for x in g],
-                stage_range=[x["stage_range"]["value"] for x in g],
-                clip_balance=[x["clip_balance"]["value"] for x in g])
+                **{name: [r["goals"][name]["value"] for r in results] for name in metrics.GOALS})
 
 
 def choose(rows):
@@ -121,10 +95,9 @@ def _fmt(values, scale=1.0, spec="{:.2f}"):
 def describe(row):
     """One line of a calibration table row, for progress output."""
     recipe = ", ".join(f"{k} {v:g}" for k, v in row["recipe"].items())
-    return (f"{recipe}: on-screen motion {_fmt(row['on_screen_motion'])}x, latent {_fmt(row['latent_motion'])}x, "
-            f"recurring {_fmt(row['recurring_seconds'], 100, '{:.0f}')}%, pose {_fmt(row['pose_coverage'])}, "
-            f"stage {_fmt(row['stage_coverage'])}, range {_fmt(row['stage_range'])}, "
-            f"balance {_fmt(row['clip_balance'])}x -> "
+    measures = [f"{goal.short} {_fmt(row[name], goal.scale, goal.spec)}{goal.suffix}"
+                for name, goal in metrics.GOALS.items() if name in row]
+    return (f"{recipe}: {', '.join(measures)}, latent motion {_fmt(row['latent_motion'])}x -> "
             + (f"misses {', '.join(row['missed'])} (short by {-row['shortfall']:.2f})" if row["missed"] else
                f"all met (margin {row['margin']:.2f})"))
 
@@ -168,7 +141,7 @@ def calibrate(model, train, fps, recipes, *, clips=None, frames=12000, rollouts=
               f"rolled out ({time.time() - clock:.0f} s); measuring"
               + (" (decoding the second halves)" if decode else ""), flush=True)
     flat = np.concatenate(generated)
-    frame_measures = report.second_half_frame_measures(flat, reference, decode) if decode else [{}] * len(flat)
+    frame_measures = metrics.second_half_frame_measures(flat, reference, decode) if decode else [{}] * len(flat)
     results = [reference.evaluate(g, **f) for g, f in zip(flat, frame_measures)]
     rows = [_row(recipe, results[i * rollouts:(i + 1) * rollouts]) for i, recipe in enumerate(recipes)]
     best = choose(rows)

@@ -213,6 +213,14 @@ def _os_error_message(e):
     return f"{verb} {e.filename}: {reason}"
 
 
+def first_line(error, limit=300):
+    """The first non-blank line of an exception's message (TensorFlow's `message` where it has
+    one), cut at `limit` characters; the exception's type name when the message is empty."""
+    text = str(getattr(error, "message", None) or error)
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    return line[:limit] or type(error).__name__
+
+
 def _io_failure_message(e):
     """TensorFlow reports a failed checkpoint or SavedModel write as an `OpError` whose message
     holds the OS reason; those become one line, every other error stays a traceback."""
@@ -222,7 +230,7 @@ def _io_failure_message(e):
     reason = next((r for r in _OS_FAILURES if r in text), None)
     if reason is None:
         return None
-    text = re.sub(r"\{\{[^}]*\}\}\s*|\s*\[Op:[^\]]*\]", "", text.strip().splitlines()[0])
+    text = re.sub(r"\{\{[^}]*\}\}\s*|\s*\[Op:[^\]]*\]", "", first_line(e, limit=None))
     path, _, why = text.rpartition("; ")
     if reason in _WRITE_FAILURES:
         return f"cannot write {path}: {why}" if path else f"cannot write: {text}"
@@ -406,6 +414,11 @@ class Progress:
             print(line, file=self.stream, flush=True)
         self.drawn = True
         self.finished = bool(end)
+
+
+def progress(total, unit="step", enabled=True, **kwargs):
+    """A `Progress` over `total` units (see there for `kwargs`), or `NoProgress` when not `enabled`."""
+    return Progress(total, unit=unit, **kwargs) if enabled else NoProgress()
 
 
 class NoProgress:

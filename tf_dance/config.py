@@ -103,8 +103,8 @@ def _rule(s):
     if s.item is not None:
         return f"must be a comma-separated list of {s.item.__name__}s"
     return " and ".join(f"must be {op} {bound}" for op, bound, on in (
-        (">" if s.low_open else ">=", s.low, s.low is not None), ("<" if s.high_open else "<=", s.high, s.high is not None))
-        if on)
+        (">" if s.low_open else ">=", s.low, s.low is not None),
+        ("<" if s.high_open else "<=", s.high, s.high is not None)) if on)
 
 
 def _valid(name, s, value):

@@ -359,7 +359,7 @@ def dancer(frames, seed=0, fps=24.0, height=data.HEIGHT, width=data.WIDTH, chann
     body, radii = _body(seed)
     caps, px_radii, x, size = _place(_capsules(params, body), radii, params, seed, fps, height,
                                      width, margin)
-    bar = cli.Progress(frames, unit="frame") if progress else cli.NoProgress()
+    bar = cli.progress(frames, unit="frame", enabled=progress)
     frames_ = render(caps, px_radii, height, width, progress=bar)[..., None]
     if channels == 3:
         frames_ = np.repeat(frames_, 3, axis=-1)
@@ -537,7 +537,7 @@ def footage(frames, clips, seed=0, fps=24.0, height=data.HEIGHT, width=data.WIDT
                              (caps, px_radii, params, moves, x, size)):
             lst.append(item)
     params = np.concatenate(all_params)
-    bar = cli.Progress(frames, unit="frame") if progress else cli.NoProgress()
+    bar = cli.progress(frames, unit="frame", enabled=progress)
     frames_ = render(np.concatenate(all_caps), np.concatenate(all_radii), height, width,
                      progress=bar)[..., None]
     if channels == 3:

@@ -44,7 +44,7 @@ def save_dataset(path, frames, fps, clips=None, clip_names=None, **extras):
     _check_frames(frames, path)
     check_fps(fps, path)
     if clips is not None:
-        extras["clips"] = _check_clips(clips, len(frames), path)
+        extras["clips"] = check_clips(clips, len(frames), path)
     if clip_names is not None:
         if clips is None:
             raise cli.UserError(f"{path}: clip_names given without clips")
@@ -74,10 +74,7 @@ def load_dataset(path, height=None, width=None, channels=None):
         raise cli.UserError(f"{path} has no 'frames' array (found: {', '.join(contents) or 'nothing'})")
     frames = contents.pop("frames")
     _check_frames(frames, path)
-    fps = np.asarray(contents.pop("fps", 0.0))
-    if fps.size != 1 or fps.dtype.kind not in "iuf":
-        raise cli.UserError(f"{path}: 'fps' must be one number, got a {fps.dtype} array of shape {fps.shape}")
-    fps = check_fps(float(fps.reshape(-1)[0]), path)
+    fps = _read_fps(contents.pop("fps", 0.0), path)
     n, h, w, c = frames.shape
     if (height and h != height) or (width and w != width):
         raise cli.UserError(
@@ -85,7 +82,7 @@ def load_dataset(path, height=None, width=None, channels=None):
             "(re-run prepare_video with --width/--height)")
     if channels and c != channels:
         raise cli.UserError(f"{path} has {c}-channel frames but {channels} are needed")
-    contents["clips"] = (_check_clips(contents["clips"], n, path) if "clips" in contents
+    contents["clips"] = (check_clips(contents["clips"], n, path) if "clips" in contents
                          else np.zeros(n, np.int32))
     if "clip_names" in contents:
         contents["clip_names"] = _check_clip_names(contents["clip_names"], contents["clips"], path)
@@ -95,16 +92,43 @@ def load_dataset(path, height=None, width=None, channels=None):
     return frames, fps, contents
 
 
-def _check_clips(clips, n, path):
-    """int32 `[n]` clip ids, or `cli.UserError` unless they run 0, 1, 2... in contiguous runs."""
+def _read_fps(fps, path):
+    fps = np.asarray(fps)
+    if fps.size != 1 or fps.dtype.kind not in "iuf":
+        raise cli.UserError(f"{path}: 'fps' must be one number, got a {fps.dtype} array of shape {fps.shape}")
+    return check_fps(float(fps.reshape(-1)[0]), path)
+
+
+def dataset_fps(path):
+    """The dataset's frame rate, checked as `load_dataset` checks it, without reading its frames."""
+    cli.require_file(path, "dataset")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            fps = npz["fps"] if "fps" in npz.files else 0.0
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
+        raise cli.UserError(f"{path} is not a readable .npz dataset ({e})") from None
+    return _read_fps(fps, path)
+
+
+def check_clips(clips, n, where="clips", numbered=True):
+    """Clip ids as int32 `[n]` (zeros for None), or `cli.UserError` (a ValueError) naming `where`.
+
+    Each clip must be one run of frames with its own id. `numbered` (the ids a dataset or a
+    latents file stores) also asks for ids 0, 1, 2... in order; without it any non-decreasing
+    ids pass (a strided or cut-out stretch of those).
+    """
+    if clips is None:
+        return np.zeros(n, np.int32)
     clips = np.asarray(clips)
     if clips.shape != (n,) or not np.issubdtype(clips.dtype, np.integer):
-        raise cli.UserError(f"{path}: 'clips' must be {n} integers (one per frame), "
+        raise cli.UserError(f"{where}: clip ids must be {n} integers (one id per frame), "
                             f"got {clips.dtype} {clips.shape}")
     steps = np.diff(clips.astype(np.int64))
-    if n and clips[0] != 0 or np.any((steps != 0) & (steps != 1)):
-        raise cli.UserError(f"{path}: 'clips' must start at 0 and go up by 1 at each cut "
+    if numbered and (n and clips[0] != 0 or np.any((steps != 0) & (steps != 1))):
+        raise cli.UserError(f"{where}: clip ids must start at 0 and go up by 1 at each cut "
                             "(each clip one contiguous run of frames)")
+    if np.any(steps < 0):
+        raise cli.UserError(f"{where}: clip ids must be non-decreasing (each clip one run of frames)")
     return clips.astype(np.int32)
 
 
@@ -137,13 +161,12 @@ def _check_music(music, names, n, path):
 
 
 def clip_bounds(clips):
-    """`[(start, end), ...]`, end exclusive: the frames of each clip, in order."""
+    """`[(start, end), ...]`, end exclusive: each run of equal clip ids (a clip's frames), in order."""
     clips = np.asarray(clips)
     if clips.size == 0:
         return []
-    cuts = np.flatnonzero(np.diff(clips)) + 1
-    starts = [0, *cuts.tolist()]
-    return list(zip(starts, [*cuts.tolist(), len(clips)]))
+    cuts = (np.flatnonzero(clips[1:] != clips[:-1]) + 1).tolist()
+    return list(zip([0, *cuts], [*cuts, len(clips)]))
 
 
 def latent_clips_path(latents_path):
@@ -169,7 +192,7 @@ def load_latent_clips(latents_path, n):
     if len(clips) != n:
         raise cli.UserError(f"{path} has {len(clips)} clip ids but {latents_path} has {n} latents: "
                             "re-run encode to write both")
-    return _check_clips(clips, n, path)
+    return check_clips(clips, n, path)
 
 
 def latent_music_path(latents_path):
@@ -252,17 +275,14 @@ def _check_frames(frames, path):
         raise cli.UserError(f"{path}: frames of {frames.shape[2]}x{frames.shape[1]} are too small")
 
 
-def to_float(frames):
-    """uint8 frames → float32 in [0, 1], the autoencoder's input."""
-    return frames.astype(np.float32) / 255.0
-
-
-def load_latents(path, dim=None):
+def load_latents(path, dim=None, dancers=False):
     """A `[N, D]` float32 vector sequence with every value finite.
 
     Accepts the encoder's `.npy` or a `.npz` holding `latents` or `vectors` (the Perlin set).
+    `dancers`: a rollout saved by generate/evaluate instead, float `[T, D]` or `[K, T, D]`,
+    read as it is (a diverged rollout is for `report.evaluate_dance` to judge, not a bad file).
     """
-    cli.require_file(path, "latents file")
+    cli.require_file(path, "generated latents file" if dancers else "latents file")
     check_fits(path)
     try:
         z = np.load(path, allow_pickle=False)
@@ -274,6 +294,11 @@ def load_latents(path, dim=None):
                 z = z[key]
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
         raise cli.UserError(f"{path} is not a readable .npy/.npz array ({e})") from None
+    if dancers:
+        if z.ndim not in (2, 3) or not np.issubdtype(z.dtype, np.floating):
+            raise cli.UserError(f"{path}: generated latents must be a float [T, D] or [K, T, D] .npy array")
+        with np.errstate(over="ignore"):
+            return z.astype(np.float32)
     if z.ndim != 2 or z.shape[0] == 0:
         raise cli.UserError(f"{path}: latents must be a non-empty [N, D] array, got shape {z.shape}")
     if dim and z.shape[1] != dim:

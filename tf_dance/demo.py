@@ -40,10 +40,10 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 from absl import app, flags
 
 from tf_dance import cli, musicality, savedmodels, sequence_training, video
+from tf_dance.data import dataset_fps
 
 FLAGS_DIR = (cli.flags_dirs() or [os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                                  "flags")])[0]
@@ -130,12 +130,6 @@ def settings():
 def _sizing(data_path, lstm_flags):
     """`sequence_training.lstm_sizing` of the dataset as it is now (a remade one is sized again)."""
     return sequence_training.lstm_sizing(data_path, lstm_flags, os.path.getmtime(data_path))
-
-
-def dataset_fps(path):
-    """The dataset's frame rate, without reading its frames (the LSTM's calibration counts seconds)."""
-    with np.load(path, allow_pickle=False) as contents:
-        return float(contents["fps"])
 
 
 def find_flagfile(name, what):
@@ -323,8 +317,8 @@ def plan(work, export_dir, s, seed):
         ("lstm", "Training the stateful LSTM on the vector sequence (paper 3.3-3.4)", "train_lstm",
          lambda o: [f"--flagfile={s['lstm_flags']}", seed, f"--latents={latents}",
                     f"--workdir={work}/lstm", f"--export_dir={export_dir}", "--export_name=dance_lstm",
-                    f"--calibrate_decoder={o['decoder']}", f"--calibrate_fps={dataset_fps(o['data']):g}", *sized(o),
-                    *music],
+                    f"--calibrate_decoder={o['decoder']}", f"--calibrate_fps={dataset_fps(o['data']):g}",
+                    *sized(o), *music],
          s["lstm_flags"], f"{work}/lstm", None),
         ("generate", f"Generating {s['frames']} frames of dance (paper 3.5)"
          + (" to a song no training heard" if music else ""), "generate",

@@ -152,8 +152,7 @@ def main(argv):
     arrays, music_report = {}, None
     if FLAGS.generated:
         decoder_dir = _decoder_dir(source.get("training_id"), f"{FLAGS.latents} (encoded by {source.get('encoder')})")
-        data.check_fits(cli.require_file(FLAGS.generated, "generated latents file"))
-        generated = report.load_generated(FLAGS.generated)
+        generated = data.load_latents(FLAGS.generated, dancers=True)
         report.check_memory(*(generated.shape if generated.ndim == 3 else (1, *generated.shape)))
         options = dict(generated=os.path.abspath(FLAGS.generated))
         if FLAGS.audio:  # the dance was made to --audio: how it keeps the beat
@@ -175,7 +174,8 @@ def main(argv):
                                           clips=clips)
         if FLAGS.progress:
             print(f"rolling out {FLAGS.frames} frames with {lstm.path} (temperature {temperature:g}, noise "
-                  f"{noise:g}{lstm.controls_text()}), primed on latents {start}..{start + FLAGS.seed_frames - 1}", flush=True)
+                  f"{noise:g}{lstm.controls_text()}), primed on latents {start}..{start + FLAGS.seed_frames - 1}",
+                  flush=True)
         seed = train[start:start + FLAGS.seed_frames]
 
         def roll(model, frames, song=None):

@@ -33,7 +33,8 @@ def define_flags():
     flags.DEFINE_string("model_dir", "saved_models", "SavedModels root holding dance_lstm/, decoder/ and encoder/ "
                         "(the latest complete LSTM, and the encoder and decoder of the autoencoder training it "
                         "learnt from).")
-    flags.DEFINE_string("lstm", None, "Sequence model (dance_lstm root or version dir); default <model_dir>/dance_lstm.")
+    flags.DEFINE_string("lstm", None,
+                        "Sequence model (dance_lstm root or version dir); default <model_dir>/dance_lstm.")
     flags.DEFINE_string("encoder", None, "Encoder (root or version dir) of the LSTM's autoencoder training; default: "
                         "that training's under <model_dir>/encoder.")
     flags.DEFINE_string("decoder", None, "Decoder (root or version dir) of the LSTM's autoencoder training; default: "

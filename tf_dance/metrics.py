@@ -45,9 +45,12 @@ between two videos never counts as motion or as a second of dance.
 Pure numpy; distances use |a|^2 + |b|^2 - 2ab in chunks, so 60,000 frames take seconds.
 """
 
+import dataclasses
 import math
 
 import numpy as np
+
+from tf_dance import data, stage
 
 _CHUNK_ELEMENTS = 1 << 23  # distance-matrix entries per chunk: 32 MB of float32
 BALANCE_SAMPLES = 3000     # clip balance: at most this many evenly spaced frames of the second half ...
@@ -100,16 +103,6 @@ def longest_run(mask):
     return int(ends[i] - starts[i]), int(starts[i])
 
 
-def clip_segments(clips):
-    """`[(start, end), ...]` (end exclusive) of each run of equal clip ids, in order."""
-    clips = np.asarray(clips)
-    if len(clips) == 0:
-        return []
-    cuts = np.flatnonzero(clips[1:] != clips[:-1]) + 1
-    edges = np.concatenate([[0], cuts, [len(clips)]])
-    return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
-
-
 def inside_clips(clips, starts, length):
     """Boolean mask of the `starts` whose `length` frames all lie in one clip."""
     clips = np.asarray(clips)
@@ -138,19 +131,6 @@ def stretch_starts(clips, length, count):
     if len(starts) == 0:
         starts = np.unique(np.linspace(0, len(clips) - length, count).astype(int))
     return starts
-
-
-def check_clips(clips, n):
-    """Clip ids as int64 `[n]` (zeros for None); ValueError unless one non-decreasing id per frame."""
-    if clips is None:
-        return np.zeros(n, np.int64)
-    clips = np.asarray(clips)
-    if clips.shape != (n,) or not np.issubdtype(clips.dtype, np.integer):
-        raise ValueError(f"clip ids must be an integer array of one id per training latent ([{n}]), "
-                         f"got {clips.dtype} {clips.shape}")
-    if n and np.any(np.diff(clips) < 0):
-        raise ValueError("clip ids must be non-decreasing (each clip one run of frames)")
-    return clips.astype(np.int64)
 
 
 def squared_distances(a, b):
@@ -288,8 +268,8 @@ class Reference:
         if not (math.isfinite(fps) and fps > 0):
             raise ValueError(f"fps must be positive, got {fps}")
         self.train, self.fps, self.seed = train, float(fps), int(seed)
-        self.clips = check_clips(clips, len(train))
-        self.segments = clip_segments(self.clips)
+        self.clips = data.check_clips(clips, len(train), numbered=False)
+        self.segments = data.clip_bounds(self.clips)
         self.window = max(2, int(round(window_seconds * fps)))
         starts = np.arange(0, len(train) - self.window + 1)
         self.window_starts = starts[inside_clips(self.clips, starts, self.window)]
@@ -564,12 +544,15 @@ class Reference:
 # Stage coverage: where the silhouette goes, from frames
 
 
-def stage_track(frames, threshold=128, min_pixels=4, trim=0.01):
+def stage_track(frames, threshold=128, min_pixels=4):
     """`[T, 2]` per frame: the foreground's horizontal centre (fraction of the width) and its
-    height (fraction of the frame's height); NaN for a frame without a silhouette.
+    height (fraction of the frame's height); NaN for a frame with fewer than `min_pixels`.
 
-    The centre is the mean column of the foreground pixels and the height spans the rows holding
-    the middle `1 - 2 trim` of them, so a few stray pixels of a blurry decoded frame move neither.
+    The foreground is the pixels at or above `threshold` (uint8 scale), so the blur of a decoded
+    frame does not widen it; its box is then `stage.measure`'s, the one the staged autoencoder
+    uses: the centre is the mean column and the height spans the rows between the
+    `stage.QUANTILE` and `1 - stage.QUANTILE` quantiles of the foreground, so a few stray pixels
+    move neither.
     """
     frames = np.asarray(frames)
     if frames.ndim == 4:
@@ -580,17 +563,10 @@ def stage_track(frames, threshold=128, min_pixels=4, trim=0.01):
     track = np.full((t, 2), np.nan, np.float64)
     for c0 in range(0, t, 1024):
         mask = frames[c0:c0 + 1024] >= threshold
-        cols = mask.sum(1, dtype=np.int64)
-        rows = mask.sum(2, dtype=np.int64)
-        total = cols.sum(1)
-        ok = total >= min_pixels
-        if not ok.any():
-            continue
-        centre = (cols[ok] @ (np.arange(w) + 0.5)) / total[ok] / w
-        cum = np.cumsum(rows[ok], axis=1) / total[ok, None]
-        top = np.argmax(cum > trim, axis=1)
-        bottom = np.argmax(cum >= 1.0 - trim, axis=1)
-        track[c0:c0 + 1024][ok] = np.stack([centre, (bottom - top + 1) / h], axis=1)
+        ok = mask.sum(axis=(1, 2)) >= min_pixels
+        if ok.any():
+            box = np.asarray(stage.measure(mask[ok][..., None].astype(np.float32)), np.float64)
+            track[c0:c0 + 1024][ok] = np.stack([box[:, 0] + 0.5 / w, box[:, 2]], axis=1)  # pixel centres
     return track
 
 
@@ -622,7 +598,7 @@ class Stage:
         data_track = np.asarray(data_track, np.float64)
         if data_track.ndim != 2 or data_track.shape[1] != 2:
             raise ValueError(f"a stage track is [N, 2], got shape {data_track.shape}")
-        self.clips = check_clips(clips, len(data_track))
+        self.clips = data.check_clips(clips, len(data_track), numbered=False)
         valid = np.all(np.isfinite(data_track), axis=1)
         if valid.sum() < 2:
             raise ValueError("the data's frames show no silhouette: nothing to measure the stage on")
@@ -723,7 +699,68 @@ def _finite(value):
 
 
 # ---------------------------------------------------------------------------------------------
-# Goals and verdicts
+# Frame measures: what only decoded frames of the second half show
+
+SCREEN_FRAMES = 480      # on-screen motion: decoded frames in all (20 s at 24 fps)
+SCREEN_BLOCKS = 10       # ... in this many stretches spread over the second half
+STAGE_SAMPLES = 1500     # stage coverage: at most this many decoded frames of a rollout's second half ...
+STAGE_DATA_SAMPLES = 3000  # ... and of the data, both at the same stride
+
+
+def screen_motion(frames):
+    """Mean absolute pixel change per frame: the motion a viewer sees, whatever the latents do."""
+    frames = np.asarray(frames, np.float32)
+    return float(np.mean(np.abs(np.diff(frames, axis=0)))) if len(frames) > 1 else 0.0
+
+
+def data_stretches(reference, length, count):
+    """Starts and length of up to `count` data stretches inside clips, as long as asked where clips allow."""
+    longest = max(b - a for a, b in reference.segments)
+    length = max(1, min(length, longest))
+    return excerpt_starts(reference.clips, length, count), length
+
+
+def second_half_frame_measures(generated, reference, decode):
+    """`[dict(stage=..., screen=...)]` per dancer `[K, T, D]`: what only decoded frames of the second half
+    show, as `Reference.evaluate` takes them.
+
+    decode: latents `[n, D]` -> uint8 frames `[n, H, W, C]`.
+
+    Stage coverage compares the silhouette's place and size in decoded frames at one stride for
+    the rollout and the data (decoded too, so the decoder's blur is on both sides); on-screen
+    motion averages SCREEN_BLOCKS stretches spread over the second half against as many data
+    stretches, each inside one clip.
+    """
+    train, total = reference.train, generated.shape[1]
+    half = max(2, total - total // 2)
+    stride = max(1, math.ceil(half / STAGE_SAMPLES), math.ceil(len(train) / STAGE_DATA_SAMPLES))
+    try:
+        stage = Stage(stage_track(decode(train[::stride])), clips=reference.clips[::stride])
+    except ValueError as e:
+        stage = str(e)
+    block = max(2, min(half, SCREEN_FRAMES // SCREEN_BLOCKS))
+    starts, length = data_stretches(reference, block, SCREEN_BLOCKS)
+    data_screen = float(np.mean([screen_motion(decode(train[s:s + length])) for s in starts]))
+    out = []
+    for g in generated:
+        second = g[len(g) - half:]
+        if isinstance(stage, str):
+            report = dict(stage_coverage=None, missing=stage)
+        else:
+            report = stage.report(stage_track(decode(second[::stride])))
+            report["stride"] = int(stride)
+        at = np.unique(np.linspace(0, len(second) - block, SCREEN_BLOCKS).round().astype(int))
+        screen = float(np.mean([screen_motion(decode(second[s:s + block])) for s in at]))
+        out.append(dict(stage=report, screen=dict(
+            frames=int(len(at) * block), stretches=int(len(at)), stretch_frames=int(block), screen_motion=screen,
+            data_screen_motion=data_screen, screen_motion_ratio=screen / data_screen if data_screen > 0 else None)))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Goals and verdicts: each declared once, in `GOALS` and `VERDICTS`; the report, the calibration, the
+# bench and the demo read them from there. A new goal is one measure (in `second_half_report` or the
+# frame measures) plus one `Goal`.
 
 FREEZE_GOAL_SECONDS = 1.0
 SCREEN_MOTION_GOAL = (0.5, 2.0)
@@ -736,100 +773,227 @@ STAGE_COVERAGE_GOAL = 0.8
 STAGE_RANGE_GOAL = 0.85     # 5th-95th percentile span of the centre and the height: at least this times the data's
 CLIP_BALANCE_GOAL = (0.5, 2.0)  # every clip's share of the frames: within these multiples of its share of the data
 OUT_OF_PICTURE = 0.01       # frames without a dancer, beyond the data's own share, that a verdict tolerates
+STILL_ON_SCREEN = 0.25      # decoded frames that change less than this fraction of the data's are no dance
 
 
-def goals(result):
-    """Pass/fail of the second half against the goal table: None where a measure is missing."""
-    h = result["second_half"]
-    f, c, rep = h["freeze"], h["coverage"], h["repetition"]
+def ratio_margin(ratio, lo, hi):
+    """1 at the geometric middle of [lo, hi], 0 at either end, negative outside."""
+    if ratio is None:
+        return None
+    if ratio <= 0:
+        return -1.0
+    half = math.log(hi / lo) / 2
+    return 1.0 - abs(math.log(ratio / math.sqrt(lo * hi))) / half
+
+
+def _at_least(goal):
+    """Margin of a ratio that must reach `goal`: 1 at the data's own (1 or more), 0 at `goal`."""
+    return lambda g: None if g["value"] is None else min(1.0, (g["value"] - goal) / (1.0 - goal))
+
+
+@dataclasses.dataclass(frozen=True)
+class Goal:
+    """A goal on a rollout's second half. `judge(second_half)` gives its value, the data's, whether it is met
+    (None: not measured) and the target in words; `margin(judged)` how far inside its limit the value stays
+    (1 ideal, 0 at the limit, < 0 missed; None: not measured), which the calibration ranks recipes by."""
+    unit: str  # of the value: "s", "x data" or "share"
+    label: str  # the value in tables and figure names (bench), with the unit it is shown in
+    short: str  # the value in the calibration's progress lines
+    judge: object
+    margin: object
+    scale: float = 1.0  # the value shown in `label`'s unit: value x scale
+    spec: str = "{:.2f}"  # how `short` shows it, and after it, the unit
+    suffix: str = ""
+    show_data: bool = False  # tables show the data's own value beside (a goal relative to the data's)
+
+
+def _freeze(h):
+    f = h["freeze"]
     still, data_still = f["longest_still_seconds"], f["data_longest_still_seconds"]
+    return dict(value=still, data=data_still, passed=bool(still < FREEZE_GOAL_SECONDS or still <= data_still),
+                target=f"longest still stretch < {FREEZE_GOAL_SECONDS:g} s (or no longer than the data's own)")
+
+
+def _on_screen(h):
     screen = (h.get("screen") or {}).get("screen_motion_ratio")
+    lo, hi = SCREEN_MOTION_GOAL
+    return dict(value=screen, data=None if screen is None else 1.0,
+                passed=None if screen is None else bool(lo <= screen <= hi),
+                target=f"decoded frames change {lo:g}-{hi:g}x as much per frame as the data's")
+
+
+def _recurring(h):
+    rep = h["repetition"]
     share, data_share = rep["repeat_share"], rep["data_repeat_share"]
     allowed = min(REPEAT_GOAL, max(REPEAT_GOAL_RATIO * (data_share or 0.0), REPEAT_GOAL_FLOOR))
     allowed = max(allowed, 2.0 / max(rep["windows_per_block"], 1))
-    stage = (h.get("stage") or {}).get("stage_coverage")
-    span = (h.get("stage") or {}).get("stage_range")
-    balance = h["balance"]
-    b_lo, b_hi = CLIP_BALANCE_GOAL
-    lo, hi = SCREEN_MOTION_GOAL
-    return dict(
-        freeze=dict(value=still, data=data_still, unit="s",
-                    passed=bool(still < FREEZE_GOAL_SECONDS or still <= data_still),
-                    target=f"longest still stretch < {FREEZE_GOAL_SECONDS:g} s (or no longer than the data's own)"),
-        on_screen_motion=dict(value=screen, data=None if screen is None else 1.0, unit="x data",
-                              passed=None if screen is None else bool(lo <= screen <= hi),
-                              target=f"decoded frames change {lo:g}-{hi:g}x as much per frame as the data's"),
-        recurring_seconds=dict(value=share, data=data_share, unit="share", limit=allowed,
-                               passed=None if share is None else bool(share <= allowed),
-                               target=f"<= {REPEAT_GOAL_RATIO:g}x the data's share and <= {REPEAT_GOAL:.0%}"
-                                      + ("" if share is None else f": here <= {allowed:.1%}")),
-        pose_coverage=dict(value=c["coverage_ratio"], data=1.0, unit="x data",
-                           passed=bool(c["coverage_ratio"] >= POSE_COVERAGE_GOAL),
-                           target=f">= {POSE_COVERAGE_GOAL:g}x the pose clusters an equally long data stretch visits"),
-        stage_coverage=dict(value=stage, data=None if stage is None else 1.0, unit="x data",
-                            passed=None if stage is None else bool(stage >= STAGE_COVERAGE_GOAL),
-                            target=f">= {STAGE_COVERAGE_GOAL:g}x the stage positions and sizes an equally long data "
-                                   "stretch visits"),
-        stage_range=dict(value=span, data=None if span is None else 1.0, unit="x data",
-                         passed=None if span is None else bool(span >= STAGE_RANGE_GOAL),
-                         target=f">= {STAGE_RANGE_GOAL:g}x the 5th-95th percentile span of the dancer's horizontal "
-                                "centre and of its height in an equally long data stretch"),
-        clip_balance=dict(value=balance["worst_share_ratio"], data=1.0, unit="x data",
-                          passed=all(b_lo <= r <= b_hi for r in balance["share_ratios"]),
-                          target=f"every clip's share of the frames (by nearest training frame) {b_lo:g}-{b_hi:g}x "
-                                 "its share of the data"))
+    return dict(value=share, data=data_share, limit=allowed, passed=None if share is None else bool(share <= allowed),
+                target=f"<= {REPEAT_GOAL_RATIO:g}x the data's share and <= {REPEAT_GOAL:.0%}"
+                       + ("" if share is None else f": here <= {allowed:.1%}"))
+
+
+def _pose(h):
+    ratio = h["coverage"]["coverage_ratio"]
+    return dict(value=ratio, data=1.0, passed=bool(ratio >= POSE_COVERAGE_GOAL),
+                target=f">= {POSE_COVERAGE_GOAL:g}x the pose clusters an equally long data stretch visits")
+
+
+def _stage_measure(h, name, goal, target):
+    value = (h.get("stage") or {}).get(name)
+    return dict(value=value, data=None if value is None else 1.0,
+                passed=None if value is None else bool(value >= goal), target=target)
+
+
+def _balance(h):
+    b = h["balance"]
+    lo, hi = CLIP_BALANCE_GOAL
+    return dict(value=b["worst_share_ratio"], data=1.0, passed=all(lo <= r <= hi for r in b["share_ratios"]),
+                target=f"every clip's share of the frames (by nearest training frame) {lo:g}-{hi:g}x its share "
+                       "of the data")
+
+
+GOALS = {
+    "freeze": Goal("s", "longest freeze (s)", "freeze", _freeze, spec="{:.1f}", suffix=" s",
+                   margin=lambda g: 1.0 - g["value"] / max(FREEZE_GOAL_SECONDS, g["data"])),
+    "on_screen_motion": Goal("x data", "on-screen motion / data", "on-screen motion", _on_screen, suffix="x",
+                             margin=lambda g: ratio_margin(g["value"], *SCREEN_MOTION_GOAL)),
+    "recurring_seconds": Goal("share", "recurring seconds (%)", "recurring", _recurring, scale=100, spec="{:.0f}",
+                              suffix="%", show_data=True,
+                              margin=lambda g: None if g["value"] is None else 1.0 - g["value"] / g["limit"]),
+    "pose_coverage": Goal("x data", "pose coverage / data", "pose", _pose, margin=_at_least(POSE_COVERAGE_GOAL)),
+    "stage_coverage": Goal(
+        "x data", "stage coverage / data", "stage", margin=_at_least(STAGE_COVERAGE_GOAL),
+        judge=lambda h: _stage_measure(h, "stage_coverage", STAGE_COVERAGE_GOAL,
+                                       f">= {STAGE_COVERAGE_GOAL:g}x the stage positions and sizes an equally long "
+                                       "data stretch visits")),
+    "stage_range": Goal(
+        "x data", "stage range / data", "range", margin=_at_least(STAGE_RANGE_GOAL),
+        judge=lambda h: _stage_measure(h, "stage_range", STAGE_RANGE_GOAL,
+                                       f">= {STAGE_RANGE_GOAL:g}x the 5th-95th percentile span of the dancer's "
+                                       "horizontal centre and of its height in an equally long data stretch")),
+    "clip_balance": Goal("x data", "clip balance (worst clip's share / data's)", "balance", _balance, suffix="x",
+                         margin=lambda g: ratio_margin(g["value"], *CLIP_BALANCE_GOAL)),
+}
+
+
+def goals(result):
+    """Pass/fail of the second half against `GOALS`: None where a measure is missing."""
+    out = {}
+    for name, goal in GOALS.items():
+        judged = goal.judge(result["second_half"])
+        out[name] = dict(value=judged.pop("value"), data=judged.pop("data"), unit=goal.unit, **judged)
+    return out
 
 
 SLUGGISH, HECTIC = 0.5, 2.0  # verdicts: latent motion of the last frames below / above these ratios to the data's
+NARROW = 0.5                # ... narrow below this ratio of the pose clusters an equally long excerpt visits
 IN_DISTRIBUTION = 0.9       # ... off_distribution below this share of frames near a pose cluster
 COPYING = 0.5               # ... copying at this share of near-copied one-second windows
+REPETITIVE = 0.5            # ... repetitive at this share of recurring one-second windows (and twice the data's)
 
 
-def verdicts(result, sluggish=SLUGGISH, hectic=HECTIC, narrow=0.5, off=IN_DISTRIBUTION, copying=COPYING,
-             repetitive=0.5):
-    """Yes/no answers with the rule that produced each (thresholds are ratios to the data)."""
-    m, f, c, n = result["motion"], result["freeze"], result["coverage"], result["novelty"]
-    share = n.get("copy_share")
-    rep = result.get("repetition", {})
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    """A yes/no question about a whole rollout: `judge(result)` gives (answer, the rule in words), or None where
+    it cannot be asked. `restates`: the goal it says again in other words (the calibration counts those once)."""
+    judge: object
+    restates: str = None
+
+
+def _frozen(r):
+    f = r["freeze"]
+    return f["frozen"], (f"longest still stretch > {f['freeze_seconds']:.2f} s (twice the data's longest, at least "
+                         "the minimum)")
+
+
+def _tail_motion(r, slow):
+    m = r["motion"]
+    ratio = m["tail_motion_ratio"]
+    return (bool(ratio < SLUGGISH) if slow else bool(ratio > HECTIC),
+            f"motion of the last {m['tail_frames']} frames {'<' if slow else '>'} {SLUGGISH if slow else HECTIC}x "
+            "the data's")
+
+
+def _repetitive(r):
+    rep = r.get("repetition", {})
     repeat, data_repeat = rep.get("repeat_share"), rep.get("data_repeat_share") or 0.0
-    out = dict(
-        frozen=f["frozen"],
-        sluggish=bool(m["tail_motion_ratio"] < sluggish),
-        hectic=bool(m["tail_motion_ratio"] > hectic),
-        narrow=bool(c["coverage_ratio"] < narrow),
-        off_distribution=bool(c["in_distribution_share"] < off),
-        copying=bool(share is not None and share >= copying),
-        repetitive=bool(repeat is not None and repeat >= max(repetitive, 2 * data_repeat)))
-    rules = dict(
-        frozen=f"longest still stretch > {f['freeze_seconds']:.2f} s (twice the data's longest, at least the minimum)",
-        sluggish=f"motion of the last {m['tail_frames']} frames < {sluggish}x the data's",
-        hectic=f"motion of the last {m['tail_frames']} frames > {hectic}x the data's",
-        narrow=f"visits < {narrow}x the pose clusters an equally long data excerpt visits",
-        off_distribution=f"< {off:.0%} of frames within the data's 99th-percentile distance of a pose cluster",
-        copying=f">= {copying:.0%} of one-second windows are near-copies of training windows",
-        repetitive=f">= {repetitive:.0%} of one-second windows (and twice the data's share) recur as "
-                   "near-copies elsewhere in the dance")
-    g = result.get("goals")
+    return (bool(repeat is not None and repeat >= max(REPETITIVE, 2 * data_repeat)),
+            f">= {REPETITIVE:.0%} of one-second windows (and twice the data's share) recur as near-copies elsewhere "
+            "in the dance")
+
+
+def _looping(r):
+    g = r.get("goals")
     if g:
-        out["looping"] = g["recurring_seconds"]["passed"] is False
-        rules["looping"] = ("second half: recurring one-second windows miss the goal "
-                            f"({g['recurring_seconds']['target']})")
-        out["narrow_second_half"] = not g["pose_coverage"]["passed"]
-        rules["narrow_second_half"] = f"second half: visits < {POSE_COVERAGE_GOAL:g}x the pose clusters an equally " \
-                                      "long data stretch visits"
-        stage = result["second_half"].get("stage")
-        if stage and stage["stage_coverage"] is not None:
-            low = stage["data_stage_coverage_p10"]
-            limit = STAGE_COVERAGE_GOAL if low is None else min(STAGE_COVERAGE_GOAL, low)
-            out["stuck_in_place"] = bool(stage["stage_coverage"] < limit)
-            rules["stuck_in_place"] = (f"second half: visits < {limit:.2g}x the stage positions (or silhouette sizes) "
-                                       f"an equally long data stretch visits ({STAGE_COVERAGE_GOAL:g}x, or less where "
-                                       "a tenth of the data's own stretches visit less)")
-        if stage and stage.get("empty_share") is not None:
-            allowed = stage.get("data_empty_share", 0.0) + OUT_OF_PICTURE
-            out["out_of_picture"] = bool(stage["empty_share"] > allowed)
-            rules["out_of_picture"] = (f"second half: > {allowed:.1%} of the decoded frames show no dancer (the "
-                                       f"data's share + {OUT_OF_PICTURE:.0%}): the dancer walked out of the picture")
+        return (g["recurring_seconds"]["passed"] is False,
+                f"second half: recurring one-second windows miss the goal ({g['recurring_seconds']['target']})")
+
+
+def _narrow_second_half(r):
+    if r.get("goals"):
+        return (not r["goals"]["pose_coverage"]["passed"],
+                f"second half: visits < {POSE_COVERAGE_GOAL:g}x the pose clusters an equally long data stretch visits")
+
+
+def _stuck_in_place(r):
+    stage = r["second_half"].get("stage") if r.get("goals") else None
+    if stage and stage["stage_coverage"] is not None:
+        low = stage["data_stage_coverage_p10"]
+        limit = STAGE_COVERAGE_GOAL if low is None else min(STAGE_COVERAGE_GOAL, low)
+        return (bool(stage["stage_coverage"] < limit),
+                f"second half: visits < {limit:.2g}x the stage positions (or silhouette sizes) an equally long data "
+                f"stretch visits ({STAGE_COVERAGE_GOAL:g}x, or less where a tenth of the data's own stretches visit "
+                "less)")
+
+
+def _out_of_picture(r):
+    stage = r["second_half"].get("stage") if r.get("goals") else None
+    if stage and stage.get("empty_share") is not None:
+        allowed = stage.get("data_empty_share", 0.0) + OUT_OF_PICTURE
+        return (bool(stage["empty_share"] > allowed),
+                f"second half: > {allowed:.1%} of the decoded frames show no dancer (the data's share + "
+                f"{OUT_OF_PICTURE:.0%}): the dancer walked out of the picture")
+
+
+def _still_on_screen(r):
+    screen = r.get("second_half", {}).get("screen")
+    if screen:
+        ratio = screen["screen_motion_ratio"]
+        return (bool(ratio is not None and ratio < STILL_ON_SCREEN),
+                f"second half: decoded frames ({screen['stretches']} stretches of {screen['stretch_frames']}) change "
+                f"< {STILL_ON_SCREEN}x as much per frame as decoded data does (latent jitter the decoder ignores is "
+                "no dance)")
+
+
+VERDICTS = {
+    "frozen": Verdict(_frozen),
+    "sluggish": Verdict(lambda r: _tail_motion(r, slow=True)),
+    "hectic": Verdict(lambda r: _tail_motion(r, slow=False)),
+    "narrow": Verdict(lambda r: (bool(r["coverage"]["coverage_ratio"] < NARROW),
+                                 f"visits < {NARROW}x the pose clusters an equally long data excerpt visits")),
+    "off_distribution": Verdict(lambda r: (
+        bool(r["coverage"]["in_distribution_share"] < IN_DISTRIBUTION),
+        f"< {IN_DISTRIBUTION:.0%} of frames within the data's 99th-percentile distance of a pose cluster")),
+    "copying": Verdict(lambda r: (
+        bool(r["novelty"].get("copy_share") is not None and r["novelty"]["copy_share"] >= COPYING),
+        f">= {COPYING:.0%} of one-second windows are near-copies of training windows")),
+    "repetitive": Verdict(_repetitive),
+    "looping": Verdict(_looping, restates="recurring_seconds"),
+    "narrow_second_half": Verdict(_narrow_second_half, restates="pose_coverage"),
+    "stuck_in_place": Verdict(_stuck_in_place, restates="stage_coverage"),
+    "out_of_picture": Verdict(_out_of_picture),
+    "still_on_screen": Verdict(_still_on_screen, restates="on_screen_motion"),
+}
+
+
+def verdicts(result):
+    """Yes/no answers (`VERDICTS` that can be asked of `result`) with the rule that produced each under "rules"
+    (thresholds are ratios to the data)."""
+    out, rules = {}, {}
+    for name, verdict in VERDICTS.items():
+        judged = verdict.judge(result)
+        if judged is not None:
+            out[name], rules[name] = judged
     out["rules"] = rules
     return out
 
@@ -851,16 +1015,6 @@ def to_json(value):
 
 # ---------------------------------------------------------------------------------------------
 # The autoencoder's evaluation (scipy is not a dependency)
-
-def frame_iou(a, b, threshold=0.5):
-    """Per-frame foreground IoU of two [N, H, W, C] arrays in [0, 1]; empty-vs-empty counts as 1."""
-    a = np.asarray(a) >= threshold
-    b = np.asarray(b) >= threshold
-    axes = tuple(range(1, a.ndim))
-    inter = np.logical_and(a, b).sum(axis=axes)
-    union = np.logical_or(a, b).sum(axis=axes)
-    return np.where(union > 0, inter / np.maximum(union, 1), 1.0)
-
 
 def _ranks(x):
     """Average ranks (ties share the mean rank), 0-based."""
@@ -913,9 +1067,9 @@ def kinematic_beats(sequence, fps, clips=None, smooth_s=0.04):
     `smooth_s` seconds; minima are never taken across a cut between clips.
     """
     s = speed(sequence)
-    clips = check_clips(clips, len(s) + 1)
+    clips = data.check_clips(clips, len(s) + 1, numbered=False)
     beats = []
-    for start, end in clip_segments(clips):
+    for start, end in data.clip_bounds(clips):
         if end - start < 4:
             continue
         v = _smooth(s[start:end - 1], max(0.5, smooth_s * fps))

@@ -9,35 +9,22 @@ with PIL. The whole directory is written atomically.
 """
 
 import json
-import math
 import os
 import time
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
-from tf_dance import cli, data, metrics
+from tf_dance import cli, data, metrics, video
 
 STRIP_FRAMES = 128       # Figure 2 / 7 strips: every 4th of 128 frames = 32 tiles
 AVERAGE_FRAMES = 2000    # Figure 5 averages at most this many evenly spaced decoded frames
-SCREEN_FRAMES = 480      # on-screen motion: the last 20 s at 24 fps, decoded
-SCREEN_BLOCKS = 10       # second half: on-screen motion of this many stretches spread over it, SCREEN_FRAMES in all
-STAGE_SAMPLES = 1500     # stage coverage: at most this many decoded frames of a rollout's second half ...
-STAGE_DATA_SAMPLES = 3000  # ... and of the data, both at the same stride
-STILL_ON_SCREEN = 0.25   # verdict: decoded frames change less than this fraction of the data's
 COLOURS = [(220, 60, 40), (40, 110, 220), (30, 160, 80), (200, 140, 0), (150, 60, 200), (0, 160, 170)]
 DATA_COLOUR = (120, 120, 120)
 
 
 # ---------------------------------------------------------------------------------------------
 # Plots with PIL
-
-
-def _font(size=12):
-    try:
-        return ImageFont.load_default(size=size)
-    except (TypeError, OSError):
-        return ImageFont.load_default()
 
 
 def _ticks(lo, hi, n=5):
@@ -64,9 +51,9 @@ class Plot:
         self.box = (76, 30, size[0] - 16, size[1] - 44)
         self.xlim, self.ylim = xlim, (ylim[0], ylim[1] if ylim[1] > ylim[0] else ylim[0] + 1.0)
         self.legend = []
-        font = _font(12)
+        font = video.font(12)
         x0, y0, x1, y1 = self.box
-        self.draw.text((x0, 8), title, fill="black", font=_font(14))
+        self.draw.text((x0, 8), title, fill="black", font=video.font(14))
         self.draw.text(((x0 + x1) // 2, y1 + 26), xlabel, fill="black", font=font, anchor="mt")
         label = Image.new("RGB", (y1 - y0, 16), "white")
         ImageDraw.Draw(label).text(((y1 - y0) // 2, 8), ylabel, fill="black", font=font, anchor="mm")
@@ -122,7 +109,7 @@ class Plot:
         self.legend.append((label, colour))
 
     def save(self, path):
-        font = _font(12)
+        font = video.font(12)
         x, y = self.box[2] - 8, self.box[1] + 6
         for label, colour in self.legend:
             self.draw.rectangle([x - 12, y + 2, x - 2, y + 10], fill=colour)
@@ -194,7 +181,7 @@ def _labelled(panels, labels, scale=3):
     draw = ImageDraw.Draw(canvas)
     for i, (tile, label) in enumerate(zip(tiles, labels)):
         canvas.paste(Image.fromarray(tile), (8 + i * (w + 8), 4))
-        draw.text((8 + i * (w + 8) + w // 2, h + 10), label, fill="black", font=_font(12), anchor="mt")
+        draw.text((8 + i * (w + 8) + w // 2, h + 10), label, fill="black", font=video.font(12), anchor="mt")
     return canvas
 
 
@@ -202,12 +189,6 @@ def crispness(frames):
     """Mean |2p - 1| over pixels in [0, 1]: 1 for black-and-white silhouettes, 0 for flat gray blur."""
     f = np.asarray(frames, np.float32) / 255.0
     return float(np.mean(np.abs(2.0 * f - 1.0)))
-
-
-def screen_motion(frames):
-    """Mean absolute pixel change per frame: the motion a viewer sees, whatever the latents do."""
-    frames = np.asarray(frames, np.float32)
-    return float(np.mean(np.abs(np.diff(frames, axis=0)))) if len(frames) > 1 else 0.0
 
 
 def _mean_frame(frames, chunk=4096):
@@ -234,18 +215,6 @@ def check_memory(dancers, frames, dim):
     """Refuses, before it is rolled out, a dance too long to measure in the memory available."""
     data.require_memory(dancers * frames * (MEASURE_FACTOR * 4 * dim + MEASURE_OVERHEAD),
                         f"measuring {dancers} x {frames} frames of {dim}-d latents", "lower --frames")
-
-
-def load_generated(path):
-    """A rollout saved by generate/evaluate: `.npy` float `[T, D]` or `[K, T, D]`."""
-    cli.require_file(path, "generated latents file")
-    try:
-        z = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as e:
-        raise cli.UserError(f"{path} is not a readable .npy array ({e})") from None
-    if not isinstance(z, np.ndarray) or z.ndim not in (2, 3) or not np.issubdtype(z.dtype, np.floating):
-        raise cli.UserError(f"{path}: generated latents must be a float [T, D] or [K, T, D] .npy array")
-    return z.astype(np.float32)
 
 
 def evaluate_dance(generated, train, fps, out_dir, *, decoder_dir=None, data_frames=None, options=None,
@@ -291,7 +260,7 @@ def evaluate_dance(generated, train, fps, out_dir, *, decoder_dir=None, data_fra
     decoded = [{} for _ in generated]
     if decode:
         say(2, "decoding the second half for stage coverage and on-screen motion")
-        decoded = second_half_frame_measures(generated, reference, decode)
+        decoded = metrics.second_half_frame_measures(generated, reference, decode)
     say(2 + bool(decode), f"measuring {cli.plural(len(generated), 'dance')} of {generated.shape[1]} frames")
     try:
         results = [reference.evaluate(g, **d) for g, d in zip(generated, decoded)]
@@ -323,11 +292,6 @@ def evaluate_dance(generated, train, fps, out_dir, *, decoder_dir=None, data_fra
         if decoder_dir:
             say(steps - 1, f"decoding frames for the figures with {decoder_dir}")
             report["pictures"] = _pictures(tmp, figures, generated, reference, decoder_dir, data_frames)
-            ratio = report["pictures"]["screen_motion_ratio"]
-            report["verdicts"]["still_on_screen"] = bool(ratio is not None and ratio < STILL_ON_SCREEN)
-            report["verdict_rules"]["still_on_screen"] = (
-                f"decoded frames of the last {report['pictures']['screen_frames']} change < {STILL_ON_SCREEN}x "
-                "as much per frame as decoded data does (latent jitter the decoder ignores is no dance)")
         say(steps, f"writing {out_dir}")
         report["figures"] = figures
         report = metrics.to_json(report)
@@ -351,58 +315,13 @@ def combined_goals(per_dancer):
     return out
 
 
-def _data_stretches(reference, length, count):
-    """Starts and length of up to `count` data stretches inside clips, as long as asked where clips allow."""
-    longest = max(b - a for a, b in reference.segments)
-    length = max(1, min(length, longest))
-    return metrics.excerpt_starts(reference.clips, length, count), length
-
-
 def _saved_decoder(decoder_dir):
     from tf_dance import savedmodels
     return lambda latents: savedmodels.decode_latents(decoder_dir, latents)
 
 
-def second_half_frame_measures(generated, reference, decode):
-    """`[dict(stage=..., screen=...)]` per dancer: what only decoded frames of the second half show.
-
-    decode: latents `[n, D]` -> uint8 frames `[n, H, W, C]`.
-
-    Stage coverage compares the silhouette's place and size in decoded frames at one stride for
-    the rollout and the data (decoded too, so the decoder's blur is on both sides); on-screen
-    motion averages SCREEN_BLOCKS stretches spread over the second half against as many data
-    stretches, each inside one clip.
-    """
-    train, total = reference.train, generated.shape[1]
-    half = max(2, total - total // 2)
-    stride = max(1, math.ceil(half / STAGE_SAMPLES), math.ceil(len(train) / STAGE_DATA_SAMPLES))
-    try:
-        stage = metrics.Stage(metrics.stage_track(decode(train[::stride])), clips=reference.clips[::stride])
-    except ValueError as e:
-        stage = str(e)
-    block = max(2, min(half, SCREEN_FRAMES // SCREEN_BLOCKS))
-    starts, length = _data_stretches(reference, block, SCREEN_BLOCKS)
-    data_screen = float(np.mean([screen_motion(decode(train[s:s + length]))
-                                 for s in starts]))
-    out = []
-    for g in generated:
-        second = g[len(g) - half:]
-        if isinstance(stage, str):
-            report = dict(stage_coverage=None, missing=stage)
-        else:
-            report = stage.report(metrics.stage_track(decode(second[::stride])))
-            report["stride"] = int(stride)
-        at = np.unique(np.linspace(0, len(second) - block, SCREEN_BLOCKS).round().astype(int))
-        screen = float(np.mean([screen_motion(decode(second[s:s + block]))
-                                for s in at]))
-        out.append(dict(stage=report, screen=dict(
-            frames=int(len(at) * block), stretches=int(len(at)), stretch_frames=int(block), screen_motion=screen,
-            data_screen_motion=data_screen, screen_motion_ratio=screen / data_screen if data_screen > 0 else None)))
-    return out
-
-
 def _pictures(tmp, figures, generated, reference, decoder_dir, data_frames):
-    from tf_dance import savedmodels, video
+    from tf_dance import savedmodels
     train = reference.train
     first = generated[0]
     strip = savedmodels.decode_latents(decoder_dir, first[:STRIP_FRAMES])
@@ -430,10 +349,10 @@ def _pictures(tmp, figures, generated, reference, decoder_dir, data_frames):
     _labelled(panels, labels).save(os.path.join(tmp, "figure5_average.png"), format="PNG")
     figures["average"] = "figure5_average.png"
     gen_crisp, data_crisp = crispness(sample), crispness(data_sample)
-    n = min(len(first), len(train), SCREEN_FRAMES)
-    starts, length = _data_stretches(reference, n, 4)
-    screen = screen_motion(savedmodels.decode_latents(decoder_dir, first[len(first) - n:]))
-    data_screen = float(np.mean([screen_motion(savedmodels.decode_latents(decoder_dir, train[s:s + length]))
+    n = min(len(first), len(train), metrics.SCREEN_FRAMES)
+    starts, length = metrics.data_stretches(reference, n, 4)
+    screen = metrics.screen_motion(savedmodels.decode_latents(decoder_dir, first[len(first) - n:]))
+    data_screen = float(np.mean([metrics.screen_motion(savedmodels.decode_latents(decoder_dir, train[s:s + length]))
                                  for s in starts]))
     return dict(crispness=gen_crisp, data_crispness=data_crisp,
                 crispness_ratio=gen_crisp / data_crisp if data_crisp > 0 else None,
@@ -506,7 +425,8 @@ def markdown(report):
     d, dancers, figs = report["data"], report["dancers"], report["figures"]
     yes = lambda v: "**yes**" if v else "no"
     out = ["# Dance evaluation\n\n",
-           f"{cli.plural(len(dancers), 'generated dance')} of {dancers[0]['frames']} frames ({dancers[0]['seconds']:.1f} s) "
+           f"{cli.plural(len(dancers), 'generated dance')} of {dancers[0]['frames']} frames "
+           f"({dancers[0]['seconds']:.1f} s) "
            f"measured against {d['frames']} training latents ({d['dim']}-d, {d['fps']:g} fps"
            f"{', %d clips' % d['clips'] if d.get('clips', 1) > 1 else ''}).\n\n",
            "## Verdicts\n\n| question | answer | rule |\n| --- | --- | --- |\n"]
@@ -555,8 +475,8 @@ longest still stretch.
 real movement, yet a pose held with a little jitter in every dimension still counts (per-frame motion would
 add that jitter up over all dimensions). The data never holds still for more than
 {d['longest_still_seconds']:.2f} s, so a rollout that holds still for more than
-{d['freeze_seconds']:.2f} s (twice that, and at least {d['min_freeze_seconds']:g} s) is called frozen: the paper's LSTM that "settled on
-one pose and stayed frozen there forever".
+{d['freeze_seconds']:.2f} s (twice that, and at least {d['min_freeze_seconds']:g} s) is called frozen: the paper's
+LSTM that "settled on one pose and stayed frozen there forever".
 """)
     if "last_frames" in figs:
         out.append(f"\nThe last frames of the rollout (every 4th): a frozen dance shows one pose repeated.\n\n"
@@ -603,8 +523,8 @@ mean latent, relative to the data's: near 0 is the blurry average of Figure 5.
 data ({d['bank_windows']} windows; {d['window_frames']} frames each, compared on the top principal
 components of the latents). The data itself comes back to a similar second of dance at a median distance
 of {d['window_distance_median']:.3g} (held-out windows against the rest of the data). A generated window
-closer than {d['copy_fraction']:g} x that ({d['copy_threshold']:.3g}) is a near-copy of the training data: a dance that is
-mostly near-copies replays what it memorised (in the data only {d['copy_share']:.0%} of windows are that
+closer than {d['copy_fraction']:g} x that ({d['copy_threshold']:.3g}) is a near-copy of the training data: a dance
+that is mostly near-copies replays what it memorised (in the data only {d['copy_share']:.0%} of windows are that
 close to another part of it).
 
 ![novelty]({figs['novelty']})

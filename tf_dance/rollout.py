@@ -68,16 +68,13 @@ carries, after the LSTM state, the last raw sample, then the last returned frame
 the last normals (with coherence): `[B, S + D]`, `[B, S + 2D]`, or wider.
 """
 
-import json
-import os
-
 import tensorflow as tf
 
 from tf_dance import cli, controls
+from tf_dance import savedmodels
 from tf_dance import sequence_model
 from tf_dance import stage
 
-METADATA = "tf_dance.json"
 CHUNK = 32  # generated frames per compiled block: amortises the per-call cost, wastes < CHUNK steps
 # What one call may ask for: generated frames (all dancers together; 512 MiB of 128-d float32) and zero states.
 MAX_FRAMES = 2**20
@@ -446,8 +443,9 @@ def export(model, export_dir, name, metadata=None, recipe=None):
     info["rollout"] = {"temperature": 1.0, "noise": 0.0, **recipe, **module.sampling}
 
     def write(tmp):
-        tf.saved_model.save(module, tmp, signatures=module.signatures())
-        with open(os.path.join(tmp, METADATA), "w") as f:
-            json.dump(info, f, indent=2)
+        # Serving never differentiates: the LSTM's custom gradient is left out (a quarter of the export's time).
+        tf.saved_model.save(module, tmp, signatures=module.signatures(),
+                            options=tf.saved_model.SaveOptions(experimental_custom_gradients=False))
+        savedmodels.write_record(tmp, info)
 
     return cli.export_version(export_dir, name, write)

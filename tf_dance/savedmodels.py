@@ -89,6 +89,12 @@ def resolve(path, what, name=None):
     return candidates(path, what, name)[0]
 
 
+def write_record(version_dir, value):
+    """Writes `value` as the export's `tf_dance.json` (the writers' side of `record`)."""
+    with open(os.path.join(version_dir, METADATA), "w") as f:
+        json.dump(value, f, indent=2)
+
+
 def record(version_dir):
     """The export's `tf_dance.json` as a dict ({} when there is none)."""
     path = os.path.join(version_dir, METADATA)
@@ -199,11 +205,6 @@ def _tf():
     return tf
 
 
-def _first_line(error):
-    lines = [ln.strip() for ln in str(error).splitlines() if ln.strip()]
-    return (lines[0] if lines else type(error).__name__)[:300]
-
-
 @functools.lru_cache(maxsize=16)
 def _load(version_dir):
     tf = _tf()
@@ -212,7 +213,7 @@ def _load(version_dir):
         loaded = tf.saved_model.load(version_dir)
     except Exception as e:  # noqa: BLE001 (protobuf, OpError, OSError...: any failure is a damaged model)
         raise cli.UserError(f"the model at {version_dir} is damaged or not a SavedModel "
-                            f"({type(e).__name__}: {_first_line(e)})") from None
+                            f"({type(e).__name__}: {cli.first_line(e)})") from None
     return loaded
 
 
@@ -236,11 +237,10 @@ def _signature(version_dir, what, key, inputs, outputs):
 
 
 def _batches(n, batch_size, progress):
-    bar = cli.Progress(n, unit="frame") if progress else None
+    bar = cli.progress(n, unit="frame", enabled=progress)
     for start in range(0, n, batch_size):
         yield start, min(n, start + batch_size)
-        if bar is not None:
-            bar.update(min(n, start + batch_size))
+        bar.update(min(n, start + batch_size))
 
 
 class Encoder:
@@ -295,7 +295,8 @@ class Decoder:
         return np.concatenate(out) if out else np.zeros((0, *self.frame_shape), np.uint8)
 
 
-DEFAULT_BLOCK = 32  # the block of exports that record none
+# What every sequence model export records beside its graph (`rollout.export`); one without them is damaged.
+RECORDED = ("block", "max_frames", "rollout")
 
 
 def _finite(value):
@@ -307,11 +308,8 @@ def _finite(value):
 
 
 def _recipe(record, version_dir):
-    """(recipe {temperature, noise}, baked-in controls, recorded?) from an export's record, checked: a rollout
-    block that is not an object of finite numbers is a damaged model. An export without one rolls out with
-    temperature 1 and noise 0, the signatures' neutral values, and says so (`controls_text`)."""
-    if "rollout" not in record:
-        return {"temperature": 1.0, "noise": 0.0}, {}, False
+    """(recipe {temperature, noise}, baked-in controls) from an export's record, checked: a rollout block
+    that is not an object of finite numbers is a damaged model."""
     recipe = record["rollout"]
     if not isinstance(recipe, dict):
         raise cli.UserError(f"the model at {version_dir} is damaged: its {METADATA} rollout recipe is "
@@ -323,7 +321,7 @@ def _recipe(record, version_dir):
                                 f"{key}={repr(value)[:40]}, not a finite number" + (" >= 0" if number else ""))
     sampling = {"temperature": float(recipe.get("temperature", 1.0)), "noise": float(recipe.get("noise", 0.0))}
     # sampling controls baked into the graph (rollout.SAMPLING): recorded, not passed
-    return sampling, {k: v for k, v in recipe.items() if k not in sampling}, True
+    return sampling, {k: v for k, v in recipe.items() if k not in sampling}
 
 
 class SequenceModel:
@@ -338,14 +336,21 @@ class SequenceModel:
         self.music_features = specs["music"].shape[-1] if "music" in specs else 0
         self.music = self.record.get("music") if self.music_features else None
         loaded = _load(version_dir)
-        self._streams = "prime" in loaded.signatures and "continue_rollout" in loaded.signatures
+        for key, inputs, outputs in (("prime", ["seed", "temperature", "random_seed"], ["frame", "state"]),
+                                     ("continue_rollout", ["state", "start", "music" if self.music_features else
+                                                           "num_frames"], ["frames", "state"])):
+            _signature(version_dir, "sequence model", key, inputs, outputs)
         self._loaded = loaded
-        self.recipe, self.controls, self.recorded = _recipe(self.record, version_dir)
-        self.block = self.record.get("block", DEFAULT_BLOCK)
+        missing = [key for key in RECORDED if key not in self.record]
+        if missing:
+            raise cli.UserError(f"the model at {version_dir} is damaged: its {METADATA} records no "
+                                f"{', '.join(missing)} (every export does)")
+        self.recipe, self.controls = _recipe(self.record, version_dir)
+        self.block = self.record["block"]
         if isinstance(self.block, bool) or not isinstance(self.block, int) or not 1 <= self.block <= 2**16:
             raise cli.UserError(f"the model at {version_dir} is damaged: {METADATA} holds block {self.block!r}, "
                                 "not a positive integer")
-        self.max_frames = self.record.get("max_frames")  # generated frames one call may return (batch x frames)
+        self.max_frames = self.record["max_frames"]  # generated frames one call may return (batch x frames)
 
     def _call(self, signature, name, **inputs):
         """The signature's outputs; an input its in-graph checks refuse is a `cli.UserError` quoting them."""
@@ -353,15 +358,11 @@ class SequenceModel:
         try:
             return signature(**inputs)
         except tf.errors.InvalidArgumentError as e:
-            lines = [ln.strip() for ln in str(e).splitlines() if "assertion failed:" in ln] or [_first_line(e)]
+            lines = [ln.strip() for ln in str(e).splitlines() if "assertion failed:" in ln] or [cli.first_line(e)]
             raise cli.UserError(f"{self.path} refused the {name} call: {lines[0][:300]}") from None
 
     def controls_text(self):
-        """The baked-in sampling controls as ", name value" pairs, for progress lines; an export that records
-        no recipe says so (its temperature and noise are then defaults, and what its graph bakes in is unknown)."""
-        if not self.recorded:
-            return (f"; its {METADATA} records no rollout recipe: temperature 1 and noise 0 are defaults, and any "
-                    "controls baked into its graph are unknown")
+        """The baked-in sampling controls as ", name value" pairs, for progress lines."""
         return "".join(f", {k} {v:g}" for k, v in self.controls.items())
 
     def sampling(self, temperature=None, noise=None):
@@ -428,7 +429,7 @@ class SequenceModel:
         temperature, noise = self.sampling(temperature, noise)
         length = {"num_frames": tf.constant(int(num_frames), tf.int32)} if music is None else {
             "music": tf.constant(music)}
-        if self.max_frames and len(seed) * num_frames > self.max_frames and self._streams:
+        if self.max_frames and len(seed) * num_frames > self.max_frames:
             frames = np.concatenate(list(self.stream(seed, num_frames, temperature, noise, random_seed, music=music)),
                                     1)
         else:
@@ -441,15 +442,11 @@ class SequenceModel:
     def stream(self, seed_frames, num_frames, temperature=None, noise=None, random_seed=0, chunk=STREAM_CHUNK,
                music=None):
         """The same frames as `rollout`, yielded in pieces of about `chunk` frames `[B, n, D]`, so that a
-        long dance needs memory for one piece only. Exports without the continuation signatures
-        (made before they existed) are rolled out in one piece."""
+        long dance needs memory for one piece only."""
         tf = _tf()
         seed, _ = self._check(seed_frames, num_frames, random_seed)
         music = self._check_music(music, len(seed), num_frames)
         temperature, noise = self.sampling(temperature, noise)
-        if not self._streams:
-            yield self.rollout(seed, num_frames, temperature, noise, random_seed, music=music)
-            return
         t, n, s = (tf.constant(temperature, tf.float32), tf.constant(noise, tf.float32),
                    tf.constant(int(random_seed), tf.int32))
         heard = {} if music is None else {"music": tf.constant(music[:, 0])}

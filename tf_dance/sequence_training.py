@@ -20,7 +20,9 @@ for this trained model among candidates around it.
 Every epoch is checkpointed under `<workdir>/checkpoints`; a run restarted with the same
 settings resumes from the last finished epoch and stops at `epochs`. `<workdir>/history.json`
 and TensorBoard logs (`<workdir>/tensorboard`) record the losses; the trained model is exported
-as a versioned SavedModel (see `rollout.py`) and kept as `<workdir>/model.keras`.
+as a versioned SavedModel (see `rollout.py`) and kept as `<workdir>/model.keras`, with
+`<workdir>/trained.json` (its settings and what it learnt from), from which `export_run` (the
+`calibrate` script) exports it again, with another recipe or calibration, without training.
 """
 
 import dataclasses
@@ -348,7 +350,7 @@ def prepare_data(latents_path, cfg, clips=None):
     every setting that depends on them is checked here, before anything is written."""
     latents = data.load_latents(latents_path, dim=cfg["dim"] or None)
     clips = data.load_latent_clips(latents_path, len(latents)) if clips is None else \
-        data._check_clips(clips, len(latents), "clips")
+        data.check_clips(clips, len(latents))
     if cfg["dropout"] and cfg["model"] != "lstm":
         raise cli.UserError("dropout applies to the lstm model only")
     if cfg["patience"] and cfg["train_frac"] == 1:
@@ -567,7 +569,8 @@ def read_trained(workdir):
     if not os.path.isfile(path) or not os.path.isfile(os.path.join(workdir, "model.keras")):
         unfinished = os.path.isdir(os.path.join(workdir, "checkpoints"))
         raise cli.UserError(f"{workdir} is not a trained LSTM run (no {TRAINED} and model.keras): " + (
-            "its training has not finished here; run train_lstm again with the same flags to finish it"
+            "its training has not finished (or predates this record); run train_lstm again with the same flags, "
+            "which finishes it or writes the record"
             if unfinished else "give the --workdir of a finished train_lstm run"))
     trained = training.read_json(path, None, workdir)
     if not isinstance(trained, dict) or not isinstance(trained.get("config"), dict) or not isinstance(

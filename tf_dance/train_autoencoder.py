@@ -39,7 +39,8 @@ def announce_defaults(argv):
     print(f"No --flagfile: the paper's settings (those not given as flags): {FLAGS.steps:,} steps of "
           f"{FLAGS.batch_size} frames, filters {','.join(map(str, FLAGS.filters))}, a {FLAGS.latent_dim}-d latent. "
           f"Estimated roughly {cli.duration(frames / PAPER_FRAMES_PER_SECOND)} on a 2-core CPU "
-          f"(~{PAPER_FRAMES_PER_SECOND} frames/s at the paper's size). For a first run: --flagfile=flags/quick_autoencoder.flags (minutes).",
+          f"(~{PAPER_FRAMES_PER_SECOND} frames/s at the paper's size). "
+          "For a first run: --flagfile=flags/quick_autoencoder.flags (minutes).",
           flush=True)
 
 
@@ -63,7 +64,8 @@ def main(argv):
     print(f"held-out IoU {m['iou']:.3f}  MSE {m['mse']:.4f}  Spearman(pixel, latent) "
           f"{m['spearman_pixel_vs_latent']:.3f}  after {m['steps']} steps")
     print(f"encoder: {result['encoder_dir']}\ndecoder: {result['decoder_dir']}")
-    print(f"evaluation: {os.path.join(FLAGS.workdir, 'eval.json')}, {os.path.join(FLAGS.workdir, 'reconstructions.png')}")
+    print(f"evaluation: {os.path.join(FLAGS.workdir, 'eval.json')}, "
+          f"{os.path.join(FLAGS.workdir, 'reconstructions.png')}")
     return 0
 
 

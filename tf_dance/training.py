@@ -31,7 +31,7 @@ def read_json(path, default, workdir):
         with open(path) as f:
             return json.load(f)
     except (OSError, ValueError) as e:
-        raise cli.UserError(f"{path} is damaged ({_short(e)}); delete {workdir} to start the run over, "
+        raise cli.UserError(f"{path} is damaged ({cli.first_line(e)}); delete {workdir} to start the run over, "
                             "or use another --workdir") from None
 
 
@@ -91,7 +91,7 @@ class Checkpoints:
         try:
             self.checkpoint.restore(latest).assert_existing_objects_matched()
         except (tf.errors.OpError, ValueError, AssertionError, IndexError, KeyError, OSError) as e:
-            raise self._damaged(f"checkpoint {latest} is damaged or from another model ({_short(e)})") from None
+            raise self._damaged(f"checkpoint {latest} is damaged or from another model ({cli.first_line(e)})") from None
         return True
 
     def save(self, number):
@@ -103,11 +103,6 @@ class Checkpoints:
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         return None
-
-
-def _short(error):
-    lines = str(getattr(error, "message", None) or error).strip().splitlines()
-    return lines[0][:300] if lines else type(error).__name__
 
 
 def tensorboard_dir(workdir):
@@ -159,7 +154,7 @@ def strategy(kind):
     try:
         return tf.distribute.MultiWorkerMirroredStrategy()
     except (RuntimeError, ValueError) as e:
-        raise cli.UserError(f"cannot start the multi-worker strategy ({_short(e)}); run each worker in a fresh "
+        raise cli.UserError(f"cannot start the multi-worker strategy ({cli.first_line(e)}); run each worker in a fresh "
                             "process with its TF_CONFIG") from None
 
 

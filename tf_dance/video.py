@@ -31,13 +31,6 @@ _CHUNK = 256
 _READ_BYTES = 64 << 20  # at most this much of ffmpeg's output is read at once, whatever the frame size
 
 
-def progress_bar(target, enabled=True):
-    """A `cli.Progress` over `target` frames: a live bar on a terminal, plain lines elsewhere."""
-    if not enabled:
-        return cli.NoProgress()
-    return cli.Progress(target, unit="frame")
-
-
 def _ffmpeg():
     from moviepy.config import FFMPEG_BINARY
     return FFMPEG_BINARY
@@ -312,7 +305,7 @@ def read_video(path, fps=None, width=data.WIDTH, height=data.HEIGHT, channels=1,
 
     expected = _expected_frames(src, out_fps, start, end, max_frames)
     budget = check_memory(path, expected or 0, width, height, channels)
-    bar = progress_bar(expected, enabled=progress)
+    bar = cli.progress(expected, unit="frame", enabled=progress)
     frame_bytes = width * height * channels
     per_read = max(1, min(_CHUNK, _READ_BYTES // frame_bytes))
     chunks, count = [], 0
@@ -536,26 +529,15 @@ def write_gif(path, frames, fps, scale=1):
     return path
 
 
-def side_by_side(top, bottom, gap=2, gap_value=128):
-    """Per frame, `top` above `bottom` with a gray bar between: originals over reconstructions."""
-    top, bottom = as_frames(top), as_frames(bottom)
-    if top.shape[:3] != bottom.shape[:3]:
-        raise cli.UserError(f"cannot stack frames of shape {top.shape} and {bottom.shape}")
-    channels = max(top.shape[-1], bottom.shape[-1])
-    top = np.broadcast_to(top, top.shape[:3] + (channels,))
-    bottom = np.broadcast_to(bottom, bottom.shape[:3] + (channels,))
-    bar = np.full((top.shape[0], gap, top.shape[2], channels), gap_value, np.uint8)
-    return np.concatenate([top, bar, bottom], axis=1)
-
-
 def _titled(sheet, title, size):
     """`sheet` below a black band holding `title` in white."""
     band = _pil(np.zeros((size + 8,) + sheet.shape[1:], np.uint8))
-    ImageDraw.Draw(band).text((4, 3), title, fill=255 if sheet.shape[-1] == 1 else (255, 255, 255), font=_font(size))
+    ImageDraw.Draw(band).text((4, 3), title, fill=255 if sheet.shape[-1] == 1 else (255, 255, 255), font=font(size))
     return np.concatenate([np.asarray(band).reshape((size + 8,) + sheet.shape[1:]), sheet])
 
 
-def _font(size):
+def font(size=12):
+    """PIL's default font at `size` pixels (its fixed bitmap font where Pillow is too old to scale it)."""
     try:
         return ImageFont.load_default(size=size)
     except (TypeError, OSError, ImportError):
@@ -592,12 +574,12 @@ def contact_sheet(path, frames, every=4, columns=8, scale=1, labels=None, gap=2,
     if labels is not None:
         image = _pil(sheet)
         draw = ImageDraw.Draw(image)
-        font = _font(max(8, 8 * scale))
+        label_font = font(max(8, 8 * scale))
         fill = 200 if c == 1 else (255, 200, 0)
         for i, text in enumerate(labels):
             r, col = divmod(i, columns)
             draw.text((gap + col * (w + gap) + 2, gap + r * (h + gap) + 1), text, fill=fill,
-                      font=font)
+                      font=label_font)
         sheet = np.asarray(image).reshape(sheet.shape)
     if title:
         sheet = _titled(sheet, title, max(10, 6 * scale + 4))
