@@ -36,7 +36,8 @@ def music_latents(tmp_path_factory):
 def trained(music_latents, tmp_path_factory):
     base = tmp_path_factory.mktemp("trained")
     return sequence_training.train_and_evaluate(music_latents, str(base / "w"), str(base / "models"), music=True,
-                                                condition_steps=2, input_noise=0.1, **TINY)
+                                                condition_steps=2, input_noise=0.1, calibrate_frames=120,
+                                                calibrate_noise=[0.0, 0.3], **TINY)
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +62,7 @@ def test_conditioned_training_exports_a_model_that_dances_to_music(trained, musi
     assert record["music"] == {"names": list(music.NAMES), "features": F, "fps": FPS}
     assert record["config"]["music"] is True
     assert len(record["normalization"]["mean"]) == DIM + F
+    assert len(record["calibration"]["candidates"]) == 2  # the calibration rolled it out on the training music
     model = savedmodels.load_sequence_model(trained["export_dir"])
     assert model.music_features == F
     z = np.load(music_latents)
