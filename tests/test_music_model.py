@@ -232,15 +232,16 @@ def test_the_music_demo_trains_with_music_and_ends_with_a_song_no_training_heard
     from tf_dance import demo, musicality
     s = dict(dancer_frames=300, autoencoder_flags="a.flags", lstm_flags="l.flags", frames=60, videos=[], footage=[],
              music=True, song_seed=musicality.HELD_OUT_SEED)
-    steps = {name: (script, args({"lstm": "L", "decoder": "D", "encoder": "E", "data": "d.npz",
-                                  "generated": "g.npy"}))
+    made = {"lstm": "L", "decoder": "D", "encoder": "E", "generated": "g.npy",
+            "data": data.save_dataset(str(tmp_path / "d.npz"), np.zeros((4, 54, 96, 1), np.uint8), FPS)}
+    steps = {name: (script, args(made))
              for name, _, script, args, *_ in demo.plan(str(tmp_path), str(tmp_path / "m"), s, "--seed=0")}
     assert list(steps) == ["synthesize", "autoencoder", "encode", "lstm", "song", "generate", "evaluate"]
     assert "--music" in steps["synthesize"][1] and "--music" in steps["lstm"][1]
     song = [a for a in steps["song"][1] if a.startswith("--video=")][0].split("=", 1)[1]
     assert f"--seed={musicality.HELD_OUT_SEED}" in steps["song"][1]
     assert f"--audio={song}" in steps["generate"][1] and f"--audio={song}" in steps["evaluate"][1]
-    plain = {name: args({"lstm": "L", "decoder": "D", "encoder": "E", "data": "d.npz", "generated": "g.npy"})
+    plain = {name: args(made)
              for name, _, _, args, *_ in demo.plan(str(tmp_path), str(tmp_path / "m"), dict(s, music=False), "")}
     assert "song" not in plain and not any("--music" in a or "--audio" in a for a in sum(plain.values(), []))
 
