@@ -153,6 +153,20 @@ def interrupt():
     signal.signal(signal.SIGINT, previous)
 
 
+# The tiny exported models most tests share (`tiny_saved_models`): their latent size and rollout recipe (the
+# signatures' inputs, and sampling controls baked into the export, the last 2 dims as a "stage box").
+TINY_DIM = 8
+TINY_RECIPE = {"temperature": 0.7, "noise": 0.2, "width": 0.5, "smoothing": 0.3, "box_dims": 2, "box_width": 0.0,
+               "box_smoothing": 0.6, "coherence": 0.5, "box_in_picture": False}
+
+
+@pytest.fixture(scope="session")
+def tiny_saved_models(tmp_path_factory, export_tiny_models):
+    """One saved_models root for the whole test run (read it, copy it to change it): an untrained tiny encoder
+    and decoder of one training and a mixture-head LSTM that records `TINY_RECIPE`, `TINY_DIM`-d latents."""
+    return export_tiny_models(str(tmp_path_factory.mktemp("saved_models")), TINY_DIM, TINY_RECIPE)
+
+
 @pytest.fixture(scope="session")
 def export_tiny_models():
     """`export_tiny_models(root, dim, recipe, num_layers=1)`: untrained tiny encoder, decoder and mixture-head
@@ -173,3 +187,27 @@ def export_tiny_models():
         rollout.export(lstm, root, "dance_lstm", recipe=recipe)
         return root
     return export
+
+
+def small_sequence_model(kind="lstm", head="mse", batch=2, num_layers=2, seed=0, dim=5):
+    """A small untrained sequence model (`dim`-d) with non-trivial standardisation and weights big enough to
+    matter: the sequence model's and the rollout's tests."""
+    import keras
+    import numpy as np
+    from tf_dance import sequence_model
+    rng = np.random.default_rng(seed)
+    mean, std = rng.normal(size=dim).astype(np.float32), rng.uniform(0.5, 2, dim).astype(np.float32)
+    keras.utils.set_random_seed(seed)
+    return sequence_model.build_model(kind, dim, mean, std, batch_size=batch, units=8, num_layers=num_layers,
+                                      fnn_hidden=8, head=head, mixtures=3, init="keras", seed=seed)
+
+
+def dance_latents(frames, seed, dim, fps=24.0):
+    """Latent-like vectors `[frames, dim]` of the procedural dancer: its move parameters through a fixed
+    random tanh layer (the measures' and the evaluation's tests)."""
+    import numpy as np
+    from tf_dance import dancer
+    params, _ = dancer.choreography(frames, seed=seed, fps=fps)
+    rng = np.random.default_rng(123)
+    weights = rng.normal(size=(params.shape[1], dim)) * 3.0 / np.sqrt(params.shape[1])
+    return np.tanh(params @ weights + 0.3 * rng.normal(size=dim)).astype(np.float32)

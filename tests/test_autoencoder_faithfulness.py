@@ -11,7 +11,8 @@ import sys
 import numpy as np
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import ROOT
+
 FRAMES = np.random.default_rng(0).random((6, 54, 96, 1)).astype(np.float32)
 
 
@@ -262,46 +263,3 @@ def test_training_holds_out_inside_the_datasets_clips(tmp_path):
     assert np.bincount(clips[held]).tolist() == [18, 12]  # 17.5 and 12.5: the tie goes to the first
     with pytest.raises(cli.UserError, match="clips"):
         autoencoder_training.split(len(frames), 0.25, 0, clips[:-1])
-
-
-# ---- the LSTM's and the rollout's readings (char-rnn and the paper)
-
-
-def test_charrnn_init_uniform_0_08_and_forget_bias_1():
-    from tf_dance import sequence_model
-    mean, std = np.zeros(4, np.float32), np.ones(4, np.float32)
-    model = sequence_model.build_model("lstm", 4, mean, std, batch_size=2, units=32, num_layers=2, init="charrnn")
-    for i in range(2):
-        kernel, recurrent, bias = model.get_layer(f"lstm_{i}").get_weights()
-        for w in (kernel, recurrent):
-            assert np.abs(w).max() <= 0.08 and np.abs(w).max() > 0.07 and w.std() == pytest.approx(
-                0.08 / np.sqrt(3), rel=0.1)
-        np.testing.assert_array_equal(bias[32:64], 1.0)  # Keras's gate order i, f, c, o
-        assert np.abs(np.r_[bias[:32], bias[64:]]).max() <= 0.08 and np.r_[bias[:32], bias[64:]].std() > 0.03
-    keras_init = sequence_model.build_model("lstm", 4, mean, std, batch_size=2, units=32, num_layers=1, init="keras")
-    bias = keras_init.get_layer("lstm_0").get_weights()[2]
-    np.testing.assert_array_equal(bias[32:64], 1.0)
-    assert not np.r_[bias[:32], bias[64:]].any()
-
-
-def test_charrnn_split_keeps_the_leading_95_percent_for_training():
-    from tf_dance import sequence_training
-    z = np.arange(1000, dtype=np.float32)[:, None]
-    train, _, val = sequence_training.split(z, sequence_training.resolve_config({}))
-    (context, stretch), = val
-    assert len(train) == 950 and train[-1, 0] == 949 and stretch[0, 0] == 950 and len(stretch) == 50
-    assert context[-1, 0] == 949
-
-
-def test_paper_priming_on_one_random_real_frame_is_available():
-    """The paper starts from one random real pose; the port primes on --seed_frames (default 50)."""
-    from tf_dance import generation
-    starts = generation.choose_seeds(1000, 1, "random", 3, random_seed=0)
-    assert len(starts) == 3 and all(0 <= s <= 999 for s in starts)
-    assert len(set(generation.choose_seeds(1000, 1, "random", 3, random_seed=1)) ^ set(starts)) > 0
-
-
-def test_paper_lstm_feeds_raw_latents():
-    from tf_dance import sequence_training
-    paper = sequence_training.resolve_config(sequence_training.flagfile_settings(f"{ROOT}/flags/paper_lstm.flags"))
-    assert paper["normalize"] is False and sequence_training.resolve_config({})["normalize"] is True

@@ -7,7 +7,7 @@ import pytest
 
 from tf_dance import bench, cli, sequence_training
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import ROOT
 
 
 def _row(recommended, **values):
@@ -63,6 +63,32 @@ def test_the_recommended_dancing_rows_roll_out_with_what_their_flagfile_records(
     calibrated = [row for row in bench._DANCING_STAGED if row[2].get("calibrate_frames")]
     assert len(calibrated) == 1 and calibrated[0][3] == {}
     sequence_training.resolve_config({**footage, **calibrated[0][2]})
+
+
+def test_multiply_adds_counts_convolutions_and_dense_layers_of_nested_models():
+    import keras
+    inner = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Conv2D(2, 3, padding="same"),
+                              keras.layers.Flatten(), keras.layers.Dense(5)])
+    outer = keras.Sequential([keras.Input((4, 4, 1)), inner, keras.layers.Dense(3)])
+    assert bench.multiply_adds(outer) == 4 * 4 * 2 * 9 + 32 * 5 + 5 * 3
+
+
+def test_autoencoder_bench_times_the_trainers_step_against_fit_and_the_machines_bound():
+    out = bench.ae_train_rates(filters=(2, 2, 2, 2), batch=4, steps=1, repeats=1)
+    label = "autoencoder 2,2,2,2"
+    fit = out[f"{label}: train images/s (batch 4), Keras fit float32"]
+    step = out[f"{label}: train images/s (batch 4), step float32"]
+    assert fit > 0 and step > 0
+    assert out[f"{label}: ratio step float32 / Keras fit (goal >= 1.5)"] == pytest.approx(step / fit)
+    assert f"{label}: ratio step float32 XLA / Keras fit (goal >= 1.5)" in out
+    assert any(k.startswith(f"{label}: ratio the trainer's default") for k in out)
+    assert out[f"{label}: GFLOP per training step (3 x forward)"] > 0
+    bound = bench.decode_bound((2, 2, 2, 2), goal=10, repeats=1, n=64)
+    per_frame = bound["decoder 2,2,2,2: GFLOP per frame"]
+    assert bound["decoder 2,2,2,2: GFLOP/s that 10 frames/s needs"] == pytest.approx(10 * per_frame)
+    peak = bound["measured matrix product GFLOP/s, float32 (64 x 64, 2 cores)"]
+    assert peak > 0 and bound["decoder 2,2,2,2: frames/s at that peak (float32; goal 10)"] == pytest.approx(
+        peak / per_frame)
 
 
 def test_the_music_bench_is_registered_and_parses_its_training_settings():

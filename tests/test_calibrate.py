@@ -17,7 +17,7 @@ def _walk(frames, dim=3, seed=0):
     return (np.cumsum(np.random.default_rng(seed).standard_normal((frames, dim)), 0) * 0.1).astype(np.float32)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # session: the slow test that uses it runs after the other files
 def run(tmp_path_factory):
     """(workdir, export root, latents path, first export) of a tiny trained mixture-head run."""
     root = tmp_path_factory.mktemp("calibrate")

@@ -13,7 +13,7 @@ import pytest
 
 from tf_dance import cli
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import ROOT
 
 
 class Boom(Exception):

@@ -17,7 +17,8 @@ import pytest
 
 from tf_dance import cli, data, savedmodels
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import ROOT
+
 DIM = 8
 
 

@@ -12,7 +12,8 @@ import sys
 import numpy as np
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import ROOT
+
 README = os.path.join(ROOT, "README.md")
 DOCS = [README, os.path.join(ROOT, "BENCHMARKS.md"), os.path.join(ROOT, "saved_models", "README.md"),
         *sorted(glob.glob(os.path.join(ROOT, "docs", "**", "*.md"), recursive=True))]

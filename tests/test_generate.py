@@ -9,17 +9,16 @@ from PIL import Image
 
 from tf_dance import cli, data, generation, savedmodels, video
 
-DIM = 8
-# the signatures' inputs, and sampling controls baked into the export (the last 2 dims as a "stage box")
-RECIPE = {"temperature": 0.7, "noise": 0.2, "width": 0.5, "smoothing": 0.3, "box_dims": 2, "box_width": 0.0,
-          "box_smoothing": 0.6, "coherence": 0.5, "box_in_picture": False}
+from conftest import ROOT, TINY_DIM, TINY_RECIPE
+
+DIM, RECIPE = TINY_DIM, TINY_RECIPE
 
 
-@pytest.fixture(scope="module")
-def saved_models(tmp_path_factory, export_tiny_models):
+@pytest.fixture(scope="session")
+def saved_models(tiny_saved_models):
     """Untrained tiny encoder, decoder and LSTM exported the way the training scripts export them;
     the LSTM has a mixture head and records a rollout recipe."""
-    return export_tiny_models(str(tmp_path_factory.mktemp("saved_models")), DIM, RECIPE)
+    return tiny_saved_models
 
 
 def _frames_in(path, width, height):
@@ -48,6 +47,7 @@ def test_one_dance_writes_every_output(saved_models, tiny_dancer, tmp_path):
     assert gif.size == (192, 108)
     assert abs(sum(_gif_durations(gif)) - 30 * 1000 / 24) <= 30 * 10
     np.testing.assert_array_equal(np.load(result["latents"]), latents)
+    assert 0 < result["finish_seconds"] <= result["write_seconds"] <= result["seconds"]
     sheet = Image.open(result["sheet"])  # every 4th of 30 frames: 8 tiles in one row of 8, under a title
     title = 24  # the title band at scale 2
     assert sheet.size == (8 * 192 + 9 * 2, title + 108 + 2 * 2)
@@ -139,17 +139,6 @@ def test_the_four_outputs_change_together_or_not_at_all(run_module, fails_cleanl
     assert not [n for n in os.listdir(tmp_path) if n.startswith(".tmp")]
 
 
-def test_a_preview_too_big_for_memory_is_refused_before_any_output(tmp_path, monkeypatch):
-    """16 dancers at scale 20 tile into 7800x4440 frames: their GIF preview (and, before, the video's 64-frame
-    RGB chunks) would not fit; refused before anything big is allocated or written."""
-    monkeypatch.setattr(data, "available_memory", lambda: 100 << 20)
-    latents, pictures = np.zeros((16, 8, DIM), np.float32), np.zeros((16, 8, 54, 96, 1), np.uint8)
-    with pytest.raises(cli.UserError, match=r"the 8-frame GIF preview of 16 dancer\(s\) at scale 20 \(7800x4440\) "
-                                            r"would take 660.6 MiB, more than the 100.0 MiB"):
-        generation.write_dance(str(tmp_path / "dance.mp4"), (latents, pictures), fps=24.0, scale=20)
-    assert os.listdir(tmp_path) == []
-
-
 def test_stale_temporary_outputs_are_removed_but_not_one_in_use(saved_models, tmp_path):
     import subprocess
     import sys
@@ -160,31 +149,6 @@ def test_stale_temporary_outputs_are_removed_but_not_one_in_use(saved_models, tm
     models = savedmodels.load_models(saved_models)
     generation.write_dance(str(tmp_path / "dance.mp4"), generation.make_dance(models, np.zeros((3, DIM)), 5), 24.0)
     assert sorted(n for n in os.listdir(tmp_path) if n.startswith(".tmp")) == [f".tmp-generate-{os.getpid()}-inuse"]
-
-
-def test_choose_seeds():
-    a = generation.choose_seeds(100, 10, "random", 4, random_seed=3)
-    assert a == generation.choose_seeds(100, 10, "random", 4, random_seed=3)
-    assert len(set(a)) == 4 and all(0 <= s <= 90 for s in a)
-    assert generation.choose_seeds(100, 10, "90", 2, 0) == [90, 90]
-    with pytest.raises(cli.UserError, match="beyond the data"):
-        generation.choose_seeds(100, 10, 91, 1, 0)
-    with pytest.raises(cli.UserError, match="only 100"):
-        generation.choose_seeds(100, 101, "random", 1, 0)
-
-
-def test_choose_seeds_keeps_each_window_inside_one_clip():
-    clips = np.repeat(np.arange(3, dtype=np.int32), [30, 12, 58])
-    starts = generation.choose_seeds(100, 20, "random", 50, random_seed=1, clips=clips)
-    assert all(clips[s] == clips[s + 19] for s in starts)
-    assert {int(clips[s]) for s in starts} == {0, 2}, "clip 1 is too short for 20 frames"
-    one = generation.choose_seeds(100, 20, "random", 4, random_seed=3)
-    assert one == generation.choose_seeds(100, 20, "random", 4, 3, clips=np.zeros(100, np.int32))
-    assert generation.choose_seeds(100, 20, "10", 2, 0, clips=clips) == [10, 10]
-    with pytest.raises(cli.UserError, match="run across a cut"):
-        generation.choose_seeds(100, 20, "11", 1, 0, clips=clips)
-    with pytest.raises(cli.UserError, match="longest clip has only 58"):
-        generation.choose_seeds(100, 59, "random", 1, 0, clips=clips)
 
 
 def test_generate_primes_inside_one_clip(saved_models, two_clip_dataset, tmp_path, run_module, fails_cleanly):
@@ -206,38 +170,6 @@ def test_generate_primes_inside_one_clip(saved_models, two_clip_dataset, tmp_pat
     fails_cleanly(run_module("tf_dance.generate", *args, f"--latents={latents}", "--seed_index=11",
                              f"--out={tmp_path}/c.mp4"), "run across a cut")
     assert not any(os.path.exists(tmp_path / f"{n}.mp4") for n in "bc")
-
-
-def test_ahead_runs_a_bounded_number_of_pieces_ahead_and_hands_errors_on():
-    import threading
-    import time
-    made = []
-
-    def pieces():
-        for i in range(10):
-            made.append(i)
-            yield i
-        raise ValueError("broken piece")
-
-    run = generation.ahead(pieces(), depth=2)
-    assert next(run) == 0
-    time.sleep(0.3)
-    assert len(made) == 4  # one handed out, two queued, one waiting for room: memory stays bounded
-    assert list(zip(range(9), run)) == [(i, i + 1) for i in range(9)]
-    with pytest.raises(ValueError, match="broken piece"):
-        next(run)
-    run = generation.ahead(iter(range(1000)), depth=1)
-    assert next(run) == 0
-    run.close()  # a writer that fails stops the stages before it
-    assert not [t for t in threading.enumerate() if t.name == "tf_dance-ahead"]
-
-
-def test_tile_places_each_dancer():
-    dances = np.stack([np.full((2, 3, 4, 1), 10 * (i + 1), np.uint8) for i in range(5)])
-    tiled = generation.tile(dances, gap=1, gap_value=0)
-    assert tiled.shape == (2, 3 * 2 + 1, 4 * 4 + 3, 1)
-    assert tiled[0, 0, 0, 0] == 10 and tiled[0, 0, 5, 0] == 20 and tiled[0, 4, 0, 0] == 50
-    assert generation.tile(dances[:1]).shape == (2, 3, 4, 1)
 
 
 def test_cli_tiles_dancers_seeded_from_latents(run_module, saved_models, tiny_dataset, tmp_path):
@@ -349,12 +281,11 @@ def test_ctrl_c_stops_generate_with_one_line_and_nothing_written(saved_models, t
     import subprocess
     import sys
     import time
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     np.save(tmp_path / "latents.npy", np.zeros((50, DIM), np.float32))
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=root)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT)
     process = subprocess.Popen([sys.executable, "-m", "tf_dance.generate", f"--model_dir={saved_models}",
                                 f"--latents={tmp_path}/latents.npy", "--frames=10000000", "--seed_frames=4",
-                                f"--out={tmp_path}/dance.mp4"], cwd=root, env=env, stdout=subprocess.PIPE,
+                                f"--out={tmp_path}/dance.mp4"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
     assert process.stdout.readline().startswith("[1/2]")
     assert process.stdout.readline().startswith("[2/2] rolling out")

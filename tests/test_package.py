@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import ROOT
 
 # Imports every module of the package, in one process, after the libraries that define absl flags
 # of their own (absl.app, absl.logging, TensorFlow); records per module what failed and which flags

@@ -12,24 +12,15 @@ import pytest
 
 from tf_dance import cli, data, savedmodels
 
-DIM = 8
+from conftest import TINY_DIM
+
+DIM = TINY_DIM
 
 
 @pytest.fixture(scope="session")  # shared with the slow tests, which run last
-def root(tmp_path_factory):
+def root(tiny_saved_models):
     """saved_models with an untrained tiny encoder/1 and decoder/1 from one training, and an LSTM."""
-    import keras
-    from tf_dance import autoencoder, rollout, sequence_model
-    path = str(tmp_path_factory.mktemp("saved_models"))
-    keras.utils.set_random_seed(0)
-    record = autoencoder.training_record()
-    cli.export_version(path, "encoder", lambda d: autoencoder.export_encoder(
-        autoencoder.build_encoder(54, 96, 1, [2, 2, 2, 2], latent_dim=DIM), d, record))
-    cli.export_version(path, "decoder", lambda d: autoencoder.export_decoder(
-        autoencoder.build_decoder(54, 96, 1, [2, 2, 2, 2], latent_dim=DIM), d, record))
-    rollout.export(sequence_model.build_model("lstm", DIM, np.zeros(DIM, np.float32), np.ones(DIM, np.float32),
-                                              batch_size=1, units=4, num_layers=1), path, "dance_lstm")
-    return path
+    return tiny_saved_models
 
 
 def _copy_version(src, root, name, training_id=None):

@@ -12,6 +12,8 @@ import tensorflow as tf
 
 from tf_dance import cli, data, perlin, savedmodels, sequence_model, sequence_training
 
+from conftest import ROOT
+
 TINY = dict(model="lstm", units=8, num_layers=1, batch_size=4, seq_length=10, learning_rate=1e-2,
             jit_compile=False, train_frac=0.9)
 
@@ -298,9 +300,24 @@ def test_the_export_records_the_autoencoder_training_and_normalization_it_learnt
     np.testing.assert_allclose(info["normalization"]["std"], np.asarray(net.std).reshape(-1), rtol=1e-6)
 
 
+def test_charrnn_split_keeps_the_leading_95_percent_for_training():
+    from tf_dance import sequence_training
+    z = np.arange(1000, dtype=np.float32)[:, None]
+    train, _, val = sequence_training.split(z, sequence_training.resolve_config({}))
+    (context, stretch), = val
+    assert len(train) == 950 and train[-1, 0] == 949 and stretch[0, 0] == 950 and len(stretch) == 50
+    assert context[-1, 0] == 949
+
+
+def test_paper_lstm_feeds_raw_latents():
+    from tf_dance import sequence_training
+    paper = sequence_training.resolve_config(sequence_training.flagfile_settings(f"{ROOT}/flags/paper_lstm.flags"))
+    assert paper["normalize"] is False and sequence_training.resolve_config({})["normalize"] is True
+
+
 def test_lstm_sizing_lowers_the_batch_until_an_epoch_makes_enough_updates(tmp_path):
     """Footage of a few thousand frames: the flagfile's 16 streams would leave a handful of updates per epoch."""
-    flagfile = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "flags", "footage_lstm.flags")
+    flagfile = os.path.join(ROOT, "flags", "footage_lstm.flags")
     cfg = sequence_training.resolve_config(sequence_training.flagfile_settings(flagfile))
     frames = np.zeros((3000, 54, 96, 1), np.uint8)
     clips = np.repeat(np.int32([0, 1]), [2000, 1000])

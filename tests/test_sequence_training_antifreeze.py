@@ -16,7 +16,8 @@ import pytest
 
 from tf_dance import metrics, savedmodels, sequence_training
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import ROOT
+
 FPS = 24.0
 # Same tiny size for both models: only the anti-freeze settings differ.
 SMALL = dict(units=32, num_layers=2, batch_size=8, seq_length=25, epochs=8, learning_rate=5e-3, dim=0,

@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from tf_dance import cli, perlin, savedmodels, sequence_training
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import ROOT
 
 
 def _flagfile(name):

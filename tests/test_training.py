@@ -9,7 +9,7 @@ import pytest
 
 from tf_dance import autoencoder_training, cli, perlin, sequence_training
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import ROOT
 
 
 @pytest.fixture(scope="module")

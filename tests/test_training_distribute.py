@@ -16,7 +16,8 @@ import pytest
 from tf_dance import autoencoder_training, cli, data, perlin, savedmodels, sequence_training, training
 from tf_dance import dancer as dancer_lib
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import ROOT
+
 AE = dict(steps=6, checkpoint_every=3, verbose=0)
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
 

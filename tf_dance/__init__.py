@@ -10,13 +10,14 @@ Scripts, in pipeline order:
   train_autoencoder     trains the autoencoder and exports encoder and decoder SavedModels (section 3.1)
   encode                a dataset's frames -> latent vectors, through an exported encoder
   train_lstm            trains the next-latent LSTM (or the FNN baseline) and exports it (sections 3.2-3.4)
+  calibrate             exports a trained LSTM run again with a new sampling recipe, without training
   generate              a new dance video from the exported models (section 3.5)
   evaluate              measures a generated dance and writes the report (section 5)
   demo                  the whole pipeline in one command, on the synthetic dancer or your own footage
   bench                 every speed figure of BENCHMARKS.md in one run
 
 Models and training:
-  autoencoder           the conv autoencoder, frame <-> latent, and its SavedModel export (section 3.1)
+  autoencoder           the conv autoencoder, frame <-> latent, its SavedModel export, per-frame IoU (3.1)
   stage                 where the dancer is on the stage, apart from the pose: box, centring, placing back
   autoencoder_training  the library behind train_autoencoder: batches, resume, evaluation, export
   sequence_model        the stateful LSTM and the FNN baseline, with a fused, hand-differentiated LSTM
@@ -24,11 +25,12 @@ Models and training:
   config                one settings mechanism for both trainers: flags, checks and flagfile reading
   training              what both trainers share: tf.distribute strategies, checkpoints, workdir claims, logs
   rollout               exporting the sequence model's serving signatures: step, rollout, prime, continue
+  controls              the sampling controls, declared once: defaults, bounds, help, calibration grid
   calibration           the rollout recipe chosen for each trained model by measuring its own dances
   generation            making a dance (make_dance) and writing it (write_dance), in pieces for any length (3.5)
 
 Evaluation and I/O:
-  metrics               numbers instead of eyes: freezing, motion, coverage, novelty, repetition; IoU, Spearman
+  metrics               numbers instead of eyes: freezing, motion, coverage, novelty, repetition; Spearman
   report                the evaluation report: metrics.json, report.md and the paper's figures
   savedmodels           the one client for exported models: find, load once, encode, decode, step, roll out
   data                  the dataset format shared by every step: .npz with uint8 frames and fps

@@ -169,17 +169,6 @@ def sigmoid_xent(y_true, logits):
 LOSSES = {"xent": sigmoid_xent, "mse": sigmoid_mse}
 
 
-@keras.saving.register_keras_serializable(package="tf_dance")
-class FrameIoU(keras.metrics.Mean):
-    """Mean per-frame foreground IoU of the decoded frame vs. the target, both cut at 0.5."""
-
-    def __init__(self, name="iou", **kwargs):
-        super().__init__(name=name, **kwargs)
-
-    def update_state(self, y_true, logits, sample_weight=None):
-        return super().update_state(frame_iou(y_true >= 0.5, logits >= 0.0), sample_weight)
-
-
 def frame_iou(true, pred):
     """Per-frame foreground IoU of two boolean batches `[N, ...]` (the frames cut at 0.5, or logits
     at 0); a frame empty in both counts as 1. Takes tensors or numpy arrays, returns a tensor."""

@@ -245,14 +245,13 @@ def _build_pair(shape, config, policy=None):
 
 
 def build(shape, config, policy="float32"):
-    """(encoder, decoder, compiled training model) for frames of `shape` = (H, W, C)."""
+    """(encoder, decoder, training model with its optimizer) for frames of `shape` = (H, W, C)."""
     encoder, decoder = _build_pair(shape, config, policy)
     model = autoencoder.build_autoencoder(encoder, decoder)
     schedule = config["learning_rates"][0]
     if config["lr_boundaries"]:
         schedule = keras.optimizers.schedules.PiecewiseConstantDecay(config["lr_boundaries"], config["learning_rates"])
-    model.compile(optimizer=keras.optimizers.Adam(schedule), loss=autoencoder.LOSSES[config["loss"]],
-                  metrics=[autoencoder.FrameIoU()], jit_compile=config["jit_compile"])
+    model.compile(optimizer=keras.optimizers.Adam(schedule))  # the optimizer only: `train_step` is the step
     return encoder, decoder, model
 
 
@@ -452,9 +451,9 @@ def _to_pairs_from_frames(ds):
     return ds.map(_pair, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
-def _fit(model, config, strategy, batches, val_batches, shown, checkpoints, workdir):
-    """Optimizer steps from the model's step count up to exactly `steps`; every `checkpoint_every`
-    steps (and at the end) a checkpoint and, on the chief (`workdir` set), validation and TensorBoard logs.
+def train_step(model, config, strategy):
+    """The training step: `step(iterator)` takes the next global batch, updates the weights and returns
+    (loss, mean IoU) of the batch.
 
     A hand-written step under `strategy.run` rather than `model.fit`: Keras 3.15's `fit` fails
     under MultiWorkerMirroredStrategy (it cannot convert a PerReplica value), and one loop then
@@ -478,9 +477,19 @@ def _fit(model, config, strategy, batches, val_batches, shown, checkpoints, work
         return loss, iou
 
     @tf.function
-    def train_step(iterator):
+    def step(iterator):
         loss, iou = strategy.run(replica_step, args=next(iterator))
         return strategy.reduce("SUM", loss, None), strategy.reduce("SUM", iou, None) / batch_size
+
+    return step
+
+
+def _fit(model, config, strategy, batches, val_batches, shown, checkpoints, workdir):
+    """Optimizer steps (`train_step`) from the model's step count up to exactly `steps`; every
+    `checkpoint_every` steps (and at the end) a checkpoint and, on the chief (`workdir` set), validation and
+    TensorBoard logs."""
+    optimizer, loss_fn = model.optimizer, autoencoder.LOSSES[config["loss"]]
+    step_fn = train_step(model, config, strategy)
 
     @tf.function
     def eval_step(x, y):
@@ -496,7 +505,7 @@ def _fit(model, config, strategy, batches, val_batches, shown, checkpoints, work
         length = min(every - step % every, steps - step)
         losses, ious = [], []
         for i in range(length):
-            loss, iou = train_step(batches)
+            loss, iou = step_fn(batches)
             losses.append(float(loss))
             ious.append(float(iou))
             progress.update(step + i + 1, [("loss", losses[-1]), ("iou", ious[-1])])

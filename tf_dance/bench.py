@@ -98,24 +98,6 @@ def ingest(repeats=REPEATS):
 
 # ---- autoencoder ----
 
-def _EpochClock():
-    import keras
-
-    class EpochClock(keras.callbacks.Callback):
-        """Wall seconds of each epoch."""
-
-        def __init__(self):
-            super().__init__()
-            self.seconds = []
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self.start = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            self.seconds.append(time.perf_counter() - self.start)
-
-    return EpochClock()
-
 
 def _round_robin_rates(fns, items, repeats=REPEATS):
     """Items per second of each of `fns`, timed in turns so that load from other users hits each
@@ -131,49 +113,122 @@ def _round_robin_rates(fns, items, repeats=REPEATS):
     return [statistics.median(items / t for t in times) for times in seconds]
 
 
-@benchmark("autoencoder")
-def bench_autoencoder(repeats=REPEATS):
-    """Training images/s (batch 200) of plain Keras `fit` (float32, no XLA) vs. the compiled variants
-    (XLA, mixed bfloat16 where the CPU has it natively, both), and decode/encode images/s at batch 500
-    through the exported SavedModels vs. Keras `predict`; the quick flags' model (filters 8,16,32,32)
-    and, for decoding, the paper's (32,32,32,32). Random silhouettes: speed does not depend on content."""
-    import tempfile
+def multiply_adds(model):
+    """Multiply-adds of one example through `model`'s convolutions and dense layers (nested models
+    included; pooling, upsampling and activations are small beside them)."""
+    import keras
+    import numpy as np
 
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            total += multiply_adds(layer)
+        elif isinstance(layer, keras.layers.Conv2D):
+            total += int(np.prod(layer.output.shape[1:]) * np.prod(layer.kernel.shape[:3]))
+        elif isinstance(layer, keras.layers.Dense):
+            total += int(np.prod(layer.kernel.shape))
+    return total
+
+
+def matmul_gflops(dtype="float32", n=1024, repeats=REPEATS):
+    """Measured GFLOP/s of an n x n matrix product in TensorFlow with its default threads: what this
+    machine's cores give at best, the bound for convolutions and dense layers."""
+    import tensorflow as tf
+
+    a = tf.random.stateless_normal([n, n], seed=[0, 0], dtype=dtype)
+    product = tf.function(lambda a: tf.linalg.matmul(a, a))
+    runs = 8
+    return median_rate(lambda: [product(a) for _ in range(runs)][-1].numpy(), runs * 2 * n ** 3 / 1e9, repeats)
+
+
+def ae_train_rates(filters=(8, 16, 32, 32), batch=200, steps=10, repeats=REPEATS):
+    """Training images/s of the autoencoder trainer's own step (`autoencoder_training.train_step`, as
+    `train_autoencoder` runs it) in float32, mixed bfloat16 (where the CPU has it natively) and with XLA,
+    against Keras `fit` of the same model (float32, loss only) as the naive side, timed in turns; and the
+    GFLOP/s a step reaches, to set against `matmul_gflops` (`decode_bound` reports it in the same run)."""
     import keras
     import numpy as np
     import tensorflow as tf
 
-    from tf_dance import autoencoder, autoencoder_training, savedmodels
+    from tf_dance import autoencoder, autoencoder_training
 
-    quick, paper = [8, 16, 32, 32], [32, 32, 32, 32]
-    config = autoencoder_training.check_config(dict(filters=quick, batch_size=200))
+    config = autoencoder_training.check_config(dict(filters=list(filters), batch_size=batch))
     rng = np.random.default_rng(0)
-    frames = ((rng.random((1000, 54, 96, 1)) > 0.9) * 255).astype(np.uint8)
-    table = tf.constant(frames)
-    batches = autoencoder_training.train_batches(table, np.arange(len(frames)), 200, 0, 0)
-    out, steps = {}, 10
-    variants = [("fit_float32", False, "float32"), ("fit_float32_xla", True, "float32")]
+    frames = ((rng.random((5 * batch, 54, 96, 1)) > 0.9) * 255).astype(np.uint8)
+    batches = autoencoder_training.train_batches(tf.constant(frames), np.arange(len(frames)), batch, 0, 0)
+    strategy = tf.distribute.get_strategy()
+    variants = [("step float32", False, "float32"), ("step float32 XLA", True, "float32")]
     if autoencoder_training.native_bfloat16():
-        variants += [("fit_mixed_bfloat16", False, "mixed_bfloat16"),
-                     ("fit_mixed_bfloat16_xla", True, "mixed_bfloat16")]
-    models, clock = {}, _EpochClock()
+        variants += [("step mixed bfloat16", False, "mixed_bfloat16"),
+                     ("step mixed bfloat16 XLA", True, "mixed_bfloat16")]
+    runs = {}
+    keras.utils.set_random_seed(0)
+    *_, fitted = autoencoder_training.build((54, 96, 1), config)
+    fitted.compile(fitted.optimizer, loss=autoencoder.LOSSES[config["loss"]])
+    runs["Keras fit float32"] = lambda: fitted.fit(batches, steps_per_epoch=steps, shuffle=False, verbose=0)
     for name, jit, policy in variants:
         keras.utils.set_random_seed(0)
-        *_, models[name] = autoencoder_training.build((54, 96, 1), {**config, "jit_compile": jit}, policy)
-        models[name].fit(batches, steps_per_epoch=2, epochs=1, verbose=0)  # trace and compile
-    seconds = {name: [] for name in models}
-    for _ in range(repeats):  # round-robin, so load from other users hits every variant alike
-        for name, model in models.items():
-            model.fit(batches, steps_per_epoch=steps, epochs=1, callbacks=[clock], verbose=0)
-            seconds[name].append(clock.seconds[-1])
-    for name, times in seconds.items():
-        out[f"ae_train_images_per_s_{name}"] = statistics.median(steps * 200 / t for t in times)
-    base = out["ae_train_images_per_s_fit_float32"]
-    for name, *_ in variants[1:]:
-        out[f"ae_train_{name[4:]}_vs_plain_fit"] = out[f"ae_train_images_per_s_{name}"] / base
-    default = "fit_mixed_bfloat16" if autoencoder_training.native_bfloat16() else "fit_float32"
-    out["ae_train_default_precision_auto_vs_plain_fit"] = out[f"ae_train_images_per_s_{default}"] / base
+        *_, model = autoencoder_training.build((54, 96, 1), {**config, "jit_compile": jit}, policy)
+        step, iterator = autoencoder_training.train_step(model, {**config, "jit_compile": jit}, strategy), iter(batches)
 
+        def run(step=step, iterator=iterator):
+            for _ in range(steps):
+                loss, _ = step(iterator)
+            return float(loss)
+        runs[name] = run
+    rates = dict(zip(runs, _round_robin_rates(list(runs.values()), steps * batch, repeats)))
+    label = "autoencoder " + ",".join(map(str, filters))
+    out = {f"{label}: train images/s (batch {batch}), {name}": rate for name, rate in rates.items()}
+    naive = rates["Keras fit float32"]
+    for name in rates:
+        if name != "Keras fit float32":
+            out[f"{label}: ratio {name} / Keras fit (goal >= 1.5)"] = rates[name] / naive
+    default = "step mixed bfloat16" if autoencoder_training.native_bfloat16() else "step float32"
+    out[f"{label}: ratio the trainer's default (--precision=auto: {default}) / Keras fit (goal >= 1.5)"] = (
+        rates[default] / naive)
+    gflop = 3 * 2 * multiply_adds(fitted) * batch / 1e9  # forward, and twice its work backward
+    out[f"{label}: GFLOP per training step (3 x forward)"] = gflop
+    for name in ("step float32", default):
+        out[f"{label}: GFLOP/s of the {name}"] = gflop * rates[name] / batch
+    return out
+
+
+def decode_bound(filters=(32, 32, 32, 32), goal=2000, repeats=REPEATS, n=1024):
+    """What decoding `goal` frames/s with the decoder of `filters` needs in GFLOP/s (its multiply-adds,
+    unfolded), against the measured matrix-product GFLOP/s in float32 and bfloat16: the frames/s the
+    machine's arithmetic allows at best."""
+    from tf_dance import autoencoder, data
+
+    decoder = autoencoder.build_decoder(data.HEIGHT, data.WIDTH, 1, list(filters))
+    per_frame = 2 * multiply_adds(decoder) / 1e9
+    label = "decoder " + ",".join(map(str, filters))
+    out = {f"{label}: GFLOP per frame": per_frame,
+           f"{label}: GFLOP/s that {goal:,} frames/s needs": per_frame * goal}
+    for dtype in ("float32", "bfloat16"):
+        peak = matmul_gflops(dtype, n, repeats)
+        out[f"measured matrix product GFLOP/s, {dtype} ({n} x {n}, 2 cores)"] = peak
+        out[f"{label}: frames/s at that peak ({dtype}; goal {goal:,})"] = peak / per_frame
+    return out
+
+
+@benchmark("autoencoder")
+def bench_autoencoder(repeats=REPEATS):
+    """Training images/s at batch 200 of the trainer's own step against Keras `fit` (`ae_train_rates`,
+    the quick flags' model, filters 8,16,32,32), decode/encode images/s at batch 500 through the exported
+    SavedModels vs. Keras `predict` for the quick model and the paper's (32,32,32,32), and the bound the
+    machine's arithmetic puts on decoding at the paper's size (`decode_bound`). Random silhouettes and
+    weights: speed does not depend on content."""
+    import tempfile
+
+    import numpy as np
+
+    from tf_dance import autoencoder, savedmodels
+
+    out = {"load average (1 min) at start": os.getloadavg()[0]}
+    quick, paper = [8, 16, 32, 32], [32, 32, 32, 32]
+    out.update(ae_train_rates(quick, repeats=repeats))
+    rng = np.random.default_rng(0)
+    frames = ((rng.random((1000, 54, 96, 1)) > 0.9) * 255).astype(np.uint8)
     latents = rng.normal(size=(2000, 128)).astype(np.float32)
     for label, filters in (("quick", quick), ("paper", paper)):
         encoder = autoencoder.build_encoder(54, 96, 1, filters)
@@ -184,11 +239,14 @@ def bench_autoencoder(repeats=REPEATS):
             predict, fast = _round_robin_rates(
                 [lambda: decoder.predict(latents, batch_size=500, verbose=0),
                  lambda: savedmodels.decode_latents(f"{tmp}/decoder", latents, 500)], len(latents), repeats)
+            goal = " (goal >= 2,000)" if label == "paper" else ""
             out[f"ae_{label}_decode_images_per_s_keras_predict_b500"] = predict
-            out[f"ae_{label}_decode_images_per_s_decode_latents_b500"] = fast
+            out[f"ae_{label}_decode_images_per_s_decode_latents_b500{goal}"] = fast
             out[f"ae_{label}_decode_latents_vs_predict"] = fast / predict
             out[f"ae_{label}_encode_images_per_s_encode_frames_b500"] = median_rate(
                 lambda: savedmodels.encode_frames(f"{tmp}/encoder", frames, 500), len(frames), repeats)
+    out.update(decode_bound(paper, repeats=repeats))
+    out["load average (1 min) at end"] = os.getloadavg()[0]
     return out
 
 
@@ -224,7 +282,8 @@ def bench_sequence(repeats=REPEATS):
 
     model.compile(keras.optimizers.Adam(2e-3, clipvalue=5.0), "mse")
     x, y = windows[:, :, :-1].reshape(-1, seq, dim), windows[:, :, 1:].reshape(-1, seq, dim)
-    out["train frames/s, Keras fit (stateful LSTM)"] = median_rate(
+    fit_key = "train frames/s, Keras fit (stateful LSTM)"
+    out[fit_key] = median_rate(
         lambda: model.fit(x, y, batch_size=batch, shuffle=False, verbose=0), frames, repeats)
     optimizer = keras.optimizers.Adam(2e-3, clipvalue=5.0)
     step = sequence_training.make_train_step(net, optimizer, cfg)
@@ -235,8 +294,9 @@ def bench_sequence(repeats=REPEATS):
             loss, state = step(window, state)
         return float(loss)
 
-    out["train frames/s, fused XLA step"] = median_rate(fused, frames, repeats)
-    out["ratio fused / fit"] = out["train frames/s, fused XLA step"] / out["train frames/s, Keras fit (stateful LSTM)"]
+    fused_key = "train frames/s, the trainer's fused XLA step (goal >= 1,000)"
+    out[fused_key] = median_rate(fused, frames, repeats)
+    out["ratio the trainer's fused step / Keras fit"] = out[fused_key] / out[fit_key]
 
     single = sequence_model.stateful_copy(model, 1)
     naive_steps = 30
@@ -485,7 +545,8 @@ def bench_generate(repeats=REPEATS):
             result = generation.write_dance(os.path.join(tmp, "out", "dance.mp4"),
                                             generation.dance_chunks(models, seed, frames, timings=timings), 24.0,
                                             frames=frames)
-            return result["seconds"], dict(timings, write=result["write_seconds"])
+            return result["seconds"], dict(timings, write=result["write_seconds"],
+                                           **{"write: of which GIF and sheet at the end": result["finish_seconds"]})
 
         first = time.perf_counter()
         run(600)
@@ -503,6 +564,8 @@ def bench_generate(repeats=REPEATS):
         out["  60,000 frames: CPU time of this process (s)"] = after.user + after.system - before.user - before.system
         out["  60,000 frames: CPU time of ffmpeg (s)"] = (after.children_user + after.children_system
                                                         - before.children_user - before.children_system)
+        cpu = out["  60,000 frames: CPU time of this process (s)"] + out["  60,000 frames: CPU time of ffmpeg (s)"]
+        out["  60,000 frames: CPU time / 2 cores, the floor of the wall time (s; goal < 20)"] = cpu / 2
         run(600, plain)
         out["  60,000 frames without the recipe's sampling controls: rollout (s)"] = run(60000, plain)[1]["rollout"]
         run(600, coherent)

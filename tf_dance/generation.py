@@ -268,7 +268,8 @@ class _LatentsFile:
 
 def write_dance(out_path, dance, fps, scale=1, frames=None, audio=None):
     """Writes dance.mp4, dance.gif (the first 600 frames), dance_sheet.png (every 4th of the first 256,
-    like Figure 2) and dance_latents.npy next to `out_path`; returns their paths and timings.
+    like Figure 2) and dance_latents.npy next to `out_path`; returns their paths and timings (`seconds` in all,
+    `write_seconds` busy writing, of which `finish_seconds` for the GIF and the sheet at the end).
 
     audio: `(waveform, sample_rate)` of the song the dance was made to, muxed into the mp4 (cut to the dance).
 
@@ -324,12 +325,13 @@ def write_dance(out_path, dance, fps, scale=1, frames=None, audio=None):
                             labels=[str(i) for i in range(0, min(len(movie), SHEET_FRAMES), 4)],
                             title=f"generated dance: every 4th of the first {min(len(movie), SHEET_FRAMES)} frames")
         _replace_together(staged, paths, tmp)
-        writing += time.perf_counter() - t
+        finishing = time.perf_counter() - t
+        writing += finishing
     except OSError as e:
         raise cli.UserError(f"could not write {out_path}: {e.strerror or e}") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return dict(paths, seconds=time.perf_counter() - start, write_seconds=writing)
+    return dict(paths, seconds=time.perf_counter() - start, write_seconds=writing, finish_seconds=finishing)
 
 
 def _replace_together(staged, paths, tmp):
