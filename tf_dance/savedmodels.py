@@ -17,6 +17,7 @@ a model is loaded.
 import dataclasses
 import functools
 import json
+import logging
 import math
 import os
 import re
@@ -205,15 +206,27 @@ def _tf():
     return tf
 
 
+class _NoGradientNote(logging.Filter):
+    """Drops TensorFlow's load-time note that the LSTM's custom gradient was not saved: the export leaves it
+    out on purpose (serving never differentiates, and exports are faster without it)."""
+
+    def filter(self, record):
+        return "unsaved custom gradients" not in record.getMessage()
+
+
 @functools.lru_cache(maxsize=16)
 def _load(version_dir):
     tf = _tf()
     record(version_dir)
+    note = _NoGradientNote()
+    logging.getLogger("absl").addFilter(note)
     try:
         loaded = tf.saved_model.load(version_dir)
     except Exception as e:  # noqa: BLE001 (protobuf, OpError, OSError...: any failure is a damaged model)
         raise cli.UserError(f"the model at {version_dir} is damaged or not a SavedModel "
                             f"({type(e).__name__}: {cli.first_line(e)})") from None
+    finally:
+        logging.getLogger("absl").removeFilter(note)
     return loaded
 
 
