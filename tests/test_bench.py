@@ -89,3 +89,12 @@ def test_autoencoder_bench_times_the_trainers_step_against_fit_and_the_machines_
     peak = bound["measured matrix product GFLOP/s, float32 (64 x 64, 2 cores)"]
     assert peak > 0 and bound["decoder 2,2,2,2: frames/s at that peak (float32; goal 10)"] == pytest.approx(
         peak / per_frame)
+
+
+def test_the_music_bench_is_registered_and_parses_its_training_settings():
+    assert "music" in bench._BENCHES
+    assert bench.sequence_training_value("epochs", "10") == 10
+    assert bench.sequence_training_value("music", "true") is True
+    assert bench.sequence_training_value("calibrate_noise", "1.0;1.5") == [1.0, 1.5]
+    with pytest.raises(cli.UserError, match="unknown train_lstm setting"):
+        bench.sequence_training_value("unit", "3")

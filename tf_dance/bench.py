@@ -821,6 +821,136 @@ def dancing_table(rows):
     return "\n".join(lines)
 
 
+# ---- music ----
+
+
+def define_music_flags():
+    flags.DEFINE_integer("music_dancer_frames", _DANCING_FRAMES, "music: frames of the dancer with its procedural "
+                         "songs to train on.", lower_bound=1000)
+    flags.DEFINE_enum("music_latents", "autoencoder", ["autoencoder", "poses"], "music: what the LSTMs learn: the "
+                      "latents of an autoencoder trained with flags/quick_autoencoder.flags, or (faster, for a reduced "
+                      "run) the dancer's own pose parameters.")
+    flags.DEFINE_integer("music_frames", 60000, "music: frames of each rollout on the held-out song.", lower_bound=1000)
+    flags.DEFINE_list("music_seeds", ["0", "1", "2"], "music: LSTM training seeds (a conditioned and an unconditioned "
+                      "training each).")
+    flags.DEFINE_list("music_lstm", [], "music: train_lstm settings over flags/quick_lstm.flags as name=value (e.g. "
+                      "epochs=10,calibrate_frames=0 for a reduced run).")
+    flags.DEFINE_string("music_workdir", None, "music: keep the dataset, latents and trainings here; a rerun reuses "
+                        "them. Default: a temporary directory.")
+    flags.register_validator("music_seeds", lambda v: all(s.strip().isdigit() for s in v),
+                             "--music_seeds must be non-negative integers")
+
+
+def music_options():
+    """The --music_* flags as `bench_music` keyword arguments (defaults when the flags are not defined)."""
+    if "music_seeds" not in FLAGS:
+        return {}
+    change = {k: sequence_training_value(k, v) for k, v in _pairs(FLAGS.music_lstm, "--music_lstm").items()}
+    return dict(dancer_frames=FLAGS.music_dancer_frames, latents=FLAGS.music_latents, frames=FLAGS.music_frames,
+                seeds=[int(s) for s in FLAGS.music_seeds], change=change, workdir=FLAGS.music_workdir)
+
+
+def sequence_training_value(name, text):
+    """A train_lstm setting's value parsed from text, as its flag would parse it."""
+    from tf_dance import sequence_training
+    if name not in sequence_training.SETTINGS:
+        raise cli.UserError(f"--music_lstm: unknown train_lstm setting {name!r}")
+    default = sequence_training.SETTINGS[name].default
+    if isinstance(default, bool):
+        return text.lower() in ("1", "true", "yes")
+    if isinstance(default, list):
+        return [float(x) for x in text.split(";") if x]
+    return type(default)(text)
+
+
+@benchmark("music")
+def bench_music(repeats=REPEATS, dancer_frames=_DANCING_FRAMES, latents="autoencoder", frames=60000, seeds=(0, 1, 2),
+                change=None, workdir=None):
+    """The music goals (docs/music.md): the embedded dancer dancing to its procedural songs (`dancer_frames`
+    frames, seed 0), encoded (or its pose parameters with `latents="poses"`), an LSTM trained with
+    flags/quick_lstm.flags (+ `change`) with and without --music per seed; each rolled out for `frames` frames
+    with its recorded recipe from the first 50 latents on a song no training heard (`musicality.held_out_song`),
+    and the conditioned one on the tempo-step song. Figures: beat alignment of the data, of each conditioned
+    and unconditioned rollout, their ratio and margin, the tempo ratios' largest error, and whether every
+    seed meets both goals. `repeats` is unused."""
+    import tempfile
+
+    import keras
+    import numpy as np
+
+    from tf_dance import dancer as dancer_lib
+    from tf_dance import data, musicality, rollout, savedmodels, sequence_training
+
+    out = {"load average (1 min) at start": os.getloadavg()[0]}
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        root = workdir or tmp
+        os.makedirs(root, exist_ok=True)
+        path = os.path.join(root, "dancer_music.npz")
+        fps = 24.0
+        if not os.path.exists(path):
+            d = dancer_lib.dancer(dancer_frames, seed=0, music=True)
+            data.save_dataset(path, d["frames"], fps, music=d["music"], music_names=d["music_names"], poses=d["poses"])
+        if latents == "poses":
+            latents_path = os.path.join(root, "poses.npy")
+            if not os.path.exists(latents_path):
+                with np.load(path, allow_pickle=False) as f:
+                    poses, song = f["poses"].astype(np.float32), (f["music"], f["music_names"])
+                np.save(latents_path, poses)
+                data.save_latent_music(latents_path, poses, *song, fps)
+            decoder = None
+        else:
+            decoder, latents_path = _autoencoder("dancer", path, root, False, {})
+        z = data.load_latents(latents_path)
+        heard = data.load_latent_music(latents_path, z)[0]
+        song = musicality.held_out_song(frames, fps)["features"]
+        base = {**sequence_training.flagfile_settings(os.path.join(_ROOT, "flags", "quick_lstm.flags")), "dim": 0,
+                **(change or {})}
+        if decoder:
+            base.update(calibrate_decoder=decoder, calibrate_fps=fps)
+
+        def trained(seed, with_music):
+            run = os.path.join(root, f"lstm_{'music' if with_music else 'plain'}_{seed}")
+            if not os.path.exists(os.path.join(run, "export.json")):
+                result = sequence_training.train_and_evaluate(latents_path, run, os.path.join(run, "saved"),
+                                                              **{**base, "seed": seed, "music": with_music})
+                with open(os.path.join(run, "export.json"), "w") as f:
+                    json.dump({"export_dir": result["export_dir"]}, f)
+            with open(os.path.join(run, "export.json")) as f:
+                recipe = savedmodels.record(json.load(f)["export_dir"])["rollout"]
+            module = rollout.ServingModule(keras.models.load_model(os.path.join(run, "model.keras")),
+                                           sampling={k: recipe[k] for k in rollout.SAMPLING})
+            return lambda length, features=None: module.rollout(
+                z[None, :50], length if features is None else features[None], float(recipe["temperature"]),
+                float(recipe["noise"]), 0)["frames"].numpy()[0]
+
+        for seed in seeds:
+            t = time.perf_counter()
+            conditioned, plain = trained(seed, True), trained(seed, False)
+            print(f"  music: trained seed {seed} ({time.perf_counter() - t:.0f} s); rolling out", flush=True)
+            m = musicality.measure(lambda features: conditioned(len(features), features), fps, song, z, heard,
+                                   unconditioned=plain, seed=seed)
+            rows.append(m)
+            follow = m["tempo_follow"]
+            out[f"seed {seed}: beat alignment, conditioned / unconditioned / data"] = (
+                f"{m['alignment']:.3f} / {m['unconditioned_alignment']:.3f} / {m['data_alignment']:.3f}")
+            out[f"seed {seed}: movement tempo per section (BPM; song {follow['song_tempi']})"] = \
+                ", ".join(f"{v:.1f}" for v in follow["tempi"])
+            out[f"seed {seed}: tempo ratios (song's {follow['expected']})"] = \
+                ", ".join(f"{v:.3f}" for v in follow["ratios"])
+        ratio = [r["alignment"] / r["data_alignment"] for r in rows]
+        margin = [r["alignment"] - r["unconditioned_alignment"] for r in rows]
+        out["beat alignment / data's (goal >= 0.8)"] = _span(ratio)
+        out["beat alignment - unconditioned's"] = _span(margin)
+        out["tempo follow, largest error (%; goal <= 10)"] = _span([r["tempo_follow"]["error"] for r in rows], 100)
+        out["both goals met (all seeds)"] = all(g["passed"] for r in rows for g in r["goals"].values())
+        out["load average (1 min) at end"] = os.getloadavg()[0]
+        if workdir:
+            with cli.atomic_output(os.path.join(workdir, "music.json")) as tmp_json, open(tmp_json, "w") as f:
+                json.dump(rows, f, indent=2, default=float)
+    return out
+
+
 def run(names=None, repeats=REPEATS):
     """{benchmark name: its figures} for `names` (default all), printing each as it finishes."""
     names = list(names or _BENCHES)
@@ -830,7 +960,7 @@ def run(names=None, repeats=REPEATS):
     results = {}
     for name in names:
         print(f"== {name}", flush=True)
-        options = dancing_options() if name == "dancing" else {}
+        options = dancing_options() if name == "dancing" else music_options() if name == "music" else {}
         if name == "faithfulness" and "real_clips" in FLAGS:
             options = dict(real_clips=FLAGS.real_clips)
         results[name] = _BENCHES[name](repeats, **options)
@@ -852,4 +982,5 @@ def main(argv):
 if __name__ == "__main__":
     define_flags()
     define_dancing_flags()
+    define_music_flags()
     app.run(main, flags_parser=cli.parse_flags)

@@ -103,12 +103,14 @@ def describe(row):
 
 
 def calibrate(model, train, fps, recipes, *, clips=None, frames=12000, rollouts=2, seed_frames=50, random_seed=0,
-              decode=None, progress=True):
+              decode=None, progress=True, music=None):
     """Rolls the Keras sequence `model` out with every recipe in `recipes` and picks one.
 
     train: the training latents `[N, D]` (with `clips`, a clip id per frame) and their `fps`;
     each recipe is a full rollout recipe (`temperature`, `noise` and the `rollout.SAMPLING`
     controls). Every recipe makes `rollouts` dances of `frames` frames from the same seed windows.
+    music: the training music `[N, F]` of a music-conditioned model: each rollout dances to the music
+    that follows its seed window (wrapping round at the end).
     Returns (the chosen recipe, a record: its index, the settings and one row per recipe).
     """
     clock = time.time()
@@ -120,6 +122,8 @@ def calibrate(model, train, fps, recipes, *, clips=None, frames=12000, rollouts=
     starts = generation.choose_seeds(len(train), seed_frames, "random", rollouts, random_seed + SEED_OFFSET,
                                      reference.clips)
     seeds = np.stack([train[s:s + seed_frames] for s in starts])
+    songs = None if music is None else np.stack(
+        [np.take(music, np.arange(s + seed_frames, s + seed_frames + frames), axis=0, mode="wrap") for s in starts])
     modules = {}
     generated = []
     for i, recipe in enumerate(recipes):
@@ -127,8 +131,8 @@ def calibrate(model, train, fps, recipes, *, clips=None, frames=12000, rollouts=
         key = tuple(sorted(sampling.items()))
         if key not in modules:
             modules[key] = rollout.ServingModule(model, sampling=sampling)
-        out = modules[key].rollout(seeds, frames, float(recipe["temperature"]), float(recipe["noise"]),
-                                   random_seed + SEED_OFFSET)["frames"].numpy()
+        out = modules[key].rollout(seeds, frames if songs is None else songs, float(recipe["temperature"]),
+                                   float(recipe["noise"]), random_seed + SEED_OFFSET)["frames"].numpy()
         if not np.all(np.isfinite(out)):
             raise cli.UserError(f"calibration rollout {i + 1} ({recipe}) diverged (NaN or inf)")
         generated.append(out)

@@ -195,6 +195,39 @@ def load_latent_clips(latents_path, n):
     return check_clips(clips, n, path)
 
 
+def latent_music_path(latents_path):
+    """`X.npy` → `X_music.npz`: where `encode` keeps the music features of the dataset it encoded."""
+    return os.path.splitext(latents_path)[0] + "_music.npz"
+
+
+def save_latent_music(latents_path, latents, music, names, fps):
+    """The dataset's `music` `[N, F]` (with `names` and `fps`) beside the latents it pairs with, keyed by
+    their checksum so that a replaced latents file is not trained with another video's music."""
+    with cli.atomic_output(latent_music_path(latents_path)) as tmp, open(tmp, "wb") as f:
+        np.savez(f, music=np.asarray(music, np.float32), music_names=np.asarray(names, str),
+                 fps=np.float64(fps), latents_crc32=np.int64(_checksum(latents)))
+
+
+def load_latent_music(latents_path, latents):
+    """(music float32 `[N, F]`, names, fps) that `encode` saved beside the latents, or None when there is none."""
+    path = latent_music_path(latents_path)
+    if not os.path.exists(path):
+        return None
+    cli.require_file(path, "music features file")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            contents = {k: f[k] for k in f.files}
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+        raise cli.UserError(f"{path} is not a readable .npz archive ({e})") from None
+    missing = sorted({"music", "music_names", "fps", "latents_crc32"} - set(contents))
+    if missing:
+        raise cli.UserError(f"{path} lacks {missing}: re-run encode")
+    if int(contents["latents_crc32"]) != _checksum(latents):
+        raise cli.UserError(f"{path} holds the music of other latents than {latents_path}: re-run encode to write both")
+    music, names = _check_music(contents["music"], contents["music_names"], len(latents), path)
+    return music, names, check_fps(float(contents["fps"]), path)
+
+
 def latent_source_path(latents_path):
     """`X.npy` → `X_encoder.json`: which encoder, of which autoencoder training, `encode` made X with."""
     return os.path.splitext(latents_path)[0] + "_encoder.json"

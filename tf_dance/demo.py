@@ -20,6 +20,11 @@ size is fitted to the footage's size (`sequence_training.lstm_sizing`; the demo 
 `prepare_video`'s footage options (`--invert`, `--threshold`, `--crop`, `--fit`, `--fps`, `--start`,
 `--end`, `--max_frames`, ...) are passed on to it, and a contact sheet of the prepared frames
 (`footage_preview.png`) shows what the models will learn from.
+
+With `--music` the dancer dances to procedural songs (its soundtrack; with `--video`, your clips'
+own), the LSTM is trained with `--music`, and the demo ends with a dance to a procedural song no
+training heard (another seed, other tempi: `song.mp4`), written with that song, and its beat
+alignment measured against the data's.
 """
 
 import contextlib
@@ -37,7 +42,7 @@ import time
 
 from absl import app, flags
 
-from tf_dance import cli, savedmodels, sequence_training, video
+from tf_dance import cli, musicality, savedmodels, sequence_training, video
 from tf_dance.data import dataset_fps
 
 FLAGS_DIR = (cli.flags_dirs() or [os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -74,6 +79,8 @@ def define_flags():
                        "Default: the LSTM's recorded recipe.", lower_bound=0.0)
     for name in ("noise", "temperature"):  # the bounds let NaN through; inf would fail only at step 5
         flags.register_validator(name, lambda v: v is None or math.isfinite(v), f"--{name} must be a finite number")
+    flags.DEFINE_bool("music", False, "Dance to music (beyond the paper): the dancer gets a procedural soundtrack, the "
+                      "LSTM hears it (train_lstm --music), and the demo ends with a dance to a song no training heard.")
     flags.DEFINE_string("flags_dir", FLAGS_DIR, "Where flagfile names without a directory are looked up.")
     video.define_footage_flags(FLAGS)  # passed on to `prepare_video` with --video
 
@@ -98,6 +105,8 @@ def settings():
     """The demo's settings, checked: flagfiles resolved to paths."""
     s = dict(dancer_frames=FLAGS.dancer_frames, autoencoder_flags=FLAGS.autoencoder_flags,
              lstm_flags=FLAGS.lstm_flags, frames=FLAGS.frames)
+    s["music"] = bool(FLAGS.music)
+    s["song_seed"] = FLAGS.seed + musicality.HELD_OUT_SEED
     videos = FLAGS.video or []
     if videos:
         del s["dancer_frames"]
@@ -288,8 +297,14 @@ def plan(work, export_dir, s, seed):
         lambda o: ["--kind=dancer", f"--frames={s['dancer_frames']}", seed, f"--out={data}",
                    f"--video={work}/dancer.mp4"],
         None, None, lambda o: {"data": data, "training_video": f"{work}/dancer.mp4"})
+    song = f"{work}/song.mp4"
+    music = ["--music"] if s.get("music") else []
+    if music and not footage:
+        source = (source[0], source[1] + " with its procedural soundtrack", source[2],
+                  lambda o: ["--kind=dancer", f"--frames={s['dancer_frames']}", seed, f"--out={data}",
+                             f"--video={work}/dancer.mp4", "--music"], *source[4:])
     sized = (lambda o: _sizing(o["data"], s["lstm_flags"])[0]) if footage else (lambda o: [])
-    return [
+    steps = [
         source,
         ("autoencoder", "Training the autoencoder: 96x54 frames <-> 128-d vectors (paper 3.1)",
          "train_autoencoder",
@@ -303,18 +318,28 @@ def plan(work, export_dir, s, seed):
          lambda o: [f"--flagfile={s['lstm_flags']}", seed, f"--latents={latents}",
                     f"--workdir={work}/lstm", f"--export_dir={export_dir}", "--export_name=dance_lstm",
                     f"--calibrate_decoder={o['decoder']}", f"--calibrate_fps={dataset_fps(o['data']):g}",
-                    *sized(o)],
+                    *sized(o), *music],
          s["lstm_flags"], f"{work}/lstm", None),
-        ("generate", f"Generating {s['frames']} frames of dance (paper 3.5)", "generate",
+        ("generate", f"Generating {s['frames']} frames of dance (paper 3.5)"
+         + (" to a song no training heard" if music else ""), "generate",
          lambda o: [f"--lstm={o['lstm']}", f"--decoder={o['decoder']}", f"--data={data}", f"--latents={latents}",
-                    f"--frames={s['frames']}", *_sampling_flags(), seed, "--scale=2", f"--out={video}"],
+                    f"--frames={s['frames']}", *_sampling_flags(), seed, "--scale=2", f"--out={video}",
+                    *([f"--audio={song}"] if music else [])],
          None, None, lambda o: {"video": video, "gif": f"{work}/dance.gif", "sheet": f"{work}/dance_sheet.png",
                                 "generated": f"{work}/dance_latents.npy"}),
         ("evaluate", "Measuring the dance: motion, freezing, pose coverage, novelty (paper 5.3)", "evaluate",
          lambda o: [f"--generated={o['generated']}", f"--latents={latents}", f"--data={data}",
-                    f"--decoder={o['decoder']}", seed, f"--out_dir={work}/eval"],
+                    f"--decoder={o['decoder']}", seed, f"--out_dir={work}/eval",
+                    *([f"--audio={song}"] if music else [])],
          None, None, lambda o: {"metrics": f"{work}/eval/metrics.json", "report": f"{work}/eval/report.md"}),
     ]
+    if music:  # the held-out song: the dancer of another seed, whose preview video carries its song
+        steps.insert(4, ("song", "Making a song no training heard (another seed, other tempi)", "synthesize",
+                         lambda o: ["--kind=dancer", f"--frames={s['frames']}",
+                                    f"--seed={s['song_seed']}", "--music",
+                                    f"--out={work}/song.npz", f"--video={song}"],
+                         None, None, lambda o: {"song": song}))
+    return steps
 
 
 def _sampling_flags():
@@ -346,6 +371,11 @@ def verdict_lines(metrics_path):
                      f"{dancer.get('seconds', 0):.1f} s (frozen: longer than {freeze['freeze_seconds']:.1f} s)")
     if motion.get("motion_ratio") is not None:
         lines.append(f"  motion per frame vs. the data: {motion['motion_ratio']:.2f}x")
+    tune = m.get("music") or {}
+    if tune.get("alignment") is not None:
+        data_alignment = tune.get("data_alignment")
+        lines.append(f"  beat alignment: {tune['alignment']:.2f} of the dance's kinematic beats on a music beat"
+                     + ("" if data_alignment is None else f" (the data on its own music: {data_alignment:.2f})"))
     goals = m.get("goals", {})
     if goals:
         value = lambda g: next((f" {v:.2f}" for v in g.get("values", []) if v is not None), "")  # noqa: E731
@@ -417,6 +447,8 @@ def _run_steps(s, work, export_dir, lock):
               f"{os.path.basename(outputs['data'])})")
     else:
         print(f"  training data: {outputs.get('training_video') or outputs['data']}")
+    if outputs.get("song"):
+        print(f"  danced to:    {outputs['song']}  (a song no training heard; the dance video plays it)")
     print(f"  evaluation:   {outputs['report']}")
     for line in verdict_lines(outputs["metrics"]):
         print(line)

@@ -3,11 +3,14 @@
     python -m tf_dance.encode --data=runs/dancer.npz --encoder=saved_models/encoder --out=latents.npy
 
 Writes float32 `[N, 128]` in frame order: the paper's `.npy` that the LSTM trains on, and beside
-it `<out>_clips.npy` (the clip of every latent) and `<out>_encoder.json` (which encoder, of which
+it `<out>_clips.npy` (the clip of every latent), `<out>_music.npz` (the dataset's music features, when it
+has a soundtrack: what `train_lstm --music` conditions on) and `<out>_encoder.json` (which encoder, of which
 autoencoder training, made them: the LSTM records it, and generate and evaluate refuse to mix
 trainings). The library code is `tf_dance.savedmodels.encode_frames` (and `decode_latents` for
 the way back).
 """
+
+import os
 
 import numpy as np
 from absl import app, flags
@@ -37,14 +40,19 @@ def main(argv):
     if not FLAGS.out:
         raise cli.UserError("no output given (--out=latents.npy)")
     cli.check_output(FLAGS.out, "--out")
-    frames, _, extras = data.load_dataset(FLAGS.data)
+    frames, fps, extras = data.load_dataset(FLAGS.data)
     encoder = savedmodels.load_encoder(savedmodels.resolve_encoder(FLAGS.encoder))
     latents = encoder(frames, FLAGS.batch_size, progress=FLAGS.progress).astype(np.float32)
     with cli.atomic_output(FLAGS.out) as tmp:  # the clip ids and the encoder's record land just before the latents
         np.save(tmp, latents)
         data.save_array(data.latent_clips_path(FLAGS.out), extras["clips"])
         data.save_latent_source(FLAGS.out, latents, encoder.path, encoder.record.get("training_id"))
-    print(f"wrote {FLAGS.out} (and its clip ids, {cli.plural(len(data.clip_bounds(extras['clips'])), 'clip')}): "
+        if "music" in extras:
+            data.save_latent_music(FLAGS.out, latents, extras["music"], extras["music_names"], fps)
+        elif os.path.exists(data.latent_music_path(FLAGS.out)):
+            os.remove(data.latent_music_path(FLAGS.out))
+    music = ", its music features" if "music" in extras else ""
+    print(f"wrote {FLAGS.out} (and its clip ids, {cli.plural(len(data.clip_bounds(extras['clips'])), 'clip')}{music}): "
           f"{latents.shape[0]} x {latents.shape[1]} latents from {encoder.path}")
     return 0
 

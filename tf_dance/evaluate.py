@@ -10,7 +10,11 @@ narrow, off-distribution, copying, repetitive, and on the rollout's second half 
 stuck in place; and the `goals` block with pass/fail per goal), report.md with the figures and
 what each measure means, and the figures as PNGs (the decoded ones, on-screen motion, stage
 coverage and stage range when a decoder is available). The training latents' clip ids (X_clips.npy beside
-X.npy) keep every measure from counting a cut as motion. The library code is `tf_dance.metrics`
+X.npy) keep every measure from counting a cut as motion.
+A music-conditioned model (`train_lstm --music`) dances to --audio (default: a procedural song no
+training heard) and `tf_dance.musicality` measures how it follows the music: beat alignment against
+the data's own (and an --unconditioned model's on the same song), and whether its movement tempo
+follows a song whose tempo steps up and down by 20% (--tempo_bpm). The library code is `tf_dance.metrics`
 (numbers) and `tf_dance.report` (figures and report).
 """
 
@@ -19,7 +23,7 @@ import os
 import numpy as np
 from absl import app, flags
 
-from tf_dance import cli, data, generation, report, savedmodels
+from tf_dance import cli, data, generation, music, musicality, report, savedmodels
 
 FLAGS = flags.FLAGS
 
@@ -57,6 +61,15 @@ def define_flags():
     flags.DEFINE_float("copy_fraction", 0.5, "A window is a near-copy when closer to a training window than this "
                        "fraction of the data's own median nearest-window distance.", lower_bound=0.0)
     flags.DEFINE_float("window_seconds", 1.0, "Length of the novelty windows.", lower_bound=0.05)
+    flags.DEFINE_string("audio", None, "A music-conditioned model dances to this song (wav, mp3, or any file ffmpeg "
+                        "reads; as long as it lasts unless --frames is given); default: a procedural song no training "
+                        "heard, --frames long. With --generated: the song that dance was made to, for its beat "
+                        "alignment.")
+    flags.DEFINE_string("unconditioned", None, "A model without music (dance_lstm root or version) rolled out from the "
+                        "same seed for as long, whose beat alignment on the same song is the chance level to beat.")
+    flags.DEFINE_float("tempo_bpm", musicality.TEMPO_BPM, "A music-conditioned model also dances to a 90-second song "
+                       "at this tempo that steps up and down by 20%, to measure whether its tempo follows; 0 = skip.",
+                       lower_bound=0.0, upper_bound=music.MAX_BPM)
     flags.DEFINE_boolean("progress", True, "Print progress.")
     flags.DEFINE_boolean("allow_mismatch", False, "Use the --decoder/--latents given even when they come from another "
                          "autoencoder training than the LSTM's (or than each other); for deliberate experiments only. "
@@ -82,6 +95,47 @@ def _decoder_dir(training, learner):
     return savedmodels.pick(path, "decoder", savedmodels.DECODER, training, explicit, learner, FLAGS.allow_mismatch)
 
 
+def _number(value):
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _music_fps(lstm, fps):
+    learnt = (lstm.music or {}).get("fps")
+    if learnt and FLAGS.fps and abs(FLAGS.fps - learnt) > 1e-3:
+        raise cli.UserError(f"--fps {FLAGS.fps:g}: the model at {lstm.path} learnt its music at {learnt:g} fps")
+    return float(learnt or fps)
+
+
+def _song(fps, frames=None):
+    """(features, label) of --audio (for `frames` frames: default as long as it lasts, or --frames), or of a
+    procedural song no training heard."""
+    if not FLAGS.audio:
+        return musicality.held_out_song(FLAGS.frames, fps, FLAGS.random_seed)["features"], \
+            f"a procedural song no training heard (seed {musicality.HELD_OUT_SEED + FLAGS.random_seed})"
+    waveform = music.read_audio(FLAGS.audio)
+    if waveform is None:
+        raise cli.UserError(f"--audio: {FLAGS.audio} has no audio stream")
+    if frames is None:
+        seconds = len(waveform) / music.SAMPLE_RATE
+        frames = FLAGS.frames if FLAGS["frames"].present else max(2, int(round(seconds * fps)))
+    return music.features(waveform, fps, frames), os.path.basename(FLAGS.audio)
+
+
+def _data_music(train):
+    """The training latents' music when encode saved it beside them, else None."""
+    found = data.load_latent_music(FLAGS.latents, train)
+    return None if found is None else found[0]
+
+
+def _unconditioned(roll):
+    if not FLAGS.unconditioned:
+        return None
+    model = savedmodels.load_sequence_model(FLAGS.unconditioned)
+    if model.music_features:
+        raise cli.UserError(f"--unconditioned: the model at {model.path} dances to music; give one trained without")
+    return lambda frames: roll(model, frames)
+
+
 @cli.main
 def main(argv):
     del argv
@@ -95,12 +149,17 @@ def main(argv):
         fps = fps or data_fps
     fps = fps or 24.0
     source = data.latent_source(FLAGS.latents, train)
-    arrays = {}
+    arrays, music_report = {}, None
     if FLAGS.generated:
         decoder_dir = _decoder_dir(source.get("training_id"), f"{FLAGS.latents} (encoded by {source.get('encoder')})")
         generated = data.load_latents(FLAGS.generated, dancers=True)
         report.check_memory(*(generated.shape if generated.ndim == 3 else (1, *generated.shape)))
         options = dict(generated=os.path.abspath(FLAGS.generated))
+        if FLAGS.audio:  # the dance was made to --audio: how it keeps the beat
+            dance = generated if generated.ndim == 2 else generated[0]
+            song, label = _song(fps, len(dance))
+            music_report = musicality.measure(None, fps, song, train, _data_music(train), clips=clips, tempo_bpm=None,
+                                              label=label, dance=dance)
     else:
         lstm = savedmodels.load_sequence_model(FLAGS.model_dir)
         training = savedmodels.learnt_from(lstm.record)
@@ -117,11 +176,31 @@ def main(argv):
             print(f"rolling out {FLAGS.frames} frames with {lstm.path} (temperature {temperature:g}, noise "
                   f"{noise:g}{lstm.controls_text()}), primed on latents {start}..{start + FLAGS.seed_frames - 1}",
                   flush=True)
-        generated, done = np.empty((FLAGS.frames, lstm.dim), np.float32), 0
-        for piece in lstm.stream(train[start:start + FLAGS.seed_frames], FLAGS.frames, temperature=temperature,
-                                 noise=noise, random_seed=FLAGS.random_seed):
-            generated[done:done + piece.shape[1]] = piece[0]
-            done += piece.shape[1]
+        seed = train[start:start + FLAGS.seed_frames]
+
+        def roll(model, frames, song=None):
+            generated, done = np.empty((frames, model.dim), np.float32), 0
+            own = (temperature, noise) if model is lstm else (None, None)  # another model keeps its own recipe
+            for piece in model.stream(seed, frames, *own,
+                                      random_seed=FLAGS.random_seed, music=song):
+                generated[done:done + piece.shape[1]] = piece[0]
+                done += piece.shape[1]
+            return generated
+
+        if lstm.music_features:
+            fps = _music_fps(lstm, fps)
+            song, label = _song(fps)
+            unconditioned = _unconditioned(roll)
+            generated = roll(lstm, len(song), song)
+            music_report = musicality.measure(
+                lambda features: roll(lstm, len(features), features), fps, song, train, _data_music(train),
+                clips=clips, unconditioned=unconditioned, tempo_bpm=FLAGS.tempo_bpm, seed=FLAGS.random_seed,
+                label=label, dance=generated)
+        else:
+            if FLAGS.audio:
+                raise cli.UserError(f"--audio: the model at {lstm.path} was trained without music; evaluate it "
+                                    "without --audio")
+            generated = roll(lstm, FLAGS.frames)
         arrays["generated"] = generated
         options = dict(model_dir=os.path.abspath(lstm.path), frames=FLAGS.frames, seed_frames=FLAGS.seed_frames,
                        seed_index=start, random_seed=FLAGS.random_seed, temperature=temperature, noise=noise,
@@ -130,7 +209,7 @@ def main(argv):
                    decoder=decoder_dir and os.path.abspath(decoder_dir))
     result = report.evaluate_dance(
         generated, train, fps, FLAGS.out_dir, decoder_dir=decoder_dir, data_frames=frames, options=options,
-        arrays=arrays, progress=FLAGS.progress,
+        arrays=arrays, progress=FLAGS.progress, music=music_report,
         reference_options=dict(clips=clips,
                                clusters=FLAGS.clusters, seed=FLAGS.random_seed, window_seconds=FLAGS.window_seconds,
                                freeze_fraction=FLAGS.freeze_fraction, min_freeze_seconds=FLAGS.min_freeze_seconds,
@@ -139,6 +218,13 @@ def main(argv):
     print(f"verdicts: {verdicts}")
     state = {True: "met", False: "MISSED", None: "not measured"}
     print("goals (second half): " + ", ".join(f"{k}: {state[g['passed']]}" for k, g in result["goals"].items()))
+    if music_report:
+        follow = music_report["tempo_follow"]
+        print(f"music: beat alignment {_number(music_report['alignment'])} (data "
+              f"{_number(music_report['data_alignment'])}, unconditioned "
+              f"{_number(music_report['unconditioned_alignment'])})"
+              + (f", tempo ratios {', '.join(f'{r:.2f}' for r in follow['ratios'])} for "
+                 f"{', '.join(f'{r:.2f}' for r in follow['expected'])}" if follow else ""))
     print(f"report: {os.path.join(FLAGS.out_dir, 'report.md')}")
     return 0
 

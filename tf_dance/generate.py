@@ -10,6 +10,10 @@ dance.mp4 (the dataset's fps unless --fps), dance.gif (the first 600 frames), da
 `python -m tf_dance.evaluate --generated=...`). --num_dancers=K rolls out K dances in one batch
 and tiles them side by side in the same video (latents saved as [K, T, D]).
 --temperature and --noise default to the sampling recipe recorded in the sequence model's export.
+A music-conditioned model (`train_lstm --music`) dances to a song: --audio=song.wav|.mp3|video gives
+it, its music features are computed as `prepare_video` computes a clip's, the dance lasts as long as
+the song (or --frames) and the mp4 plays the song; such a model refuses to dance without --audio,
+and a model without music refuses --audio.
 The library code is `tf_dance.generation` (`make_dance`, `dance_chunks`, `write_dance`) over
 `tf_dance.savedmodels`; the dance is made and written in pieces, so any length fits in memory.
 """
@@ -19,7 +23,7 @@ import json
 import numpy as np
 from absl import app, flags
 
-from tf_dance import cli, data, generation, savedmodels
+from tf_dance import cli, data, generation, music, savedmodels
 
 FLAGS = flags.FLAGS
 
@@ -39,7 +43,11 @@ def define_flags():
     flags.DEFINE_string("latents", None, "Encoded latents of --data (.npy): seed from these instead of running the "
                         "encoder (then --data is optional).")
     flags.DEFINE_string("out", "out/dance.mp4", "Output video; the GIF, sheet and latents are named after it.")
-    flags.DEFINE_integer("frames", 600, "Frames to generate per dancer (the paper: 600).", lower_bound=1,
+    flags.DEFINE_string("audio", None, "A song to dance to (wav, mp3, or any video or audio file ffmpeg reads), for a "
+                        "music-conditioned model (train_lstm --music): the dance lasts as long as the song unless "
+                        "--frames is given, and the mp4 plays it.")
+    flags.DEFINE_integer("frames", 600, "Frames to generate per dancer (the paper: 600; with --audio, default: as "
+                         "long as the song).", lower_bound=1,
                          upper_bound=10_000_000)
     flags.DEFINE_integer("seed_frames", 50, "Real frames that prime the LSTM (char-rnn priming).", lower_bound=1)
     flags.DEFINE_string("seed_index", "random", "First seed frame: an index into the dataset, or 'random' (a "
@@ -74,6 +82,32 @@ def _say(message):
         print(message, flush=True)
 
 
+def _song(lstm, fps):
+    """(dict(waveform, features) of --audio or None, frames to generate, fps), checked against the model."""
+    if not lstm.music_features:
+        if FLAGS.audio:
+            raise cli.UserError(f"--audio: the model at {lstm.path} was trained without music (train_lstm --music "
+                                "makes one that dances to a song); generate without --audio")
+        return None, FLAGS.frames, fps
+    if not FLAGS.audio:
+        raise cli.UserError(f"the model at {lstm.path} dances to music: give it a song with "
+                            "--audio=song.wav|.mp3|video")
+    learnt = lstm.music or {}
+    if learnt.get("names") not in (None, list(music.NAMES)):
+        raise cli.UserError(f"the model at {lstm.path} learnt other music features ({learnt['names']}) than this "
+                            f"version computes ({list(music.NAMES)}); retrain it")
+    if learnt.get("fps") and not FLAGS["fps"].present:
+        fps = float(learnt["fps"])
+    elif learnt.get("fps") and abs(fps - learnt["fps"]) > 1e-3:
+        raise cli.UserError(f"--fps {fps:g}: the model at {lstm.path} learnt its music at {learnt['fps']:g} fps, and "
+                            "at another rate its dance would not keep time; leave --fps out")
+    waveform = music.read_audio(FLAGS.audio)
+    if waveform is None:
+        raise cli.UserError(f"--audio: {FLAGS.audio} has no audio stream")
+    frames = FLAGS.frames if FLAGS["frames"].present else max(1, int(round(len(waveform) / music.SAMPLE_RATE * fps)))
+    return dict(waveform=waveform, features=music.features(waveform, fps, frames)), frames, fps
+
+
 @cli.main
 def main(argv):
     del argv
@@ -99,17 +133,20 @@ def main(argv):
         savedmodels.check_latent_source(data.latent_source(FLAGS.latents, latents), training,
                                         f"{models.lstm.path} (and {models.decoder.path})", FLAGS.latents,
                                         FLAGS.allow_mismatch)
+    song, frames, fps = _song(models.lstm, fps)
     temperature, noise = models.lstm.sampling(FLAGS.temperature, FLAGS.noise)
     seeds = np.stack([source[s:s + FLAGS.seed_frames] for s in starts])
     _say(f"[1/2] seeding {cli.plural(FLAGS.num_dancers, 'dancer')} with frames "
          f"{', '.join(f'{s}..{s + FLAGS.seed_frames - 1}' for s in starts)}")
-    _say(f"[2/2] rolling out {FLAGS.frames} frames with {models.lstm.path} (temperature {temperature:g}, noise "
+    _say(f"[2/2] rolling out {frames} frames{' to ' + FLAGS.audio if song else ''} with {models.lstm.path} "
+         f"(temperature {temperature:g}, noise "
          f"{noise:g}{models.lstm.controls_text()}), decoding with {models.decoder.path}, writing "
          f"{', '.join(paths.values())}")
-    chunks = generation.dance_chunks(models, seeds, FLAGS.frames, temperature, noise, FLAGS.random_seed,
-                                     batch_size=FLAGS.batch_size)
-    generation.write_dance(FLAGS.out, chunks, fps, scale=FLAGS.scale, frames=FLAGS.frames)
-    print(json.dumps(dict(paths, frames=FLAGS.frames, dancers=FLAGS.num_dancers, fps=fps, seed_indices=starts)))
+    chunks = generation.dance_chunks(models, seeds, frames, temperature, noise, FLAGS.random_seed,
+                                     batch_size=FLAGS.batch_size, music=None if song is None else song["features"])
+    generation.write_dance(FLAGS.out, chunks, fps, scale=FLAGS.scale, frames=frames,
+                           audio=None if song is None else (song["waveform"], music.SAMPLE_RATE))
+    print(json.dumps(dict(paths, frames=frames, dancers=FLAGS.num_dancers, fps=fps, seed_indices=starts)))
     return 0
 
 

@@ -135,12 +135,13 @@ def _seed_latents(models, seeds):
 
 
 def dance_chunks(models, seeds, frames=600, temperature=None, noise=None, random_seed=0, batch_size=500,
-                 timings=None):
+                 timings=None, music=None):
     """Yields `(latents [K, n, D], pictures [K, n, H, W, C])` pieces of K dances of `frames` frames each.
 
     seeds: one seed window per dancer (see `make_dance`). temperature/noise: None = the model's
     recorded recipe. timings: a dict that receives the seconds spent in "rollout" and "decode". The
-    rollout runs ahead in a thread of its own while the decoder draws its last pieces.
+    rollout runs ahead in a thread of its own while the decoder draws its last pieces. music: the
+    features `[frames, F]` a music-conditioned model dances to (`music.features` of a song).
     """
     if int(frames) != frames or frames < 1:
         raise cli.UserError(f"frames must be a positive integer, got {frames}")
@@ -150,7 +151,8 @@ def dance_chunks(models, seeds, frames=600, temperature=None, noise=None, random
     timings.setdefault("rollout", 0.0)
     timings.setdefault("decode", 0.0)
     z = _seed_latents(models, seeds)
-    rolled = ahead(_timed(models.lstm.stream(z, int(frames), temperature, noise, random_seed), timings, "rollout"))
+    rolled = ahead(_timed(models.lstm.stream(z, int(frames), temperature, noise, random_seed, music=music), timings,
+                          "rollout"))
     try:
         for piece in rolled:
             for a in range(0, piece.shape[1], DECODE_PIECE):
@@ -217,16 +219,16 @@ def ahead(pieces, depth=AHEAD):
         thread.join()
 
 
-def make_dance(models, seeds, frames=600, temperature=None, noise=None, random_seed=0):
+def make_dance(models, seeds, frames=600, temperature=None, noise=None, random_seed=0, music=None):
     """`(latents, pictures)` of a new dance: `[frames, D]` and uint8 `[frames, H, W, C]`.
 
     models: `savedmodels.load_models(...)`. seeds: the window that primes the LSTM, as latents
     `[T, D]` or uint8 frames `[T, H, W, C]` (encoded with `models.encoder`); with a leading K axis,
     K dances are made in one batch and both results have that axis too. temperature/noise: None =
-    the model's recorded recipe; random_seed keys the sampling and the noise.
+    the model's recorded recipe; random_seed keys the sampling and the noise; music: see `dance_chunks`.
     """
     single = np.ndim(seeds) == (4 if np.asarray(seeds).dtype == np.uint8 else 2)
-    pieces = list(dance_chunks(models, seeds, frames, temperature, noise, random_seed))
+    pieces = list(dance_chunks(models, seeds, frames, temperature, noise, random_seed, music=music))
     latents = np.concatenate([p[0] for p in pieces], 1)
     pictures = np.concatenate([p[1] for p in pieces], 1)
     return (latents[0], pictures[0]) if single else (latents, pictures)
@@ -264,10 +266,12 @@ class _LatentsFile:
             raise cli.UserError(f"the dance ended after {self.done} of {self.frames} frames")
 
 
-def write_dance(out_path, dance, fps, scale=1, frames=None):
+def write_dance(out_path, dance, fps, scale=1, frames=None, audio=None):
     """Writes dance.mp4, dance.gif (the first 600 frames), dance_sheet.png (every 4th of the first 256,
     like Figure 2) and dance_latents.npy next to `out_path`; returns their paths and timings (`seconds` in all,
     `write_seconds` busy writing, of which `finish_seconds` for the GIF and the sheet at the end).
+
+    audio: `(waveform, sample_rate)` of the song the dance was made to, muxed into the mp4 (cut to the dance).
 
     dance: `(latents, pictures)` as `make_dance` returns them, or an iterable of `[K, n, ...]` pieces
     (`dance_chunks`), then `frames` (per dancer) must be given. K dancers are tiled side by side.
@@ -309,6 +313,11 @@ def write_dance(out_path, dance, fps, scale=1, frames=None):
             t = time.perf_counter()
         if latents_file is None:
             raise cli.UserError("the dance has no frames")
+        if audio is not None:
+            from tf_dance import music
+            waveform, rate = audio
+            n = int(round(int(frames) / fps * rate))  # a song shorter than the dance ends in silence
+            music.mux(staged["video"], np.pad(np.asarray(waveform)[:n], (0, max(0, n - len(waveform)))), rate)
         movie = np.concatenate(head)
         video.write_gif(staged["gif"], movie[:GIF_MAX_FRAMES], fps, scale=scale)
         columns = max(1, 8 // min(dancers, 4))

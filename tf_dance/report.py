@@ -218,7 +218,7 @@ def check_memory(dancers, frames, dim):
 
 
 def evaluate_dance(generated, train, fps, out_dir, *, decoder_dir=None, data_frames=None, options=None,
-                   reference_options=None, arrays=None, progress=True, decode=None):
+                   reference_options=None, arrays=None, progress=True, decode=None, music=None):
     """Measures `generated` (`[T, D]` or `[K, T, D]`) against `train` and writes `out_dir`.
 
     out_dir receives metrics.json, report.md and PNG figures (the decoded ones only with
@@ -277,6 +277,8 @@ def evaluate_dance(generated, train, fps, out_dir, *, decoder_dir=None, data_fra
     report["verdicts"] = {k: any(r["verdicts"][k] for r in results) for k in names}
     report["verdict_rules"] = results[0]["verdicts"]["rules"]
     report["goals"] = combined_goals([r["goals"] for r in results])
+    if music:  # `musicality`'s measures and goals, made by the caller (it knows the songs)
+        report["music"] = music
 
     with cli.atomic_output(out_dir, is_dir=True, owner="evaluate") as tmp:
         figures = {}
@@ -539,5 +541,28 @@ Crispness is the mean |2p - 1| of decoded pixels: 1 for clean silhouettes, lower
 
 ![average frames]({figs['average']})
 """)
+    if report.get("music"):
+        out.append(_music_section(report["music"]))
     out.append("\nAll numbers are in `metrics.json`.\n")
+    return "".join(out)
+
+
+def _music_section(m):
+    """The dance against its music: beat alignment (data, conditioned, unconditioned) and tempo following."""
+    fmt = lambda v: "-" if v is None else f"{v:.2f}"
+    out = ["\n## Dancing to music\n\nBeat alignment: the share of the dance's kinematic beats (local minima of its "
+           "latent speed) within 0.1 s of a music beat.\n\n| dance | beat alignment |\n| --- | --- |\n",
+           f"| the data, on its own soundtrack | {fmt(m.get('data_alignment'))} |\n",
+           f"| the rollout, on {m.get('song', 'the song')} | {fmt(m.get('alignment'))} |\n"]
+    if m.get("unconditioned_alignment") is not None:
+        out.append(f"| the unconditioned model's rollout, on the same song | {fmt(m['unconditioned_alignment'])} |\n")
+    follow = m.get("tempo_follow")
+    if follow:
+        out.append(f"\nTempo following: on a song at {follow['song_tempi'][0]:g} BPM that steps to "
+                   f"{follow['song_tempi'][1]:g} and {follow['song_tempi'][2]:g} BPM, the dance's movement tempo is "
+                   f"{', '.join(f'{t:.1f}' for t in follow['tempi'])} BPM: ratios "
+                   f"{', '.join(f'{r:.2f}' for r in follow['ratios'])} for the song's "
+                   f"{', '.join(f'{r:.2f}' for r in follow['expected'])} (largest error {follow['error']:.0%}).\n")
+    for name, g in (m.get("goals") or {}).items():
+        out.append(f"\nGoal {name.replace('_', ' ')}: {'met' if g['passed'] else '**missed**'}.\n")
     return "".join(out)

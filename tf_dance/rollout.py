@@ -24,6 +24,14 @@ A version directory `saved_models/dance_lstm/<v>/` serves, with plain TensorFlow
   from. `num_frames` must be a multiple of the block recorded in `tf_dance.json` (32). Pieces
   joined equal one `rollout` call.
 
+A music-conditioned model (`train_lstm --music`, `M` music features per frame) hears the music of
+each frame it generates: `serving_default(frame, music [B, M], state)`, `rollout(seed, music [B, T, M],
+temperature, noise, random_seed)` (T frames, frame n hearing music[:, n]; no num_frames),
+`prime(seed, music [B, M], temperature, random_seed)` (the music of frame 0) and
+`continue_rollout(state, start, music [B, num_frames, M], temperature, noise, random_seed)`. While the
+seed primes the LSTM, its music inputs are the training mean but for the last seed frame's, which hears
+frame 0's music.
+
 Every signature checks its inputs once per call and refuses, with an InvalidArgumentError whose
 "assertion failed: [...]" text says what was wrong, what it cannot serve: seeds, frames and states
 of the wrong shape or width (`[batch, frames, D]`, `[batch, D]`, `[batch, S]`), a frame batch
@@ -154,6 +162,30 @@ class ServingModule(tf.Module):
             tf.TensorSpec([], tf.float32, name="noise"),
             tf.TensorSpec([], tf.int32, name="random_seed")])
         self._generate = tf.function(self._generate_chunk, jit_compile=True)
+        m = self._net.music_dim
+        if m:  # a music-conditioned model: every signature that steps the model also takes the music
+            self.step = tf.function(self._music_step, input_signature=[
+                tf.TensorSpec([None, d], tf.float32, name="frame"),
+                tf.TensorSpec([None, m], tf.float32, name="music"),
+                tf.TensorSpec([None, s], tf.float32, name="state")])
+            self.rollout = tf.function(self._music_rollout, input_signature=[
+                tf.TensorSpec([None, None, d], tf.float32, name="seed"),
+                tf.TensorSpec([None, None, m], tf.float32, name="music"),
+                tf.TensorSpec([], tf.float32, name="temperature"),
+                tf.TensorSpec([], tf.float32, name="noise"),
+                tf.TensorSpec([], tf.int32, name="random_seed")])
+            self.prime = tf.function(self._music_prime, input_signature=[
+                tf.TensorSpec([None, None, d], tf.float32, name="seed"),
+                tf.TensorSpec([None, m], tf.float32, name="music"),
+                tf.TensorSpec([], tf.float32, name="temperature"),
+                tf.TensorSpec([], tf.int32, name="random_seed")])
+            self.continue_rollout = tf.function(self._music_continue, input_signature=[
+                tf.TensorSpec([None, s + carried], tf.float32, name="state"),
+                tf.TensorSpec([], tf.int32, name="start"),
+                tf.TensorSpec([None, None, m], tf.float32, name="music"),
+                tf.TensorSpec([], tf.float32, name="temperature"),
+                tf.TensorSpec([], tf.float32, name="noise"),
+                tf.TensorSpec([], tf.int32, name="random_seed")])
 
     def signatures(self):
         return {"serving_default": self.step, "initial_state": self.initial_state, "rollout": self.rollout,
@@ -180,13 +212,19 @@ class ServingModule(tf.Module):
             _require(tf.shape(seed)[1] >= 1, "seed must hold at least one frame; got shape", tf.shape(seed)),
             _finite(seed, "seed"), _control(temperature, "temperature")], seed, temperature)
 
-    def _prime(self, seed, temperature, random_seed):
+    def _prime(self, seed, temperature, random_seed, music=None):
         """(first generated frame, LSTM state), both normalised, after reading the seed frames; the frame is
-        packed with what the next frame needs (`_parts`)."""
+        packed with what the next frame needs (`_parts`). music: the first generated frame's normalised music
+        `[B, M]` of a conditioned model, heard with the last seed frame (the earlier ones hear the training
+        mean)."""
         net = self._net
         batch = tf.shape(seed)[0]
         x = net.normalize(seed)
-        params, state = net.window(x, net.zero_state(batch))
+        inputs = x
+        if music is not None:
+            silent = tf.zeros([batch, tf.shape(seed)[1] - 1, net.music_dim])
+            inputs = tf.concat([x, tf.concat([silent, music[:, None]], 1)], -1)
+        params, state = net.window(inputs, net.zero_state(batch))
         return self._sample(params[:, -1], None, temperature, _seed(random_seed, 0, 0), x[:, -1]), state
 
     def _sample(self, params, previous, temperature, seed, last_seed_frame=None):
@@ -225,25 +263,33 @@ class ServingModule(tf.Module):
     def _shown(self, packed):
         return self._part(packed, "shown" if "shown" in self._parts else "raw")
 
-    def _blocks(self, x, state, start, blocks, temperature, noise, random_seed):
-        """Frames `start` .. `start + blocks * CHUNK - 1` after frame `x`: (frames, last frame, state)."""
+    def _blocks(self, x, state, start, blocks, temperature, noise, random_seed, music=None):
+        """Frames `start` .. `start + blocks * CHUNK - 1` after frame `x`: (frames, last frame, state).
+        music: the normalised music of those frames `[B, blocks * CHUNK, M]` (conditioned models)."""
         net = self._net
+        c = self._chunk_len
         tf.debugging.assert_non_negative(noise, "noise must be >= 0")
-        out = tf.TensorArray(tf.float32, size=blocks, element_shape=[None, self._chunk_len, net.dim])
+        out = tf.TensorArray(tf.float32, size=blocks, element_shape=[None, c, net.dim])
         for i in tf.range(blocks):
-            x, state, frames = self._generate(x, state, start + i * self._chunk_len, temperature, noise, random_seed)
+            heard = None if music is None else music[:, i * c:(i + 1) * c]
+            x, state, frames = self._generate(x, state, start + i * c, temperature, noise, random_seed, heard)
             out = out.write(i, frames)
         frames = tf.reshape(tf.transpose(out.stack(), [1, 0, 2, 3]), [tf.shape(x)[0], -1, net.dim])
         return frames, x, state
 
-    def _rollout(self, seed, num_frames, temperature, noise, random_seed):
+    def _rollout(self, seed, num_frames, temperature, noise, random_seed, music=None):
         net = self._net
         seed, temperature = self._check_seed(seed, temperature)
-        num_frames, noise = _checked([*_length_checks(tf.shape(seed)[0], num_frames), _control(noise, "noise")],
-                                     num_frames, noise)
-        first, state = self._prime(seed, temperature, random_seed)
+        checked = _checked([*_length_checks(tf.shape(seed)[0], num_frames), _control(noise, "noise")],
+                           num_frames, noise, *([] if music is None else [music]))
+        num_frames, noise, music = checked if music is not None else (*checked, None)
         blocks = tf.maximum((num_frames - 1 + self._chunk_len - 1) // self._chunk_len, 1)
-        later, _, _ = self._blocks(first, state, 1, blocks, temperature, noise, random_seed)
+        rest = None
+        if music is not None:  # the frames after the first hear the rest, its last frame held to a whole block
+            rest = tf.concat([music[:, 1:], tf.repeat(music[:, -1:], blocks * self._chunk_len - num_frames + 1,
+                                                      axis=1)], 1)
+        first, state = self._prime(seed, temperature, random_seed, None if music is None else music[:, 0])
+        later, _, _ = self._blocks(first, state, 1, blocks, temperature, noise, random_seed, rest)
         frames = tf.concat([self._shown(first)[:, None], later], 1)[:, :num_frames]
         return {"frames": net.denormalize(frames)}
 
@@ -252,7 +298,7 @@ class ServingModule(tf.Module):
         first, state = self._prime(seed, temperature, random_seed)
         return {"frame": self._net.denormalize(self._shown(first)), "state": tf.concat([state, first], 1)}
 
-    def _continue(self, state, start, num_frames, temperature, noise, random_seed):
+    def _continue(self, state, start, num_frames, temperature, noise, random_seed, music=None):
         net = self._net
         width = net.state_size + sum(self._parts.values())
         state = _shaped(state, "state", [None, width])
@@ -267,10 +313,45 @@ class ServingModule(tf.Module):
             _control(temperature, "temperature"), _control(noise, "noise")], state, start, num_frames)
         lstm_state, x = state[:, :net.state_size], state[:, net.state_size:]
         frames, x, lstm_state = self._blocks(x, lstm_state, start, num_frames // self._chunk_len, temperature,
-                                             noise, random_seed)
+                                             noise, random_seed, music)
         return {"frames": net.denormalize(frames), "state": tf.concat([lstm_state, x], 1)}
 
-    def _generate_chunk(self, x, state, start, temperature, noise, random_seed):
+    def _check_music(self, music, batch, shape):
+        """`music` normalised, after checks of its shape, batch (the same as `batch`) and values."""
+        music = _shaped(music, "music", shape)
+        music, = _checked([_require(tf.equal(tf.shape(music)[0], batch), "music must hold the same batch as the "
+                                    "seed or state; got batches", tf.shape(music)[0], batch),
+                           _finite(music, "music")], music)
+        return self._net.normalize_music(music)
+
+    def _music_step(self, frame, music, state):
+        net = self._net
+        frame, state = _shaped(frame, "frame", [None, net.dim]), _shaped(state, "state", [None, net.state_size])
+        music = self._check_music(music, tf.shape(frame)[0], [None, net.music_dim])
+        frame, state = _checked([
+            _require(tf.equal(tf.shape(frame)[0], tf.shape(state)[0]),
+                     "frame and state must hold the same batch; got batches", tf.shape(frame)[0], tf.shape(state)[0]),
+            _finite(frame, "frame"), _finite(state, "state")], frame, state)
+        params, state = net.step(tf.concat([net.normalize(frame), music], -1), state)
+        return {"next_frame": net.denormalize(net.head.point(params)), "state": state}
+
+    def _music_rollout(self, seed, music, temperature, noise, random_seed):
+        """`rollout` dancing to `music` `[B, T, M]`: T frames, frame n hearing music[:, n]."""
+        music = self._check_music(music, tf.shape(seed)[0], [None, None, self._net.music_dim])
+        return self._rollout(seed, tf.shape(music)[1], temperature, noise, random_seed, music)
+
+    def _music_prime(self, seed, music, temperature, random_seed):
+        seed, temperature = self._check_seed(seed, temperature)
+        music = self._check_music(music, tf.shape(seed)[0], [None, self._net.music_dim])
+        first, state = self._prime(seed, temperature, random_seed, music)
+        return {"frame": self._net.denormalize(self._shown(first)), "state": tf.concat([state, first], 1)}
+
+    def _music_continue(self, state, start, music, temperature, noise, random_seed):
+        """`continue_rollout` of the frames that hear `music` `[B, num_frames, M]`."""
+        music = self._check_music(music, tf.shape(state)[0], [None, None, self._net.music_dim])
+        return self._continue(state, start, tf.shape(music)[1], temperature, noise, random_seed, music)
+
+    def _generate_chunk(self, x, state, start, temperature, noise, random_seed, music=None):
         """`CHUNK` closed-loop steps; frame n is fed back with noise seeded by (random_seed, n).
 
         A while loop rather than unrolled steps: XLA compiles it in a fraction of the time, and
@@ -281,6 +362,8 @@ class ServingModule(tf.Module):
             n = start + t
             raw = self._raw(x)
             fed = raw + noise * tf.random.stateless_normal(tf.shape(raw), _seed(random_seed, n - 1, 1))
+            if music is not None:
+                fed = tf.concat([fed, music[:, t]], -1)
             params, state = net.step(fed, state)
             x = self._sample(params, x, temperature, _seed(random_seed, n, 0))
             return t + 1, x, state, frames.write(t, self._shown(x))
@@ -355,6 +438,8 @@ def export(model, export_dir, name, metadata=None, recipe=None):
             "head": "mdn" if isinstance(net.head, sequence_model.MixtureHead) else "mse",
             "dim": net.dim, "state_size": net.state_size, "block": module._chunk_len, "max_frames": MAX_FRAMES,
             "max_batch": MAX_BATCH, **(metadata or {})}
+    if net.music_dim:
+        info["music"] = {"features": net.music_dim, **info.get("music", {})}
     info["rollout"] = {"temperature": 1.0, "noise": 0.0, **recipe, **module.sampling}
 
     def write(tmp):

@@ -343,12 +343,15 @@ class SequenceModel:
     def __init__(self, version_dir):
         self.path = version_dir
         self.record = record(version_dir)
-        self._rollout, specs = _signature(version_dir, "sequence model", "rollout", ["seed", "num_frames"],
-                                          ["frames"])
+        self._rollout, specs = _signature(version_dir, "sequence model", "rollout", ["seed"], ["frames"])
         self.dim = specs["seed"].shape[-1]
+        # a music-conditioned model's rollout hears music [B, T, F] instead of being told num_frames
+        self.music_features = specs["music"].shape[-1] if "music" in specs else 0
+        self.music = self.record.get("music") if self.music_features else None
         loaded = _load(version_dir)
         for key, inputs, outputs in (("prime", ["seed", "temperature", "random_seed"], ["frame", "state"]),
-                                     ("continue_rollout", ["state", "start", "num_frames"], ["frames", "state"])):
+                                     ("continue_rollout", ["state", "start", "music" if self.music_features else
+                                                           "num_frames"], ["frames", "state"])):
             _signature(version_dir, "sequence model", key, inputs, outputs)
         self._loaded = loaded
         missing = [key for key in RECORDED if key not in self.record]
@@ -385,6 +388,28 @@ class SequenceModel:
             raise cli.UserError(f"noise must be >= 0, got {noise}")
         return float(temperature), float(noise)
 
+    def _check_music(self, music, batch, num_frames):
+        """float32 `[batch, num_frames, F]` from music features `[T, F]` or `[batch, T, F]` (T >= num_frames), or
+        None for a model that hears none; `cli.UserError` where the music and the model do not go together."""
+        if not self.music_features:
+            if music is not None:
+                raise cli.UserError(f"the model at {self.path} is not music-conditioned: it dances to no music "
+                                    "(train one with train_lstm --music)")
+            return None
+        if music is None:
+            raise cli.UserError(f"the model at {self.path} dances to music: give it a song (generate --audio=song.wav)")
+        music = np.asarray(music, np.float32)
+        if music.ndim == 2:
+            music = np.broadcast_to(music[None], (batch, *music.shape))
+        if music.ndim != 3 or music.shape[0] != batch or music.shape[2] != self.music_features:
+            raise cli.UserError(f"music must be [T, {self.music_features}] or [{batch}, T, {self.music_features}] "
+                                f"features for the model at {self.path}, got shape {music.shape}")
+        if music.shape[1] < num_frames:
+            raise cli.UserError(f"{num_frames} frames asked for but the music lasts {music.shape[1]}")
+        if not np.all(np.isfinite(music)):
+            raise cli.UserError("the music features contain NaN or inf")
+        return np.ascontiguousarray(music[:, :num_frames])
+
     def _check(self, seed_frames, num_frames, random_seed):
         seed = np.asarray(seed_frames, dtype=np.float32)
         single = seed.ndim == 2
@@ -404,35 +429,42 @@ class SequenceModel:
             raise cli.UserError(f"random_seed must be a 32-bit integer, got {random_seed}")
         return seed, single
 
-    def rollout(self, seed_frames, num_frames, temperature=None, noise=None, random_seed=0):
+    def rollout(self, seed_frames, num_frames, temperature=None, noise=None, random_seed=0, music=None):
         """`num_frames` latents after priming on `seed_frames` (`[T, D]` or `[B, T, D]`), in one call (in
         pieces, joined, past the export's `max_frames` per call).
 
         Returns `[num_frames, D]` (or `[B, num_frames, D]`) float32; temperature/noise default to the
-        model's recipe."""
+        model's recipe. music: a music-conditioned model's features `[T, F]` (or `[B, T, F]`), T >=
+        num_frames, generated frame n hearing row n; refused by a model without music."""
         tf = _tf()
         seed, single = self._check(seed_frames, num_frames, random_seed)
+        music = self._check_music(music, len(seed), num_frames)
         temperature, noise = self.sampling(temperature, noise)
+        length = {"num_frames": tf.constant(int(num_frames), tf.int32)} if music is None else {
+            "music": tf.constant(music)}
         if self.max_frames and len(seed) * num_frames > self.max_frames:
-            frames = np.concatenate(list(self.stream(seed, num_frames, temperature, noise, random_seed)), 1)
+            frames = np.concatenate(list(self.stream(seed, num_frames, temperature, noise, random_seed, music=music)),
+                                    1)
         else:
-            frames = self._call(self._rollout, "rollout", seed=tf.constant(seed),
-                                num_frames=tf.constant(int(num_frames), tf.int32),
+            frames = self._call(self._rollout, "rollout", seed=tf.constant(seed), **length,
                                 temperature=tf.constant(temperature, tf.float32),
                                 noise=tf.constant(noise, tf.float32),
                                 random_seed=tf.constant(int(random_seed), tf.int32))["frames"].numpy()
         return frames[0] if single else frames
 
-    def stream(self, seed_frames, num_frames, temperature=None, noise=None, random_seed=0, chunk=STREAM_CHUNK):
+    def stream(self, seed_frames, num_frames, temperature=None, noise=None, random_seed=0, chunk=STREAM_CHUNK,
+               music=None):
         """The same frames as `rollout`, yielded in pieces of about `chunk` frames `[B, n, D]`, so that a
         long dance needs memory for one piece only."""
         tf = _tf()
         seed, _ = self._check(seed_frames, num_frames, random_seed)
+        music = self._check_music(music, len(seed), num_frames)
         temperature, noise = self.sampling(temperature, noise)
         t, n, s = (tf.constant(temperature, tf.float32), tf.constant(noise, tf.float32),
                    tf.constant(int(random_seed), tf.int32))
+        heard = {} if music is None else {"music": tf.constant(music[:, 0])}
         primed = self._call(self._loaded.signatures["prime"], "prime", seed=tf.constant(seed), temperature=t,
-                            random_seed=s)
+                            random_seed=s, **heard)
         yield primed["frame"].numpy()[:, None]
         state, done = primed["state"], 1
         step = max(self.block, chunk // self.block * self.block)
@@ -440,9 +472,15 @@ class SequenceModel:
             step = min(step, max(self.block, self.max_frames // len(seed) // self.block * self.block))
         while done < num_frames:
             want = min(step, -(-(num_frames - done) // self.block) * self.block)
+            if music is None:
+                length = {"num_frames": tf.constant(want, tf.int32)}
+            else:  # the last piece past the song's end hears its last frame
+                piece = music[:, done:done + want]
+                length = {"music": tf.constant(np.concatenate(
+                    [piece, np.repeat(music[:, -1:], want - piece.shape[1], axis=1)], 1))}
             try:
                 out = self._call(self._loaded.signatures["continue_rollout"], "continue_rollout", state=state,
-                                 start=tf.constant(done, tf.int32), num_frames=tf.constant(want, tf.int32),
+                                 start=tf.constant(done, tf.int32), **length,
                                  temperature=t, noise=n, random_seed=s)
             except cli.UserError as e:
                 graph_block = re.search(r"must be a multiple of (\d+)", str(e))
@@ -460,12 +498,15 @@ class SequenceModel:
         return self._call(self._loaded.signatures["initial_state"], "initial_state",
                           batch_size=tf.constant(int(batch_size), tf.int32))["state"]
 
-    def step(self, frame, state):
-        """One stateless step: (next_frame, state) for raw latents `frame` [B, D] and the caller's state."""
+    def step(self, frame, state, music=None):
+        """One stateless step: (next_frame, state) for raw latents `frame` [B, D] and the caller's state (and a
+        music-conditioned model's features `[B, F]` of the frame to predict)."""
         tf = _tf()
-        out = self._call(self._loaded.signatures["serving_default"], "step",
-                         frame=tf.constant(np.asarray(frame, np.float32)),
-                         state=tf.constant(np.asarray(state, np.float32)))
+        frame = np.asarray(frame, np.float32)
+        music = self._check_music(None if music is None else np.asarray(music, np.float32)[:, None], len(frame), 1)
+        heard = {} if music is None else {"music": tf.constant(music[:, 0])}
+        out = self._call(self._loaded.signatures["serving_default"], "step", frame=tf.constant(frame),
+                         state=tf.constant(np.asarray(state, np.float32)), **heard)
         return out["next_frame"].numpy(), out["state"].numpy()
 
 
@@ -519,9 +560,9 @@ def decode_latents(decoder_dir, latents, batch_size=500, progress=False):
     return load_decoder(decoder_dir)(latents, batch_size, progress)
 
 
-def rollout(model_dir, seed_frames, num_frames, temperature=None, noise=None, random_seed=0):
+def rollout(model_dir, seed_frames, num_frames, temperature=None, noise=None, random_seed=0, music=None):
     """`SequenceModel.rollout` of the model at `model_dir`; temperature/noise default to its recipe."""
-    return load_sequence_model(model_dir).rollout(seed_frames, num_frames, temperature, noise, random_seed)
+    return load_sequence_model(model_dir).rollout(seed_frames, num_frames, temperature, noise, random_seed, music)
 
 
 @dataclasses.dataclass(frozen=True)

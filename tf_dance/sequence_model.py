@@ -156,8 +156,12 @@ def standardizer(train):
 
 
 def build_model(kind, dim, mean, std, batch_size=None, *, units=600, num_layers=2, fnn_hidden=128,
-                head="mse", mixtures=5, init="charrnn", seed=0, dropout=0.0):
+                head="mse", mixtures=5, init="charrnn", seed=0, dropout=0.0, music_dim=0):
     """The Keras model: raw latents in, head parameters (normalised space) out.
+
+    music_dim > 0 (lstm only): each input step is the latent and `music_dim` music features of the
+    frame to predict, concatenated (`[B, T, dim + music_dim]`; `mean`/`std` cover both); the head
+    still predicts the `dim`-d latent.
 
     lstm: `[B, T, D]` -> stateful LSTM stack -> head at every step (batch size fixed, as a
     stateful layer needs); `dropout` > 0 adds char-rnn's dropout after every LSTM layer (between
@@ -174,7 +178,7 @@ def build_model(kind, dim, mean, std, batch_size=None, *, units=600, num_layers=
                      bias_initializer=initializer(99, "Zeros") if init == "charrnn" else "zeros", name="head")
     out = MixtureHead(dim, mixtures, **head_init) if head == "mdn" else PointHead(dim, **head_init)
     if kind == "lstm":
-        inputs = keras.Input(batch_shape=(batch_size, None, dim), name="frames")
+        inputs = keras.Input(batch_shape=(batch_size, None, dim + music_dim), name="frames")
         x = normalize(inputs)
         for i in range(num_layers):
             x = keras.layers.LSTM(
@@ -186,8 +190,8 @@ def build_model(kind, dim, mean, std, batch_size=None, *, units=600, num_layers=
             if dropout:
                 x = keras.layers.Dropout(dropout, seed=seed + 70 + i, name=f"dropout_{i}")(x)
     elif kind == "fnn":
-        if dropout:
-            raise ValueError("dropout applies to the lstm model only")
+        if dropout or music_dim:
+            raise ValueError("dropout and music apply to the lstm model only")
         inputs = keras.Input(batch_shape=(batch_size, 2, dim), name="frames")
         x = keras.layers.Flatten()(normalize(inputs))
         x = keras.layers.Dense(fnn_hidden, activation="relu", name="hidden",
@@ -230,13 +234,19 @@ class Net:
         self.dim = self.head.dim
         self.mean = np.asarray(norm.input_mean, np.float32).reshape(-1)
         self.std = np.sqrt(np.asarray(norm.input_variance, np.float32)).reshape(-1)
+        self.music_dim = len(self.mean) - self.dim  # music features beside the latent in each input step
         self.dropout = next((l.rate for l in model.layers if isinstance(l, keras.layers.Dropout)), 0.0)
 
     def normalize(self, raw):
-        return (raw - self.mean) / self.std
+        """Raw latents `[..., D]`, or latents with their music `[..., D + M]`, standardised."""
+        width = raw.shape[-1]
+        return (raw - self.mean[:width]) / self.std[:width]
+
+    def normalize_music(self, raw):
+        return (raw - self.mean[self.dim:]) / self.std[self.dim:]
 
     def denormalize(self, x):
-        return x * self.std + self.mean
+        return x * self.std[:self.dim] + self.mean[:self.dim]
 
     def zero_state(self, batch):
         return tf.zeros([batch, self.state_size])
@@ -260,13 +270,14 @@ class Net:
         xs = tf.transpose(x, [1, 0, 2])
 
         def body(t, prev, state, out):
-            inp = tf.where(t % cycle < ground_truth_steps, xs[t], prev)
+            fed = tf.concat([prev, xs[t][:, self.dim:]], -1) if self.music_dim else prev  # the music stays real
+            inp = tf.where(t % cycle < ground_truth_steps, xs[t], fed)
             seed = None if dropout_seed is None else tf.random.experimental.stateless_fold_in(dropout_seed, t)
             params, state = self.step(inp, state, seed)
             return t + 1, self.head.point(params), state, out.write(t, params)
 
         out = tf.TensorArray(tf.float32, size=steps)
-        _, _, state, out = tf.while_loop(lambda t, *_: t < steps, body, (0, xs[0], state, out),
+        _, _, state, out = tf.while_loop(lambda t, *_: t < steps, body, (0, xs[0][:, :self.dim], state, out),
                                          maximum_iterations=steps)
         return tf.transpose(out.stack(), [1, 0, 2]), state
 

@@ -120,6 +120,9 @@ SETTINGS = {
                                  "what the latents show."),
     "calibrate_fps": Setting(24.0, "Frames per second of the latents, for the calibration's one-second windows "
                              "(the demo passes its dataset's).", low=0.0, low_open=True),
+    "music": Setting(False, "Condition the LSTM on the dataset's music (beyond the paper): each step also reads the "
+                     "music features of the frame it predicts (`encode` saves them beside the latents of a dataset "
+                     "with a soundtrack). The export then dances to a song: generate --audio."),
     "dim": Setting(0, "Required latent width (e.g. 128 for the encoder's latents); 0 = take it from the file.",
                    low=0),
     "seed": Setting(0, "Seed for initialisation and noise; same settings + seed -> same model.", low=0),
@@ -170,6 +173,33 @@ class EpochDecay(keras.optimizers.schedules.LearningRateSchedule):
 
     def get_config(self):
         return {"rate": self.rate, "steps_per_epoch": self.steps_per_epoch, "decay": self.decay, "after": self.after}
+
+
+def music_inputs(latents, music, clips):
+    """`[N, D + F]`: each latent beside the music of the frame after it (the frame it predicts), within
+    its clip (a clip's last frame, only ever a target, repeats its own music)."""
+    following = np.empty_like(music)
+    for start, end in data.clip_bounds(clips):
+        following[start:end - 1], following[end - 1] = music[start + 1:end], music[end - 1]
+    return np.concatenate([latents, following], 1).astype(np.float32)
+
+
+def _load_music(cfg, latents_path, latents):
+    """(music [N, F], its record for the export), or (None, None) without --music."""
+    if not cfg["music"]:
+        return None, None
+    if cfg["model"] != "lstm":
+        raise cli.UserError("--music conditions the lstm model only")
+    if cfg["extra_latents"]:
+        raise cli.UserError("--music cannot use --extra_latents (their music is not known)")
+    found = data.load_latent_music(latents_path, latents)
+    if found is None:
+        raise cli.UserError(f"--music needs the music features of {latents_path}: encode saves them beside the "
+                            f"latents ({data.latent_music_path(latents_path)}) when the dataset has a soundtrack, and "
+                            "this one has none")
+    music, names, fps = found
+    return music, {"names": [str(n) for n in names], "features": int(music.shape[1]), "fps": fps,
+                   "crc32": zlib.crc32(np.ascontiguousarray(music).tobytes())}
 
 
 def split(latents, config, clips=None):
@@ -310,7 +340,7 @@ def train_and_evaluate(latents_path, workdir, export_dir, clips=None, load_decod
     save_trained(workdir, model, cfg, record, latents_path)
     if cfg["distribute"] != "none":  # plain variables, not the strategy's, in the SavedModel
         model = sequence_model.stateful_copy(model, cfg["batch_size"])
-    final = export_model(model, export_dir, cfg, record, prepared.latents, prepared.clips, decode)
+    final = export_model(model, export_dir, cfg, record, prepared.latents, prepared.clips, decode, prepared.music)
     return dict(_summary(history, cfg, final), **_best_record(history, best), stopped_early=stopped_early)
 
 
@@ -327,11 +357,15 @@ class TrainingData:
     std: np.ndarray
     fingerprint: dict  # what the run and its export record of the data
     source: dict  # `data.latent_source`: the encoder that made the latents
+    music: np.ndarray = None  # [N, F] with --music: the latents' music features
+    music_record: dict = None  # with --music: their names, count and fps, for the export
 
     def learnt(self):
         """What the export records of what the model learnt from."""
         learnt = {"latents": self.fingerprint, "normalization": {"mean": np.asarray(self.mean).tolist(),
                                                                  "std": np.asarray(self.std).tolist()}}
+        if self.music_record:
+            learnt["music"] = {k: self.music_record[k] for k in ("names", "features", "fps")}
         if self.source.get("training_id"):
             learnt["autoencoder"] = {k: self.source.get(k) for k in ("training_id", "encoder")}
         return learnt
@@ -348,19 +382,24 @@ def prepare_data(latents_path, cfg, clips=None):
     if cfg["patience"] and cfg["train_frac"] == 1:
         raise cli.UserError("patience needs a validation part: set train_frac below 1")
     source = data.latent_source(latents_path, latents)
-    train, train_clips, val = split(latents, cfg, clips)
+    music, music_record = _load_music(cfg, latents_path, latents)
+    inputs = latents if music is None else music_inputs(latents, music, clips)
+    train, train_clips, val = split(inputs, cfg, clips)
     train, train_clips, extra_prints = _add_extra_latents(train, train_clips, cfg["extra_latents"], latents.shape[1],
                                                           source, latents_path)
     fresh = _check_layout(train_clips, cfg, len(latents))
     mean, std = sequence_model.standardizer(train) if cfg["normalize"] else (
-        np.zeros(latents.shape[1], np.float32), np.ones(latents.shape[1], np.float32))
+        np.zeros(train.shape[1], np.float32), np.ones(train.shape[1], np.float32))
     fingerprint = {"frames": int(latents.shape[0]), "dim": int(latents.shape[1]),
                    "crc32": zlib.crc32(np.ascontiguousarray(latents).tobytes())}
     if clips[-1] > 0:
         fingerprint["clips"] = zlib.crc32(np.ascontiguousarray(clips).tobytes())
     if extra_prints:
         fingerprint["extra_latents"] = extra_prints
-    return TrainingData(latents, clips, train, train_clips, val, fresh, mean, std, fingerprint, source)
+    if music_record:
+        fingerprint["music"] = music_record["crc32"]
+    return TrainingData(latents, clips, train, train_clips, val, fresh, mean, std, fingerprint, source, music,
+                        music_record)
 
 
 def build(cfg, prepared, strategy):
@@ -371,7 +410,8 @@ def build(cfg, prepared, strategy):
         model = sequence_model.build_model(
             cfg["model"], prepared.latents.shape[1], prepared.mean, prepared.std, batch_size=cfg["batch_size"],
             units=cfg["units"], num_layers=cfg["num_layers"], fnn_hidden=cfg["fnn_hidden"], head=cfg["head"],
-            mixtures=cfg["mixtures"], init=cfg["init"], seed=cfg["seed"], dropout=cfg["dropout"])
+            mixtures=cfg["mixtures"], init=cfg["init"], seed=cfg["seed"], dropout=cfg["dropout"],
+            music_dim=0 if prepared.music is None else prepared.music.shape[1])
     net = sequence_model.make_net(model)
     windows = (epoch_windows(net.normalize(prepared.train), prepared.train_clips, cfg, 0)[0] if cfg["across_cuts"]
                else char_rnn_batches(net.normalize(prepared.train), cfg["batch_size"], cfg["seq_length"],
@@ -467,8 +507,8 @@ def _validation(cfg, net, val):
         return None
     weights = loss_weights(cfg, net.head.dim)
     loss_fn = tf.function(
-        lambda x, y, warm: net.head.loss(net.window(x, net.zero_state(1))[0][:, warm - 1:], y[:, warm - 1:],
-                                         weights),
+        lambda x, y, warm: net.head.loss(net.window(x, net.zero_state(1))[0][:, warm - 1:],
+                                         y[:, warm - 1:, :net.dim], weights),
         jit_compile=cfg["jit_compile"])
     parts = [(net.normalize(np.concatenate([context, stretch]))[None], len(context), len(stretch))
              for context, stretch in val]
@@ -502,20 +542,21 @@ def save_trained(workdir, model, cfg, record, latents_path):
         "config": cfg, "latents_file": os.path.abspath(latents_path), **record})
 
 
-def export_model(model, export_dir, cfg, record, latents=None, clips=None, decode=None):
+def export_model(model, export_dir, cfg, record, latents=None, clips=None, decode=None, music=None):
     """Exports `model` as the next version of `export_dir/<export_name>` and returns its directory.
 
     Its rollout recipe is that of the `rollout_*` settings, or with `calibrate_frames` the one
     `calibration` picks for it among the `calibrate_*` candidates, rolled out from `latents` (the
     training latents, clip ids `clips`; `decode` adds the on-screen measures). `tf_dance.json` records
-    `cfg`, `record` (what the training learnt, its best epoch) and the calibration.
+    `cfg`, `record` (what the training learnt, its best epoch) and the calibration. music: the latents'
+    music features, which a music-conditioned model's calibration rollouts dance to.
     """
     recipe = rollout_recipe(cfg)
     calibrated = {}
     if cfg["calibrate_frames"]:
         recipe, calibrated["calibration"] = calibration.calibrate(
             model, latents, cfg["calibrate_fps"], calibration_candidates(cfg, recipe), clips=clips,
-            frames=cfg["calibrate_frames"], random_seed=cfg["seed"], decode=decode)
+            frames=cfg["calibrate_frames"], random_seed=cfg["seed"], decode=decode, music=music)
     final = rollout.export(model, export_dir, cfg["export_name"] or f"dance_{cfg['model']}",
                            {"config": cfg, **record, **calibrated}, recipe)
     print(f"Exported {final}")
@@ -540,13 +581,15 @@ def export_run(workdir, export_dir, latents_path=None, load_decoder=None, **over
         raise cli.UserError(f"{workdir} was trained with other settings ({diffs}); only the rollout_*, "
                             "calibrate_* and export_name settings can change without training (train_lstm)")
     decode = _calibration_decoder(cfg, trained["latents"]["dim"], trained.get("autoencoder") or {}, load_decoder)
-    latents = clips = None
+    latents = clips = music = None
     if cfg["calibrate_frames"]:
-        latents, clips = _training_latents(latents_path or trained["latents_file"], trained["latents"], workdir)
+        path = latents_path or trained["latents_file"]
+        latents, clips = _training_latents(path, trained["latents"], workdir)
+        music = _load_music(cfg, path, latents)[0]
     model = sequence_model.stateful_copy(keras.models.load_model(os.path.join(workdir, "model.keras")),
                                          cfg["batch_size"])
     record = {k: v for k, v in trained.items() if k not in ("config", "latents_file")}
-    return export_model(model, export_dir, cfg, record, latents, clips, decode)
+    return export_model(model, export_dir, cfg, record, latents, clips, decode, music)
 
 
 def read_trained(workdir):
@@ -698,14 +741,15 @@ def make_train_step(net, optimizer, cfg, strategy=None):
 
     @tf.function(jit_compile=cfg["jit_compile"])
     def gradients(window, state, replica):
-        x, y = window[:, :-1], window[:, 1:]
+        x, y = window[:, :-1], window[:, 1:, :net.dim]
         dropout_seed = tf.random.experimental.stateless_fold_in(tf.random.experimental.stateless_fold_in(
             tf.stack([tf.constant(seed, tf.int64), tf.cast(optimizer.iterations, tf.int64)]), 1), replica) \
             if dropout else None
         if noise:  # the global batch's noise, sliced: the same whatever the number of replicas
             n = tf.shape(x)[0]
-            full = tf.random.stateless_normal(tf.concat([[n * replicas], tf.shape(x)[1:]], 0), tf.stack(
+            full = tf.random.stateless_normal(tf.concat([[n * replicas], tf.shape(x)[1:2], [net.dim]], 0), tf.stack(
                 [tf.constant(seed, tf.int64), tf.cast(optimizer.iterations, tf.int64)]))
+            full = tf.pad(full, [[0, 0], [0, 0], [0, net.music_dim]])  # the music is heard as it is
             x += noise * full[replica * n:(replica + 1) * n]
         with tf.GradientTape() as tape:
             if cfg["condition_steps"]:

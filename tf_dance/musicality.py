@@ -1,0 +1,100 @@
+"""How well a dance follows its music (beyond the paper): beat alignment and tempo following.
+
+Beat alignment is the dance-generation literature's beat alignment score: the share of the dance's
+kinematic beats (local minima of its latent speed, `metrics.kinematic_beats`) within 0.1 s of a
+music beat (the beats `music.features` found in the song, `music.beat_frames`). It is measured for
+the data (its own latents against its own soundtrack), for a music-conditioned rollout on a song it
+never heard, and for an unconditioned model's rollout "on" the same song (what chance alignment
+gives a dance of the same style). Tempo following: a song whose tempo steps up by 20% and then down
+by 20% from a base tempo (`tempo_steps`); the dance's movement tempo (`metrics.movement_tempo`) in
+each section, divided by its tempo in the base section, should be 1.2 and 0.8.
+"""
+
+import numpy as np
+
+from tf_dance import metrics, music, soundtrack
+
+ALIGNMENT_GOAL = 0.8        # a conditioned rollout's beat alignment: at least this times the data's
+TEMPO_STEP = 0.2            # the tempo-follow song's steps: up and down by this fraction
+TEMPO_FOLLOW_GOAL = 0.10    # the dance's tempo ratio within this fraction of the song's
+SETTLE_S = 2.0              # seconds after each tempo change left out of the movement tempo
+
+
+def alignment(latents, features, names, fps, clips=None):
+    """Beat alignment of a dance `[T, D]` against music features `[T, F]` (nan without beats)."""
+    return metrics.beat_alignment(metrics.kinematic_beats(latents, fps, clips), music.beat_frames(features, names), fps)
+
+
+def tempo_steps(frames, fps, base_bpm, step=TEMPO_STEP):
+    """BPM per frame: a third at `base_bpm`, a third at (1 + step) x, a third at (1 - step) x."""
+    third = frames // 3
+    bpm = np.full(frames, base_bpm * (1 - step))
+    bpm[:third], bpm[third:2 * third] = base_bpm, base_bpm * (1 + step)
+    return bpm
+
+
+def tempo_song(frames, fps, seed, base_bpm):
+    """`soundtrack.song` at `tempo_steps` and its features: dict(audio, bpm, features, sections)."""
+    bpm = tempo_steps(frames, fps, base_bpm)
+    song = soundtrack.song(frames, fps, seed, bpm=bpm)
+    third = frames // 3
+    return dict(audio=song["audio"], bpm=bpm, features=music.features(song["audio"], fps, frames),
+                sections=[(0, third), (third, 2 * third), (2 * third, frames)])
+
+
+def tempo_follow(latents, fps, sections, bpm):
+    """dict(tempi: the dance's movement tempo per section, ratios: the up and down sections' over the base's,
+    expected: the song's ratios, error: the largest |ratio / expected - 1|)."""
+    settle = int(round(SETTLE_S * fps))
+    tempi = [metrics.movement_tempo(latents[a + settle:b], fps) for a, b in sections]
+    song = [float(np.median(bpm[a:b])) for a, b in sections]
+    ratios = [t / tempi[0] for t in tempi[1:]]
+    expected = [s / song[0] for s in song[1:]]
+    error = max(abs(r / e - 1) for r, e in zip(ratios, expected))
+    return dict(tempi=tempi, song_tempi=song, ratios=ratios, expected=expected, error=float(error))
+
+
+HELD_OUT_SEED = 10_000      # a procedural song from this seed on (plus the run's seed) is one no training heard
+TEMPO_SECONDS = 90.0        # the tempo-follow song's length: three 30-second sections
+TEMPO_BPM = 100.0           # its base tempo: it steps to 120 and 80 BPM (80 is below every dancer song's tempi)
+
+
+def held_out_song(frames, fps, seed=0):
+    """A procedural song no training heard (`HELD_OUT_SEED` + seed): dict(audio, features)."""
+    song = soundtrack.song(frames, fps, HELD_OUT_SEED + seed)
+    return dict(audio=song["audio"], features=music.features(song["audio"], fps, frames))
+
+
+def measure(roll, fps, song, train=None, train_music=None, clips=None, unconditioned=None, tempo_bpm=TEMPO_BPM,
+            seed=0, label="the song", dance=None):
+    """The music measures and goals of a conditioned model (`metrics.json`'s "music" block).
+
+    roll(features [T, F]) -> its dance `[T, D]` to them; song: the features it dances to; train, train_music: the
+    data's latents and music (their alignment is the reference); unconditioned(frames) -> an unconditioned
+    model's dance of that length (or None); tempo_bpm: the tempo-follow song's base (None: not measured);
+    dance: `roll(song)` when the caller has it already.
+    Returns dict(alignment, data_alignment, unconditioned_alignment, tempo_follow, goals, song)."""
+    names = music.NAMES
+    dance = roll(song) if dance is None else dance
+    out = dict(song=label, alignment=alignment(dance, song, names, fps),
+               data_alignment=None if train_music is None else alignment(train, train_music, names, fps, clips),
+               unconditioned_alignment=None, tempo_follow=None)
+    if unconditioned is not None:
+        out["unconditioned_alignment"] = alignment(unconditioned(len(song)), song, names, fps)
+    if tempo_bpm:
+        steps = tempo_song(int(round(TEMPO_SECONDS * fps)), fps, HELD_OUT_SEED + 1 + seed, tempo_bpm)
+        out["tempo_follow"] = tempo_follow(roll(steps["features"]), fps, steps["sections"], steps["bpm"])
+    out["goals"] = goals(out["alignment"], out["data_alignment"], out["unconditioned_alignment"], out["tempo_follow"])
+    return out
+
+
+def goals(conditioned, data, unconditioned=None, follow=None):
+    """Pass/fail of the music goals: beat alignment >= ALIGNMENT_GOAL x the data's (None without the data's) and
+    above the unconditioned model's (when measured), tempo following within TEMPO_FOLLOW_GOAL (when measured)."""
+    passed = None if data is None else bool(conditioned >= ALIGNMENT_GOAL * data and
+                                           (unconditioned is None or conditioned > unconditioned))
+    out = {"beat_alignment": dict(value=conditioned, data=data, unconditioned=unconditioned, passed=passed)}
+    if follow is not None:
+        out["tempo_follow"] = dict(value=follow["error"], ratios=follow["ratios"], expected=follow["expected"],
+                                   passed=bool(follow["error"] <= TEMPO_FOLLOW_GOAL))
+    return out
