@@ -138,7 +138,7 @@ EXPORT_SETTINGS = {"export_name", *(k for k in SETTINGS if k.startswith(("rollou
 _RESUMABLE = {"epochs", "jit_compile", "patience", "distribute", *EXPORT_SETTINGS}
 # Settings added later, with the value runs recorded before them trained with: left out of the workdir's claim
 # at that value, so that those runs still resume.
-_ADDED = {"box_loss_weight": 1.0, "across_cuts": False}
+_ADDED = {"box_loss_weight": 1.0, "across_cuts": False, "music": False}
 BEST_WEIGHTS = "best_weights.npz"
 # Fewest optimizer updates per LSTM epoch on footage (`lstm_sizing`): less data gets fewer parallel streams.
 MIN_UPDATES_PER_EPOCH = 20
