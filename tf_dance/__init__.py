@@ -37,6 +37,7 @@ Evaluation and I/O:
   dancer                the procedural silhouette dancer, the stand-in for the paper's footage
   soundtrack            the procedural song the dancer can dance to: changing tempo, accents, drums, bass
   music                 a soundtrack's per-frame music features: onset, beats, tempo, spectral bands
+  musicality            how a dance follows its music: beat alignment, tempo following, their goals
   perlin                Perlin noise and the paper's 10-d Perlin sanity set (section 5.3)
   video                 video in and out: ffmpeg decoding, mp4/GIF writers, contact sheets
   cli                   the scripts' plumbing: one-line errors, atomic outputs, versioned exports
