@@ -18,5 +18,5 @@ setup(
         "moviepy>=2",
         "absl-py",
     ],
-    extras_require={"test": ["pytest", "flake8"], "tensorboard": ["tensorboard"]},
+    extras_require={"test": ["pytest", "pytest-xdist", "flake8"], "tensorboard": ["tensorboard"]},
 )

@@ -19,7 +19,9 @@ def pytest_configure(config):
 
 class SlowLast:
     """The fast tests first, in their order, then the slow ones, so that a failure shows early; a line
-    between the two says how long the fast ones took."""
+    between the two says how long the fast ones took. Under pytest-xdist (setup.cfg runs two workers) each
+    worker sorts its own collection, the controller hands tests out in that order and prints the line when a
+    worker starts the first slow one."""
 
     def __init__(self, config):
         self.config, self.first_slow, self.start = config, None, time.monotonic()
@@ -36,13 +38,23 @@ class SlowLast:
         slow = sum(map(self._slow, items))
         return f"{len(items) - slow} fast tests first, then {slow} slow ones (-m slow)"
 
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_runtest_logstart(self, nodeid):
+    def _boundary(self):
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
-        if nodeid == self.first_slow and reporter is not None:
+        if reporter is not None:
             reporter.write_line("")
             reporter.write_sep("-", f"fast tests done in {time.monotonic() - self.start:.0f} s; the slow tests "
                                     "(demo, multi-worker, kill-and-resume)")
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_logstart(self, nodeid):
+        if nodeid == self.first_slow:
+            self._boundary()
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_logreport(self, report):
+        if getattr(report, "node", None) is not None and self.first_slow is None and "slow" in report.keywords:
+            self.first_slow = report.nodeid
+            self._boundary()
 
 
 @pytest.fixture(scope="session")

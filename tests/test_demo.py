@@ -30,6 +30,7 @@ def _mtimes(work):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("demo")
 def test_tiny_demo_runs_every_step_and_writes_the_dance(demo):
     work, result = demo
     out = result.stdout
@@ -55,6 +56,7 @@ def test_tiny_demo_runs_every_step_and_writes_the_dance(demo):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("demo")
 def test_rerun_reuses_finished_steps_and_redoes_missing_ones(demo, run_module):
     work, _ = demo
     before = _mtimes(work)
@@ -75,6 +77,7 @@ def test_rerun_reuses_finished_steps_and_redoes_missing_ones(demo, run_module):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("demo")
 def test_changed_settings_redo_the_step_and_a_failing_step_stops_cleanly(demo, run_module, tmp_path):
     work, _ = demo
     bad = tmp_path / "bad_lstm.flags"

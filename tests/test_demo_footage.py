@@ -33,6 +33,7 @@ def footage_demo(run_module, footage, tmp_path_factory):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("footage_demo")
 def test_one_command_runs_every_step_on_the_footage(footage_demo, footage):
     work, result = footage_demo
     out = result.stdout
@@ -65,6 +66,7 @@ def test_one_command_runs_every_step_on_the_footage(footage_demo, footage):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("footage_demo")
 def test_rerun_reuses_every_footage_step(footage_demo, footage, run_module):
     work, _ = footage_demo
     result = run_module("tf_dance.demo", "--tiny", *(f"--video={v}" for v in footage), "--invert",
@@ -75,6 +77,7 @@ def test_rerun_reuses_every_footage_step(footage_demo, footage, run_module):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("footage_demo")
 def test_a_changed_footage_option_redoes_the_preparation(footage_demo, footage, run_module):
     """Without --invert the key of the first step changes: it runs again, and refuses the inverted frames."""
     work, _ = footage_demo
