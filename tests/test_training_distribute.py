@@ -88,7 +88,9 @@ def test_mirrored_two_devices_match_one_device(small_data, tmp_path):
     _assert_same_weights(str(tmp_path / "one"), str(tmp_path / "work"))
     assert two["metrics"]["iou"] == pytest.approx(one["metrics"]["iou"], abs=1e-3)
 
-    settings = _lstm_settings(input_noise=0.1)  # noise too: replica r gets its slice of the global noise
+    # noise too: replica r gets its slice of the global noise; batch 2 is one stream per replica, whose static
+    # batch of 1 the noise must keep (the fused LSTM's loop needs it)
+    settings = _lstm_settings(input_noise=0.1, batch_size=2)
     one = sequence_training.train_and_evaluate(latents, str(tmp_path / "lstm1"), str(tmp_path / "s1"), **settings)
     two = _mirrored("lstm", latents, tmp_path / "lstm2", settings)
     np.testing.assert_allclose([h["train_loss"] for h in two["history"]], [h["train_loss"] for h in one["history"]],

@@ -750,7 +750,7 @@ def make_train_step(net, optimizer, cfg, strategy=None):
             full = tf.random.stateless_normal(tf.concat([[n * replicas], tf.shape(x)[1:2], [net.dim]], 0), tf.stack(
                 [tf.constant(seed, tf.int64), tf.cast(optimizer.iterations, tf.int64)]))
             full = tf.pad(full, [[0, 0], [0, 0], [0, net.music_dim]])  # the music is heard as it is
-            x += noise * full[replica * n:(replica + 1) * n]
+            x = tf.ensure_shape(x + noise * full[replica * n:(replica + 1) * n], x.shape)  # a static batch of 1 stays 1
         with tf.GradientTape() as tape:
             if cfg["condition_steps"]:
                 params, state = net.conditioned_window(x, state, cfg["ground_truth_steps"], cfg["condition_steps"],
