@@ -344,6 +344,25 @@ def test_coherence_keeps_consecutive_samples_close_and_round_trips(tmp_path):
     np.testing.assert_array_equal(streamed, loaded.rollout(seed, 600, random_seed=3)[0])
 
 
+def test_a_residual_box_is_fed_back_without_the_rollout_noise():
+    """A model that predicts the box's change, here none (the head's box means are zero, so the box mean
+    is the fed-back box), sampled with box_width 0: the box stays exactly where the seed left it whatever
+    the rollout noise, which still reaches the pose."""
+    model = sequence_model.build_model("lstm", DIM, np.zeros(DIM, np.float32), np.ones(DIM, np.float32), batch_size=1,
+                                       units=8, num_layers=1, head="mdn", mixtures=3, box_residual=3, init="keras")
+    head = model.get_layer("head")
+    box_means = [3 + k * DIM + d for k in range(3) for d in range(DIM - 3, DIM)]  # [logits 3 | means 3 x DIM | ...]
+    kernel, bias = head.get_weights()
+    kernel[:, box_means], bias[box_means] = 0.0, 0.0
+    head.set_weights([kernel, bias])
+    seed = np.random.default_rng(8).normal(size=(1, 6, DIM)).astype(np.float32)
+    quiet, noisy = (_served_rollout(model, seed, 100, noise=n, random_seed=2, box_dims=3, box_width=0.0)
+                    for n in (0.0, 2.0))
+    np.testing.assert_allclose(noisy[:, -3:], np.broadcast_to(seed[0, -1, -3:], (100, 3)), atol=1e-5)
+    np.testing.assert_allclose(quiet[:, -3:], noisy[:, -3:], atol=1e-5)
+    assert np.abs(noisy[:, :2] - quiet[:, :2]).mean() > 0.1
+
+
 def test_box_in_picture_keeps_the_dancer_in_the_frame():
     """With box_in_picture the stage box's centre stays inside the frame and its height within the stage's limits
     (a box that would wander off is fed back as kept), while the pose dims are left as sampled."""

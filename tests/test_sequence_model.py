@@ -53,6 +53,34 @@ def test_net_matches_keras_forward_state_and_gradients(kind, head):
         np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-4)
 
 
+def test_box_residual_predicts_the_box_change_and_net_matches_keras(tmp_path):
+    """With box_residual the head predicts the box's change: Net agrees with Keras and with the saved and
+    reloaded model, and a head that predicts no change (all zero) gives every component the input frame's
+    box as its box mean (the pose means stay the head's)."""
+    rng = np.random.default_rng(3)
+    mean, std = rng.normal(size=DIM).astype(np.float32), rng.uniform(0.5, 2, DIM).astype(np.float32)
+    model = sequence_model.build_model("lstm", DIM, mean, std, batch_size=2, units=8, num_layers=1, head="mdn",
+                                       mixtures=3, init="keras", box_residual=2)
+    net = sequence_model.make_net(model)
+    assert net.box_residual == 2
+    raw = rng.normal(size=(2, 6, DIM)).astype(np.float32)
+    x = net.normalize(raw)
+    params, _ = net.window(x, net.zero_state(2))
+    sequence_model.reset_states(model)
+    np.testing.assert_allclose(params, model(raw).numpy(), atol=1e-5)
+    model.save(tmp_path / "m.keras")
+    reloaded = sequence_model.make_net(sequence_model.stateful_copy(keras.models.load_model(tmp_path / "m.keras"), 2))
+    np.testing.assert_allclose(reloaded.window(x, net.zero_state(2))[0], params, atol=1e-6)
+
+    head = model.get_layer("head")
+    head.set_weights([np.zeros_like(w) for w in head.get_weights()])
+    _, mu, _ = net.head.split(net.window(x, net.zero_state(2))[0])
+    np.testing.assert_allclose(mu[..., -2:], np.broadcast_to(x[:, :, None, -2:], (2, 6, 3, 2)), atol=1e-6)
+    np.testing.assert_array_equal(mu[..., :-2], 0.0)
+    with pytest.raises(ValueError, match="lstm model only"):
+        sequence_model.build_model("fnn", DIM, mean, std, box_residual=2)
+
+
 def test_auto_conditioning_feeds_back_the_models_own_prediction():
     model = _model("lstm", "mdn", batch=2)
     net = sequence_model.make_net(model)
@@ -80,6 +108,25 @@ def test_input_noise_changes_the_training_inputs():
         window = tf.constant(np.random.default_rng(4).normal(size=(2, 6, DIM)), tf.float32)
         losses.append(float(step(window, net.zero_state(2))[0]))
     assert losses[0] == losses[1] != losses[2]
+
+
+def test_input_noise_leaves_a_residual_box_as_it_is():
+    """A residual box is read without the training input noise: with a zero head (every mean 0 but the box's,
+    which is the input box) the loss depends on the input box alone, and the noise leaves it unchanged."""
+    rng = np.random.default_rng(4)
+    window = tf.constant(rng.normal(size=(2, 6, DIM)), tf.float32)
+    losses = []
+    for noise in (0.0, 0.5):
+        model = sequence_model.build_model("lstm", DIM, np.zeros(DIM, np.float32), np.ones(DIM, np.float32),
+                                           batch_size=2, units=8, num_layers=1, head="mdn", mixtures=3,
+                                           box_residual=2)
+        head = model.get_layer("head")
+        head.set_weights([np.zeros_like(w) for w in head.get_weights()])
+        net = sequence_model.make_net(model)
+        cfg = sequence_training.resolve_config(dict(input_noise=noise, jit_compile=False))
+        step = sequence_training.make_train_step(net, keras.optimizers.Adam(1e-3), cfg)
+        losses.append(float(step(window, net.zero_state(2))[0]))
+    assert losses[0] == pytest.approx(losses[1], rel=1e-6)
 
 
 def test_char_rnn_batches_are_contiguous_streams_carried_across_batches():

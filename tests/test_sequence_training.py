@@ -322,6 +322,22 @@ def test_box_loss_weight_weights_the_box_dims_in_training_and_is_recorded(tmp_pa
     assert "box_loss_weight" not in claims[1.0] and claims[8.0]["box_loss_weight"] == 8.0  # older runs resume
 
 
+def test_box_residual_is_recorded_and_needs_the_box_dims(tmp_path):
+    latents, clips = _two_clips()
+    np.save(tmp_path / "z.npy", latents)
+    np.save(tmp_path / "z_clips.npy", clips)
+    with pytest.raises(cli.UserError, match="--box_residual needs"):
+        sequence_training.train_and_evaluate(str(tmp_path / "z.npy"), str(tmp_path / "bad"), str(tmp_path / "s"),
+                                             **dict(TINY, epochs=1, box_residual=True))
+    assert not (tmp_path / "bad").exists()
+    result = sequence_training.train_and_evaluate(
+        str(tmp_path / "z.npy"), str(tmp_path / "run"), str(tmp_path / "saved"),
+        **dict(TINY, epochs=1, head="mdn", mixtures=2, rollout_box_dims=1, box_residual=True))
+    assert savedmodels.record(result["export_dir"])["config"]["box_residual"] is True
+    net = sequence_model.make_net(keras.models.load_model(tmp_path / "run" / "model.keras"))
+    assert net.box_residual == 1
+
+
 def test_charrnn_split_keeps_the_leading_95_percent_for_training():
     from tf_dance import sequence_training
     z = np.arange(1000, dtype=np.float32)[:, None]

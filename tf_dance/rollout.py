@@ -125,6 +125,9 @@ class ServingModule(tf.Module):
         box_smooth = self.sampling["box_smoothing"] if box else smooth
         self._smooth = None if smooth == box_smooth == 0.0 else smooth + (box_smooth - smooth) * is_box
         self._coherence = self.sampling["coherence"] if self._net.head.noise_size else 0.0
+        # A model that predicts the box's change reads the fed-back box as it is: noise there would move it.
+        residual = self._net.box_residual
+        self._noise_mask = tf.constant([1.0] * (d - residual) + [0.0] * residual) if residual else 1.0
         self._picture = None
         if self.sampling["box_in_picture"]:  # the box's limits, normalised: centre inside the frame, a sane height
             low = [0.0] * (d - box) + [0.0, 0.0, stage.MIN_HEIGHT]
@@ -361,7 +364,8 @@ class ServingModule(tf.Module):
         def body(t, x, state, frames):
             n = start + t
             raw = self._raw(x)
-            fed = raw + noise * tf.random.stateless_normal(tf.shape(raw), _seed(random_seed, n - 1, 1))
+            fed = raw + self._noise_mask * noise * tf.random.stateless_normal(tf.shape(raw),
+                                                                              _seed(random_seed, n - 1, 1))
             if music is not None:
                 fed = tf.concat([fed, music[:, t]], -1)
             params, state = net.step(fed, state)

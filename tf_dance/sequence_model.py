@@ -130,6 +130,39 @@ class MixtureHead(keras.layers.Dense):
         return {**super().get_config(), "dim": self.dim, "mixtures": self.mixtures}
 
 
+def box_residual(params, frames, dim, mixtures, dims):
+    """Head `params` whose means of the last `dims` latent dimensions are the input frame's plus what the
+    head predicted (every component's): the head then predicts the stage box's change, not where it is.
+
+    frames: the normalised input frames `[..., dim (+ music)]` the params were predicted from."""
+    shift = tf.concat([tf.zeros_like(frames[..., :dim - dims]), frames[..., dim - dims:dim]], -1)
+    if not mixtures:
+        return params + shift
+    k = mixtures
+    shift = tf.tile(shift, [1] * (len(shift.shape) - 1) + [k])
+    return tf.concat([params[..., :k], params[..., k:k + k * dim] + shift, params[..., k + k * dim:]], -1)
+
+
+@keras.saving.register_keras_serializable(package="tf_dance")
+class BoxResidual(keras.layers.Layer):
+    """`box_residual` as a layer of the Keras model: [head params, normalised input frames] -> params.
+
+    Without it a stateful LSTM trained on footage predicted the box almost where the data's mean is,
+    whatever box it was given (a change of the input box moved the predicted one by 1-20% of it), so a
+    rollout's box stayed near the middle and travelled only as far as the sampling noise took it."""
+
+    def __init__(self, dim, mixtures, dims, **kwargs):
+        super().__init__(**kwargs)
+        self.dim, self.mixtures, self.dims = dim, mixtures, dims
+
+    def call(self, inputs):
+        params, frames = inputs
+        return box_residual(params, frames, self.dim, self.mixtures, self.dims)
+
+    def get_config(self):
+        return {**super().get_config(), "dim": self.dim, "mixtures": self.mixtures, "dims": self.dims}
+
+
 @keras.saving.register_keras_serializable(package="tf_dance")
 class ForgetBias(keras.initializers.Initializer):
     """LSTM bias uniform in +-`scale`, forget-gate quarter set to 1 (char-rnn's; Keras's with scale 0)."""
@@ -156,7 +189,7 @@ def standardizer(train):
 
 
 def build_model(kind, dim, mean, std, batch_size=None, *, units=600, num_layers=2, fnn_hidden=128,
-                head="mse", mixtures=5, init="charrnn", seed=0, dropout=0.0, music_dim=0):
+                head="mse", mixtures=5, init="charrnn", seed=0, dropout=0.0, music_dim=0, box_residual=0):
     """The Keras model: raw latents in, head parameters (normalised space) out.
 
     music_dim > 0 (lstm only): each input step is the latent and `music_dim` music features of the
@@ -167,6 +200,9 @@ def build_model(kind, dim, mean, std, batch_size=None, *, units=600, num_layers=
     stateful layer needs); `dropout` > 0 adds char-rnn's dropout after every LSTM layer (between
     layers and before the head), active in training only. fnn: `[B, 2, D]` (previous and current
     frame) -> Dense(hidden, relu) -> head, the paper's 256 -> 128 -> 128 baseline.
+
+    box_residual > 0 (lstm only): the head predicts the change of the last `box_residual` dimensions
+    (the stage box) from the input frame's (`BoxResidual`).
     """
     def initializer(i, fallback):
         if init == "charrnn":  # char-rnn: every weight uniform in +-0.08
@@ -179,7 +215,7 @@ def build_model(kind, dim, mean, std, batch_size=None, *, units=600, num_layers=
     out = MixtureHead(dim, mixtures, **head_init) if head == "mdn" else PointHead(dim, **head_init)
     if kind == "lstm":
         inputs = keras.Input(batch_shape=(batch_size, None, dim + music_dim), name="frames")
-        x = normalize(inputs)
+        x = frames = normalize(inputs)
         for i in range(num_layers):
             x = keras.layers.LSTM(
                 units, stateful=True, return_sequences=True, name=f"lstm_{i}",
@@ -190,15 +226,19 @@ def build_model(kind, dim, mean, std, batch_size=None, *, units=600, num_layers=
             if dropout:
                 x = keras.layers.Dropout(dropout, seed=seed + 70 + i, name=f"dropout_{i}")(x)
     elif kind == "fnn":
-        if dropout or music_dim:
-            raise ValueError("dropout and music apply to the lstm model only")
+        if dropout or music_dim or box_residual:
+            raise ValueError("dropout, music and the box residual apply to the lstm model only")
         inputs = keras.Input(batch_shape=(batch_size, 2, dim), name="frames")
         x = keras.layers.Flatten()(normalize(inputs))
         x = keras.layers.Dense(fnn_hidden, activation="relu", name="hidden",
                                kernel_initializer=initializer(0, "GlorotUniform"))(x)
     else:
         raise ValueError(f"unknown model kind {kind!r}")
-    return keras.Model(inputs, out(x), name=f"dance_{kind}")
+    params = out(x)
+    if box_residual:
+        params = BoxResidual(dim, mixtures if head == "mdn" else 0, box_residual, name="box_residual")(
+            [params, frames])
+    return keras.Model(inputs, params, name=f"dance_{kind}")
 
 
 def stateful_copy(model, batch_size):
@@ -236,6 +276,15 @@ class Net:
         self.std = np.sqrt(np.asarray(norm.input_variance, np.float32)).reshape(-1)
         self.music_dim = len(self.mean) - self.dim  # music features beside the latent in each input step
         self.dropout = next((l.rate for l in model.layers if isinstance(l, keras.layers.Dropout)), 0.0)
+        self.box_residual = next((l.dims for l in model.layers if isinstance(l, BoxResidual)), 0)
+
+    def predict(self, h, frames):
+        """The head's params from the last layer's output `h` and the normalised input `frames`."""
+        params = self.head(h)
+        if self.box_residual:
+            k = getattr(self.head, "mixtures", 0)
+            params = box_residual(params, frames, self.dim, k, self.box_residual)
+        return params
 
     def normalize(self, raw):
         """Raw latents `[..., D]`, or latents with their music `[..., D + M]`, standardised."""
@@ -296,13 +345,13 @@ class LSTMNet(Net):
     def step(self, x, state, dropout_seed=None):
         """One time step `[B, D]` -> head params `[B, P]`; state packed as [h1, c1, h2, c2, ...]."""
         hc = self._unpack(state)
-        new = []
+        new, frames = [], x
         for i, (kernel, recurrent, bias) in enumerate(self.cells):
             z = tf.matmul(x, kernel) + tf.matmul(hc[2 * i], recurrent) + bias
             x, c = _gates(z, hc[2 * i + 1])
             new += [x, c]
             x = self.drop(x, i, dropout_seed)
-        return self.head(x), tf.concat(new, -1)
+        return self.predict(x, frames), tf.concat(new, -1)
 
     def window(self, x, state, dropout_seed=None):
         """Teacher-forced `[B, T, D]` -> params `[B, T, P]` and the state after the last step.
@@ -316,7 +365,7 @@ class LSTMNet(Net):
             h, h_last, c_last = lstm_sequence(h, hc[2 * i], hc[2 * i + 1], *map(tf.convert_to_tensor, weights))
             new += [h_last, c_last]
             h = self.drop(h, i, dropout_seed)
-        return self.head(tf.transpose(h, [1, 0, 2])), tf.concat(new, -1)
+        return self.predict(tf.transpose(h, [1, 0, 2]), x), tf.concat(new, -1)
 
 
 class FNNNet(Net):

@@ -99,6 +99,11 @@ SETTINGS = {
                                "training loss, against 1 for every other dimension: 3 box numbers among 128 pose "
                                "numbers barely count, and the model learns to pull the box back to the middle of "
                                "the stage. Recorded in the export's config.", low=0.0, low_open=True),
+    "box_residual": Setting(False, "The head predicts the stage box's change (the last --rollout_box_dims) from the "
+                            "frame it reads, not where the box is: each component's box mean is the input's box plus "
+                            "the predicted step, so a rollout's box travels by the moves' own steps instead of "
+                            "being pulled back to the middle. The box then gets no training input noise, and no "
+                            "rollout noise when fed back. Recorded in the export's config."),
     "across_cuts": Setting(False, "Train on the clips as one dance: every epoch the streams play the training clips "
                            "end to end in a new random order (from --seed and the epoch), windows and carried state "
                            "running across the cuts, so the model learns that a dance can pass from one clip's moves "
@@ -138,7 +143,7 @@ EXPORT_SETTINGS = {"export_name", *(k for k in SETTINGS if k.startswith(("rollou
 _RESUMABLE = {"epochs", "jit_compile", "patience", "distribute", *EXPORT_SETTINGS}
 # Settings added later, with the value runs recorded before them trained with: left out of the workdir's claim
 # at that value, so that those runs still resume.
-_ADDED = {"box_loss_weight": 1.0, "across_cuts": False, "music": False}
+_ADDED = {"box_loss_weight": 1.0, "box_residual": False, "across_cuts": False, "music": False}
 BEST_WEIGHTS = "best_weights.npz"
 # Fewest optimizer updates per LSTM epoch on footage (`lstm_sizing`): less data gets fewer parallel streams.
 MIN_UPDATES_PER_EPOCH = 20
@@ -379,6 +384,9 @@ def prepare_data(latents_path, cfg, clips=None):
         data.check_clips(clips, len(latents))
     if cfg["dropout"] and cfg["model"] != "lstm":
         raise cli.UserError("dropout applies to the lstm model only")
+    if cfg["box_residual"] and (cfg["model"] != "lstm" or not cfg["rollout_box_dims"]):
+        raise cli.UserError("--box_residual needs the lstm model and the stage box's dimensions "
+                            "(--rollout_box_dims=3 with --stage latents)")
     if cfg["patience"] and cfg["train_frac"] == 1:
         raise cli.UserError("patience needs a validation part: set train_frac below 1")
     source = data.latent_source(latents_path, latents)
@@ -411,7 +419,8 @@ def build(cfg, prepared, strategy):
             cfg["model"], prepared.latents.shape[1], prepared.mean, prepared.std, batch_size=cfg["batch_size"],
             units=cfg["units"], num_layers=cfg["num_layers"], fnn_hidden=cfg["fnn_hidden"], head=cfg["head"],
             mixtures=cfg["mixtures"], init=cfg["init"], seed=cfg["seed"], dropout=cfg["dropout"],
-            music_dim=0 if prepared.music is None else prepared.music.shape[1])
+            music_dim=0 if prepared.music is None else prepared.music.shape[1],
+            box_residual=cfg["rollout_box_dims"] if cfg["box_residual"] else 0)
     net = sequence_model.make_net(model)
     windows = (epoch_windows(net.normalize(prepared.train), prepared.train_clips, cfg, 0)[0] if cfg["across_cuts"]
                else char_rnn_batches(net.normalize(prepared.train), cfg["batch_size"], cfg["seq_length"],
@@ -749,6 +758,8 @@ def make_train_step(net, optimizer, cfg, strategy=None):
             n = tf.shape(x)[0]
             full = tf.random.stateless_normal(tf.concat([[n * replicas], tf.shape(x)[1:2], [net.dim]], 0), tf.stack(
                 [tf.constant(seed, tf.int64), tf.cast(optimizer.iterations, tf.int64)]))
+            if net.box_residual:  # a residual box is read as it is: noise there would be a step to undo
+                full = full * tf.constant([1.0] * (net.dim - net.box_residual) + [0.0] * net.box_residual)
             full = tf.pad(full, [[0, 0], [0, 0], [0, net.music_dim]])  # the music is heard as it is
             x = tf.ensure_shape(x + noise * full[replica * n:(replica + 1) * n], x.shape)  # a static batch of 1 stays 1
         with tf.GradientTape() as tape:
