@@ -624,6 +624,8 @@ _DANCING_STAGED = [
      "smoothing 0/0.3/0.5", "footage_lstm.flags",
      dict(calibrate_frames=12000, calibrate_noise=[1.2, 1.5, 2.0], calibrate_smoothing=[0.0, 0.3, 0.5],
           **{f"rollout_{k}": v for k, v in _FOOTAGE_BEFORE_COHERENCE.items()}), {}),
+    ("footage_lstm.flags with --box_residual (off by default: its box walks to the picture's edges), its recipe",
+     "footage_lstm.flags", dict(box_residual=True), {}),
 ]
 # The rows the flagfiles make (bold in BENCHMARKS.md); a row with no recipe rolls out with what the export recorded.
 _DANCING_RECOMMENDED = {"plain": 3, "staged": 4}
