@@ -101,9 +101,10 @@ SETTINGS = {
                                "the stage. Recorded in the export's config.", low=0.0, low_open=True),
     "box_residual": Setting(False, "The head predicts the stage box's change (the last --rollout_box_dims) from the "
                             "frame it reads, not where the box is: each component's box mean is the input's box plus "
-                            "the predicted step, so a rollout's box travels by the moves' own steps instead of "
-                            "being pulled back to the middle. The box then gets no training input noise, and no "
-                            "rollout noise when fed back. Recorded in the export's config."),
+                            "the predicted step, so a rollout's box is not pulled back to the middle; nothing holds "
+                            "it within the data's stage either, and it may walk to the picture's edges "
+                            "(docs/sampling.md). The box then gets no training input noise, and no rollout noise "
+                            "when fed back. Recorded in the export's config."),
     "across_cuts": Setting(False, "Train on the clips as one dance: every epoch the streams play the training clips "
                            "end to end in a new random order (from --seed and the epoch), windows and carried state "
                            "running across the cuts, so the model learns that a dance can pass from one clip's moves "
