@@ -72,9 +72,9 @@ def test_keras_file_round_trip(tmp_path):
     (1, [8, 16, 32, 32], False, (54, 96)), (3, [2, 3, 4, 5], True, (54, 96)), (1, [2, 2, 2, 2], False, (53, 96))])
 def test_the_exported_decoder_draws_the_models_frames(tmp_path, channels, filters, extra_conv, size):
     """The export serves the decoder with its last upsampling folded into the convolutions (odd sizes: the
-    model as built); the frames are the Keras model's."""
+    model as built); the frames are the Keras model's. Folded decoders also serve them computed in bfloat16."""
     import tensorflow as tf
-    from tf_dance import autoencoder
+    from tf_dance import autoencoder, savedmodels
     dec = autoencoder.build_decoder(*size, channels, filters, extra_conv=extra_conv)
     rng = np.random.default_rng(0)
     for layer in dec.layers:
@@ -82,9 +82,33 @@ def test_the_exported_decoder_draws_the_models_frames(tmp_path, channels, filter
             layer.bias.assign(rng.normal(scale=0.3, size=layer.bias.shape))
     assert (autoencoder._folded_decoder(dec) is None) == (size[0] % 2 == 1)
     autoencoder.export_decoder(dec, str(tmp_path / "d"))
-    served = tf.saved_model.load(str(tmp_path / "d")).signatures["serving_default"]
+    signatures = tf.saved_model.load(str(tmp_path / "d")).signatures
     z = rng.normal(size=(20, 128)).astype(np.float32)
-    np.testing.assert_allclose(served(latent=tf.constant(z))["frames"].numpy(), dec(z).numpy(), atol=1e-6)
+    want = dec(z).numpy()
+    np.testing.assert_allclose(signatures["serving_default"](latent=tf.constant(z))["frames"].numpy(), want, atol=1e-6)
+    assert (savedmodels.DECODE_BFLOAT16 in signatures) == (size[0] % 2 == 0)
+    if size[0] % 2 == 0:  # the same frames computed in bfloat16: close, and not the float32 graph again
+        half = signatures[savedmodels.DECODE_BFLOAT16](latent=tf.constant(z))["frames"].numpy()
+        assert half.shape == want.shape and 0 < np.abs(half - want).max() < 0.05
+
+
+def test_the_decoder_decodes_in_the_precision_asked(tmp_path, monkeypatch):
+    """`Decoder` uses the bfloat16 signature when asked, or with "auto" where the CPU has bfloat16; float32 when
+    asked or without it; an export without that signature is refused for "bfloat16" in one line."""
+    from tf_dance import autoencoder, autoencoder_training, cli, savedmodels
+    dec = autoencoder.build_decoder(54, 96, 1, [2, 2, 2, 2])
+    autoencoder.export_decoder(dec, str(tmp_path / "d"))
+    autoencoder._export(dec, "latent", "frames", str(tmp_path / "plain"), None)  # serving_default only
+    for native in (True, False):
+        monkeypatch.setattr(autoencoder_training, "native_bfloat16", lambda: native)
+        assert savedmodels.Decoder(str(tmp_path / "d"), "auto").precision == ("bfloat16" if native else "float32")
+        assert savedmodels.Decoder(str(tmp_path / "plain"), "auto").precision == "float32"
+    z = np.random.default_rng(1).normal(size=(7, 128)).astype(np.float32)
+    frames = {p: savedmodels.Decoder(str(tmp_path / "d"), p)(z) for p in ("float32", "bfloat16")}
+    assert frames["float32"].dtype == np.uint8 and frames["float32"].shape == frames["bfloat16"].shape == (7, 54, 96, 1)
+    assert np.abs(frames["float32"].astype(int) - np.round(dec(z).numpy() * 255)).max() <= 1
+    with pytest.raises(cli.UserError, match="no decode_bfloat16 signature"):
+        savedmodels.Decoder(str(tmp_path / "plain"), "bfloat16")
 
 
 def test_losses_match_tensorflow():

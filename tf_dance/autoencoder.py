@@ -203,7 +203,7 @@ def _phase_taps():
     return taps
 
 
-def _folded_decoder(decoder):
+def _folded_decoder(decoder, compute=None):
     """The plain decoder's function with its last upsampling folded away, or None for other models.
 
     Upsampling by 2 and then a 3x3 convolution is, for each of the four output phases (even/odd row and
@@ -211,6 +211,10 @@ def _folded_decoder(decoder):
     on the four phases as channels. So the top level runs at 27x48 with no 54x96 intermediate, and the
     frames appear only in the last `depth_to_space`: the same frames (to float rounding) at about 1.3x
     the speed on a CPU. Exports serve this function.
+
+    compute: None (float32) or "bfloat16": every layer computes in bfloat16 from the same float32
+    weights (cast in the graph), as a decoder trained with `--precision=mixed_bfloat16` computed while
+    it learnt; the logits' bias, the sigmoid and the frames stay float32.
     """
     names = [layer.name for layer in decoder.layers]
     if not (names[:2] == ["latent", "expand"] and names[-2:] == ["logits", "frames"] and "upsample1" in names):
@@ -223,31 +227,60 @@ def _folded_decoder(decoder):
             not isinstance(c, layers.Conv2D) or c.kernel_size != (3, 3) or c.padding != "same"
             or c.compute_dtype != "float32" for c in convs):
         return None
-    below = keras.Model(decoder.input, up.input)
+    dtype = tf.bfloat16 if compute == "bfloat16" else tf.float32
+    below = _cast_below(decoder, names[:names.index("upsample1")], dtype)
     taps = _phase_taps()
 
     def frames(z):
         x = below(z)
         first = convs[0]
         kernel = tf.einsum("aed,bfg,dgio->efiabo", _FOLD, _FOLD, first.kernel)
-        kernel = tf.reshape(kernel, [3, 3, kernel.shape[2], -1])
-        x = tf.nn.conv2d(x, kernel, 1, "SAME") + tf.tile(first.bias, [4])
-        x = first.activation(x)
+        kernel = tf.cast(tf.reshape(kernel, [3, 3, kernel.shape[2], -1]), dtype)
+        x = first.activation(tf.nn.conv2d(x, kernel, 1, "SAME") + tf.cast(tf.tile(first.bias, [4]), dtype))
         for conv in convs[1:]:
             kernel = tf.einsum("efabyxpq,yxio->efabipqo", taps, conv.kernel)
-            kernel = tf.reshape(kernel, [3, 3, 4 * conv.kernel.shape[2], -1])
-            x = conv.activation(tf.nn.conv2d(x, kernel, 1, "SAME") + tf.tile(conv.bias, [4]))
+            kernel = tf.cast(tf.reshape(kernel, [3, 3, 4 * conv.kernel.shape[2], -1]), dtype)
+            x = tf.nn.conv2d(x, kernel, 1, "SAME")
+            x = conv.activation(tf.cast(x, tf.float32) + tf.tile(conv.bias, [4])) if conv is convs[-1] else \
+                conv.activation(x + tf.cast(tf.tile(conv.bias, [4]), dtype))
         return tf.nn.depth_to_space(tf.sigmoid(x), 2)
 
     return frames
 
 
-def _export(model, input_name, output_name, directory, record, fn=None):
+def _cast_below(decoder, names, dtype):
+    """The decoder's layers `names` (dense, reshape, upsampling and 3x3 convolutions) as one function
+    computing in `dtype` from their float32 weights; the plain Keras layers for float32."""
+    if dtype == tf.float32:
+        return keras.Model(decoder.input, decoder.get_layer(names[-1]).output)
+    stack = [decoder.get_layer(n) for n in names[1:]]
+
+    def below(z):
+        x = tf.cast(z, dtype)
+        for layer in stack:
+            if isinstance(layer, layers.Dense):
+                x = layer.activation(tf.matmul(x, tf.cast(layer.kernel, dtype)) + tf.cast(layer.bias, dtype))
+            elif isinstance(layer, layers.Conv2D):
+                x = layer.activation(tf.nn.conv2d(x, tf.cast(layer.kernel, dtype), 1, "SAME")
+                                     + tf.cast(layer.bias, dtype))
+            else:  # reshape, upsampling: `call` itself, as `__call__` would cast to the layer's float32
+                x = layer.call(x)
+        return x
+
+    return below
+
+
+def _export(model, input_name, output_name, directory, record, fn=None, more=None):
+    """serving_default (`fn`, or the model) and the signatures `more` ({name: fn}), all `input_name` ->
+    `output_name`."""
     spec = tf.TensorSpec([None, *model.input_shape[1:]], tf.float32, name=input_name)
-    fn = fn or (lambda x: model(x, training=False))
     archive = keras.export.ExportArchive()
     archive.track(model)
-    archive.add_endpoint("serving_default", lambda x: {output_name: fn(x)}, input_signature=[spec])
+    def endpoint(f):
+        return lambda x: {output_name: f(x)}
+
+    for name, f in {"serving_default": fn or (lambda x: model(x, training=False)), **(more or {})}.items():
+        archive.add_endpoint(name, endpoint(f), input_signature=[spec])
     archive.write_out(directory, verbose=False)
     if record is not None:
         savedmodels.write_record(directory, record)
@@ -261,5 +294,9 @@ def export_encoder(encoder, directory, record=None):
 
 def export_decoder(decoder, directory, record=None):
     """serving_default: `latent` float32 [None, D] -> `frames` [None, H, W, C] in [0, 1]; `record` as above.
-    A plain decoder serves `_folded_decoder`'s faster graph of the same function."""
-    _export(decoder, "latent", "frames", directory, record, _folded_decoder(decoder))
+    A plain decoder serves `_folded_decoder`'s faster graph of the same function, and also has the signature
+    `savedmodels.DECODE_BFLOAT16`: the same inputs and outputs computed in bfloat16 (`savedmodels.Decoder`
+    uses it where the CPU has bfloat16)."""
+    folded = _folded_decoder(decoder)
+    more = {savedmodels.DECODE_BFLOAT16: _folded_decoder(decoder, "bfloat16")} if folded else None
+    _export(decoder, "latent", "frames", directory, record, folded, more)

@@ -71,7 +71,8 @@ SETTINGS = {
                            "TensorFlow's oneDNN ones (see BENCHMARKS.md), so off by default."),
     "precision": Setting("float32", "float32; mixed_bfloat16 (bfloat16 compute, float32 weights: ~2x faster on "
                          "CPUs with native bfloat16, very slow on others); auto: mixed_bfloat16 only where the CPU "
-                         "has it. Exported models always compute in float32.",
+                         "has it. Exported models compute in float32 (the decoder also has a decode_bfloat16 "
+                         "signature, docs/serving.md).",
                          choices=("float32", "mixed_bfloat16", "auto")),
     "stage": Setting(False, "Keep where the dancer is apart from the pose (tf_dance.stage): train on poses centred "
                      "at one height, export an encoder whose latent is the pose's code plus the silhouette's box "

@@ -236,13 +236,16 @@ def bench_autoencoder(repeats=REPEATS):
         with tempfile.TemporaryDirectory() as tmp:
             autoencoder.export_encoder(encoder, f"{tmp}/encoder")
             autoencoder.export_decoder(decoder, f"{tmp}/decoder")
-            predict, fast = _round_robin_rates(
-                [lambda: decoder.predict(latents, batch_size=500, verbose=0),
-                 lambda: savedmodels.decode_latents(f"{tmp}/decoder", latents, 500)], len(latents), repeats)
+            predict, fast, half = _round_robin_rates(
+                [lambda: decoder.predict(latents, batch_size=500, verbose=0)]
+                + [lambda p=p: savedmodels.decode_latents(f"{tmp}/decoder", latents, 500, precision=p)
+                   for p in ("float32", "bfloat16")], len(latents), repeats)
             goal = " (goal >= 2,000)" if label == "paper" else ""
             out[f"ae_{label}_decode_images_per_s_keras_predict_b500"] = predict
-            out[f"ae_{label}_decode_images_per_s_decode_latents_b500{goal}"] = fast
-            out[f"ae_{label}_decode_latents_vs_predict"] = fast / predict
+            out[f"ae_{label}_decode_images_per_s_decode_latents_b500"] = fast
+            out[f"ae_{label}_decode_images_per_s_decode_latents_bfloat16_b500{goal}"] = half
+            out[f"ae_{label}_decode_latents_vs_predict (float32 / bfloat16)"] = \
+                f"{fast / predict:.2f} / {half / predict:.2f}"
             out[f"ae_{label}_encode_images_per_s_encode_frames_b500"] = median_rate(
                 lambda: savedmodels.encode_frames(f"{tmp}/encoder", frames, 500), len(frames), repeats)
     out.update(decode_bound(paper, repeats=repeats))
@@ -566,6 +569,10 @@ def bench_generate(repeats=REPEATS):
                                                         - before.children_user - before.children_system)
         cpu = out["  60,000 frames: CPU time of this process (s)"] + out["  60,000 frames: CPU time of ffmpeg (s)"]
         out["  60,000 frames: CPU time / 2 cores, the floor of the wall time (s; goal < 20)"] = cpu / 2
+        out["  decoding precision (generate's default: bfloat16 where the CPU computes it)"] = models.decoder.precision
+        wide = savedmodels.load_models(tmp, lstm=os.path.join(tmp, "dance_lstm", "2"), decode_precision="float32")
+        run(600, wide)
+        out["  60,000 frames decoded in float32 (s)"] = run(60000, wide)[0]
         run(600, plain)
         out["  60,000 frames without the recipe's sampling controls: rollout (s)"] = run(60000, plain)[1]["rollout"]
         run(600, coherent)

@@ -235,8 +235,8 @@ def load(model_dir, what="model", name=None):
     return _load(os.path.abspath(resolve(model_dir, what, name)))
 
 
-def _signature(version_dir, what, key, inputs, outputs):
-    loaded = _load(version_dir)
+def _signature(version_dir, what, key, inputs, outputs, loaded=None):
+    loaded = loaded or _load(version_dir)
     if key not in loaded.signatures:
         raise cli.UserError(f"{version_dir} is not a SavedModel {what}: it has no {key!r} signature "
                             f"(it has {sorted(loaded.signatures)})")
@@ -284,14 +284,35 @@ class Encoder:
         return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
 
 
-class Decoder:
-    """float latents `[N, D]` -> uint8 frames `[N, H, W, C]`."""
+DECODE_BFLOAT16 = "decode_bfloat16"  # an exported decoder's signature computing in bfloat16
+DECODE_PRECISIONS = ("auto", "float32", "bfloat16")
 
-    def __init__(self, version_dir):
+
+class Decoder:
+    """float latents `[N, D]` -> uint8 frames `[N, H, W, C]`.
+
+    precision: "float32" decodes with `serving_default`; "bfloat16" with the export's `DECODE_BFLOAT16`
+    signature (the same function computed in bfloat16: about 1.6x faster where the CPU has bfloat16, a few
+    gray levels apart, the same held-out IoU to the third decimal); "auto" picks the latter where the CPU
+    computes bfloat16 natively and the export has it."""
+
+    def __init__(self, version_dir, precision="auto"):
         tf = _tf()
+        from tf_dance.autoencoder_training import native_bfloat16
+        if precision not in DECODE_PRECISIONS:
+            raise cli.UserError(f"decoding precision must be one of {DECODE_PRECISIONS}, got {precision!r}")
         self.path = version_dir
         self.record = record(version_dir)
-        signature, specs = _signature(version_dir, "decoder", "serving_default", ["latent"], ["frames"])
+        loaded = _load(version_dir)
+        has = DECODE_BFLOAT16 in loaded.signatures
+        if precision == "bfloat16" and not has:
+            raise cli.UserError(f"the decoder at {version_dir} has no {DECODE_BFLOAT16} signature (exported before "
+                                "it existed, or not a plain decoder): decode in float32")
+        key = DECODE_BFLOAT16 if has and (precision == "bfloat16" or precision == "auto" and native_bfloat16()) \
+            else "serving_default"
+        self.precision = "bfloat16" if key == DECODE_BFLOAT16 else "float32"
+        signature, specs = _signature(version_dir, "decoder", key, ["latent"], ["frames"], loaded)
+        self._loaded = loaded  # the signature's functions live as long as the object they came from
         self.dim = specs["latent"].shape[-1]
         self.frame_shape = tuple(signature.structured_outputs["frames"].shape[1:])
         self._fn = tf.function(lambda z: tf.cast(tf.round(signature(latent=z)["frames"] * 255.0), tf.uint8),
@@ -516,8 +537,8 @@ def _encoder(version_dir):
 
 
 @functools.lru_cache(maxsize=16)
-def _decoder(version_dir):
-    return Decoder(version_dir)
+def _decoder(version_dir, precision="auto"):
+    return Decoder(version_dir, precision)
 
 
 @functools.lru_cache(maxsize=16)
@@ -542,8 +563,8 @@ def load_encoder(path):
     return _encoder(os.path.abspath(resolve(path, "encoder", ENCODER)))
 
 
-def load_decoder(path):
-    return _decoder(os.path.abspath(resolve(path, "decoder", DECODER)))
+def load_decoder(path, precision="auto"):
+    return _decoder(os.path.abspath(resolve(path, "decoder", DECODER)), precision)
 
 
 def load_sequence_model(path):
@@ -555,9 +576,10 @@ def encode_frames(encoder_dir, frames_uint8, batch_size=500, progress=False):
     return load_encoder(encoder_dir)(frames_uint8, batch_size, progress)
 
 
-def decode_latents(decoder_dir, latents, batch_size=500, progress=False):
-    """float latents `[N, D]` -> uint8 frames `[N, H, W, C]` with the decoder at `decoder_dir`."""
-    return load_decoder(decoder_dir)(latents, batch_size, progress)
+def decode_latents(decoder_dir, latents, batch_size=500, progress=False, precision="auto"):
+    """float latents `[N, D]` -> uint8 frames `[N, H, W, C]` with the decoder at `decoder_dir` (precision: as
+    `Decoder`'s)."""
+    return load_decoder(decoder_dir, precision)(latents, batch_size, progress)
 
 
 def rollout(model_dir, seed_frames, num_frames, temperature=None, noise=None, random_seed=0, music=None):
@@ -574,22 +596,23 @@ class Models:
 
 
 def load_models(model_dir="saved_models", lstm=None, decoder=None, encoder=None, need_encoder=False,
-                allow_mismatch=False):
+                allow_mismatch=False, decode_precision="auto"):
     """`Models` from a saved_models root, each part overridable by a root or version directory.
 
     The encoder (when needed) and decoder are those of the autoencoder training the sequence model
     learnt from (`pick`); a part given that comes from another training is refused unless
     `allow_mismatch`. A sequence model without that record gets an encoder and decoder paired from
-    one training, the newest."""
+    one training, the newest. decode_precision: `Decoder`'s precision."""
     lstm_model = load_sequence_model(lstm or model_dir)
     training = learnt_from(lstm_model.record)
     if training is not None and not allow_mismatch:
         learner = f"the sequence model {lstm_model.path} (trained on its latents)"
         decoder_dir = pick(decoder or model_dir, "decoder", DECODER, training, bool(decoder), learner)
         encoder_dir = need_encoder and pick(encoder or model_dir, "encoder", ENCODER, training, bool(encoder), learner)
-        return Models(lstm_model, _decoder(os.path.abspath(decoder_dir)),
+        return Models(lstm_model, _decoder(os.path.abspath(decoder_dir), decode_precision),
                       _encoder(os.path.abspath(encoder_dir)) if need_encoder else None)
     if need_encoder:
         encoder_dir, decoder_dir = resolve_pair(encoder or model_dir, decoder or model_dir)
-        return Models(lstm_model, _decoder(os.path.abspath(decoder_dir)), _encoder(os.path.abspath(encoder_dir)))
-    return Models(lstm_model, load_decoder(decoder or model_dir))
+        return Models(lstm_model, _decoder(os.path.abspath(decoder_dir), decode_precision),
+                      _encoder(os.path.abspath(encoder_dir)))
+    return Models(lstm_model, load_decoder(decoder or model_dir, decode_precision))
