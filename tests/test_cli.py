@@ -338,3 +338,16 @@ def test_a_script_whose_work_is_over_lets_its_clean_up_finish(monkeypatch):
         assert stopped.value.code == 130 and signal.getsignal(signal.SIGINT) == signal.SIG_IGN
     finally:
         signal.signal(signal.SIGINT, before)
+
+
+def test_a_ctrl_c_in_a_finalizer_still_stops_the_script_with_one_line():
+    """A KeyboardInterrupt raised inside a `__del__` (TensorFlow's finalizers run often) is not printed as
+    "Exception ignored" and lost: the script stops with the one line and exit code 130."""
+    code = ("import time\nfrom tf_dance import cli\ncli.quiet_interrupts()\n"
+            "class Finalized:\n    def __del__(self):\n        raise KeyboardInterrupt\n"
+            "Finalized()\nfor _ in range(100):\n    time.sleep(0.1)\nprint('not stopped')\n")
+    env = {k: v for k, v in os.environ.items() if k != cli._QUIET_INTERRUPT}
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=dict(env, PYTHONPATH=ROOT), capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 130, r.stderr[-2000:]
+    assert r.stderr.strip().splitlines() == [cli.INTERRUPTED] and "not stopped" not in r.stdout

@@ -8,6 +8,7 @@ one `error: ...` line on stderr and exit code 1, with no traceback and no wall o
 failed or killed run never leaves a half-written file where a finished one is expected.
 """
 
+import _thread
 import contextlib
 import functools
 import importlib.abc
@@ -100,6 +101,20 @@ def quiet_interrupts():
         os._exit(130)
 
     sys.excepthook = hook
+    previous_unraisable = sys.unraisablehook
+
+    def unraisable(info):
+        """A Ctrl-C that lands in a finalizer (a `__del__`, often TensorFlow's) would be printed as "Exception
+        ignored" and lost; it is handed to the main thread instead, as if it had arrived a moment later (from
+        another thread: raised here, it would land in this hook)."""
+        if isinstance(info.exc_value, KeyboardInterrupt):
+            later = threading.Timer(0.05, _thread.interrupt_main)
+            later.daemon = True
+            later.start()
+            return
+        previous_unraisable(info)
+
+    sys.unraisablehook = unraisable
     _SCRIPT.append(True)
 
 
