@@ -108,3 +108,30 @@ def test_cli_damaged_checkpoint_index_one_error_line(ae_run, tiny_dataset, tmp_p
                         f"--data={tiny_dataset}", f"--workdir={work}", f"--export_dir={tmp_path}/saved",
                         "--checkpoint_every=5", "--steps=15")
     fails_cleanly(result, f"delete {os.path.join(work, 'checkpoints')} ")
+
+
+def test_a_resumed_run_drops_the_steps_a_killed_run_logged_after_its_checkpoint(tmp_path):
+    """Steps logged after the last checkpoint are logged again by the resumed run: the old ones go first, so
+    TensorBoard draws each step once."""
+    import tensorflow as tf
+    from tf_dance import training
+    workdir = str(tmp_path)
+
+    def logged():
+        steps = []
+        for path in tf.io.gfile.glob(os.path.join(training.tensorboard_dir(workdir), "events.out.tfevents*")):
+            for record in tf.data.TFRecordDataset(path):
+                event = tf.compat.v1.Event.FromString(record.numpy())
+                steps += [event.step for _ in event.summary.value]
+        return sorted(steps)
+
+    killed = training.summary_writer(workdir, 0)
+    for step in (1, 2, 3):
+        training.write_summaries(killed, step, {"loss": float(step)})
+    killed.close()
+    resumed = training.summary_writer(workdir, 1)  # its checkpoint: step 1
+    assert logged() == [1]
+    for step in (2, 3, 4):
+        training.write_summaries(resumed, step, {"loss": float(step)})
+    resumed.close()
+    assert logged() == [1, 2, 3, 4]

@@ -497,10 +497,10 @@ def _fit(model, config, strategy, batches, val_batches, shown, checkpoints, work
         logits = tf.cast(model(x, training=False), tf.float32)
         return tf.reduce_sum(loss_fn(y, logits)), _iou_sum(y, logits), tf.shape(x)[0]
 
-    writer = tf.summary.create_file_writer(training.tensorboard_dir(workdir)) if workdir else None
+    step = int(optimizer.iterations.numpy())
+    writer = training.summary_writer(workdir, step) if workdir else None
     every, steps, verbose = config["checkpoint_every"], config["steps"], _verbosity(config["verbose"])
     batches = iter(batches)
-    step = int(optimizer.iterations.numpy())
     progress = cli.progress(steps, unit="step", enabled=bool(verbose), done=step, live=verbose == 1)
     while step < steps:
         length = min(every - step % every, steps - step)

@@ -443,7 +443,7 @@ def fit(cfg, workdir, built, prepared, strategy, checkpoints, history, chief):
     train_step = make_train_step(net, optimizer, cfg, strategy if distributed else None)
     on_replicas = _on_replicas(cfg, strategy)
     val_loss = _validation(cfg, net, prepared.val)
-    writer = tf.summary.create_file_writer(training.tensorboard_dir(workdir)) if chief else None
+    writer = training.summary_writer(workdir, int(epoch.numpy())) if chief else None
     if cfg["head"] == "mdn":
         print("Losses are the mixture's negative log-likelihood per latent dimension: lower is better, and "
               "below 0 once the model puts a density above 1 on the true next frame.")

@@ -110,6 +110,20 @@ def tensorboard_dir(workdir):
     return os.path.join(workdir, "tensorboard")
 
 
+def summary_writer(workdir, resumed_at):
+    """The TensorBoard writer of a run that starts (or resumes) at step `resumed_at`. A killed run may have
+    logged steps after its last checkpoint; the resumed run logs them again, so the earlier ones are dropped
+    from the event files first (TensorBoard would draw both)."""
+    for path in tf.io.gfile.glob(os.path.join(tensorboard_dir(workdir), "events.out.tfevents*")):
+        records = [r.numpy() for r in tf.data.TFRecordDataset(path)]
+        kept = [r for r in records if tf.compat.v1.Event.FromString(r).step <= resumed_at]
+        if len(kept) < len(records):
+            with cli.atomic_output(path) as tmp, tf.io.TFRecordWriter(tmp) as out:
+                for record in kept:
+                    out.write(record)
+    return tf.summary.create_file_writer(tensorboard_dir(workdir))
+
+
 # Summaries via the core `tf.summary.write` op plus the plugin metadata TensorBoard reads:
 # `tf.summary.scalar`/`image` and `keras.callbacks.TensorBoard` need the tensorboard package,
 # which TF 2.21 no longer installs and tf_dance does not depend on.
