@@ -125,9 +125,7 @@ class ServingModule(tf.Module):
         box_smooth = self.sampling["box_smoothing"] if box else smooth
         self._smooth = None if smooth == box_smooth == 0.0 else smooth + (box_smooth - smooth) * is_box
         self._coherence = self.sampling["coherence"] if self._net.head.noise_size else 0.0
-        # A model that predicts the box's change reads the fed-back box as it is: noise there would move it.
-        residual = self._net.box_residual
-        self._noise_mask = tf.constant([1.0] * (d - residual) + [0.0] * residual) if residual else 1.0
+        self._noise_mask = self._net.noise_mask() if self._net.box_residual else 1.0
         self._picture = None
         if self.sampling["box_in_picture"]:  # the box's limits, normalised: centre inside the frame, a sane height
             low = [0.0] * (d - box) + [0.0, 0.0, stage.MIN_HEIGHT]

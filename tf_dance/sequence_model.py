@@ -278,6 +278,11 @@ class Net:
         self.dropout = next((l.rate for l in model.layers if isinstance(l, keras.layers.Dropout)), 0.0)
         self.box_residual = next((l.dims for l in model.layers if isinstance(l, BoxResidual)), 0)
 
+    def noise_mask(self):
+        """`[dim]`: 1 where a fed frame takes noise (training input noise, rollout noise), 0 on a residual box,
+        which is read as it is: noise there would be a step to undo."""
+        return tf.constant([1.0] * (self.dim - self.box_residual) + [0.0] * self.box_residual)
+
     def predict(self, h, frames):
         """The head's params from the last layer's output `h` and the normalised input `frames`."""
         params = self.head(h)

@@ -759,8 +759,8 @@ def make_train_step(net, optimizer, cfg, strategy=None):
             n = tf.shape(x)[0]
             full = tf.random.stateless_normal(tf.concat([[n * replicas], tf.shape(x)[1:2], [net.dim]], 0), tf.stack(
                 [tf.constant(seed, tf.int64), tf.cast(optimizer.iterations, tf.int64)]))
-            if net.box_residual:  # a residual box is read as it is: noise there would be a step to undo
-                full = full * tf.constant([1.0] * (net.dim - net.box_residual) + [0.0] * net.box_residual)
+            if net.box_residual:
+                full = full * net.noise_mask()
             full = tf.pad(full, [[0, 0], [0, 0], [0, net.music_dim]])  # the music is heard as it is
             x = tf.ensure_shape(x + noise * full[replica * n:(replica + 1) * n], x.shape)  # a static batch of 1 stays 1
         with tf.GradientTape() as tape:
