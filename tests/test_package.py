@@ -60,6 +60,21 @@ def test_importing_a_module_defines_no_flags(imported):
     assert not imported["flags"], "\n".join(f"{k}: {', '.join(v)}" for k, v in imported["flags"].items())
 
 
+# Scripts that check their flags and inputs before TensorFlow (about 3 s) is imported: a bad flag, a missing file or
+# models of another training are answered at once (and the test suite, which asks them often, stays fast).
+_WITHOUT_TENSORFLOW = ["bench", "demo", "encode", "evaluate", "generate", "prepare_video", "synthesize"]
+
+
+def test_scripts_that_check_their_inputs_first_start_without_tensorflow():
+    code = ("import importlib, sys\nfor name in sys.argv[1:]:\n    importlib.import_module('tf_dance.' + name)\n"
+            "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
+    result = subprocess.run([sys.executable, "-c", code, *_WITHOUT_TENSORFLOW], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip() == "[]", result.stdout
+
+
 def _module_map():
     """Module names at the start of the lines of the package docstring's map."""
     with open(os.path.join(ROOT, "tf_dance", "__init__.py")) as f:

@@ -42,7 +42,7 @@ import time
 
 from absl import app, flags
 
-from tf_dance import cli, musicality, savedmodels, sequence_training, video
+from tf_dance import cli, musicality, savedmodels, video
 from tf_dance.data import dataset_fps
 
 FLAGS_DIR = (cli.flags_dirs() or [os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -129,6 +129,7 @@ def settings():
 
 def _sizing(data_path, lstm_flags):
     """`sequence_training.lstm_sizing` of the dataset as it is now (a remade one is sized again)."""
+    from tf_dance import sequence_training  # TensorFlow: not imported before the demo's settings are checked
     return sequence_training.lstm_sizing(data_path, lstm_flags, os.path.getmtime(data_path))
 
 

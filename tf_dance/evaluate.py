@@ -23,7 +23,7 @@ import os
 import numpy as np
 from absl import app, flags
 
-from tf_dance import cli, data, generation, music, musicality, report, savedmodels
+from tf_dance import cli, data, generation, music, musicality, savedmodels
 
 FLAGS = flags.FLAGS
 
@@ -153,6 +153,7 @@ def main(argv):
     if FLAGS.generated:
         decoder_dir = _decoder_dir(source.get("training_id"), f"{FLAGS.latents} (encoded by {source.get('encoder')})")
         generated = data.load_latents(FLAGS.generated, dancers=True)
+        from tf_dance import report  # Keras and TensorFlow: once the inputs are checked
         report.check_memory(*(generated.shape if generated.ndim == 3 else (1, *generated.shape)))
         options = dict(generated=os.path.abspath(FLAGS.generated))
         if FLAGS.audio:  # the dance was made to --audio: how it keeps the beat
@@ -161,13 +162,15 @@ def main(argv):
             music_report = musicality.measure(None, fps, song, train, _data_music(train), clips=clips, tempo_bpm=None,
                                               label=label, dance=dance)
     else:
-        lstm = savedmodels.load_sequence_model(FLAGS.model_dir)
-        training = savedmodels.learnt_from(lstm.record)
-        savedmodels.check_latent_source(source, training, f"the sequence model {lstm.path}", FLAGS.latents,
+        lstm_dir = savedmodels.sequence_model_dir(FLAGS.model_dir)
+        training = savedmodels.learnt_from(savedmodels.record(lstm_dir))
+        savedmodels.check_latent_source(source, training, f"the sequence model {lstm_dir}", FLAGS.latents,
                                         FLAGS.allow_mismatch)
         decoder_dir = _decoder_dir(training or source.get("training_id"),
-                                   f"the sequence model {lstm.path} (trained on its latents)" if training else
+                                   f"the sequence model {lstm_dir} (trained on its latents)" if training else
                                    f"{FLAGS.latents} (encoded by {source.get('encoder')})")
+        from tf_dance import report
+        lstm = savedmodels.load_sequence_model(lstm_dir)
         temperature, noise = lstm.sampling(FLAGS.temperature, FLAGS.noise)
         report.check_memory(1, FLAGS.frames, lstm.dim)
         start, = generation.choose_seeds(len(train), FLAGS.seed_frames, FLAGS.seed_index, 1, FLAGS.random_seed,

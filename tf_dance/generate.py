@@ -130,14 +130,14 @@ def main(argv):
     clips = extras["clips"] if dataset is not None else data.load_latent_clips(FLAGS.latents, len(latents))
     starts = generation.choose_seeds(len(source), FLAGS.seed_frames, FLAGS.seed_index, FLAGS.num_dancers,
                                      FLAGS.random_seed, clips=clips)
-    models = savedmodels.load_models(FLAGS.model_dir, lstm=FLAGS.lstm, decoder=FLAGS.decoder, encoder=FLAGS.encoder,
-                                     need_encoder=latents is None, allow_mismatch=FLAGS.allow_mismatch,
-                                     decode_precision=FLAGS.decode_precision)
-    if latents is not None:
-        training = savedmodels.learnt_from(models.lstm.record) or savedmodels.training_id(models.decoder.path)
+    parts = dict(lstm=FLAGS.lstm, decoder=FLAGS.decoder, encoder=FLAGS.encoder, need_encoder=latents is None,
+                 allow_mismatch=FLAGS.allow_mismatch)
+    lstm_dir, decoder_dir, _ = savedmodels.model_dirs(FLAGS.model_dir, **parts)
+    if latents is not None:  # from the records, before anything is loaded
+        training = savedmodels.learnt_from(savedmodels.record(lstm_dir)) or savedmodels.training_id(decoder_dir)
         savedmodels.check_latent_source(data.latent_source(FLAGS.latents, latents), training,
-                                        f"{models.lstm.path} (and {models.decoder.path})", FLAGS.latents,
-                                        FLAGS.allow_mismatch)
+                                        f"{lstm_dir} (and {decoder_dir})", FLAGS.latents, FLAGS.allow_mismatch)
+    models = savedmodels.load_models(FLAGS.model_dir, **parts, decode_precision=FLAGS.decode_precision)
     song, frames, fps = _song(models.lstm, fps)
     temperature, noise = models.lstm.sampling(FLAGS.temperature, FLAGS.noise)
     seeds = np.stack([source[s:s + FLAGS.seed_frames] for s in starts])

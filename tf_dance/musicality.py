@@ -12,7 +12,7 @@ each section, divided by its tempo in the base section, should be 1.2 and 0.8.
 
 import numpy as np
 
-from tf_dance import metrics, music, soundtrack
+from tf_dance import music, soundtrack
 
 ALIGNMENT_GOAL = 0.8        # a conditioned rollout's beat alignment: at least this times the data's
 TEMPO_STEP = 0.2            # the tempo-follow song's steps: up and down by this fraction
@@ -22,6 +22,7 @@ SETTLE_S = 2.0              # seconds after each tempo change left out of the mo
 
 def alignment(latents, features, names, fps, clips=None):
     """Beat alignment of a dance `[T, D]` against music features `[T, F]` (nan without beats)."""
+    from tf_dance import metrics  # Keras (its stage measures): not imported by the scripts reading the seeds here
     return metrics.beat_alignment(metrics.kinematic_beats(latents, fps, clips), music.beat_frames(features, names), fps)
 
 
@@ -45,6 +46,7 @@ def tempo_song(frames, fps, seed, base_bpm):
 def tempo_follow(latents, fps, sections, bpm):
     """dict(tempi: the dance's movement tempo per section, ratios: the up and down sections' over the base's,
     expected: the song's ratios, error: the largest |ratio / expected - 1|)."""
+    from tf_dance import metrics
     settle = int(round(SETTLE_S * fps))
     tempi = [metrics.movement_tempo(latents[a + settle:b], fps) for a, b in sections]
     song = [float(np.median(bpm[a:b])) for a, b in sections]

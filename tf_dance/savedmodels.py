@@ -566,8 +566,13 @@ def load_decoder(path, precision="auto"):
     return _decoder(os.path.abspath(resolve(path, "decoder", DECODER)), precision)
 
 
+def sequence_model_dir(path):
+    """The version directory (absolute) `load_sequence_model(path)` loads: found without loading it."""
+    return os.path.abspath(resolve(path, "sequence model", LSTM))
+
+
 def load_sequence_model(path):
-    return _sequence_model(os.path.abspath(resolve(path, "sequence model", LSTM)))
+    return _sequence_model(sequence_model_dir(path))
 
 
 def encode_frames(encoder_dir, frames_uint8, batch_size=500, progress=False):
@@ -594,24 +599,32 @@ class Models:
     encoder: Encoder = None
 
 
-def load_models(model_dir="saved_models", lstm=None, decoder=None, encoder=None, need_encoder=False,
-                allow_mismatch=False, decode_precision="auto"):
-    """`Models` from a saved_models root, each part overridable by a root or version directory.
+def model_dirs(model_dir="saved_models", lstm=None, decoder=None, encoder=None, need_encoder=False,
+               allow_mismatch=False):
+    """(lstm_dir, decoder_dir, encoder_dir or None), absolute: the versions `load_models` loads, picked from
+    the exports' records alone, so that a mismatch is refused before TensorFlow is imported.
 
     The encoder (when needed) and decoder are those of the autoencoder training the sequence model
     learnt from (`pick`); a part given that comes from another training is refused unless
     `allow_mismatch`. A sequence model without that record gets an encoder and decoder paired from
-    one training, the newest. decode_precision: `Decoder`'s precision."""
-    lstm_model = load_sequence_model(lstm or model_dir)
-    training = learnt_from(lstm_model.record)
+    one training, the newest."""
+    lstm_dir = sequence_model_dir(lstm or model_dir)
+    training = learnt_from(record(lstm_dir))
     if training is not None and not allow_mismatch:
-        learner = f"the sequence model {lstm_model.path} (trained on its latents)"
+        learner = f"the sequence model {lstm_dir} (trained on its latents)"
         decoder_dir = pick(decoder or model_dir, "decoder", DECODER, training, bool(decoder), learner)
         encoder_dir = need_encoder and pick(encoder or model_dir, "encoder", ENCODER, training, bool(encoder), learner)
-        return Models(lstm_model, _decoder(os.path.abspath(decoder_dir), decode_precision),
-                      _encoder(os.path.abspath(encoder_dir)) if need_encoder else None)
-    if need_encoder:
+    elif need_encoder:
         encoder_dir, decoder_dir = resolve_pair(encoder or model_dir, decoder or model_dir)
-        return Models(lstm_model, _decoder(os.path.abspath(decoder_dir), decode_precision),
-                      _encoder(os.path.abspath(encoder_dir)))
-    return Models(lstm_model, load_decoder(decoder or model_dir, decode_precision))
+    else:
+        encoder_dir, decoder_dir = None, resolve(decoder or model_dir, "decoder", DECODER)
+    return lstm_dir, os.path.abspath(decoder_dir), os.path.abspath(encoder_dir) if need_encoder else None
+
+
+def load_models(model_dir="saved_models", lstm=None, decoder=None, encoder=None, need_encoder=False,
+                allow_mismatch=False, decode_precision="auto"):
+    """`Models` from a saved_models root, each part overridable by a root or version directory: the
+    versions `model_dirs` picks. decode_precision: `Decoder`'s precision."""
+    lstm_dir, decoder_dir, encoder_dir = model_dirs(model_dir, lstm, decoder, encoder, need_encoder, allow_mismatch)
+    return Models(_sequence_model(lstm_dir), _decoder(decoder_dir, decode_precision),
+                  _encoder(encoder_dir) if need_encoder else None)
