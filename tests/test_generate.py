@@ -86,11 +86,12 @@ def test_served_rollout_with_the_recorded_recipe_equals_generate(run_module, sav
     with open(os.path.join(version, "tf_dance.json")) as f:
         recipe = json.load(f)["rollout"]
     assert recipe == RECIPE
-    served = tf.saved_model.load(version).signatures["rollout"](
+    rollout = tf.saved_model.load(version).signatures["rollout"]
+    served = rollout(
         seed=tf.constant(z[None, 20:30]), num_frames=tf.constant(70), temperature=tf.constant(recipe["temperature"]),
         noise=tf.constant(recipe["noise"]), random_seed=tf.constant(5))["frames"].numpy()[0]
     np.testing.assert_array_equal(np.load(tmp_path / "dance_latents.npy"), served)
-    default = tf.saved_model.load(version).signatures["rollout"](
+    default = rollout(
         seed=tf.constant(z[None, 20:30]), num_frames=tf.constant(70), temperature=tf.constant(1.0),
         noise=tf.constant(0.0), random_seed=tf.constant(5))["frames"].numpy()[0]
     assert not np.allclose(default, served)  # the recipe made a difference

@@ -169,8 +169,8 @@ def main(argv):
         decoder_dir = _decoder_dir(training or source.get("training_id"),
                                    f"the sequence model {lstm_dir} (trained on its latents)" if training else
                                    f"{FLAGS.latents} (encoded by {source.get('encoder')})")
-        from tf_dance import report
         lstm = savedmodels.load_sequence_model(lstm_dir)
+        from tf_dance import report
         temperature, noise = lstm.sampling(FLAGS.temperature, FLAGS.noise)
         report.check_memory(1, FLAGS.frames, lstm.dim)
         start, = generation.choose_seeds(len(train), FLAGS.seed_frames, FLAGS.seed_index, 1, FLAGS.random_seed,

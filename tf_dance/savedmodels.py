@@ -362,7 +362,17 @@ class SequenceModel:
 
     def __init__(self, version_dir):
         self.path = version_dir
-        self.record = record(version_dir)
+        self.record = record(version_dir)  # checked before the graph loads: a damaged record fails at once
+        missing = [key for key in RECORDED if key not in self.record]
+        if missing:
+            raise cli.UserError(f"the model at {version_dir} is damaged: its {METADATA} records no "
+                                f"{', '.join(missing)} (every export does)")
+        self.recipe, self.controls = _recipe(self.record, version_dir)
+        self.block = self.record["block"]
+        if isinstance(self.block, bool) or not isinstance(self.block, int) or not 1 <= self.block <= 2**16:
+            raise cli.UserError(f"the model at {version_dir} is damaged: {METADATA} holds block {self.block!r}, "
+                                "not a positive integer")
+        self.max_frames = self.record["max_frames"]  # generated frames one call may return (batch x frames)
         self._rollout, specs = _signature(version_dir, "sequence model", "rollout", ["seed"], ["frames"])
         self.dim = specs["seed"].shape[-1]
         # a music-conditioned model's rollout hears music [B, T, F] instead of being told num_frames
@@ -374,16 +384,6 @@ class SequenceModel:
                                                            "num_frames"], ["frames", "state"])):
             _signature(version_dir, "sequence model", key, inputs, outputs)
         self._loaded = loaded
-        missing = [key for key in RECORDED if key not in self.record]
-        if missing:
-            raise cli.UserError(f"the model at {version_dir} is damaged: its {METADATA} records no "
-                                f"{', '.join(missing)} (every export does)")
-        self.recipe, self.controls = _recipe(self.record, version_dir)
-        self.block = self.record["block"]
-        if isinstance(self.block, bool) or not isinstance(self.block, int) or not 1 <= self.block <= 2**16:
-            raise cli.UserError(f"the model at {version_dir} is damaged: {METADATA} holds block {self.block!r}, "
-                                "not a positive integer")
-        self.max_frames = self.record["max_frames"]  # generated frames one call may return (batch x frames)
 
     def _call(self, signature, name, **inputs):
         """The signature's outputs; an input its in-graph checks refuse is a `cli.UserError` quoting them."""
