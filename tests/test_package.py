@@ -1,5 +1,6 @@
-"""The package as a whole: every module imports beside every other, none defines flags on import,
-and the module map in `tf_dance/__init__.py` names them all."""
+"""The package as a whole: every module imports beside every other, none defines flags on import, the scripts
+that check their inputs first start without TensorFlow, and the module map in `tf_dance/__init__.py` names them
+all."""
 
 import json
 import os
