@@ -59,8 +59,12 @@ def test_the_recommended_dancing_rows_roll_out_with_what_their_flagfile_records(
     footage = sequence_training.flagfile_settings(os.path.join(ROOT, "flags", "footage_lstm.flags"))
     assert not footage.get("calibrate_frames")  # ... the footage's is not, and the bench compares the two
     keys = [bench._training_key(flagfile, change, 0) for _, flagfile, change, _ in bench._DANCING_STAGED]
-    assert len(set(keys)) == 5  # quick at batch 4, the footage flagfile, it without the box weight, with the residual
-    # box, and calibrated
+    assert len(set(keys)) == 5  # quick at batch 4, the footage flagfile, it without the residual box, also without
+    # the box weight, and calibrated
+    for kind, table in (("plain", bench._DANCING_PLAIN), ("staged", bench._DANCING_STAGED)):
+        assert [i for i, _ in bench._dancing_rows(kind)] == list(range(len(table)))
+        assert bench._dancing_rows(kind, "recommended") == [(bench._DANCING_RECOMMENDED[kind],
+                                                             table[bench._DANCING_RECOMMENDED[kind]])]
     calibrated = [row for row in bench._DANCING_STAGED if row[2].get("calibrate_frames")]
     assert len(calibrated) == 1 and calibrated[0][3] == {}
     sequence_training.resolve_config({**footage, **calibrated[0][2]})

@@ -299,6 +299,22 @@ def test_stage_range_catches_a_dancer_who_stays_nearer_the_middle():
     assert blank["stage_range"] == 0.0 and blank["outer_shares"] == [None, None]
 
 
+def test_stage_range_catches_a_dancer_who_wanders_past_the_datas_stage():
+    """A walk that keeps the data's positions but grows and shrinks twice as far: the span ratio further from 1
+    is the stage range, so the height's 2x misses although the centre's span is the data's."""
+    stage = metrics.Stage(_sweep(4800))
+    wander = _sweep(2400)
+    wander[:, 1] = 0.6 + 2.0 * (wander[:, 1] - 0.6)
+    report = stage.report(wander)
+    assert report["position_span_ratio"] == pytest.approx(1.0, abs=0.05)
+    assert report["size_span_ratio"] == pytest.approx(2.0, abs=0.1)
+    assert report["stage_range"] == report["size_span_ratio"]
+    judged = metrics.GOALS["stage_range"].judge({"stage": report})
+    assert judged["passed"] is False and metrics.GOALS["stage_range"].margin(judged) < 0
+    near = metrics.GOALS["stage_range"].judge({"stage": dict(report, stage_range=1.1)})
+    assert near["passed"] and 0 < metrics.GOALS["stage_range"].margin(near) < 1
+
+
 def test_clip_balance_catches_a_dance_settled_in_one_clips_style():
     a, b = dance_latents(3000, seed=0, dim=DIM), dance_latents(3000, seed=1, dim=DIM) + 3.0  # two styles far apart
     train = np.concatenate([a, b])

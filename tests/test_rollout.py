@@ -363,6 +363,46 @@ def test_a_residual_box_is_fed_back_without_the_rollout_noise():
     assert np.abs(noisy[:, :2] - quiet[:, :2]).mean() > 0.1
 
 
+def test_a_residual_box_walks_within_the_stage_the_model_carries(tmp_path):
+    """A residual box whose head predicts random steps (here a wide spread and no mean step) walks without
+    bound; with the data's stage carried by the model it is turned back at the stage's walls and still
+    crosses it. With coherence, its steps are drawn fresh every frame (correlated steps add up to drifts)
+    while the pose's normals stay correlated; the stage survives saving and loading."""
+    def model_with(stage):
+        model = sequence_model.build_model("lstm", DIM, np.zeros(DIM, np.float32), np.ones(DIM, np.float32),
+                                           batch_size=1, units=8, num_layers=1, head="mdn", mixtures=2,
+                                           box_residual=3, box_stage=stage, init="keras", seed=3)
+        head = model.get_layer("head")
+        kernel, bias = head.get_weights()
+        kernel[:] = 0.0
+        bias[:] = 0.0
+        bias[2 + 2 * DIM:] = np.log(0.05)  # every component: mean step 0, spread 0.05 on every dim
+        head.set_weights([kernel, bias])
+        return model
+
+    stage = [[0.2, 0.4, 0.5], [0.8, 0.6, 0.7]]
+    seed = np.full((1, 4, DIM), 0.5, np.float32)
+    seed[..., -1] = 0.6
+    free = _served_rollout(model_with(None), seed, 3000, noise=0.0, random_seed=1, box_dims=3)
+    assert (free[:, -3] < 0.2).any() and (free[:, -3] > 0.8).any()
+    path = tmp_path / "staged.keras"
+    model_with(stage).save(path)
+    loaded = keras.models.load_model(path)
+    assert loaded.get_layer("box_residual").stage == stage
+    kept = _served_rollout(loaded, seed, 3000, noise=0.0, random_seed=1, box_dims=3, coherence=0.95)
+    low, high = np.array(stage, np.float32)
+    assert (kept[:, -3:] >= low - 1e-5).all() and (kept[:, -3:] <= high + 1e-5).all()
+    for d in range(3):  # it crosses the stage: both outer fifths of every box dim are visited
+        span = high[d] - low[d]
+        assert (kept[:, -3 + d] < low[d] + span / 5).mean() > 0.02
+        assert (kept[:, -3 + d] > high[d] - span / 5).mean() > 0.02
+    steps = np.diff(kept, axis=0)
+    def lag1(v):
+        return np.corrcoef(v[:-1], v[1:])[0, 1]
+    assert abs(lag1(steps[:, -3])) < 0.1  # fresh steps (a coherent walk's steps correlate at ~0.95)
+    assert lag1(kept[:, 0]) > 0.5  # the pose's samples stay coherent
+
+
 def test_box_in_picture_keeps_the_dancer_in_the_frame():
     """With box_in_picture the stage box's centre stays inside the frame and its height within the stage's limits
     (a box that would wander off is fed back as kept), while the pose dims are left as sampled."""

@@ -81,6 +81,25 @@ def test_box_residual_predicts_the_box_change_and_net_matches_keras(tmp_path):
         sequence_model.build_model("fnn", DIM, mean, std, box_residual=2)
 
 
+def test_a_residual_box_carries_its_stage_normalised_through_saving(tmp_path):
+    """The data's stage (raw lows and highs of the box dims) is kept in the model's normalised space, where the
+    rollout turns the box back; it survives saving, reloading and a stateful copy, and adds no weight."""
+    rng = np.random.default_rng(4)
+    mean, std = rng.normal(size=DIM).astype(np.float32), rng.uniform(0.5, 2, DIM).astype(np.float32)
+    stage = [[0.1, 0.2], [0.9, 0.6]]
+    kwargs = dict(batch_size=2, units=8, num_layers=1, head="mdn", mixtures=3, init="keras", box_residual=2)
+    model = sequence_model.build_model("lstm", DIM, mean, std, box_stage=stage, **kwargs)
+    net = sequence_model.make_net(model)
+    for bound, raw in zip(net.box_stage, stage):
+        np.testing.assert_allclose(net.denormalize(np.concatenate([np.zeros(DIM - 2), bound]))[-2:], raw, atol=1e-5)
+    unstaged = sequence_model.build_model("lstm", DIM, mean, std, **kwargs)
+    assert sequence_model.make_net(unstaged).box_stage is None
+    assert len(model.weights) == len(unstaged.weights)
+    model.save(tmp_path / "m.keras")
+    reloaded = sequence_model.make_net(sequence_model.stateful_copy(keras.models.load_model(tmp_path / "m.keras"), 2))
+    np.testing.assert_allclose(reloaded.box_stage, net.box_stage)
+
+
 def test_auto_conditioning_feeds_back_the_models_own_prediction():
     model = _model("lstm", "mdn", batch=2)
     net = sequence_model.make_net(model)

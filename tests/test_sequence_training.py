@@ -336,6 +336,10 @@ def test_box_residual_is_recorded_and_needs_the_box_dims(tmp_path):
     assert savedmodels.record(result["export_dir"])["config"]["box_residual"] is True
     net = sequence_model.make_net(keras.models.load_model(tmp_path / "run" / "model.keras"))
     assert net.box_residual == 1
+    train, _, _ = sequence_training.split(latents, sequence_training.resolve_config(TINY), clips)
+    stage = np.percentile(train[:, -1:], [1, 99], axis=0)  # the training frames' stage, carried by the model
+    np.testing.assert_allclose(net.box_stage, (stage - net.mean[-1:]) / net.std[-1:], rtol=1e-5)
+    assert stage[0][0] < stage[1][0]
 
 
 def test_charrnn_split_keeps_the_leading_95_percent_for_training():

@@ -612,27 +612,31 @@ _DANCING_PLAIN = [
 # Staged latents (--stage autoencoders: 128 pose + 3 box dims):
 _NO_CONTROLS = dict(controls.SAMPLING)
 _FOOTAGE_BEFORE_COHERENCE = dict(_NO_CONTROLS, temperature=1.0, noise=1.2, box_dims=3, box_smoothing=0.95)
+_PLACE = dict(box_residual=False)  # footage_lstm.flags before its box moved by steps: the box as a place
 _DANCING_STAGED = [
     ("quick_lstm.flags (batch 4), T=1, noise 0.3 (the earlier footage setting)", "quick_lstm.flags",
      dict(batch_size=4, dim=0), dict(_NO_CONTROLS, temperature=1.0, noise=0.3)),
-    ("footage_lstm.flags (dropout 0.5, best epoch), T=1, noise 0.3", "footage_lstm.flags", {},
-     dict(_NO_CONTROLS, temperature=1.0, noise=0.3)),
-    ("footage_lstm.flags, T=1, noise 0.8, box smoothing 0.95 (its recipe until 2026-11-26)", "footage_lstm.flags", {},
+    ("footage_lstm.flags without the residual box (dropout 0.5, best epoch), T=1, noise 0.3", "footage_lstm.flags",
+     _PLACE, dict(_NO_CONTROLS, temperature=1.0, noise=0.3)),
+    ("footage_lstm.flags without the residual box, T=1, noise 0.8, box smoothing 0.95 (its recipe until "
+     "2026-11-26)", "footage_lstm.flags", _PLACE,
      dict(_NO_CONTROLS, temperature=1.0, noise=0.8, box_dims=3, box_smoothing=0.95)),
-    ("footage_lstm.flags, T=1, noise 1.2, box smoothing 0.95 (its recipe before coherence)", "footage_lstm.flags", {},
-     _FOOTAGE_BEFORE_COHERENCE),
-    ("footage_lstm.flags (box loss weight 8) with its recorded recipe: T=1.4, noise 1.6, coherence 0.96, box "
-     "smoothing 0.95, box kept in the picture", "footage_lstm.flags", {}, {}),
-    ("footage_lstm.flags trained without the box loss weight (1 instead of 8), its recipe", "footage_lstm.flags",
-     dict(box_loss_weight=1.0), {}),
-    ("footage_lstm.flags, the same recipe without keeping the box in the picture", "footage_lstm.flags", {},
+    ("footage_lstm.flags without the residual box, T=1, noise 1.2, box smoothing 0.95 (its recipe before "
+     "coherence)", "footage_lstm.flags", _PLACE, _FOOTAGE_BEFORE_COHERENCE),
+    ("footage_lstm.flags (box loss weight 8, the box moving by steps within the data's stage) with its recorded "
+     "recipe: T=1.4, noise 1.6, coherence 0.96, box smoothing 0.95, box kept in the picture", "footage_lstm.flags",
+     {}, {}),
+    ("footage_lstm.flags without the residual box and without the box loss weight (1 instead of 8), its recipe",
+     "footage_lstm.flags", dict(_PLACE, box_loss_weight=1.0), {}),
+    ("footage_lstm.flags without the residual box, its recipe without keeping the box in the picture",
+     "footage_lstm.flags", _PLACE,
      dict(_NO_CONTROLS, temperature=1.4, noise=1.6, coherence=0.96, box_dims=3, box_smoothing=0.95)),
-    ("footage_lstm.flags before coherence, the recipe calibrated for each training over noise 1.2/1.5/2 x "
-     "smoothing 0/0.3/0.5", "footage_lstm.flags",
-     dict(calibrate_frames=12000, calibrate_noise=[1.2, 1.5, 2.0], calibrate_smoothing=[0.0, 0.3, 0.5],
+    ("footage_lstm.flags without the residual box, before coherence, the recipe calibrated for each training over "
+     "noise 1.2/1.5/2 x smoothing 0/0.3/0.5", "footage_lstm.flags",
+     dict(_PLACE, calibrate_frames=12000, calibrate_noise=[1.2, 1.5, 2.0], calibrate_smoothing=[0.0, 0.3, 0.5],
           **{f"rollout_{k}": v for k, v in _FOOTAGE_BEFORE_COHERENCE.items()}), {}),
-    ("footage_lstm.flags with --box_residual (off by default: its box walks to the picture's edges), its recipe",
-     "footage_lstm.flags", dict(box_residual=True), {}),
+    ("footage_lstm.flags without the residual box (the box as a place, pulled to the middle), its recipe",
+     "footage_lstm.flags", _PLACE, {}),
 ]
 # The rows the flagfiles make (bold in BENCHMARKS.md); a row with no recipe rolls out with what the export recorded.
 _DANCING_RECOMMENDED = {"plain": 3, "staged": 4}
@@ -649,6 +653,8 @@ def define_dancing_flags():
     flags.DEFINE_list("dancing_seeds", ["0", "1", "2"], "dancing: LSTM training seeds (one rollout each).")
     flags.DEFINE_integer("dancing_frames", 60000, "dancing: frames per rollout (judged on the second half).",
                          lower_bound=100)
+    flags.DEFINE_enum("dancing_rows", "all", ["all", "recommended"], "dancing: every row of the table, or only the "
+                      "rows the flagfiles make (bold in BENCHMARKS.md: their recorded recipes, every seed).")
     flags.DEFINE_string("dancing_workdir", None, "dancing: keep autoencoders, latents, LSTMs and the evaluations "
                         "(metrics.json, report.md, contact sheets of the last frames) here; a rerun reuses what it "
                         "finds. Default: a temporary directory.")
@@ -676,7 +682,7 @@ def dancing_options():
         return {}
     return dict(datasets=_pairs(FLAGS.dancing_data, "--dancing_data"), staged=set(FLAGS.dancing_staged),
                 models=_pairs(FLAGS.dancing_models, "--dancing_models"), seeds=[int(s) for s in FLAGS.dancing_seeds],
-                frames=FLAGS.dancing_frames, workdir=FLAGS.dancing_workdir)
+                frames=FLAGS.dancing_frames, workdir=FLAGS.dancing_workdir, rows=FLAGS.dancing_rows)
 
 
 def _autoencoder(name, path, workdir, staged, models):
@@ -696,7 +702,7 @@ def _autoencoder(name, path, workdir, staged, models):
 
 @benchmark("dancing")
 def bench_dancing(repeats=REPEATS, datasets=None, staged=(), models=None, seeds=(0, 1, 2), frames=60000,
-                  workdir=None):
+                  workdir=None, rows="all"):
     """The dancing table (BENCHMARKS.md, "dancing"): for each dataset (default the embedded
     18,000-frame dancer), an autoencoder (trained, or reused from `models`/`workdir`), then every row of
     `_DANCING_PLAIN` (or `_DANCING_STAGED` for the `staged` datasets) trained once per seed (its export's recipe
@@ -708,7 +714,8 @@ def bench_dancing(repeats=REPEATS, datasets=None, staged=(), models=None, seeds=
     (all `seeds` for the recommended row, the first for the others), and whether every seed meets every goal.
     footage_lstm.flags rows use the batch size the demo fits to short footage. Each evaluation (metrics.json,
     report.md, the contact sheet of the last frames `figure7_last_frames.png`) stays under
-    `<workdir>/<dataset>/eval/row<i>/`. `repeats` is unused."""
+    `<workdir>/<dataset>/eval/row<i>/`. rows="recommended": only the rows the flagfiles make. `repeats` is
+    unused."""
     import tempfile
 
     import keras
@@ -719,7 +726,7 @@ def bench_dancing(repeats=REPEATS, datasets=None, staged=(), models=None, seeds=
 
     models = dict(models or {})
     out = {"load average (1 min) at start": os.getloadavg()[0]}
-    rows = []
+    chosen, rows = rows, []
     with tempfile.TemporaryDirectory() as tmp:
         root = workdir or tmp
         if not datasets:
@@ -739,8 +746,7 @@ def bench_dancing(repeats=REPEATS, datasets=None, staged=(), models=None, seeds=
             latents = data.load_latents(latents_path)
             clips = data.load_latent_clips(latents_path, len(latents))
             trained = {}
-            table = _DANCING_STAGED if kind == "staged" else _DANCING_PLAIN
-            for i, (label, flagfile, change, recipe) in enumerate(table):
+            for i, (label, flagfile, change, recipe) in _dancing_rows(kind, chosen):
                 print(f"  {name}: {label}", flush=True)
                 base = sequence_training.flagfile_settings(os.path.join(_ROOT, "flags", flagfile))
                 if flagfile == "footage_lstm.flags":  # as the demo fits it to short footage
@@ -795,6 +801,12 @@ def bench_dancing(repeats=REPEATS, datasets=None, staged=(), models=None, seeds=
             with cli.atomic_output(table_path) as tmp_json, open(tmp_json, "w") as f:
                 json.dump(rows, f, indent=2, default=float)
     return out
+
+
+def _dancing_rows(kind, rows="all"):
+    """(index, row) of the "plain" or "staged" table to run: every row, or (rows="recommended") the flagfile's."""
+    table = _DANCING_STAGED if kind == "staged" else _DANCING_PLAIN
+    return [(i, row) for i, row in enumerate(table) if rows == "all" or i == _DANCING_RECOMMENDED[kind]]
 
 
 def _training_key(flagfile, change, seed):

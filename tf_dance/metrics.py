@@ -31,9 +31,10 @@ synthetic dancer, real footage, 10-d Perlin vectors or any other latent size:
   the data's own range; the bins the rollout visits against those an equally long stretch of the
   data visits. A dancer who wobbles on one spot visits one or two positions.
 - stage range: how far the silhouette travels, finer than the bins: the 5th-95th percentile span
-  of its horizontal centre and of its height against equally long stretches of the data, and
-  the share of frames in the outer tenths of the data's range of positions. Six bins count a
-  dancer who never reaches the outer sixth of the stage as covering it.
+  of its horizontal centre and of its height against equally long stretches of the data (the
+  ratio further from 1 counts: too short a span and too long one both miss), and the share of
+  frames in the outer tenths of the data's range of positions. Six bins count a dancer who never
+  reaches the outer sixth of the stage as covering it.
 - clip balance: each second-half frame's nearest training latent names a clip; every clip's
   share of the rollout against its share of the data. A dance that settles into one clip's
   style while the data holds two scores far from 1 (one clip: always 1).
@@ -582,7 +583,8 @@ class Stage:
     Both tracks must be sampled at the same stride (the caller's choice).
 
     The range is finer: per axis, the 5th-95th percentile span of the rollout's track over the mean
-    span of equally long data stretches (the stage range is the lower of the two), and the share of
+    span of equally long data stretches (the stage range is the one further from 1 by ratio, so a
+    dancer who stays in the middle and one who wanders past the data's stage both show), and the share of
     frames whose centre lies in the outer tenth (`outer`) of the data's 1st-99th percentile
     positions on either side, against the data's share.
 
@@ -680,8 +682,13 @@ class Stage:
                     position_span=_finite(spans[0]), data_position_span=_finite(data_spans[0]),
                     size_span=_finite(spans[1]), data_size_span=_finite(data_spans[1]),
                     position_span_ratio=span_ratio[0], size_span_ratio=span_ratio[1],
-                    stage_range=min(known_spans) if known_spans else None,
+                    stage_range=max(known_spans, key=_log_distance) if known_spans else None,
                     outer_shares=self.outer_shares(track), data_outer_shares=self.data_outer_shares)
+
+
+def _log_distance(ratio):
+    """How far a ratio is from 1, a half as far as a double."""
+    return math.inf if ratio <= 0 else abs(math.log(ratio))
 
 
 def _spans(track, low=5, high=95):
@@ -770,7 +777,8 @@ REPEAT_GOAL_FLOOR = 0.01    # (2x a share near 0 would flag a single chance recu
                             # pair of seconds is never a loop either, however short the rollout)
 POSE_COVERAGE_GOAL = 0.8
 STAGE_COVERAGE_GOAL = 0.8
-STAGE_RANGE_GOAL = 0.85     # 5th-95th percentile span of the centre and the height: at least this times the data's
+STAGE_RANGE_GOAL = (0.85, 1.5)  # 5th-95th percentile span of the centre and the height: within these multiples of
+#                                 the data's (below: stays in the middle; above: goes where the data's dancers never do)
 CLIP_BALANCE_GOAL = (0.5, 2.0)  # every clip's share of the frames: within these multiples of its share of the data
 OUT_OF_PICTURE = 0.01       # frames without a dancer, beyond the data's own share, that a verdict tolerates
 STILL_ON_SCREEN = 0.25      # decoded frames that change less than this fraction of the data's are no dance
@@ -839,9 +847,17 @@ def _pose(h):
 
 
 def _stage_measure(h, name, goal, target):
+    """`goal`: the lowest value allowed, or (lowest, highest)."""
     value = (h.get("stage") or {}).get(name)
+    lo, hi = goal if isinstance(goal, tuple) else (goal, math.inf)
     return dict(value=value, data=None if value is None else 1.0,
-                passed=None if value is None else bool(value >= goal), target=target)
+                passed=None if value is None else bool(lo <= value <= hi), target=target)
+
+
+def _around_one(lo, hi):
+    """Margin of a ratio that must stay within [lo, hi] around 1: 1 at 1, 0 at either limit, < 0 outside."""
+    return lambda g: None if g["value"] is None else (
+        (g["value"] - lo) / (1.0 - lo) if g["value"] < 1.0 else (hi - g["value"]) / (hi - 1.0))
 
 
 def _balance(h):
@@ -867,10 +883,11 @@ GOALS = {
                                        f">= {STAGE_COVERAGE_GOAL:g}x the stage positions and sizes an equally long "
                                        "data stretch visits")),
     "stage_range": Goal(
-        "x data", "stage range / data", "range", margin=_at_least(STAGE_RANGE_GOAL),
+        "x data", "stage range / data", "range", margin=_around_one(*STAGE_RANGE_GOAL),
         judge=lambda h: _stage_measure(h, "stage_range", STAGE_RANGE_GOAL,
-                                       f">= {STAGE_RANGE_GOAL:g}x the 5th-95th percentile span of the dancer's "
-                                       "horizontal centre and of its height in an equally long data stretch")),
+                                       f"{STAGE_RANGE_GOAL[0]:g}-{STAGE_RANGE_GOAL[1]:g}x the 5th-95th percentile "
+                                       "span of the dancer's horizontal centre and of its height in an equally long "
+                                       "data stretch")),
     "clip_balance": Goal("x data", "clip balance (worst clip's share / data's)", "balance", _balance, suffix="x",
                          margin=lambda g: ratio_margin(g["value"], *CLIP_BALANCE_GOAL)),
 }

@@ -410,7 +410,7 @@ def _second_half_rows(h):
                           st["position_span"], st["data_position_span"]),
                      _row("2nd half: span of the silhouette's height (5th-95th percentile)",
                           st["size_span"], st["data_size_span"]),
-                     _row("2nd half: stage range (lower of the two span ratios)", st["stage_range"], 1.0),
+                     _row("2nd half: stage range (the span ratio further from 1)", st["stage_range"], 1.0),
                      _row("2nd half: frames in the outer tenth of the data's positions (left / right)",
                           outer(st["outer_shares"]), outer(st["data_outer_shares"]))]
     b = h.get("balance")
@@ -498,9 +498,11 @@ below the 10th percentile of the data's own stretches where shorter stretches of
 
 **Stage range.** How far the dancer travels, finer than the bins: the span between the 5th and 95th
 percentiles of the silhouette's horizontal centre, and of its height, over the span an equally long stretch of
-the (decoded) data covers; the stage range is the lower of the two ratios (goal: at least
-{metrics.STAGE_RANGE_GOAL:g}). Beside it, the share of frames whose centre lies in the outer tenth of the data's
-positions on either side: a dancer who never reaches the edges of the stage the data's dancers reach has none.
+the (decoded) data covers; the stage range is the ratio further from 1 (goal: within
+{metrics.STAGE_RANGE_GOAL[0]:g}-{metrics.STAGE_RANGE_GOAL[1]:g}x, so that a dancer who keeps to the middle and one
+who wanders where the data's dancers never go both miss). Beside it, the share of frames whose centre lies in the
+outer tenth of the data's positions on either side: a dancer who never reaches the edges of the stage the data's
+dancers reach has none.
 
 **Clip balance.** Every second-half frame (up to {metrics.BALANCE_SAMPLES:,} evenly spaced) is matched with its
 nearest training latent, which belongs to one clip; each clip's share of the matches against its share of the

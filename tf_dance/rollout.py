@@ -53,6 +53,10 @@ spread (temperature x width) while the component is still drawn at the temperatu
 get their own factor `box_width` (0: the chosen component's mean, no per-frame noise), and with
 `box_in_picture` each sampled box keeps its centre inside the frame and its height within the
 stage's limits (and is fed back so), so a wandering box cannot take the dancer out of the picture.
+A model whose box moves by steps (`train_lstm --box_residual`) carries the stage of its training
+frames, and its box is turned back at that stage's walls (reflected, not clipped, so that it does not
+pile up there); with coherence its steps are still drawn fresh every frame, as correlated steps add up
+to drifts.
 `smoothing` and `box_smoothing` low-pass the frames a rollout returns (each returned frame moves
 only 1 - smoothing of the way from the previous returned frame to the new sample), so a figure
 sampled afresh every frame glides instead of jittering; the LSTM is still fed its own raw
@@ -125,6 +129,10 @@ class ServingModule(tf.Module):
         box_smooth = self.sampling["box_smoothing"] if box else smooth
         self._smooth = None if smooth == box_smooth == 0.0 else smooth + (box_smooth - smooth) * is_box
         self._coherence = self.sampling["coherence"] if self._net.head.noise_size else 0.0
+        self._rho = self._coherence
+        if self._coherence and self._net.box_residual:  # its normals draw steps: correlated, they add up to drifts
+            fresh = self._net.box_residual
+            self._rho = tf.constant([self._coherence] * (self._net.head.noise_size - fresh) + [0.0] * fresh)
         self._noise_mask = self._net.noise_mask() if self._net.box_residual else 1.0
         self._picture = None
         if self.sampling["box_in_picture"]:  # the box's limits, normalised: centre inside the frame, a sane height
@@ -236,9 +244,11 @@ class ServingModule(tf.Module):
         if self._coherence:  # each frame's normals: rho x the last frame's + sqrt(1 - rho^2) x fresh ones
             normal = tf.random.stateless_normal([tf.shape(params)[0], head.noise_size], seed)
             if previous is not None:
-                rho = self._coherence
+                rho = self._rho
                 normal = rho * self._part(previous, "normal") + (1.0 - rho * rho) ** 0.5 * normal
         x = head.sample(params, temperature, seed, self._width, normal)
+        if self._net.box_stage is not None:
+            x = self._within_stage(x)
         if self._picture is not None:  # a box that would leave the picture is fed back as kept
             box = self.sampling["box_dims"]
             x = tf.concat([x[:, :-box], tf.clip_by_value(x[:, -box:], *self._picture)], -1)
@@ -249,6 +259,16 @@ class ServingModule(tf.Module):
         if normal is not None:
             parts.append(normal)
         return tf.concat(parts, -1) if len(parts) > 1 else x
+
+    def _within_stage(self, x):
+        """A residual box turned back at the walls of the data's stage: a step past a wall is reflected off
+        it, so the walk stays within the stage without piling against its walls (as clipping piles it)."""
+        box = self._net.box_residual
+        low, high = (tf.constant(v) for v in self._net.box_stage)
+        b = x[:, -box:]
+        b = tf.where(b > high, 2.0 * high - b, b)
+        b = tf.clip_by_value(tf.where(b < low, 2.0 * low - b, b), low, high)
+        return tf.concat([x[:, :-box], b], -1)
 
     def _part(self, packed, name):
         start = 0

@@ -149,18 +149,24 @@ class BoxResidual(keras.layers.Layer):
 
     Without it a stateful LSTM trained on footage predicted the box almost where the data's mean is,
     whatever box it was given (a change of the input box moved the predicted one by 1-20% of it), so a
-    rollout's box stayed near the middle and travelled only as far as the sampling noise took it."""
+    rollout's box stayed near the middle and travelled only as far as the sampling noise took it.
 
-    def __init__(self, dim, mixtures, dims, **kwargs):
+    A box that moves by steps walks without bound, so the layer also carries the stage of the training
+    frames (`stage`: the 1st and 99th percentiles of each box dimension, normalised), at whose walls a
+    rollout turns the box back (`rollout.ServingModule`); None in models made before it."""
+
+    def __init__(self, dim, mixtures, dims, stage=None, **kwargs):
         super().__init__(**kwargs)
         self.dim, self.mixtures, self.dims = dim, mixtures, dims
+        self.stage = None if stage is None else [[float(v) for v in row] for row in stage]
 
     def call(self, inputs):
         params, frames = inputs
         return box_residual(params, frames, self.dim, self.mixtures, self.dims)
 
     def get_config(self):
-        return {**super().get_config(), "dim": self.dim, "mixtures": self.mixtures, "dims": self.dims}
+        return {**super().get_config(), "dim": self.dim, "mixtures": self.mixtures, "dims": self.dims,
+                "stage": self.stage}
 
 
 @keras.saving.register_keras_serializable(package="tf_dance")
@@ -189,7 +195,8 @@ def standardizer(train):
 
 
 def build_model(kind, dim, mean, std, batch_size=None, *, units=600, num_layers=2, fnn_hidden=128,
-                head="mse", mixtures=5, init="charrnn", seed=0, dropout=0.0, music_dim=0, box_residual=0):
+                head="mse", mixtures=5, init="charrnn", seed=0, dropout=0.0, music_dim=0, box_residual=0,
+                box_stage=None):
     """The Keras model: raw latents in, head parameters (normalised space) out.
 
     music_dim > 0 (lstm only): each input step is the latent and `music_dim` music features of the
@@ -202,7 +209,8 @@ def build_model(kind, dim, mean, std, batch_size=None, *, units=600, num_layers=
     frame) -> Dense(hidden, relu) -> head, the paper's 256 -> 128 -> 128 baseline.
 
     box_residual > 0 (lstm only): the head predicts the change of the last `box_residual` dimensions
-    (the stage box) from the input frame's (`BoxResidual`).
+    (the stage box) from the input frame's (`BoxResidual`); `box_stage` `[2, box_residual]`: the data's
+    stage (raw lows and highs of those dimensions) a rollout keeps the box within.
     """
     def initializer(i, fallback):
         if init == "charrnn":  # char-rnn: every weight uniform in +-0.08
@@ -236,8 +244,10 @@ def build_model(kind, dim, mean, std, batch_size=None, *, units=600, num_layers=
         raise ValueError(f"unknown model kind {kind!r}")
     params = out(x)
     if box_residual:
-        params = BoxResidual(dim, mixtures if head == "mdn" else 0, box_residual, name="box_residual")(
-            [params, frames])
+        if box_stage is not None:  # the layer works on normalised frames
+            box_stage = (np.asarray(box_stage, np.float64) - mean[dim - box_residual:dim]) / std[dim - box_residual:dim]
+        params = BoxResidual(dim, mixtures if head == "mdn" else 0, box_residual, stage=box_stage,
+                             name="box_residual")([params, frames])
     return keras.Model(inputs, params, name=f"dance_{kind}")
 
 
@@ -276,7 +286,11 @@ class Net:
         self.std = np.sqrt(np.asarray(norm.input_variance, np.float32)).reshape(-1)
         self.music_dim = len(self.mean) - self.dim  # music features beside the latent in each input step
         self.dropout = next((l.rate for l in model.layers if isinstance(l, keras.layers.Dropout)), 0.0)
-        self.box_residual = next((l.dims for l in model.layers if isinstance(l, BoxResidual)), 0)
+        self._residual = next((l for l in model.layers if isinstance(l, BoxResidual)), None)
+        self.box_residual = self._residual.dims if self._residual else 0
+        # the residual box's stage, normalised: (lows, highs) `[box_residual]` each, or None
+        stage = self._residual.stage if self._residual else None
+        self.box_stage = None if stage is None else tuple(np.asarray(v, np.float32) for v in stage)
 
     def noise_mask(self):
         """`[dim]`: 1 where a fed frame takes noise (training input noise, rollout noise), 0 on a residual box,

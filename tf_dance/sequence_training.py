@@ -101,10 +101,11 @@ SETTINGS = {
                                "the stage. Recorded in the export's config.", low=0.0, low_open=True),
     "box_residual": Setting(False, "The head predicts the stage box's change (the last --rollout_box_dims) from the "
                             "frame it reads, not where the box is: each component's box mean is the input's box plus "
-                            "the predicted step, so a rollout's box is not pulled back to the middle; nothing holds "
-                            "it within the data's stage either, and it may walk to the picture's edges "
-                            "(docs/sampling.md). The box then gets no training input noise, and no rollout noise "
-                            "when fed back. Recorded in the export's config."),
+                            "the predicted step, so a rollout's box is not pulled back to the middle. The model "
+                            "carries the stage of its training frames (each box number's 1st-99th percentile), and "
+                            "a rollout turns the box back at its walls (docs/sampling.md). The box then gets no "
+                            "training input noise, no rollout noise when fed back, and its steps no coherence. "
+                            "Recorded in the export's config."),
     "across_cuts": Setting(False, "Train on the clips as one dance: every epoch the streams play the training clips "
                            "end to end in a new random order (from --seed and the epoch), windows and carried state "
                            "running across the cuts, so the model learns that a dance can pass from one clip's moves "
@@ -411,6 +412,15 @@ def prepare_data(latents_path, cfg, clips=None):
                         music_record)
 
 
+def box_stage(prepared, cfg, percentiles=(1, 99)):
+    """`[2, box dims]`: the stage the training frames' box keeps within (its 1st and 99th percentiles), which a
+    residual box's rollout keeps to; None without `box_residual`."""
+    if not cfg["box_residual"]:
+        return None
+    d, b = prepared.latents.shape[1], cfg["rollout_box_dims"]
+    return np.percentile(prepared.train[:, d - b:d], percentiles, axis=0).tolist()
+
+
 def build(cfg, prepared, strategy):
     """(model, net, optimizer, epoch counter, training windows): the model and what trains it, made
     under `strategy`; the windows are the normalised training frames in `char_rnn_batches`' layout."""
@@ -421,7 +431,7 @@ def build(cfg, prepared, strategy):
             units=cfg["units"], num_layers=cfg["num_layers"], fnn_hidden=cfg["fnn_hidden"], head=cfg["head"],
             mixtures=cfg["mixtures"], init=cfg["init"], seed=cfg["seed"], dropout=cfg["dropout"],
             music_dim=0 if prepared.music is None else prepared.music.shape[1],
-            box_residual=cfg["rollout_box_dims"] if cfg["box_residual"] else 0)
+            box_residual=cfg["rollout_box_dims"] if cfg["box_residual"] else 0, box_stage=box_stage(prepared, cfg))
     net = sequence_model.make_net(model)
     windows = (epoch_windows(net.normalize(prepared.train), prepared.train_clips, cfg, 0)[0] if cfg["across_cuts"]
                else char_rnn_batches(net.normalize(prepared.train), cfg["batch_size"], cfg["seq_length"],
