@@ -233,16 +233,19 @@ def _folded_decoder(decoder, compute=None):
 
     def frames(z):
         x = below(z)
-        first = convs[0]
-        kernel = tf.einsum("aed,bfg,dgio->efiabo", _FOLD, _FOLD, first.kernel)
-        kernel = tf.cast(tf.reshape(kernel, [3, 3, kernel.shape[2], -1]), dtype)
-        x = first.activation(tf.nn.conv2d(x, kernel, 1, "SAME") + tf.cast(tf.tile(first.bias, [4]), dtype))
-        for conv in convs[1:]:
-            kernel = tf.einsum("efabyxpq,yxio->efabipqo", taps, conv.kernel)
-            kernel = tf.cast(tf.reshape(kernel, [3, 3, 4 * conv.kernel.shape[2], -1]), dtype)
-            x = tf.nn.conv2d(x, kernel, 1, "SAME")
-            x = conv.activation(tf.cast(x, tf.float32) + tf.tile(conv.bias, [4])) if conv is convs[-1] else \
-                conv.activation(x + tf.cast(tf.tile(conv.bias, [4]), dtype))
+        for conv in convs:
+            if conv is convs[0]:  # it reads the upsampled level: its taps fold the upsampling away
+                kernel = tf.einsum("aed,bfg,dgio->efiabo", _FOLD, _FOLD, conv.kernel)
+                kernel = tf.reshape(kernel, [3, 3, kernel.shape[2], -1])
+            else:  # it reads the four phases as channels
+                kernel = tf.einsum("efabyxpq,yxio->efabipqo", taps, conv.kernel)
+                kernel = tf.reshape(kernel, [3, 3, 4 * conv.kernel.shape[2], -1])
+            x = tf.nn.conv2d(x, tf.cast(kernel, dtype), 1, "SAME")
+            bias = tf.tile(conv.bias, [4])
+            if conv is convs[-1]:  # the logits' bias and the sigmoid in float32
+                x = conv.activation(tf.cast(x, tf.float32) + bias)
+            else:
+                x = conv.activation(x + tf.cast(bias, dtype))
         return tf.nn.depth_to_space(tf.sigmoid(x), 2)
 
     return frames

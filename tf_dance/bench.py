@@ -726,7 +726,7 @@ def bench_dancing(repeats=REPEATS, datasets=None, staged=(), models=None, seeds=
 
     models = dict(models or {})
     out = {"load average (1 min) at start": os.getloadavg()[0]}
-    chosen, rows = rows, []
+    results = []
     with tempfile.TemporaryDirectory() as tmp:
         root = workdir or tmp
         if not datasets:
@@ -746,7 +746,7 @@ def bench_dancing(repeats=REPEATS, datasets=None, staged=(), models=None, seeds=
             latents = data.load_latents(latents_path)
             clips = data.load_latent_clips(latents_path, len(latents))
             trained = {}
-            for i, (label, flagfile, change, recipe) in _dancing_rows(kind, chosen):
+            for i, (label, flagfile, change, recipe) in _dancing_rows(kind, rows):
                 print(f"  {name}: {label}", flush=True)
                 base = sequence_training.flagfile_settings(os.path.join(_ROOT, "flags", flagfile))
                 if flagfile == "footage_lstm.flags":  # as the demo fits it to short footage
@@ -786,7 +786,7 @@ def bench_dancing(repeats=REPEATS, datasets=None, staged=(), models=None, seeds=
                            **{k: g["values"] for k, g in goals.items()},
                            **{f"data_{k}": goals[k]["data"][0] for k, g in metrics.GOALS.items() if g.show_data},
                            all_goals_met=all(g["passed"] for g in goals.values()))
-                rows.append(row)
+                results.append(row)
                 prefix = f"{name} | {label}"
                 for goal_name, goal in metrics.GOALS.items():
                     data_value = (f", data {goal.scale * row[f'data_{goal_name}']:.1f}" if goal.show_data
@@ -794,12 +794,12 @@ def bench_dancing(repeats=REPEATS, datasets=None, staged=(), models=None, seeds=
                     out[f"{prefix}: {goal.label}{data_value}"] = _span(row[goal_name], goal.scale)
                 out[f"{prefix}: every goal met (all seeds)"] = row["all_goals_met"]
         out["load average (1 min) at end"] = os.getloadavg()[0]
-        out["table"] = dancing_table(rows)
+        out["table"] = dancing_table(results)
         print(out["table"])
         if workdir:
             table_path = os.path.join(workdir, f"dancing_{'_'.join(datasets)}.json")
             with cli.atomic_output(table_path) as tmp_json, open(tmp_json, "w") as f:
-                json.dump(rows, f, indent=2, default=float)
+                json.dump(results, f, indent=2, default=float)
     return out
 
 

@@ -134,6 +134,7 @@ class ServingModule(tf.Module):
             fresh = self._net.box_residual
             self._rho = tf.constant([self._coherence] * (self._net.head.noise_size - fresh) + [0.0] * fresh)
         self._noise_mask = self._net.noise_mask() if self._net.box_residual else 1.0
+        self._stage = None if self._net.box_stage is None else tuple(tf.constant(v) for v in self._net.box_stage)
         self._picture = None
         if self.sampling["box_in_picture"]:  # the box's limits, normalised: centre inside the frame, a sane height
             low = [0.0] * (d - box) + [0.0, 0.0, stage.MIN_HEIGHT]
@@ -247,7 +248,7 @@ class ServingModule(tf.Module):
                 rho = self._rho
                 normal = rho * self._part(previous, "normal") + (1.0 - rho * rho) ** 0.5 * normal
         x = head.sample(params, temperature, seed, self._width, normal)
-        if self._net.box_stage is not None:
+        if self._stage is not None:
             x = self._within_stage(x)
         if self._picture is not None:  # a box that would leave the picture is fed back as kept
             box = self.sampling["box_dims"]
@@ -264,7 +265,7 @@ class ServingModule(tf.Module):
         """A residual box turned back at the walls of the data's stage: a step past a wall is reflected off
         it, so the walk stays within the stage without piling against its walls (as clipping piles it)."""
         box = self._net.box_residual
-        low, high = (tf.constant(v) for v in self._net.box_stage)
+        low, high = self._stage
         b = x[:, -box:]
         b = tf.where(b > high, 2.0 * high - b, b)
         b = tf.clip_by_value(tf.where(b < low, 2.0 * low - b, b), low, high)

@@ -286,10 +286,10 @@ class Net:
         self.std = np.sqrt(np.asarray(norm.input_variance, np.float32)).reshape(-1)
         self.music_dim = len(self.mean) - self.dim  # music features beside the latent in each input step
         self.dropout = next((l.rate for l in model.layers if isinstance(l, keras.layers.Dropout)), 0.0)
-        self._residual = next((l for l in model.layers if isinstance(l, BoxResidual)), None)
-        self.box_residual = self._residual.dims if self._residual else 0
+        residual = next((l for l in model.layers if isinstance(l, BoxResidual)), None)
+        self.box_residual = residual.dims if residual else 0
         # the residual box's stage, normalised: (lows, highs) `[box_residual]` each, or None
-        stage = self._residual.stage if self._residual else None
+        stage = residual.stage if residual else None
         self.box_stage = None if stage is None else tuple(np.asarray(v, np.float32) for v in stage)
 
     def noise_mask(self):
