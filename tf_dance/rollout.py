@@ -56,7 +56,9 @@ stage's limits (and is fed back so), so a wandering box cannot take the dancer o
 A model whose box moves by steps (`train_lstm --box_residual`) carries the stage of its training
 frames, and its box is turned back at that stage's walls (reflected, not clipped, so that it does not
 pile up there); with coherence its steps are still drawn fresh every frame, as correlated steps add up
-to drifts.
+to drifts. Its steps also lose their running mean (over `DRIFT_FRAMES`): a walk whose steps lean one way
+by a few percent of their spread, as a trained model's can, would otherwise spend its time against one
+wall.
 `smoothing` and `box_smoothing` low-pass the frames a rollout returns (each returned frame moves
 only 1 - smoothing of the way from the previous returned frame to the new sample), so a figure
 sampled afresh every frame glides instead of jittering; the LSTM is still fed its own raw
@@ -79,6 +81,9 @@ from tf_dance import savedmodels
 from tf_dance import sequence_model
 from tf_dance import stage
 
+# A residual box's steps lose their running mean over about this many frames (100 s at 24 fps): long enough
+# to leave the dancer's walks across the stage, short enough to take out a step bias of the model.
+DRIFT_FRAMES = 2400
 CHUNK = 32  # generated frames per compiled block: amortises the per-call cost, wastes < CHUNK steps
 # What one call may ask for: generated frames (all dancers together; 512 MiB of 128-d float32) and zero states.
 MAX_FRAMES = 2**20
@@ -148,6 +153,9 @@ class ServingModule(tf.Module):
             self._parts["shown"] = d
         if self._coherence:
             self._parts["normal"] = self._net.head.noise_size
+        self._drift = DRIFT_FRAMES if self._stage is not None else 0
+        if self._drift:
+            self._parts["drift"] = self._net.box_residual
         carried = sum(self._parts.values())
         self.step = tf.function(self._step, input_signature=[
             tf.TensorSpec([None, d], tf.float32, name="frame"),
@@ -248,6 +256,15 @@ class ServingModule(tf.Module):
                 rho = self._rho
                 normal = rho * self._part(previous, "normal") + (1.0 - rho * rho) ** 0.5 * normal
         x = head.sample(params, temperature, seed, self._width, normal)
+        drift = None
+        if self._drift:  # the step the model proposes, less the running mean of its proposals
+            box = self._net.box_residual
+            if previous is None:
+                drift = tf.zeros_like(x[:, -box:])
+            else:
+                drift = self._part(previous, "drift")
+                drift += (x[:, -box:] - self._raw(previous)[:, -box:] - drift) / self._drift
+                x = tf.concat([x[:, :-box], x[:, -box:] - drift], -1)
         if self._stage is not None:
             x = self._within_stage(x)
         if self._picture is not None:  # a box that would leave the picture is fed back as kept
@@ -259,6 +276,8 @@ class ServingModule(tf.Module):
             parts.append(x + self._smooth * (shown - x))
         if normal is not None:
             parts.append(normal)
+        if drift is not None:
+            parts.append(drift)
         return tf.concat(parts, -1) if len(parts) > 1 else x
 
     def _within_stage(self, x):
