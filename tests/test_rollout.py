@@ -363,30 +363,34 @@ def test_a_residual_box_is_fed_back_without_the_rollout_noise():
     assert np.abs(noisy[:, :2] - quiet[:, :2]).mean() > 0.1
 
 
+def _random_steps(stage, lean=0.0):
+    """A residual-box model whose head ignores the LSTM: every component's steps have spread 0.05 on every dim,
+    mean 0 but `lean` on the box's centre."""
+    model = sequence_model.build_model("lstm", DIM, np.zeros(DIM, np.float32), np.ones(DIM, np.float32),
+                                       batch_size=1, units=8, num_layers=1, head="mdn", mixtures=2,
+                                       box_residual=3, box_stage=stage, init="keras", seed=3)
+    head = model.get_layer("head")
+    kernel, bias = head.get_weights()
+    kernel[:] = 0.0
+    bias[:] = 0.0
+    bias[2 + 2 * DIM:] = np.log(0.05)
+    bias[[2 + DIM - 3, 2 + 2 * DIM - 3]] = lean
+    head.set_weights([kernel, bias])
+    return model
+
+
 def test_a_residual_box_walks_within_the_stage_the_model_carries(tmp_path):
     """A residual box whose head predicts random steps (here a wide spread and no mean step) walks without
     bound; with the data's stage carried by the model it is turned back at the stage's walls and still
     crosses it. With coherence, its steps are drawn fresh every frame (correlated steps add up to drifts)
     while the pose's normals stay correlated; the stage survives saving and loading."""
-    def model_with(stage):
-        model = sequence_model.build_model("lstm", DIM, np.zeros(DIM, np.float32), np.ones(DIM, np.float32),
-                                           batch_size=1, units=8, num_layers=1, head="mdn", mixtures=2,
-                                           box_residual=3, box_stage=stage, init="keras", seed=3)
-        head = model.get_layer("head")
-        kernel, bias = head.get_weights()
-        kernel[:] = 0.0
-        bias[:] = 0.0
-        bias[2 + 2 * DIM:] = np.log(0.05)  # every component: mean step 0, spread 0.05 on every dim
-        head.set_weights([kernel, bias])
-        return model
-
     stage = [[0.2, 0.4, 0.5], [0.8, 0.6, 0.7]]
     seed = np.full((1, 4, DIM), 0.5, np.float32)
     seed[..., -1] = 0.6
-    free = _served_rollout(model_with(None), seed, 3000, noise=0.0, random_seed=1, box_dims=3)
+    free = _served_rollout(_random_steps(None), seed, 3000, noise=0.0, random_seed=1, box_dims=3)
     assert (free[:, -3] < 0.2).any() and (free[:, -3] > 0.8).any()
     path = tmp_path / "staged.keras"
-    model_with(stage).save(path)
+    _random_steps(stage).save(path)
     loaded = keras.models.load_model(path)
     assert loaded.get_layer("box_residual").stage == stage
     kept = _served_rollout(loaded, seed, 3000, noise=0.0, random_seed=1, box_dims=3, coherence=0.95)
@@ -404,20 +408,10 @@ def test_a_residual_box_walks_within_the_stage_the_model_carries(tmp_path):
 
 
 def test_a_residual_box_whose_steps_lean_one_way_still_crosses_the_stage(monkeypatch):
-    """A trained model's box steps often lean one way by a few percent of their spread; reflected at the walls,
+    """A trained model's box steps can lean one way by a few percent of their spread; reflected at the walls,
     such a walk spends its time against one wall (the footage-like dancer of one training: 40% of the time in
     the left tenth). The rollout takes the running mean of the proposed steps out, so it crosses the stage."""
-    model = sequence_model.build_model("lstm", DIM, np.zeros(DIM, np.float32), np.ones(DIM, np.float32),
-                                       batch_size=1, units=8, num_layers=1, head="mdn", mixtures=2,
-                                       box_residual=3, box_stage=[[0.2, 0.4, 0.5], [0.8, 0.6, 0.7]], init="keras",
-                                       seed=3)
-    head = model.get_layer("head")
-    kernel, bias = head.get_weights()
-    kernel[:] = 0.0
-    bias[:] = 0.0
-    bias[2 + 2 * DIM:] = np.log(0.05)  # spread 0.05 on every dim
-    bias[[2 + DIM - 3, 2 + 2 * DIM - 3]] = -0.01  # both components: the centre steps left by a fifth of that
-    head.set_weights([kernel, bias])
+    model = _random_steps([[0.2, 0.4, 0.5], [0.8, 0.6, 0.7]], lean=-0.01)  # a fifth of the steps' spread
     seed = np.full((1, 4, DIM), 0.5, np.float32)
     seed[..., -1] = 0.6
 
