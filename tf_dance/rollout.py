@@ -70,8 +70,9 @@ so every frame is still a sample of the model's mixture, but consecutive samples
 chosen component rarely flips. Sampling independently every frame made a figure trained on little
 footage jitter (the mixture's spread is wide there); smoothing the returned frames calmed it by
 averaging poses away, coherence keeps them. The opaque rollout state of `prime`/`continue_rollout`
-carries, after the LSTM state, the last raw sample, then the last returned frame (with smoothing) and
-the last normals (with coherence): `[B, S + D]`, `[B, S + 2D]`, or wider.
+carries, after the LSTM state, the last raw sample, then the last returned frame (with smoothing), the
+last normals (with coherence) and the running mean of a residual box's steps: `[B, S + D]`, `[B, S + 2D]`,
+or wider.
 """
 
 import tensorflow as tf
