@@ -340,6 +340,7 @@ def test_a_script_whose_work_is_over_lets_its_clean_up_finish(monkeypatch):
         signal.signal(signal.SIGINT, before)
 
 
+@pytest.mark.usefixtures("interrupt")  # the script must have Python's Ctrl-C handler, as in a terminal
 def test_a_ctrl_c_in_a_finalizer_still_stops_the_script_with_one_line():
     """A KeyboardInterrupt raised inside a `__del__` (TensorFlow's finalizers run often) is not printed as
     "Exception ignored" and lost: the script stops with the one line and exit code 130."""
