@@ -1,6 +1,7 @@
-"""bench: table formatting and settings (the benchmarks themselves take minutes to hours and are run by hand;
-their results are BENCHMARKS.md's)."""
+"""bench: table formatting, settings and a tiny music bench (the benchmarks themselves take minutes to hours and
+are run by hand; their results are BENCHMARKS.md's)."""
 
+import json
 import os
 
 import pytest
@@ -103,3 +104,17 @@ def test_the_music_bench_is_registered_and_parses_its_training_settings():
     assert bench.sequence_training_value("calibrate_noise", "1.0;1.5") == [1.0, 1.5]
     with pytest.raises(cli.UserError, match="unknown train_lstm setting"):
         bench.sequence_training_value("unit", "3")
+
+
+def test_a_tiny_music_bench_judges_the_conditioned_dance_by_the_long_rollout_goals_too(tmp_path):
+    out = bench.bench_music(dancer_frames=2000, latents="poses", frames=1000, seeds=(0,), workdir=str(tmp_path),
+                            change=dict(epochs=1, calibrate_frames=0, units=16, num_layers=1, batch_size=4))
+    assert isinstance(out["every goal met (all seeds)"], bool)
+    with open(tmp_path / "music.json") as f:
+        row, = json.load(f)
+    judged = row["long_rollout_goals"]
+    assert {"freeze", "recurring_seconds", "pose_coverage"} <= set(judged)  # poses: no decoder, no stage goals
+    assert all(isinstance(g["passed"], bool) for g in judged.values())
+    missed = [k for k, g in judged.items() if not g["passed"]]
+    assert out["seed 0: long-rollout goals missed on the song"] == (", ".join(missed) or "none")
+    assert (tmp_path / "eval" / "seed0" / "metrics.json").exists()
