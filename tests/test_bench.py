@@ -118,3 +118,4 @@ def test_a_tiny_music_bench_judges_the_conditioned_dance_by_the_long_rollout_goa
     missed = [k for k, g in judged.items() if not g["passed"]]
     assert out["seed 0: long-rollout goals missed on the song"] == (", ".join(missed) or "none")
     assert (tmp_path / "eval" / "seed0" / "metrics.json").exists()
+    assert all(len(row["beat_phase"][k]) == 8 for k in ("rollout", "data", "unconditioned"))

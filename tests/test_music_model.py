@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from tf_dance import data, music, perlin, savedmodels, sequence_training, soundtrack
 
@@ -256,6 +257,10 @@ def test_the_dancer_keeps_the_beat_and_follows_a_tempo_step():
     own = musicality.alignment(d["poses"], steps["features"], music.NAMES, FPS)
     shifted = musicality.alignment(d["poses"], np.roll(steps["features"], 7, axis=0), music.NAMES, FPS)
     assert own > 0.5 and own > 2 * shifted
+    on, off = (musicality.beat_phases(d["poses"], f, music.NAMES, FPS)
+               for f in (steps["features"], np.roll(steps["features"], 7, axis=0)))
+    assert len(on) == musicality.PHASE_BINS and sum(on) == pytest.approx(1.0)
+    assert on[0] + on[-1] > 0.5 and off[0] + off[-1] < 0.2  # it slows down on the beat, not 7 frames off it
     follow = musicality.tempo_follow(d["poses"], FPS, steps["sections"], steps["bpm"])
     assert follow["expected"] == pytest.approx([1.2, 0.8]) and follow["error"] < 0.05
     goals = musicality.goals(own, own / 0.9, shifted, follow)
@@ -271,4 +276,9 @@ def test_evaluate_measures_a_dance_made_to_a_song(music_latents, music_models, t
     with open(tmp_path / "eval" / "metrics.json") as f:
         tune = json.load(f)["music"]
     assert 0 <= tune["alignment"] <= 1 and 0 <= tune["data_alignment"] <= 1 and tune["song"] == "song.wav"
-    assert "Dancing to music" in (tmp_path / "eval" / "report.md").read_text()
+    md = (tmp_path / "eval" / "report.md").read_text()
+    assert "Dancing to music" in md and "](beat_phase.png)" in md
+    assert len(tune["beat_phase"]["rollout"]) == len(tune["beat_phase"]["data"]) == 8
+    assert tune["beat_phase"]["unconditioned"] is None
+    with Image.open(tmp_path / "eval" / "beat_phase.png") as picture:
+        assert picture.size[0] > 300

@@ -5,9 +5,10 @@ kinematic beats (local minima of its latent speed, `metrics.kinematic_beats`) wi
 music beat (the beats `music.features` found in the song, `music.beat_frames`). It is measured for
 the data (its own latents against its own soundtrack), for a music-conditioned rollout on a song it
 never heard, and for an unconditioned model's rollout "on" the same song (what chance alignment
-gives a dance of the same style). Tempo following: a song whose tempo steps up by 20% and then down
-by 20% from a base tempo (`tempo_steps`); the dance's movement tempo (`metrics.movement_tempo`) in
-each section, divided by its tempo in the base section, should be 1.2 and 0.8.
+gives a dance of the same style), with where in the beat those kinematic beats fall (`beat_phases`), which
+says whether a dance slows down on the beat, off it, or anywhere. Tempo following: a song whose tempo steps
+up by 20% and then down by 20% from a base tempo (`tempo_steps`); the dance's movement tempo
+(`metrics.movement_tempo`) in each section, divided by its tempo in the base section, should be 1.2 and 0.8.
 """
 
 import numpy as np
@@ -18,12 +19,29 @@ ALIGNMENT_GOAL = 0.8        # a conditioned rollout's beat alignment: at least t
 TEMPO_STEP = 0.2            # the tempo-follow song's steps: up and down by this fraction
 TEMPO_FOLLOW_GOAL = 0.10    # the dance's tempo ratio within this fraction of the song's
 SETTLE_S = 2.0              # seconds after each tempo change left out of the movement tempo
+PHASE_BINS = 8              # where in the beat a dance slows down: in eighths of the beat
 
 
 def alignment(latents, features, names, fps, clips=None):
     """Beat alignment of a dance `[T, D]` against music features `[T, F]` (nan without beats)."""
     from tf_dance import metrics  # Keras (its stage measures): not imported by the scripts reading the seeds here
     return metrics.beat_alignment(metrics.kinematic_beats(latents, fps, clips), music.beat_frames(features, names), fps)
+
+
+def beat_phases(latents, features, names, fps, clips=None, bins=PHASE_BINS):
+    """The share of a dance's kinematic beats in each of `bins` equal parts of the music's beat, the first
+    starting on the beat: a dance that slows down on the beat piles up in the first and last parts, one deaf to
+    it spreads evenly. Zeros without kinematic beats between two music beats."""
+    from tf_dance import metrics
+    beats = music.beat_frames(features, names)
+    kinematic = metrics.kinematic_beats(latents, fps, clips)
+    if len(beats) < 2:
+        return [0.0] * bins
+    kinematic = kinematic[(kinematic >= beats[0]) & (kinematic < beats[-1])]
+    k = np.searchsorted(beats, kinematic, side="right") - 1
+    part = np.minimum(((kinematic - beats[k]) / (beats[k + 1] - beats[k]) * bins).astype(int), bins - 1)
+    counts = np.bincount(part, minlength=bins)
+    return (counts / max(int(counts.sum()), 1)).tolist()
 
 
 def tempo_steps(frames, fps, base_bpm, step=TEMPO_STEP):
@@ -75,14 +93,19 @@ def measure(roll, fps, song, train=None, train_music=None, clips=None, unconditi
     data's latents and music (their alignment is the reference); unconditioned(frames) -> an unconditioned
     model's dance of that length (or None); tempo_bpm: the tempo-follow song's base (None: not measured);
     dance: `roll(song)` when the caller has it already.
-    Returns dict(alignment, data_alignment, unconditioned_alignment, tempo_follow, goals, song)."""
+    Returns dict(alignment, data_alignment, unconditioned_alignment, tempo_follow, goals, song, beat_phase: the
+    `beat_phases` of the rollout, the data and the unconditioned dance (None where not measured))."""
     names = music.NAMES
     dance = roll(song) if dance is None else dance
+    free = None if unconditioned is None else unconditioned(len(song))
     out = dict(song=label, alignment=alignment(dance, song, names, fps),
                data_alignment=None if train_music is None else alignment(train, train_music, names, fps, clips),
-               unconditioned_alignment=None, tempo_follow=None)
-    if unconditioned is not None:
-        out["unconditioned_alignment"] = alignment(unconditioned(len(song)), song, names, fps)
+               unconditioned_alignment=None if free is None else alignment(free, song, names, fps),
+               tempo_follow=None,
+               beat_phase=dict(rollout=beat_phases(dance, song, names, fps),
+                               data=None if train_music is None else beat_phases(train, train_music, names, fps,
+                                                                                 clips),
+                               unconditioned=None if free is None else beat_phases(free, song, names, fps)))
     if tempo_bpm:
         steps = tempo_song(int(round(TEMPO_SECONDS * fps)), fps, HELD_OUT_SEED + 1 + seed, tempo_bpm)
         out["tempo_follow"] = tempo_follow(roll(steps["features"]), fps, steps["sections"], steps["bpm"])

@@ -153,6 +153,22 @@ def coverage_figure(path, reference, dancers):
     plot.save(path)
 
 
+def beat_phase_figure(path, phases):
+    """Where in the beat the dance slows down: its kinematic beats per part of the music's beat, beside the data's
+    on its own soundtrack and an unconditioned model's (`musicality.beat_phases`)."""
+    shown = [(np.asarray(phases[key], np.float64), label, colour) for key, label, colour in (
+        ("data", "data, on its soundtrack", DATA_COLOUR), ("rollout", "generated", COLOURS[0]),
+        ("unconditioned", "unconditioned model", COLOURS[1])) if phases.get(key) is not None]
+    bins = len(shown[0][0])
+    top = max(float(v.max()) for v, _, _ in shown) * 1.15
+    plot = Plot((-0.5, bins - 0.5), (0.0, top), f"Where the dance slows down: kinematic beats per 1/{bins} of the "
+                "music's beat", f"1/{bins} of the beat (0 starts on the beat)", "share")
+    width = 0.8 / len(shown)
+    for i, (shares, label, colour) in enumerate(shown):
+        plot.bars(np.arange(bins) - 0.4 + width * (i + 0.5), shares, width, colour, label)
+    plot.save(path)
+
+
 def novelty_figure(path, reference, results):
     """Histograms of nearest-data-window distances: generated windows vs held-out data windows."""
     gen = np.concatenate([r["novelty"]["window_distances"] for r in results])
@@ -289,6 +305,9 @@ def evaluate_dance(generated, train, fps, out_dir, *, decoder_dir=None, data_fra
         if results[0]["novelty"]["windows"]:
             novelty_figure(os.path.join(tmp, "novelty.png"), reference, results)
             figures["novelty"] = "novelty.png"
+        if music and music.get("beat_phase"):
+            beat_phase_figure(os.path.join(tmp, "beat_phase.png"), music["beat_phase"])
+            figures["beat_phase"] = "beat_phase.png"
         if decoder_dir:
             say(steps - 1, f"decoding frames for the figures with {decoder_dir}")
             report["pictures"] = _pictures(tmp, figures, generated, reference, decoder_dir, data_frames)
@@ -544,13 +563,14 @@ Crispness is the mean |2p - 1| of decoded pixels: 1 for clean silhouettes, lower
 ![average frames]({figs['average']})
 """)
     if report.get("music"):
-        out.append(_music_section(report["music"]))
+        out.append(_music_section(report["music"], figs.get("beat_phase")))
     out.append("\nAll numbers are in `metrics.json`.\n")
     return "".join(out)
 
 
-def _music_section(m):
-    """The dance against its music: beat alignment (data, conditioned, unconditioned) and tempo following."""
+def _music_section(m, figure=None):
+    """The dance against its music: beat alignment (data, conditioned, unconditioned), where in the beat it slows
+    down (`figure`) and tempo following."""
     fmt = lambda v: "-" if v is None else f"{v:.2f}"
     out = ["\n## Dancing to music\n\nBeat alignment: the share of the dance's kinematic beats (local minima of its "
            "latent speed) within 0.1 s of a music beat.\n\n| dance | beat alignment |\n| --- | --- |\n",
@@ -558,6 +578,10 @@ def _music_section(m):
            f"| the rollout, on {m.get('song', 'the song')} | {fmt(m.get('alignment'))} |\n"]
     if m.get("unconditioned_alignment") is not None:
         out.append(f"| the unconditioned model's rollout, on the same song | {fmt(m['unconditioned_alignment'])} |\n")
+    if figure:
+        out.append("\nWhere in the beat each dance slows down: a dance on the beat piles its kinematic beats up at "
+                   "the start and end of the beat, one deaf to it spreads them evenly.\n\n"
+                   f"![where the dance slows down in the beat]({figure})\n")
     follow = m.get("tempo_follow")
     if follow:
         out.append(f"\nTempo following: on a song at {follow['song_tempi'][0]:g} BPM that steps to "
