@@ -261,6 +261,8 @@ def test_the_dancer_keeps_the_beat_and_follows_a_tempo_step():
                for f in (steps["features"], np.roll(steps["features"], 7, axis=0)))
     assert len(on) == musicality.PHASE_BINS and sum(on) == pytest.approx(1.0)
     assert on[0] + on[-1] > 0.5 and off[0] + off[-1] < 0.2  # it slows down on the beat, not 7 frames off it
+    silence = np.zeros_like(steps["features"])  # no beats found: nothing to place in the beat
+    assert musicality.beat_phases(d["poses"], silence, music.NAMES, FPS) == [0.0] * musicality.PHASE_BINS
     follow = musicality.tempo_follow(d["poses"], FPS, steps["sections"], steps["bpm"])
     assert follow["expected"] == pytest.approx([1.2, 0.8]) and follow["error"] < 0.05
     goals = musicality.goals(own, own / 0.9, shifted, follow)
