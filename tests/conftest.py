@@ -169,7 +169,7 @@ def interrupt():
 # signatures' inputs, and sampling controls baked into the export, the last 2 dims as a "stage box").
 TINY_DIM = 8
 TINY_RECIPE = {"temperature": 0.7, "noise": 0.2, "width": 0.5, "smoothing": 0.3, "box_dims": 2, "box_width": 0.0,
-               "box_smoothing": 0.6, "coherence": 0.5, "box_in_picture": False}
+               "box_smoothing": 0.6, "coherence": 0.5, "beat_guidance": 0.0, "box_in_picture": False}
 
 
 @pytest.fixture(scope="session")

@@ -92,6 +92,7 @@ def test_changed_settings_redo_the_step_and_a_failing_step_stops_cleanly(demo, r
 @pytest.mark.parametrize("args, message", [
     (["--autoencoder_flags=no_such.flags"], "no_such.flags not found"),
     (["--dancer_frames=10"], "dancer_frames"),
+    (["--music", "--music_flags=no_music.flags"], "--music_flags: flagfile no_music.flags not found"),
     (["--flagfile=/dev/null"], "--dancer_frames, --autoencoder_flags, --lstm_flags, --frames not set"),
 ])
 def test_bad_settings_fail_before_any_step(run_module, fails_cleanly, tmp_path, args, message):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tf_dance import data, music, perlin, savedmodels, sequence_training, soundtrack
+from tf_dance import data, music, musicality, perlin, savedmodels, sequence_training, soundtrack
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DIM, FPS = 8, 24.0
@@ -38,7 +38,7 @@ def trained(music_latents, tmp_path_factory):
     base = tmp_path_factory.mktemp("trained")
     return sequence_training.train_and_evaluate(music_latents, str(base / "w"), str(base / "models"), music=True,
                                                 condition_steps=2, input_noise=0.1, calibrate_frames=120,
-                                                calibrate_noise=[0.0, 0.3], **TINY)
+                                                calibrate_noise=[0.0, 0.3], rollout_beat_guidance=5.0, **TINY)
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +60,12 @@ def music_models(tmp_path_factory, export_tiny_models):
 
 def test_conditioned_training_exports_a_model_that_dances_to_music(trained, music_latents):
     record = savedmodels.record(trained["export_dir"])
-    assert record["music"] == {"names": list(music.NAMES), "features": F, "fps": FPS}
+    assert {k: v for k, v in record["music"].items() if k != "beat_speed"} == {"names": list(music.NAMES),
+                                                                                 "features": F, "fps": FPS}
+    heard = data.load_latent_music(music_latents, np.load(music_latents))[0]
+    np.testing.assert_allclose(record["music"]["beat_speed"],
+                               musicality.beat_speed(np.load(music_latents), heard, music.NAMES), atol=1e-6)
+    assert record["rollout"]["beat_guidance"] == 5.0
     assert record["config"]["music"] is True
     assert len(record["normalization"]["mean"]) == DIM + F
     assert len(record["calibration"]["candidates"]) == 2  # the calibration rolled it out on the training music
@@ -197,11 +202,50 @@ def test_generate_refuses_mismatched_music_in_one_line(music_models, tiny_video,
     assert not os.path.exists(tmp_path / "dance.mp4")
 
 
+def _guided_speeds(beat_speed, guidance=50.0, frames=2400):
+    """The mean log speed of a tiny untrained music model's rollout near the song's beats and half a beat off
+    them, with `beat_guidance` steering it towards `beat_speed`."""
+    import keras
+    from tf_dance import rollout, sequence_model
+    keras.utils.set_random_seed(2)
+    song = music.features(_song(frames, seed=5)["audio"], FPS, frames)
+    heard = np.concatenate([np.zeros((frames, DIM), np.float32), song], 1)
+    model = sequence_model.build_model("lstm", DIM, heard.mean(0), heard.std(0) + 1e-3, batch_size=1, units=8,
+                                       num_layers=1, head="mdn", mixtures=2, music_dim=F)
+    module = rollout.ServingModule(model, sampling=dict(beat_guidance=guidance), beat_speed=beat_speed)
+    dance = module.rollout(np.zeros((1, 5, DIM), np.float32), song[None], 1.0, 0.0, 0)["frames"].numpy()[0]
+    speed = np.log(np.linalg.norm(np.diff(dance, axis=0), axis=1))
+    phase = np.arctan2(song[1:, music.NAMES.index("beat_sin")], song[1:, music.NAMES.index("beat_cos")])
+    return speed[np.cos(phase) > 0.7].mean(), speed[np.cos(phase) < -0.7].mean()
+
+
+def test_beat_guidance_steers_the_rollouts_speed_towards_the_datas_over_the_beat():
+    on, off = _guided_speeds([-1.0, 0.0])  # slow on the beat, fast between beats
+    assert on < off - 0.3
+    on, off = _guided_speeds([1.0, 0.0])  # the other way round
+    assert on > off + 0.3
+
+
+def test_beat_guidance_needs_a_music_model_and_the_datas_beat_speed():
+    from tf_dance import cli, rollout, sequence_model
+    plain = sequence_model.build_model("lstm", DIM, np.zeros(DIM, np.float32), np.ones(DIM, np.float32),
+                                       batch_size=1, units=8, num_layers=1, head="mdn", mixtures=2)
+    with pytest.raises(cli.UserError, match="needs a music-conditioned model"):
+        rollout.ServingModule(plain, sampling=dict(beat_guidance=1.0), beat_speed=[-1.0, 0.0])
+    conditioned = sequence_model.build_model("lstm", DIM, np.zeros(DIM + F, np.float32), np.ones(DIM + F, np.float32),
+                                             batch_size=1, units=8, num_layers=1, head="mdn", mixtures=2, music_dim=F)
+    with pytest.raises(cli.UserError, match="needs the training data's beat speed"):
+        rollout.ServingModule(conditioned, sampling=dict(beat_guidance=1.0))
+
+
 def test_music_without_music_beside_the_latents_is_refused_in_one_line(tmp_path, run_module, fails_cleanly):
     np.save(tmp_path / "z.npy", perlin.perlin_vectors(300, seed=0, dim=DIM))
     fails_cleanly(run_module("tf_dance.train_lstm", f"--latents={tmp_path / 'z.npy'}", f"--workdir={tmp_path}/w",
                              f"--export_dir={tmp_path}/m", "--flagfile=flags/tiny_lstm.flags", "--music"),
                   "--music needs the music features")
+    fails_cleanly(run_module("tf_dance.train_lstm", f"--latents={tmp_path / 'z.npy'}", f"--workdir={tmp_path}/w",
+                             f"--export_dir={tmp_path}/m", "--flagfile=flags/tiny_lstm.flags",
+                             "--rollout_beat_guidance=5"), "--rollout_beat_guidance needs a music-conditioned model")
     assert not os.path.exists(tmp_path / "m" / "dance_lstm")
 
 
@@ -233,19 +277,22 @@ def test_the_music_demo_trains_with_music_and_ends_with_a_song_no_training_heard
     from tf_dance import demo, musicality
     monkeypatch.setattr(demo, "_sampling_flags", lambda: [])  # the demo's own flags are not defined here
     s = dict(dancer_frames=300, autoencoder_flags="a.flags", lstm_flags="l.flags", frames=60, videos=[], footage=[],
-             music=True, song_seed=musicality.HELD_OUT_SEED)
+             music=True, music_flags="m.flags", song_seed=musicality.HELD_OUT_SEED)
     made = {"lstm": "L", "decoder": "D", "encoder": "E", "generated": "g.npy",
             "data": data.save_dataset(str(tmp_path / "d.npz"), np.zeros((4, 54, 96, 1), np.uint8), FPS)}
     steps = {name: (script, args(made))
              for name, _, script, args, *_ in demo.plan(str(tmp_path), str(tmp_path / "m"), s, "--seed=0")}
     assert list(steps) == ["synthesize", "autoencoder", "encode", "lstm", "song", "generate", "evaluate"]
     assert "--music" in steps["synthesize"][1] and "--music" in steps["lstm"][1]
+    lstm = steps["lstm"][1]  # the music recipe after the LSTM's flagfile, so that it overrides it
+    assert lstm.index("--flagfile=m.flags") > lstm.index("--flagfile=l.flags")
     song = [a for a in steps["song"][1] if a.startswith("--video=")][0].split("=", 1)[1]
     assert f"--seed={musicality.HELD_OUT_SEED}" in steps["song"][1]
     assert f"--audio={song}" in steps["generate"][1] and f"--audio={song}" in steps["evaluate"][1]
     plain = {name: args(made)
              for name, _, _, args, *_ in demo.plan(str(tmp_path), str(tmp_path / "m"), dict(s, music=False), "")}
-    assert "song" not in plain and not any("--music" in a or "--audio" in a for a in sum(plain.values(), []))
+    assert "song" not in plain and not any("--music" in a or "--audio" in a or "m.flags" in a
+                                           for a in sum(plain.values(), []))
 
 
 def test_the_dancer_keeps_the_beat_and_follows_a_tempo_step():
@@ -263,6 +310,10 @@ def test_the_dancer_keeps_the_beat_and_follows_a_tempo_step():
     assert on[0] + on[-1] > 0.5 and off[0] + off[-1] < 0.2  # it slows down on the beat, not 7 frames off it
     silence = np.zeros_like(steps["features"])  # no beats found: nothing to place in the beat
     assert musicality.beat_phases(d["poses"], silence, music.NAMES, FPS) == [0.0] * musicality.PHASE_BINS
+    on, off = (musicality.beat_speed(d["poses"], f, music.NAMES)  # what beat guidance steers towards
+               for f in (steps["features"], np.roll(steps["features"], 7, axis=0)))
+    assert len(on) == 2 * musicality.BEAT_HARMONICS and on[0] < -0.3 and off[0] > 0.3
+    assert musicality.beat_speed(d["poses"], silence, music.NAMES) == [0.0] * len(on)
     follow = musicality.tempo_follow(d["poses"], FPS, steps["sections"], steps["bpm"])
     assert follow["expected"] == pytest.approx([1.2, 0.8]) and follow["error"] < 0.05
     goals = musicality.goals(own, own / 0.9, shifted, follow)

@@ -263,13 +263,13 @@ def test_box_controls_round_trip_and_stop_the_box_jitter(tmp_path):
     assert box_step(still) < 0.25 * box_step(plain)
     assert np.abs(np.diff(still[:, :2], axis=0)).mean() > 0.5 * np.abs(np.diff(plain[:, :2], axis=0)).mean()
     recipe = dict(temperature=1.0, noise=0.0, width=1.0, smoothing=0.0, box_dims=3, box_width=0.0, box_smoothing=0.8,
-                  coherence=0.0, box_in_picture=False)
+                  coherence=0.0, beat_guidance=0.0, box_in_picture=False)
     path = rollout.export(model, str(tmp_path), "dance_lstm", recipe=recipe)
     with open(os.path.join(path, "tf_dance.json")) as f:
         assert json.load(f)["rollout"] == recipe
     loaded = savedmodels.load_sequence_model(path)
     assert loaded.controls == dict(width=1.0, smoothing=0.0, box_dims=3, box_width=0.0, box_smoothing=0.8,
-                                   coherence=0.0, box_in_picture=False)
+                                   coherence=0.0, beat_guidance=0.0, box_in_picture=False)
     np.testing.assert_allclose(loaded.rollout(seed, 300, random_seed=2)[0], still, rtol=1e-5, atol=1e-5)
     streamed = np.concatenate(list(loaded.stream(seed, 300, random_seed=2, chunk=64)), 1)[0]
     np.testing.assert_array_equal(streamed, loaded.rollout(seed, 300, random_seed=2)[0])

@@ -926,7 +926,8 @@ def bench_music(repeats=REPEATS, dancer_frames=_DANCING_FRAMES, latents="autoenc
         z = data.load_latents(latents_path)
         heard = data.load_latent_music(latents_path, z)[0]
         song = musicality.held_out_song(frames, fps)["features"]
-        base = {**sequence_training.flagfile_settings(os.path.join(_ROOT, "flags", "quick_lstm.flags")), "dim": 0,
+        base = {**sequence_training.flagfile_settings(os.path.join(_ROOT, "flags", "quick_lstm.flags")),
+                **sequence_training.flagfile_settings(os.path.join(_ROOT, "flags", "music_lstm.flags")), "dim": 0,
                 **(change or {})}
         if decoder:
             base.update(calibrate_decoder=decoder, calibrate_fps=fps)
@@ -934,14 +935,18 @@ def bench_music(repeats=REPEATS, dancer_frames=_DANCING_FRAMES, latents="autoenc
         def trained(seed, with_music):
             run = os.path.join(root, f"lstm_{'music' if with_music else 'plain'}_{seed}")
             if not os.path.exists(os.path.join(run, "export.json")):
+                heard_only = {} if with_music else {"rollout_beat_guidance": 0.0}  # the music steers, when heard
                 result = sequence_training.train_and_evaluate(latents_path, run, os.path.join(run, "saved"),
-                                                              **{**base, "seed": seed, "music": with_music})
+                                                              **{**base, "seed": seed, "music": with_music,
+                                                                 **heard_only})
                 with open(os.path.join(run, "export.json"), "w") as f:
                     json.dump({"export_dir": result["export_dir"]}, f)
             with open(os.path.join(run, "export.json")) as f:
-                recipe = savedmodels.record(json.load(f)["export_dir"])["rollout"]
+                record = savedmodels.record(json.load(f)["export_dir"])
+            recipe = record["rollout"]
             module = rollout.ServingModule(keras.models.load_model(os.path.join(run, "model.keras")),
-                                           sampling={k: recipe[k] for k in rollout.SAMPLING})
+                                           sampling={k: recipe[k] for k in rollout.SAMPLING},
+                                           beat_speed=(record.get("music") or {}).get("beat_speed"))
             return lambda length, features=None: module.rollout(
                 z[None, :50], length if features is None else features[None], float(recipe["temperature"]),
                 float(recipe["noise"]), 0)["frames"].numpy()[0]

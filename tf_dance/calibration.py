@@ -24,7 +24,8 @@ import time
 
 import numpy as np
 
-from tf_dance import cli, controls, generation, metrics, rollout
+from tf_dance import cli, controls, generation, metrics, musicality, rollout
+from tf_dance import music as music_lib
 
 GRID = controls.GRID  # the recipe entries a calibration may vary
 SEED_OFFSET = 7919  # calibration rollouts draw their windows and noise away from the default seeds
@@ -124,13 +125,14 @@ def calibrate(model, train, fps, recipes, *, clips=None, frames=12000, rollouts=
     seeds = np.stack([train[s:s + seed_frames] for s in starts])
     songs = None if music is None else np.stack(
         [np.take(music, np.arange(s + seed_frames, s + seed_frames + frames), axis=0, mode="wrap") for s in starts])
+    beat_speed = None if music is None else musicality.beat_speed(train, music, music_lib.NAMES, reference.clips)
     modules = {}
     generated = []
     for i, recipe in enumerate(recipes):
         sampling = {k: recipe[k] for k in rollout.SAMPLING if k in recipe}
         key = tuple(sorted(sampling.items()))
         if key not in modules:
-            modules[key] = rollout.ServingModule(model, sampling=sampling)
+            modules[key] = rollout.ServingModule(model, sampling=sampling, beat_speed=beat_speed)
         out = modules[key].rollout(seeds, frames if songs is None else songs, float(recipe["temperature"]),
                                    float(recipe["noise"]), random_seed + SEED_OFFSET)["frames"].numpy()
         if not np.all(np.isfinite(out)):

@@ -52,6 +52,10 @@ CONTROLS = {
                               "consecutive samples stay close, so the figure moves instead of jittering without "
                               f"being averaged into fewer poses. {_BAKED}", high=1.0, high_open=True,
                          high_why="1 would never move", calibrate="Coherence"),
+    "beat_guidance": Control(0.0, "Music-conditioned mixture models: each frame is chosen among "
+                                  "rollout.BEAT_DRAWS samples of the model's mixture, the more strongly the higher "
+                                  "this, by how well its speed fits where the frame falls in the music's beat, as the "
+                                  f"training data's speed does (0 = off: one sample). {_BAKED}", high=MAX_CONTROL),
     "box_in_picture": Control(False, "Keep the sampled stage box's centre inside the frame (and its height within the "
                                      "stage's limits), feeding it back as kept, so a dancer who wanders cannot walk "
                                      f"out of the picture (needs --rollout_box_dims=3). {_BAKED}"),

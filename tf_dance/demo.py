@@ -81,6 +81,9 @@ def define_flags():
         flags.register_validator(name, lambda v: v is None or math.isfinite(v), f"--{name} must be a finite number")
     flags.DEFINE_bool("music", False, "Dance to music (beyond the paper): the dancer gets a procedural soundtrack, the "
                       "LSTM hears it (train_lstm --music), and the demo ends with a dance to a song no training heard.")
+    flags.DEFINE_string("music_flags", None, "With --music: a flagfile given to `tf_dance.train_lstm` after "
+                        "--lstm_flags, the recipe for dancing to music (a name in --flags_dir, or a path; "
+                        "flags/quick.flags names music_lstm.flags). Default: none, --lstm_flags alone.")
     flags.DEFINE_string("flags_dir", FLAGS_DIR, "Where flagfile names without a directory are looked up.")
     video.define_footage_flags(FLAGS)  # passed on to `prepare_video` with --video
 
@@ -124,6 +127,7 @@ def settings():
         raise cli.UserError(f"{', '.join(s['footage'])}: footage options apply to --video only")
     for key in ("autoencoder_flags", "lstm_flags"):
         s[key] = find_flagfile(s[key], key)
+    s["music_flags"] = find_flagfile(FLAGS.music_flags, "music_flags") if FLAGS.music and FLAGS.music_flags else None
     return s
 
 
@@ -299,7 +303,7 @@ def plan(work, export_dir, s, seed):
                    f"--video={work}/dancer.mp4"],
         None, None, lambda o: {"data": data, "training_video": f"{work}/dancer.mp4"})
     song = f"{work}/song.mp4"
-    music = ["--music"] if s.get("music") else []
+    music = ["--music", *([f"--flagfile={s['music_flags']}"] if s.get("music_flags") else [])] if s.get("music") else []
     if music and not footage:
         source = (source[0], source[1] + " with its procedural soundtrack", source[2],
                   lambda o: ["--kind=dancer", f"--frames={s['dancer_frames']}", seed, f"--out={data}",

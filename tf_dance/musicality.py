@@ -13,13 +13,14 @@ up by 20% and then down by 20% from a base tempo (`tempo_steps`); the dance's mo
 
 import numpy as np
 
-from tf_dance import music, soundtrack
+from tf_dance import data, music, soundtrack
 
 ALIGNMENT_GOAL = 0.8        # a conditioned rollout's beat alignment: at least this times the data's
 TEMPO_STEP = 0.2            # the tempo-follow song's steps: up and down by this fraction
 TEMPO_FOLLOW_GOAL = 0.10    # the dance's tempo ratio within this fraction of the song's
 SETTLE_S = 2.0              # seconds after each tempo change left out of the movement tempo
 PHASE_BINS = 8              # where in the beat a dance slows down: in eighths of the beat
+BEAT_HARMONICS = 2          # `beat_speed`: a slow-down per beat and one per half beat
 
 
 def alignment(latents, features, names, fps, clips=None):
@@ -42,6 +43,27 @@ def beat_phases(latents, features, names, fps, clips=None, bins=PHASE_BINS):
     part = np.minimum(((kinematic - beats[k]) / (beats[k + 1] - beats[k]) * bins).astype(int), bins - 1)
     counts = np.bincount(part, minlength=bins)
     return (counts / max(int(counts.sum()), 1)).tolist()
+
+
+def beat_speed(latents, features, names, clips=None, harmonics=BEAT_HARMONICS):
+    """How a dance's speed rises and falls over the music's beat: the first `harmonics` Fourier
+    coefficients `[cos 1, sin 1, cos 2, sin 2, ...]` of its standardised log speed (latents standardised per
+    dimension) against the beat phase of the frame each step arrives at, over the frames with beats.
+    The data's is what a music-conditioned rollout's `beat_guidance` steers towards: a dance that slows
+    on the beat has a negative first cosine. Zeros without beats."""
+    z = np.asarray(latents, np.float64)
+    z = (z - z.mean(0)) / np.maximum(z.std(0), 1e-8)
+    step = np.log(np.linalg.norm(np.diff(z, axis=0), axis=1) + 1e-6)
+    features = np.asarray(features, np.float64)[1:]
+    sin, cos = features[:, names.index("beat_sin")], features[:, names.index("beat_cos")]
+    keep = np.hypot(sin, cos) > 0.5
+    clips = data.check_clips(clips, len(z), numbered=False)
+    keep &= clips[1:] == clips[:-1]
+    if keep.sum() < 2 or step[keep].std() == 0:
+        return [0.0] * (2 * harmonics)
+    step = (step[keep] - step[keep].mean()) / step[keep].std()
+    phase = np.arctan2(sin[keep], cos[keep])
+    return [float(2 * np.mean(step * f(h * phase))) for h in range(1, harmonics + 1) for f in (np.cos, np.sin)]
 
 
 def tempo_steps(frames, fps, base_bpm, step=TEMPO_STEP):

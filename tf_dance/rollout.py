@@ -73,11 +73,21 @@ averaging poses away, coherence keeps them. The opaque rollout state of `prime`/
 carries, after the LSTM state, the last raw sample, then the last returned frame (with smoothing), the
 last normals (with coherence) and the running mean of a residual box's steps: `[B, S + D]`, `[B, S + 2D]`,
 or wider.
+
+`beat_guidance` (music-conditioned models with the mixture head) lets the music steer the sampling, not only
+the LSTM: each frame after the first is chosen among `BEAT_DRAWS` samples of the mixture, by a Gumbel draw
+over `beat_guidance x wanted x z`, where z is each sample's log speed standardised over the draws and `wanted`
+is the training data's standardised log speed at this frame's place in the beat (`musicality.beat_speed`,
+recorded in the export's `music` record; 0 where the music has no beat). The data's dancers slow down on the
+beat, so the rollout picks its slower samples there and its faster ones between beats. Sampled alone, a
+frame's randomness made slow-downs of its own and the dance drifted off the beat; chosen among draws, every
+frame is still one of the model's samples.
 """
 
 import tensorflow as tf
 
 from tf_dance import cli, controls
+from tf_dance import music as music_lib
 from tf_dance import savedmodels
 from tf_dance import sequence_model
 from tf_dance import stage
@@ -92,6 +102,7 @@ MAX_BATCH = 2**16
 MAX_CONTROL = controls.MAX_CONTROL
 # The baked-in sampling controls (see the module doc) and their defaults, which sample as before they existed.
 SAMPLING = controls.SAMPLING
+BEAT_DRAWS = 8  # samples a frame is chosen among with beat_guidance
 
 
 def check_sampling(sampling, dim):
@@ -117,7 +128,8 @@ def check_sampling(sampling, dim):
 class ServingModule(tf.Module):
     """Pure-TF step/rollout functions over a trained model's variables."""
 
-    def __init__(self, model, chunk=CHUNK, sampling=None):
+    def __init__(self, model, chunk=CHUNK, sampling=None, beat_speed=None):
+        """beat_speed: the training data's `musicality.beat_speed`, which `beat_guidance` steers towards."""
         super().__init__()
         self.model = model
         # The underlying tf.Variables, tracked directly: without them TF1-style loaders
@@ -140,6 +152,15 @@ class ServingModule(tf.Module):
             fresh = self._net.box_residual
             self._rho = tf.constant([self._coherence] * (self._net.head.noise_size - fresh) + [0.0] * fresh)
         self._noise_mask = self._net.noise_mask() if self._net.box_residual else 1.0
+        self._guidance = self.sampling["beat_guidance"]
+        if self._guidance:
+            if not (self._net.music_dim and self._net.head.noise_size):
+                raise cli.UserError("sampling control beat_guidance needs a music-conditioned model with the mixture "
+                                    "head (train_lstm --music --head=mdn)")
+            if beat_speed is None or not len(beat_speed) or len(beat_speed) % 2:
+                raise cli.UserError("sampling control beat_guidance needs the training data's beat speed "
+                                    f"(musicality.beat_speed: cos and sin coefficients), got {beat_speed!r}")
+            self._beat_speed = tf.reshape(tf.constant(beat_speed, tf.float32), [-1, 2])  # [harmonic, (cos, sin)]
         self._stage = None if self._net.box_stage is None else tuple(tf.constant(v) for v in self._net.box_stage)
         self._picture = None
         if self.sampling["box_in_picture"]:  # the box's limits, normalised: centre inside the frame, a sane height
@@ -281,6 +302,28 @@ class ServingModule(tf.Module):
             parts.append(drift)
         return tf.concat(parts, -1) if len(parts) > 1 else x
 
+    def _guided(self, params, previous, heard, temperature, seed):
+        """`_sample` chosen among `BEAT_DRAWS` draws by how well its speed fits the beat (`beat_guidance`);
+        heard: this frame's normalised music `[B, M]`."""
+        net, draws = self._net, BEAT_DRAWS
+        batch = tf.shape(params)[0]
+        drawn = self._sample(tf.repeat(params, draws, 0), tf.repeat(previous, draws, 0), temperature, seed)
+        moved = self._shown(drawn) - tf.repeat(self._shown(previous), draws, 0)
+        speed = tf.reshape(tf.math.log(tf.norm(moved, axis=-1) + 1e-6), [batch, draws])
+        mean, variance = tf.nn.moments(speed, [1], keepdims=True)
+        z = (speed - mean) * tf.math.rsqrt(variance + 1e-12)
+        sin, cos = (heard[:, i] * net.std[net.dim + i] + net.mean[net.dim + i]
+                    for i in (music_lib.NAMES.index("beat_sin"), music_lib.NAMES.index("beat_cos")))
+        phase, beat = tf.atan2(sin, cos), tf.minimum(tf.sqrt(sin * sin + cos * cos), 1.0)
+        coefficients = self._beat_speed
+        harmonic = tf.range(1.0, coefficients.shape[0] + 1.0)[None] * phase[:, None]
+        wanted = beat * tf.reduce_sum(coefficients[:, 0] * tf.cos(harmonic) + coefficients[:, 1] * tf.sin(harmonic), 1)
+        uniform = tf.random.stateless_uniform([batch, draws], tf.random.experimental.stateless_fold_in(seed, 1),
+                                              minval=1e-20, maxval=1.0)
+        choice = tf.argmax(self._guidance * wanted[:, None] * z - tf.math.log(-tf.math.log(uniform)), -1,
+                           output_type=tf.int32)
+        return tf.gather(tf.reshape(drawn, [batch, draws, drawn.shape[-1]]), choice, batch_dims=1)
+
     def _within_stage(self, x):
         """A residual box turned back at the walls of the data's stage: a step past a wall is reflected off
         it, so the walk stays within the stage without piling against its walls (as clipping piles it)."""
@@ -408,7 +451,10 @@ class ServingModule(tf.Module):
             if music is not None:
                 fed = tf.concat([fed, music[:, t]], -1)
             params, state = net.step(fed, state)
-            x = self._sample(params, x, temperature, _seed(random_seed, n, 0))
+            if self._guidance:
+                x = self._guided(params, x, music[:, t], temperature, _seed(random_seed, n, 0))
+            else:
+                x = self._sample(params, x, temperature, _seed(random_seed, n, 0))
             return t + 1, x, state, frames.write(t, self._shown(x))
 
         frames = tf.TensorArray(tf.float32, size=self._chunk_len, element_shape=self._shown(x).shape)
@@ -475,7 +521,8 @@ def export(model, export_dir, name, metadata=None, recipe=None):
     `tf_dance.json` under "rollout" (temperature 1 and noise 0 where not given)."""
     recipe = dict(recipe or {})
     sampling = {k: recipe.pop(k) for k in list(recipe) if k in SAMPLING}
-    module = ServingModule(model, sampling=sampling)
+    module = ServingModule(model, sampling=sampling,
+                           beat_speed=((metadata or {}).get("music") or {}).get("beat_speed"))
     net = module._net
     info = {"model": "lstm" if isinstance(net, sequence_model.LSTMNet) else "fnn",
             "head": "mdn" if isinstance(net.head, sequence_model.MixtureHead) else "mse",

@@ -37,7 +37,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_dance import calibration, cli, config, controls, data, rollout, savedmodels, sequence_model, training
+from tf_dance import calibration, cli, config, controls, data, musicality, rollout, savedmodels, sequence_model
+from tf_dance import training
 from tf_dance.config import Setting
 
 
@@ -372,7 +373,7 @@ class TrainingData:
         learnt = {"latents": self.fingerprint, "normalization": {"mean": np.asarray(self.mean).tolist(),
                                                                  "std": np.asarray(self.std).tolist()}}
         if self.music_record:
-            learnt["music"] = {k: self.music_record[k] for k in ("names", "features", "fps")}
+            learnt["music"] = {k: self.music_record[k] for k in ("names", "features", "fps", "beat_speed")}
         if self.source.get("training_id"):
             learnt["autoencoder"] = {k: self.source.get(k) for k in ("training_id", "encoder")}
         return learnt
@@ -393,6 +394,11 @@ def prepare_data(latents_path, cfg, clips=None):
         raise cli.UserError("patience needs a validation part: set train_frac below 1")
     source = data.latent_source(latents_path, latents)
     music, music_record = _load_music(cfg, latents_path, latents)
+    if cfg["rollout_beat_guidance"] and not (music is not None and cfg["head"] == "mdn"):
+        raise cli.UserError("--rollout_beat_guidance needs a music-conditioned model with the mixture head "
+                            "(--music --head=mdn)")
+    if music_record:
+        music_record["beat_speed"] = musicality.beat_speed(latents, music, music_record["names"], clips)
     inputs = latents if music is None else music_inputs(latents, music, clips)
     train, train_clips, val = split(inputs, cfg, clips)
     train, train_clips, extra_prints = _add_extra_latents(train, train_clips, cfg["extra_latents"], latents.shape[1],
