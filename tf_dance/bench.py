@@ -935,7 +935,7 @@ def bench_music(repeats=REPEATS, dancer_frames=_DANCING_FRAMES, latents="autoenc
         def trained(seed, with_music):
             run = os.path.join(root, f"lstm_{'music' if with_music else 'plain'}_{seed}")
             if not os.path.exists(os.path.join(run, "export.json")):
-                heard_only = {} if with_music else {"rollout_beat_guidance": 0.0}  # the music steers, when heard
+                heard_only = {} if with_music else {"rollout_beat_guidance": 0.0}  # guidance needs the music
                 result = sequence_training.train_and_evaluate(latents_path, run, os.path.join(run, "saved"),
                                                               **{**base, "seed": seed, "music": with_music,
                                                                  **heard_only})
