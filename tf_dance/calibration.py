@@ -24,8 +24,7 @@ import time
 
 import numpy as np
 
-from tf_dance import cli, controls, generation, metrics, musicality, rollout
-from tf_dance import music as music_lib
+from tf_dance import cli, controls, generation, metrics, rollout
 
 GRID = controls.GRID  # the recipe entries a calibration may vary
 SEED_OFFSET = 7919  # calibration rollouts draw their windows and noise away from the default seeds
@@ -104,7 +103,7 @@ def describe(row):
 
 
 def calibrate(model, train, fps, recipes, *, clips=None, frames=12000, rollouts=2, seed_frames=50, random_seed=0,
-              decode=None, progress=True, music=None):
+              decode=None, progress=True, music=None, beat_speed=None):
     """Rolls the Keras sequence `model` out with every recipe in `recipes` and picks one.
 
     train: the training latents `[N, D]` (with `clips`, a clip id per frame) and their `fps`;
@@ -112,6 +111,7 @@ def calibrate(model, train, fps, recipes, *, clips=None, frames=12000, rollouts=
     controls). Every recipe makes `rollouts` dances of `frames` frames from the same seed windows.
     music: the training music `[N, F]` of a music-conditioned model: each rollout dances to the music
     that follows its seed window (wrapping round at the end).
+    beat_speed: the training data's `musicality.beat_speed`, for recipes with `beat_guidance`.
     Returns (the chosen recipe, a record: its index, the settings and one row per recipe).
     """
     clock = time.time()
@@ -125,7 +125,6 @@ def calibrate(model, train, fps, recipes, *, clips=None, frames=12000, rollouts=
     seeds = np.stack([train[s:s + seed_frames] for s in starts])
     songs = None if music is None else np.stack(
         [np.take(music, np.arange(s + seed_frames, s + seed_frames + frames), axis=0, mode="wrap") for s in starts])
-    beat_speed = None if music is None else musicality.beat_speed(train, music, music_lib.NAMES, reference.clips)
     modules = {}
     generated = []
     for i, recipe in enumerate(recipes):

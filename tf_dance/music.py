@@ -208,13 +208,19 @@ def features(waveform, fps, frames=None, sample_rate=SAMPLE_RATE):
     return np.column_stack([onset, beat, sin, cos, tempo, bands]).astype(np.float32)
 
 
-def beat_frames(music, names):
-    """Beat times in frames (float: frame k at k) from a dataset's `music` features: where the
-    beat phase (`beat_sin`, `beat_cos`) wraps round, interpolated between the two frames."""
+def beat_phase(music, names):
+    """(the beat phase of every frame in radians, 0 on a beat; whether a beat was found there) from a
+    dataset's `music` features (`beat_sin`, `beat_cos`, both 0 where no beats were found)."""
     names = list(np.asarray(names))
     music = np.asarray(music, np.float64)
-    phase = np.mod(np.arctan2(music[:, names.index("beat_sin")], music[:, names.index("beat_cos")])
-                   / (2 * np.pi), 1.0)
+    sin, cos = music[:, names.index("beat_sin")], music[:, names.index("beat_cos")]
+    return np.arctan2(sin, cos), np.hypot(sin, cos) > 0.5
+
+
+def beat_frames(music, names):
+    """Beat times in frames (float: frame k at k) from a dataset's `music` features: where the
+    beat phase (`beat_phase`) wraps round, interpolated between the two frames."""
+    phase = np.mod(beat_phase(music, names)[0] / (2 * np.pi), 1.0)
     k = np.flatnonzero(np.diff(phase) < -0.5)
     step = phase[k + 1] + 1.0 - phase[k]
     return k + (1.0 - phase[k]) / step

@@ -54,15 +54,13 @@ def beat_speed(latents, features, names, clips=None, harmonics=BEAT_HARMONICS):
     z = np.asarray(latents, np.float64)
     z = (z - z.mean(0)) / np.maximum(z.std(0), 1e-8)
     step = np.log(np.linalg.norm(np.diff(z, axis=0), axis=1) + 1e-6)
-    features = np.asarray(features, np.float64)[1:]
-    sin, cos = features[:, names.index("beat_sin")], features[:, names.index("beat_cos")]
-    keep = np.hypot(sin, cos) > 0.5
+    phase, keep = (v[1:] for v in music.beat_phase(features, names))
     clips = data.check_clips(clips, len(z), numbered=False)
     keep &= clips[1:] == clips[:-1]
     if keep.sum() < 2 or step[keep].std() == 0:
         return [0.0] * (2 * harmonics)
     step = (step[keep] - step[keep].mean()) / step[keep].std()
-    phase = np.arctan2(sin[keep], cos[keep])
+    phase = phase[keep]
     return [float(2 * np.mean(step * f(h * phase))) for h in range(1, harmonics + 1) for f in (np.cos, np.sin)]
 
 

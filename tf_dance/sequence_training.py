@@ -582,7 +582,8 @@ def export_model(model, export_dir, cfg, record, latents=None, clips=None, decod
     if cfg["calibrate_frames"]:
         recipe, calibrated["calibration"] = calibration.calibrate(
             model, latents, cfg["calibrate_fps"], calibration_candidates(cfg, recipe), clips=clips,
-            frames=cfg["calibrate_frames"], random_seed=cfg["seed"], decode=decode, music=music)
+            frames=cfg["calibrate_frames"], random_seed=cfg["seed"], decode=decode, music=music,
+            beat_speed=(record.get("music") or {}).get("beat_speed"))
     final = rollout.export(model, export_dir, cfg["export_name"] or f"dance_{cfg['model']}",
                            {"config": cfg, **record, **calibrated}, recipe)
     print(f"Exported {final}")
